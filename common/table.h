@@ -1,0 +1,108 @@
+// table.h: a lookup table assembled from sources, searched with Postfix's own partial-key rules.
+//
+// A Table is what a socketmap map name (or a milter rewrite) resolves to. It behaves like
+// several tables in one main.cf parameter ("hash:a, regexp:b"): for each key form of the search
+// mode in turn, every source is asked in order, and pattern sources (regexp/pcre) only with the
+// full key. The first answer wins. Tables are immutable after construction and thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/diagnostics.h"
+#include "common/lookup_result.h"
+
+namespace relaykit {
+
+// Mirrors the relay's main.cf where lookups depend on it (YAML section `postfix:`).
+struct PostfixSettings {
+  // myorigin + mydestination (+ [ip] forms of inet_interfaces if wanted), compared
+  // case-insensitively. Bare "user" keys are only tried for these domains.
+  std::vector<std::string> localDomains;
+  // recipient_delimiter: a SET of characters; the first one found in the localpart splits.
+  std::string recipientDelimiter;
+  // parent_domain_matches_subdomains lists transport_maps: "example.com" matches sub domains,
+  // and the transport search asks "parent" instead of ".parent".
+  bool parentDomainMatchesSubdomains = false;
+};
+
+enum class SearchMode {
+  kExact,      // the key as given
+  kAddress,    // generic(5)/canonical(5): mail_addr_map semantics
+  kTransport,  // transport(5)
+  kSender,     // sender_dependent_relayhost_maps: mail_addr_find semantics, null sender "<>"
+};
+
+// One source of a table (like one table in a main.cf parameter).
+class TableSource {
+ public:
+  virtual ~TableSource() = default;
+  // True for pattern sources (regexp, pcre): asked only with the full key, in original case.
+  virtual bool isPattern() const = 0;
+  // Looks up one key form. Indexed sources fold the key to lower case themselves (as Postfix
+  // does for hash tables); pattern sources see the key as given.
+  virtual LookupResult lookup(std::string_view key) const = 0;
+  // "entries", "regexp", "hash:/etc/postfix/generic", ... for logs and `relaykit check`.
+  virtual std::string describe() const = 0;
+};
+
+struct TableOptions {
+  SearchMode search = SearchMode::kExact;
+  // propagate_unmatched_extensions for this table (address search only): when
+  // user+ext@domain matched as user@domain, append +ext to the result's localpart.
+  // Postfix's default is on for canonical, off for generic.
+  bool propagateUnmatchedExtensions = false;
+};
+
+class Table {
+ public:
+  Table(std::string name, TableOptions options, std::vector<std::unique_ptr<TableSource>> sources,
+        std::shared_ptr<const PostfixSettings> postfix);
+
+  // Full search for one key, exactly as Postfix would search its own tables with this key
+  // (the key arrives as Postfix sends it to a socketmap: original case, external form).
+  // Returns Found with a non-empty value, NotFound, or an error from a source.
+  LookupResult lookup(std::string_view key) const;
+
+  const std::string& name() const { return name_; }
+  const TableOptions& options() const { return options_; }
+  const std::vector<std::unique_ptr<TableSource>>& sources() const { return sources_; }
+
+ private:
+  std::string name_;
+  TableOptions options_;
+  std::vector<std::unique_ptr<TableSource>> sources_;
+  std::shared_ptr<const PostfixSettings> postfix_;
+};
+
+// ---- Source factories. Each reports problems into `diags` and returns nullptr on error. ----
+
+struct TableEntry {
+  std::string key;
+  std::string value;
+  SourceLocation where;
+};
+
+// An indexed in-memory source (YAML `entries:`). Keys are folded to lower case; a duplicate key
+// is an error reported at its location; an empty value is an error.
+std::unique_ptr<TableSource> makeEntriesSource(const std::vector<TableEntry>& entries,
+                                               Diagnostics* diags);
+
+enum class RegexpDialect { kPosix, kPcre };  // regexp_table(5) vs pcre_table(5) flags/syntax
+
+// regexp_table(5)/pcre_table(5) text. `origin` is where the text's first line is, so problems
+// are reported as FILE:LINE:COL. allowSubstitution=false refuses $n (transport/relayhost tables).
+std::unique_ptr<TableSource> makeRegexpSource(std::string_view text, const SourceLocation& origin,
+                                              RegexpDialect dialect, bool allowSubstitution,
+                                              Diagnostics* diags);
+
+// A Postfix table source file named as in main.cf: "hash:/path", "texthash:/path",
+// "regexp:/path", "pcre:/path". hash/texthash read the postmap SOURCE text (key value lines,
+// # comments, continuation lines). `where` locates the YAML value for "cannot read" errors.
+std::unique_ptr<TableSource> loadTableFileSource(std::string_view spec, const SourceLocation& where,
+                                                 bool allowSubstitution, Diagnostics* diags);
+
+}  // namespace relaykit
