@@ -14,6 +14,7 @@
 
 #include "common/diagnostics.h"
 #include "common/lookup_result.h"
+#include "common/regexp_table.h"
 
 namespace relaykit {
 
@@ -64,7 +65,10 @@ class Table {
 
   // Full search for one key, exactly as Postfix would search its own tables with this key
   // (the key arrives as Postfix sends it to a socketmap: original case, external form).
-  // Returns Found with a non-empty value, NotFound, or an error from a source.
+  // Returns Found with a non-empty value, NotFound, or the first error from a source (which
+  // stops the search). A source answering "" (a regexp rule without result text) ends the
+  // search as NotFound: Postfix stops there too and refuses empty results ("empty string
+  // result is not allowed"). Key forms per mode: see address_search.h.
   LookupResult lookup(std::string_view key) const;
 
   const std::string& name() const { return name_; }
@@ -90,8 +94,6 @@ struct TableEntry {
 // is an error reported at its location; an empty value is an error.
 std::unique_ptr<TableSource> makeEntriesSource(const std::vector<TableEntry>& entries,
                                                Diagnostics* diags);
-
-enum class RegexpDialect { kPosix, kPcre };  // regexp_table(5) vs pcre_table(5) flags/syntax
 
 // regexp_table(5)/pcre_table(5) text. `origin` is where the text's first line is, so problems
 // are reported as FILE:LINE:COL. allowSubstitution=false refuses $n (transport/relayhost tables).

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""bench/milter/run.py: Postfix throughput with relaykit-milter, as ratios to Postfix alone.
+
+One run measures, with smtp-source into a private Postfix relaying to a bare smtp-sink (no dump),
+for 4 and 20 sessions and 1 KiB and 100 KiB messages (sender root@relay.corp.local, so the seed
+rules rewrite the envelope sender and the From header of every message):
+  none     Postfix alone;
+  unix     relaykit-milter on unix: (smtpd_milters), seed rules;
+  inet     relaykit-milter on inet: (smtpd_milters), seed rules;
+  native   Postfix doing the same rewriting itself: header_checks + regexp sender_canonical_maps.
+Throughput is messages accepted per second (smtp-source's wall time: the milter sits in the
+acceptance path), median of --repeat runs; the queue is drained between runs. Prints a table and
+each configuration's ratio to `none` (target >= 0.85 for unix and inet). Usage (as root):
+  bench/milter/run.py [--build-dir build] [--repeat 3] [--quick]
+Exits 1 when a server cannot be started or smtp-source fails.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+import harness  # noqa: E402
+import milter_fixtures  # noqa: E402
+
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+SENDER = "root@relay.corp.local"
+RCPT = "ops@example.com"
+
+NATIVE_HEADER_CHECKS = ("/^X-Originating-IP:/ IGNORE\n"
+                        "/^Received:.*localhost/ IGNORE\n"
+                        "/^From:.*<.*@localhost>$/ REPLACE From: \"Server Notifications\" "
+                        "<noreply@corp.com>\n")
+NATIVE_CANONICAL = ("/^root@relay\\.corp\\.local$/ noreply@corp.com\n"
+                    "/^cron@relay\\.corp\\.local$/ cron@corp.com\n"
+                    "/^nagios@relay\\.corp\\.local$/ alerts@corp.com\n"
+                    "/^(.*)@srv[0-9]+\\.corp\\.local$/ ${1}@corp.com\n")
+
+
+class BareSink:
+    """smtp-sink without -d: accepts and discards (the floor for delivery)."""
+
+    def __init__(self):
+        self.port = harness.free_port()
+        self.proc = subprocess.Popen([harness.SMTP_SINK, "-u", "nobody",
+                                      "127.0.0.1:%d" % self.port, "512"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        harness.wait_port(self.port, proc=self.proc, what="smtp-sink")
+
+    def stop(self):
+        harness.stop_process(self.proc)
+
+
+def run_source(port, sessions, size, count):
+    t0 = time.monotonic()
+    proc = subprocess.run([SMTP_SOURCE, "-s", str(sessions), "-l", str(size), "-m", str(count),
+                           "-f", SENDER, "-t", RCPT, "127.0.0.1:%d" % port],
+                          capture_output=True, text=True, timeout=600)
+    elapsed = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise RuntimeError("smtp-source failed: %s" % proc.stderr)
+    return count / elapsed
+
+
+def start_stack(kind, tmp, sink_port):
+    """Starts Postfix (and the milter) for one configuration; returns (postfix, milter|None)."""
+    params = {"default_process_limit": 100, "smtpd_client_connection_count_limit": 0,
+              "smtpd_client_message_rate_limit": 0}
+    milter = None
+    if kind in ("unix", "inet"):
+        if kind == "unix":
+            sock = os.path.join(tmp, "milter.sock")
+            listen = "unix:" + sock
+            port = None
+        else:
+            port = harness.free_port()
+            listen = "inet:127.0.0.1:%d" % port
+        config = harness.write_file(os.path.join(tmp, "relaykit.yaml"),
+                                    milter_fixtures.config_text(milter_fixtures.SEED_MILTER,
+                                                                listen))
+        milter = harness.RelaykitDaemon("relaykit-milter", config, port=port, workdir=tmp)
+        milter.start()
+        if kind == "unix":
+            harness.wait_until(lambda: os.path.exists(sock), 10, "milter socket")
+        params.update({"smtpd_milters": listen, "milter_default_action": "tempfail"})
+    elif kind == "native":
+        hc = harness.write_file(os.path.join(tmp, "header_checks"), NATIVE_HEADER_CHECKS)
+        canon = harness.write_file(os.path.join(tmp, "canonical"), NATIVE_CANONICAL)
+        params.update({"header_checks": "regexp:" + hc, "sender_canonical_maps": "regexp:" + canon})
+    pf = harness.PostfixInstance(os.path.join(tmp, "postfix"), relay_port=sink_port,
+                                 extra_main_cf=params)
+    pf.start()
+    return pf, milter
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="fewer messages, one repetition")
+    args = ap.parse_args()
+    os.environ["RELAYKIT_BUILD_DIR"] = os.path.abspath(args.build_dir)
+    repeat = 1 if args.quick else args.repeat
+    counts = {1024: 300 if args.quick else 1000, 100 * 1024: 100 if args.quick else 300}
+    kinds = ["none", "unix", "inet", "native"]
+    combos = [(s, size) for size in (1024, 100 * 1024) for s in (4, 20)]
+    results = {}
+    sink = BareSink()
+    try:
+        for kind in kinds:
+            tmp = harness.make_tmpdir("relaykit-bench-milter-%s-" % kind)
+            pf, milter = start_stack(kind, tmp, sink.port)
+            try:
+                run_source(pf.port, 4, 1024, 50)  # warm-up: processes, milter connections
+                pf.wait_queue_empty(timeout=120)
+                for sessions, size in combos:
+                    rates = []
+                    for _ in range(repeat):
+                        rates.append(run_source(pf.port, sessions, size, counts[size]))
+                        pf.wait_queue_empty(timeout=300)
+                    results[(kind, sessions, size)] = statistics.median(rates)
+                    print("%-6s %2d sessions %6d bytes: %7.1f msg/s" % (
+                        kind, sessions, size, results[(kind, sessions, size)]), flush=True)
+                if milter:
+                    log = milter.stderr()
+                    if "from=<root@relay.corp.local> -> <noreply@corp.com>" not in log:
+                        raise RuntimeError("the milter did not rewrite:\n" + log[-2000:])
+            finally:
+                pf.stop()
+                if milter:
+                    milter.stop()
+                subprocess.run(["rm", "-rf", tmp])
+    finally:
+        sink.stop()
+    print()
+    print("%-22s %9s %9s %9s %9s   %s" % ("msg/s (median)", "none", "unix", "inet", "native",
+                                         "ratio to none: unix inet native"))
+    for sessions, size in combos:
+        row = [results[(k, sessions, size)] for k in kinds]
+        print("%2d sessions %6s      %9.1f %9.1f %9.1f %9.1f   %.2f %.2f %.2f" % (
+            sessions, "1KiB" if size == 1024 else "100KiB", *row, row[1] / row[0],
+            row[2] / row[0], row[3] / row[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

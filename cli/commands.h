@@ -1,0 +1,16 @@
+// commands.h: the `relaykit` subcommands. Each addXxxCommand registers one CLI11 subcommand on
+// `app`; when it is chosen and run, it stores the process exit code in *exitCode. New
+// subcommands (rewrite, limits) add a function here and a line in main.cc.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace relaykit {
+
+// `relaykit check -c FILE`: every problem as FILE:LINE:COL: message on stderr; exit 0 or 1.
+void addCheckCommand(CLI::App& app, int* exitCode);
+// `relaykit query -c FILE TABLE KEY...`: answers as relaykit-socketmapd would; exit 0 all found,
+// 1 some not found, 2 error.
+void addQueryCommand(CLI::App& app, int* exitCode);
+
+}  // namespace relaykit

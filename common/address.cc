@@ -1,0 +1,191 @@
+// address.cc: quoting, unquoting and extension splitting as Postfix's quote_822_local.c,
+// split_addr.c and strip_addr.c do them (re-implemented from their documented behaviour).
+#include "common/address.h"
+
+#include <cstring>
+
+namespace relaykit {
+namespace {
+
+constexpr std::string_view kPostmaster = "postmaster";
+constexpr std::string_view kMailerDaemon = "MAILER-DAEMON";
+constexpr std::string_view kDoubleBounce = "double-bounce";  // double_bounce_sender default
+constexpr std::string_view kOwnerPrefix = "owner-";
+constexpr std::string_view kRequestSuffix = "-request";
+
+bool isControl(unsigned char ch) {
+  return ch < 0x20 || ch == 0x7f;
+}
+
+// RFC 822 dot-string test of quote_822_local.c, 8-bit clean.
+bool isDotString(std::string_view local) {
+  if (local.empty() || local.front() == '.' || local.back() == '.') {
+    return false;
+  }
+  for (size_t i = 0; i < local.size(); ++i) {
+    const unsigned char ch = static_cast<unsigned char>(local[i]);
+    if (ch == '.' && i + 1 < local.size() && local[i + 1] == '.') {
+      return false;
+    }
+    if (ch == ' ' || isControl(ch)) {
+      return false;
+    }
+    if (std::strchr("()<>@,;:\\\"[]", ch) != nullptr && ch != 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string toLowerAscii(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') {
+      c = static_cast<char>(c - 'A' + 'a');
+    }
+  }
+  return out;
+}
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i];
+    char y = b[i];
+    if (x >= 'A' && x <= 'Z') {
+      x = static_cast<char>(x - 'A' + 'a');
+    }
+    if (y >= 'A' && y <= 'Z') {
+      y = static_cast<char>(y - 'A' + 'a');
+    }
+    if (x != y) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string unquoteLocalpart(std::string_view external) {
+  std::string out;
+  out.reserve(external.size());
+  size_t start = 0;
+  if (!external.empty() && external.front() == '@') {
+    const size_t colon = external.find(':');
+    if (colon != std::string_view::npos) {
+      start = colon + 1;
+      out.append(external.substr(0, start));
+    }
+  }
+  bool inQuote = false;
+  size_t bareAtOut = std::string::npos;  // where the last unquoted '@' landed in `out`
+  size_t bareAtIn = 0;
+  for (size_t i = start; i < external.size(); ++i) {
+    const char ch = external[i];
+    if (ch == '"') {
+      inQuote = !inQuote;
+      continue;
+    }
+    if (ch == '@') {
+      if (!inQuote) {
+        bareAtOut = out.size();
+        bareAtIn = i;
+      }
+    } else if (ch == '\\') {
+      if (i + 1 >= external.size()) {
+        continue;
+      }
+      ++i;
+    }
+    out.push_back(external[i]);
+  }
+  if (bareAtOut != std::string::npos) {
+    // Text after the last unquoted '@' is copied as is.
+    out.resize(bareAtOut);
+    out.append(external.substr(bareAtIn));
+  }
+  return out;
+}
+
+std::string quoteLocalpart(std::string_view internal, bool bareLocalpart) {
+  size_t start = 0;
+  if (!internal.empty() && internal.front() == '@') {
+    const size_t colon = internal.find(':');
+    if (colon != std::string_view::npos) {
+      start = colon + 1;
+    }
+  }
+  size_t end = internal.size();
+  if (!bareLocalpart) {
+    const size_t at = internal.rfind('@');
+    if (at != std::string_view::npos && at >= start) {
+      end = at;
+    }
+  }
+  const std::string_view local = internal.substr(start, end - start);
+  if (isDotString(local)) {
+    return std::string(internal);
+  }
+  std::string out(internal.substr(0, start));
+  out.push_back('"');
+  for (const char ch : local) {
+    if (ch == '"' || ch == '\\' || ch == '\r') {
+      out.push_back('\\');
+    }
+    out.push_back(ch);
+  }
+  out.push_back('"');
+  out.append(internal.substr(end));
+  return out;
+}
+
+size_t findExtensionDelimiter(std::string_view localpart, std::string_view delimiters) {
+  if (delimiters.empty()) {
+    return std::string_view::npos;
+  }
+  if (equalsIgnoreCase(localpart, kPostmaster) || equalsIgnoreCase(localpart, kMailerDaemon) ||
+      equalsIgnoreCase(localpart, kDoubleBounce)) {
+    return std::string_view::npos;
+  }
+  if (delimiters.find('-') != std::string_view::npos) {
+    if (localpart.size() >= kOwnerPrefix.size() &&
+        equalsIgnoreCase(localpart.substr(0, kOwnerPrefix.size()), kOwnerPrefix)) {
+      return std::string_view::npos;
+    }
+    if (localpart.size() > kRequestSuffix.size() &&
+        equalsIgnoreCase(localpart.substr(localpart.size() - kRequestSuffix.size()),
+                         kRequestSuffix)) {
+      return std::string_view::npos;
+    }
+  }
+  const size_t pos = localpart.find_first_of(delimiters);
+  if (pos == 0 || pos == std::string_view::npos) {
+    return std::string_view::npos;  // never an empty user
+  }
+  return pos;
+}
+
+std::optional<StrippedAddress> stripExtension(std::string_view internal,
+                                              std::string_view delimiters) {
+  if (delimiters.empty() || internal.find_first_of(delimiters) == std::string_view::npos) {
+    return std::nullopt;
+  }
+  const size_t at = internal.rfind('@');
+  const std::string_view local = at == std::string_view::npos ? internal : internal.substr(0, at);
+  const size_t pos = findExtensionDelimiter(local, delimiters);
+  if (pos == std::string_view::npos) {
+    return std::nullopt;
+  }
+  StrippedAddress out;
+  out.extension = std::string(local.substr(pos));
+  out.address = std::string(local.substr(0, pos));
+  if (at != std::string_view::npos) {
+    out.address.append(internal.substr(at));
+  }
+  return out;
+}
+
+}  // namespace relaykit

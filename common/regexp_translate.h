@@ -1,0 +1,33 @@
+// regexp_translate.h: POSIX extended regular expressions (regexp_table(5), as glibc's regcomp
+// reads them) rewritten into RE2 syntax with the same meaning.
+//
+// What changes: a backslash inside a bracket expression is literal in POSIX ([\] is a class of
+// one backslash); GNU's \< and \> become \b; \` and \' become \A and \z; {,n} becomes {0,n};
+// [=c=] and [.c.] of one character become that character; under REG_NEWLINE (the `m` flag) a
+// non-matching list [^...] also excludes newline. What is refused, with a message naming the
+// construct: back-references (\1..\9, RE2 has none), escapes of letters or digits whose POSIX
+// meaning is undefined (\d, \n: glibc matches neither the letter nor what Perl means),
+// multi-character collating elements, "(?" (an error in POSIX too), a trailing backslash and an
+// unterminated bracket expression. Everything else is left for RE2 to compile and judge.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace relaykit {
+
+struct RegexpTranslation {
+  bool ok = false;
+  std::string re2;         // the pattern in RE2 syntax when ok
+  std::string error;       // what is wrong when !ok
+  size_t errorOffset = 0;  // byte offset into the POSIX pattern where the problem starts
+};
+
+// Translates one POSIX ERE. `newlineSensitive` is REG_NEWLINE (regexp_table's `m` flag).
+RegexpTranslation translatePosixToRe2(std::string_view posix, bool newlineSensitive);
+
+// Checks a pcre_table(5) pattern for constructs RE2 lacks and reports them by name
+// (back-references); the pattern itself is already RE2 (Perl) syntax and is returned unchanged.
+RegexpTranslation checkPcreForRe2(std::string_view pcre);
+
+}  // namespace relaykit

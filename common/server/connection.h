@@ -1,0 +1,127 @@
+// connection.h: what a daemon's protocol code sees of one client connection, and the Service
+// interface a daemon implements to plug into the shared skeleton (common/server/daemon.h).
+//
+// The skeleton owns sockets and the libevent loop; a Service supplies one ConnectionHandler per
+// connection, fed the connection's input buffer as bytes arrive. Guarantees:
+//  - send() queues one reply as one contiguous piece: it leaves in one write(2) (TCP_NODELAY is on
+//    for TCP), never split across syscalls by us, so Nagle/delayed-ACK stalls cannot happen;
+//  - closeAfterWrite() stops reading and closes once the queued replies are written;
+//  - input is bounded (ServerLimits::maxInputBytes of unconsumed bytes, then the connection is
+//    logged and closed), idle connections are closed after ServerLimits::idleTimeout;
+//  - everything runs on the event-loop thread; handler methods must not block and must not throw.
+//    Async work (hiredis replies) keeps a std::weak_ptr<Connection> (weak()) and checks it is still
+//    open before replying; pauseReading() holds further requests meanwhile.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/config.h"
+#include "common/diagnostics.h"
+#include "common/status.h"
+
+struct bufferevent;
+struct evbuffer;
+struct event_base;
+
+namespace relaykit {
+
+class MetricsRegistry;
+class Server;
+class ConnectionHandler;
+
+// Per-connection limits; each daemon may set its own (Service::limits()).
+struct ServerLimits {
+  // Longer than Postfix's own 10 s idle close for socketmap/policy clients.
+  std::chrono::seconds idleTimeout{60};
+  // Unconsumed input allowed before the connection is refused as abusive.
+  std::size_t maxInputBytes = 256 * 1024;
+  // Connections beyond this are accepted and closed at once (with a rate-limited log line).
+  std::size_t maxConnections = 4096;
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(Server* server, bufferevent* bev, std::uint64_t id, std::string peer);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  std::uint64_t id() const { return id_; }
+  // "127.0.0.1:40112", "[::1]:40112" or "unix" (for log lines).
+  const std::string& peer() const { return peer_; }
+  bool isOpen() const { return bev_ != nullptr; }
+  std::weak_ptr<Connection> weak() { return weak_from_this(); }
+  event_base* base() const;
+
+  // Queues one complete reply (see the guarantees above). Ignored once closed.
+  void send(std::string_view reply);
+  // Closes after everything queued is written; input that arrives meanwhile is ignored.
+  void closeAfterWrite();
+  // Closes now, dropping unsent output. Safe to call from inside the handler's callbacks.
+  void close();
+  void pauseReading();
+  void resumeReading();
+
+  // Used by the skeleton.
+  void setHandler(std::unique_ptr<ConnectionHandler> handler);
+  void start(const ServerLimits& limits);
+
+ private:
+  static void onRead(bufferevent* bev, void* arg);
+  static void onWrite(bufferevent* bev, void* arg);
+  static void onEvent(bufferevent* bev, short what, void* arg);
+
+  Server* server_;
+  bufferevent* bev_;
+  std::uint64_t id_;
+  std::string peer_;
+  std::unique_ptr<ConnectionHandler> handler_;
+  std::size_t maxInputBytes_ = 0;
+  bool closing_ = false;
+};
+
+class ConnectionHandler {
+ public:
+  virtual ~ConnectionHandler() = default;
+  // Bytes arrived. `input` holds every byte not yet consumed: drain (evbuffer_drain/remove) what
+  // you have handled, leave an incomplete request in place.
+  virtual void onData(Connection& conn, evbuffer* input) = 0;
+  // The peer closed its side; `unconsumed` bytes were left (a truncated request when non-zero).
+  // The connection is closed right after.
+  virtual void onEof(Connection& conn, std::size_t unconsumed) {
+    (void)conn;
+    (void)unconsumed;
+  }
+  // The connection is gone (any reason); called once, before the handler is destroyed.
+  virtual void onClose(Connection& conn) { (void)conn; }
+};
+
+class Service {
+ public:
+  virtual ~Service() = default;
+  // Which YAML section holds this daemon's listen/user/metrics settings.
+  virtual DaemonSection section() const = 0;
+  // Builds the service's own compiled state from `config`, reporting problems into `diags`.
+  // When `install` and there are no errors, publishes it for new requests (the reload swap).
+  // Returns false on errors (the previous state, if any, stays).
+  virtual bool configure(const std::shared_ptr<const Config>& config, Diagnostics* diags,
+                         bool install) = 0;
+  // Called once on the loop thread after binding and dropping privileges, before serving.
+  virtual Status start(event_base* base, MetricsRegistry* metrics) {
+    (void)base;
+    (void)metrics;
+    return Status::ok();
+  }
+  // Called once when the daemon stops (loop thread), before connections are closed.
+  virtual void stop() {}
+  // False makes /health answer 503.
+  virtual bool healthy() const { return true; }
+  virtual ServerLimits limits() const { return ServerLimits(); }
+  virtual std::unique_ptr<ConnectionHandler> newConnection(Connection& conn) = 0;
+};
+
+}  // namespace relaykit

@@ -1,0 +1,64 @@
+// daemon.h: the shared main of every relaykit daemon (Postfix's skeleton idea: each daemon's
+// main.cc is a few lines that hand a Service to runDaemon).
+//
+// runDaemon():
+//  1. parses -c/--config FILE (default /etc/relaykit/relaykit.yaml), -f/--foreground (log to
+//     stderr instead of syslog facility mail), --check (print every problem as FILE:LINE:COL:
+//     message on stderr, exit 0 when the file is valid, 1 otherwise);
+//  2. loads the config and lets the Service compile and install its state (errors: exit 1);
+//  3. binds every `listen` endpoint of the service's section (and metrics_listen), THEN drops
+//     privileges to `user`, then calls Service::start and logs "ready: listening on ...";
+//  4. runs a libevent loop: SIGHUP reloads (loadConfig + Service::configure(install=true); a bad
+//     file is refused, its problems logged, and the old snapshot keeps serving; listen/user/
+//     metrics changes need a restart and are logged as such), SIGTERM/SIGINT stop cleanly
+//     (listeners closed, Service::stop, connections closed, "stopped" logged, exit 0).
+// Snapshot policy: the skeleton only installs snapshots; each Service decides whether a
+// connection pins the snapshot it started with or takes the latest per request (socketmapd:
+// per request). The building blocks are exposed for daemons that cannot use the event loop
+// (the milter runs libmilter's loop): parseDaemonOptions, loadServiceConfig, bindEndpoints.
+#pragma once
+
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "common/diagnostics.h"
+#include "common/server/connection.h"
+#include "common/server/metrics.h"
+
+namespace relaykit {
+
+struct DaemonOptions {
+  std::string configPath = kDefaultConfigPath;
+  bool foreground = false;
+  bool check = false;
+};
+
+// Parses the daemon command line. Returns nullopt when the process should exit at once
+// (--help, --version, a usage error) with *exitCode set.
+std::optional<DaemonOptions> parseDaemonOptions(int argc, char** argv, const std::string& program,
+                                                int* exitCode);
+
+// Writes every diagnostic, one "FILE:LINE:COL: message" per line.
+void printDiagnostics(const Diagnostics& diags, std::FILE* out);
+// Logs every diagnostic (warnings as warnings, errors as errors).
+void logDiagnostics(const Diagnostics& diags);
+
+// loadConfig + service.configure(install). Returns the config, nullptr on any error.
+std::shared_ptr<const Config> loadServiceConfig(const std::string& path, Service& service,
+                                                bool install, Diagnostics* diags);
+
+// Opens a listener for each endpoint of `settings` (socket_mode/socket_owner applied to unix
+// ones). On error closes what it opened and returns the error.
+StatusOr<std::vector<int>> bindEndpoints(const DaemonSettings& settings);
+
+// The whole daemon. Returns the process exit code.
+int runDaemon(int argc, char** argv, const std::string& program, Service& service);
+
+// The registry runDaemon serves on metrics_listen (also usable without runDaemon).
+MetricsRegistry& daemonMetrics();
+
+}  // namespace relaykit

@@ -1,0 +1,90 @@
+// logging.cc: syslog or stderr sink; see logging.h.
+#include "common/server/logging.h"
+
+#include <syslog.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+
+namespace relaykit {
+
+namespace {
+
+// Longest line we log; longer texts are cut (a huge key must not flood syslog).
+constexpr std::size_t kMaxLogLineBytes = 4096;
+
+std::mutex gMutex;
+std::string gProgram = "relaykit";
+bool gToStderr = true;
+std::atomic<int> gMinLevel{static_cast<int>(LogLevel::kInfo)};
+
+const char* prefixOf(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug:
+      return "debug: ";
+    case LogLevel::kInfo:
+      return "";
+    case LogLevel::kWarning:
+      return "warning: ";
+    case LogLevel::kError:
+      return "error: ";
+    case LogLevel::kFatal:
+      return "fatal: ";
+  }
+  return "";
+}
+
+int priorityOf(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug:
+      return LOG_DEBUG;
+    case LogLevel::kInfo:
+      return LOG_INFO;
+    case LogLevel::kWarning:
+      return LOG_WARNING;
+    case LogLevel::kError:
+      return LOG_ERR;
+    case LogLevel::kFatal:
+      return LOG_CRIT;
+  }
+  return LOG_INFO;
+}
+
+}  // namespace
+
+void initLogging(std::string program, bool toStderr) {
+  std::lock_guard<std::mutex> lock(gMutex);
+  gProgram = std::move(program);
+  gToStderr = toStderr;
+  if (!gToStderr) {
+    // openlog keeps the pointer: gProgram lives for the whole process and is not changed again.
+    openlog(gProgram.c_str(), LOG_PID | LOG_NDELAY, LOG_MAIL);
+  }
+}
+
+void setLogLevel(LogLevel level) {
+  gMinLevel = static_cast<int>(level);
+}
+
+void logMessage(LogLevel level, std::string_view text) {
+  if (static_cast<int>(level) < gMinLevel.load()) {
+    return;
+  }
+  if (text.size() > kMaxLogLineBytes) {
+    text = text.substr(0, kMaxLogLineBytes);
+  }
+  std::lock_guard<std::mutex> lock(gMutex);
+  if (!gToStderr) {
+    syslog(priorityOf(level), "%s%.*s", prefixOf(level), static_cast<int>(text.size()),
+           text.data());
+    return;
+  }
+  std::string line = gProgram + "[" + std::to_string(getpid()) + "]: " + prefixOf(level);
+  line.append(text.data(), text.size());
+  line.push_back('\n');
+  ssize_t ignored = write(STDERR_FILENO, line.data(), line.size());
+  (void)ignored;
+}
+
+}  // namespace relaykit

@@ -1,0 +1,39 @@
+// logging.h: Postfix-like log lines for the daemons and the CLI.
+//
+// To syslog (facility mail, the program name as ident, pid included) or, in the foreground, to
+// stderr as "relaykit-socketmapd[1234]: warning: text". Levels follow Postfix's wording: info lines
+// carry no prefix, others "warning: ", "error: ", "fatal: ". Thread-safe: each line is one write.
+// Logging never fails the caller (a failed write is ignored).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace relaykit {
+
+enum class LogLevel { kDebug, kInfo, kWarning, kError, kFatal };
+
+// Call once at start-up, before any other thread exists. Until then lines go to stderr with the
+// name "relaykit".
+void initLogging(std::string program, bool toStderr);
+// Lines below this level are dropped (default kInfo).
+void setLogLevel(LogLevel level);
+
+void logMessage(LogLevel level, std::string_view text);
+inline void logDebug(std::string_view text) {
+  logMessage(LogLevel::kDebug, text);
+}
+inline void logInfo(std::string_view text) {
+  logMessage(LogLevel::kInfo, text);
+}
+inline void logWarning(std::string_view text) {
+  logMessage(LogLevel::kWarning, text);
+}
+inline void logError(std::string_view text) {
+  logMessage(LogLevel::kError, text);
+}
+inline void logFatal(std::string_view text) {
+  logMessage(LogLevel::kFatal, text);
+}
+
+}  // namespace relaykit

@@ -1,0 +1,218 @@
+// metrics.h: a small thread-safe metrics registry (counters, gauges, histograms with labels)
+// rendered in the Prometheus text exposition format (version 0.0.4), and its HTTP endpoint.
+//
+// Registering a family twice with the same name returns the same family (so a reloaded service
+// may register again); with a different type or label names it is a programming error (assert).
+// Series are created on first use and never removed; references to them stay valid for the
+// registry's lifetime, so hot paths can cache `Counter&`. Updates are lock-free atomics; creating a
+// series and rendering take the family's mutex. Keep label values bounded (map names, answer kinds,
+// never keys or addresses).
+//
+// The HTTP side (evhttp) answers GET /metrics and GET /health on `metrics_listen`, either on the
+// daemon's own event base (MetricsHttpServer) or on a thread of its own (MetricsThread, for the
+// milter, whose main thread runs libmilter's loop). Both bind when created, i.e. before the daemon
+// drops privileges.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/endpoint.h"
+#include "common/status.h"
+
+struct event_base;
+struct evhttp;
+struct evhttp_request;
+struct event;
+
+namespace relaykit {
+
+using LabelValues = std::vector<std::string>;
+
+class Counter {
+ public:
+  void inc(std::uint64_t by = 1) { value_.fetch_add(by, std::memory_order_relaxed); }
+  std::uint64_t value() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> value_{0};
+};
+
+class Gauge {
+ public:
+  void set(double v) { value_.store(v, std::memory_order_relaxed); }
+  void add(double delta);
+  void inc() { add(1); }
+  void dec() { add(-1); }
+  double value() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<double> value_{0};
+};
+
+// Default latency buckets in seconds: 50 µs .. 10 s.
+const std::vector<double>& defaultLatencyBuckets();
+
+class Histogram {
+ public:
+  Histogram() : Histogram(defaultLatencyBuckets()) {}
+  explicit Histogram(std::vector<double> bounds);
+  void observe(double v);
+  const std::vector<double>& bounds() const { return bounds_; }
+  // Non-cumulative count of bucket i (i == bounds().size(): above the last bound).
+  std::uint64_t bucketCount(std::size_t i) const { return buckets_[i].load(); }
+  std::uint64_t count() const { return count_.load(); }
+  double sum() const { return sum_.load(); }
+
+ private:
+  std::vector<double> bounds_;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> buckets_;
+  std::atomic<std::uint64_t> count_{0};
+  std::atomic<double> sum_{0};
+};
+
+class MetricFamilyBase {
+ public:
+  enum class Type { kCounter, kGauge, kHistogram };
+  MetricFamilyBase(std::string name, std::string help, Type type, std::vector<std::string> labels)
+      : name_(std::move(name)),
+        help_(std::move(help)),
+        type_(type),
+        labelNames_(std::move(labels)) {}
+  virtual ~MetricFamilyBase() = default;
+  const std::string& name() const { return name_; }
+  Type type() const { return type_; }
+  const std::vector<std::string>& labelNames() const { return labelNames_; }
+  void render(std::string* out) const;
+
+ protected:
+  virtual void renderSeries(std::string* out) const = 0;
+  std::string labelText(const LabelValues& values, const char* extraName = nullptr,
+                        const std::string& extraValue = std::string()) const;
+
+  std::string name_;
+  std::string help_;
+  Type type_;
+  std::vector<std::string> labelNames_;
+  mutable std::mutex mutex_;
+};
+
+template <typename T>
+class MetricFamily : public MetricFamilyBase {
+ public:
+  using MetricFamilyBase::MetricFamilyBase;
+  // The series for these label values (as many as the family's label names), created on first
+  // use. The reference stays valid for the registry's lifetime.
+  T& labels(const LabelValues& values) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = series_.find(values);
+    if (it == series_.end()) {
+      it = series_.emplace(values, makeSeries()).first;
+    }
+    return *it->second;
+  }
+  // The series of a family without labels.
+  T& get() { return labels({}); }
+
+ protected:
+  void renderSeries(std::string* out) const override;
+  virtual std::unique_ptr<T> makeSeries() const { return std::make_unique<T>(); }
+  std::map<LabelValues, std::unique_ptr<T>> series_;
+};
+
+template <>
+void MetricFamily<Counter>::renderSeries(std::string* out) const;
+template <>
+void MetricFamily<Gauge>::renderSeries(std::string* out) const;
+template <>
+void MetricFamily<Histogram>::renderSeries(std::string* out) const;
+
+using CounterFamily = MetricFamily<Counter>;
+using GaugeFamily = MetricFamily<Gauge>;
+
+class HistogramFamily : public MetricFamily<Histogram> {
+ public:
+  HistogramFamily(std::string name, std::string help, std::vector<std::string> labels,
+                  std::vector<double> bounds)
+      : MetricFamily<Histogram>(std::move(name), std::move(help), Type::kHistogram,
+                                std::move(labels)),
+        bounds_(std::move(bounds)) {}
+
+ protected:
+  std::unique_ptr<Histogram> makeSeries() const override {
+    return std::make_unique<Histogram>(bounds_);
+  }
+
+ private:
+  std::vector<double> bounds_;
+};
+
+class MetricsRegistry {
+ public:
+  CounterFamily& counter(const std::string& name, const std::string& help,
+                         std::vector<std::string> labelNames = {});
+  GaugeFamily& gauge(const std::string& name, const std::string& help,
+                     std::vector<std::string> labelNames = {});
+  HistogramFamily& histogram(const std::string& name, const std::string& help,
+                             std::vector<std::string> labelNames = {},
+                             std::vector<double> bounds = defaultLatencyBuckets());
+  // The whole registry in the text exposition format.
+  std::string render() const;
+
+ private:
+  MetricFamilyBase* find(const std::string& name) const;
+  mutable std::mutex mutex_;
+  std::vector<std::unique_ptr<MetricFamilyBase>> families_;
+};
+
+// Answers GET /metrics (the registry) and GET /health ("ok", or 503 when `healthy` says no).
+using HealthCheck = std::function<bool()>;
+
+class MetricsHttpServer {
+ public:
+  // Binds `endpoint` now and serves on `base`. The registry must outlive the server.
+  static StatusOr<std::unique_ptr<MetricsHttpServer>> create(event_base* base,
+                                                             const Endpoint& endpoint,
+                                                             const MetricsRegistry* registry,
+                                                             HealthCheck healthy = nullptr);
+  ~MetricsHttpServer();
+  MetricsHttpServer(const MetricsHttpServer&) = delete;
+  MetricsHttpServer& operator=(const MetricsHttpServer&) = delete;
+  std::uint16_t port() const { return port_; }  // the bound port (for port 0)
+
+ private:
+  MetricsHttpServer() = default;
+  static void handle(struct evhttp_request* req, void* arg);
+  evhttp* http_ = nullptr;
+  const MetricsRegistry* registry_ = nullptr;
+  HealthCheck healthy_;
+  std::uint16_t port_ = 0;
+};
+
+// MetricsHttpServer on an event base and thread of its own (for daemons without a libevent loop).
+class MetricsThread {
+ public:
+  static StatusOr<std::unique_ptr<MetricsThread>> start(const Endpoint& endpoint,
+                                                        const MetricsRegistry* registry,
+                                                        HealthCheck healthy = nullptr);
+  ~MetricsThread();  // stops the loop and joins the thread
+  MetricsThread(const MetricsThread&) = delete;
+  MetricsThread& operator=(const MetricsThread&) = delete;
+  std::uint16_t port() const { return server_->port(); }
+
+ private:
+  MetricsThread() = default;
+  event_base* base_ = nullptr;
+  ::event* stop_ = nullptr;  // activated from the destructor; breaks the loop from inside
+  std::unique_ptr<MetricsHttpServer> server_;
+  std::thread thread_;
+};
+
+}  // namespace relaykit

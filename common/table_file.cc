@@ -1,0 +1,136 @@
+// table_file.cc: postmap source parsing, indexed sources and loading Postfix table files.
+#include "common/table_file.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "common/address.h"
+#include "common/logical_lines.h"
+
+namespace relaykit {
+namespace {
+
+bool isSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && isSpace(s.front())) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && isSpace(s.back())) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+}  // namespace
+
+LookupResult IndexedSource::lookup(std::string_view key) const {
+  const auto it = entries_.find(toLowerAscii(key));
+  if (it == entries_.end()) {
+    return LookupResult::notFound();
+  }
+  return LookupResult::found(it->second);
+}
+
+std::unordered_map<std::string, std::string> parsePostmapSource(std::string_view text,
+                                                                const SourceLocation& origin,
+                                                                Diagnostics* diags) {
+  std::unordered_map<std::string, std::string> entries;
+  for (const LogicalLine& line : readLogicalLines(text, origin, diags)) {
+    const std::string_view all = line.text;
+    const SourceLocation where = line.locate(origin, 0);
+    // The key ends at the first whitespace outside double quotes.
+    bool inQuote = false;
+    size_t i = 0;
+    for (; i < all.size(); ++i) {
+      const char c = all[i];
+      if (inQuote && c == '\\' && i + 1 < all.size()) {
+        ++i;
+        continue;
+      }
+      if (c == '"') {
+        inQuote = !inQuote;
+      } else if (!inQuote && isSpace(c)) {
+        break;
+      }
+    }
+    if (inQuote) {
+      diags->warning(where,
+                     "unbalanced '\"' in '" + std::string(trim(all)) + "' -- ignoring this line");
+      continue;
+    }
+    const std::string_view key = trim(all.substr(0, i));
+    const std::string_view value = trim(all.substr(i));
+    if (key.empty() || value.empty()) {
+      diags->warning(where, "expected format: key whitespace value -- ignoring this line");
+      continue;
+    }
+    if (key.back() == ':') {
+      diags->warning(where, "record is in \"key: value\" format; is this an alias file?");
+    }
+    std::string folded = toLowerAscii(key);
+    if (entries.count(folded) != 0) {
+      diags->warning(where, "duplicate entry: \"" + folded + "\"");
+      continue;
+    }
+    entries.emplace(std::move(folded), std::string(value));
+  }
+  return entries;
+}
+
+bool readWholeFile(const std::string& path, std::string* contents, std::string* error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = std::strerror(errno);
+    return false;
+  }
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  if (in.bad()) {
+    *error = std::strerror(errno);
+    return false;
+  }
+  *contents = buf.str();
+  return true;
+}
+
+std::unique_ptr<TableSource> loadTableFileSource(std::string_view spec, const SourceLocation& where,
+                                                 bool allowSubstitution, Diagnostics* diags) {
+  const size_t colon = spec.find(':');
+  if (colon == std::string_view::npos || colon + 1 >= spec.size()) {
+    diags->error(where, "table file \"" + std::string(spec) +
+                            "\" must be written TYPE:/path (hash, texthash, regexp or pcre)");
+    return nullptr;
+  }
+  const std::string type(spec.substr(0, colon));
+  const std::string path(spec.substr(colon + 1));
+  if (type != "hash" && type != "texthash" && type != "regexp" && type != "pcre") {
+    diags->error(
+        where, "unsupported table type \"" + type + "\" (supported: hash, texthash, regexp, pcre)");
+    return nullptr;
+  }
+  std::string text;
+  std::string why;
+  if (!readWholeFile(path, &text, &why)) {
+    diags->error(where, "cannot read " + path + ": " + why);
+    return nullptr;
+  }
+  const SourceLocation origin{path, 1, 0};
+  if (type == "regexp" || type == "pcre") {
+    RegexpTable::Options options{type == "regexp" ? RegexpDialect::kPosix : RegexpDialect::kPcre,
+                                 allowSubstitution};
+    auto table = RegexpTable::parse(text, origin, options, diags);
+    if (table == nullptr) {
+      return nullptr;
+    }
+    return std::make_unique<RegexpSource>(std::string(spec), std::move(table));
+  }
+  return std::make_unique<IndexedSource>(std::string(spec),
+                                         parsePostmapSource(text, origin, diags));
+}
+
+}  // namespace relaykit

@@ -1,0 +1,62 @@
+// table_file.h: indexed (exact-match) table sources and Postfix table source files.
+//
+// parsePostmapSource() reads postmap(1) SOURCE text as Postfix 3.7's postmap does: logical lines
+// (continuations start with whitespace and are appended as they are), "#" comments, the key ends
+// at the first whitespace outside double quotes, leading/trailing whitespace is trimmed from the
+// value, keys are folded to lower case, and a duplicate key keeps the FIRST value with a warning.
+// Lines postmap skips (no value, unbalanced quote) are warnings with postmap's wording, plus
+// ' -- ignoring this line'. It never fails.
+//
+// IndexedSource is an O(1) hash map keyed by lower-cased keys; lookups fold the key too.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/table.h"
+
+namespace relaykit {
+
+class IndexedSource : public TableSource {
+ public:
+  IndexedSource(std::string description, std::unordered_map<std::string, std::string> entries)
+      : description_(std::move(description)), entries_(std::move(entries)) {}
+  bool isPattern() const override { return false; }
+  // Found(value) or NotFound; the key is folded to lower case first.
+  LookupResult lookup(std::string_view key) const override;
+  std::string describe() const override { return description_; }
+  size_t size() const { return entries_.size(); }
+
+ private:
+  std::string description_;
+  std::unordered_map<std::string, std::string> entries_;  // lower-cased key -> value
+};
+
+// A pattern source: a compiled regexp_table(5)/pcre_table(5), asked only with full keys.
+class RegexpSource : public TableSource {
+ public:
+  RegexpSource(std::string description, std::unique_ptr<RegexpTable> table)
+      : description_(std::move(description)), table_(std::move(table)) {}
+  bool isPattern() const override { return true; }
+  LookupResult lookup(std::string_view key) const override { return table_->lookup(key); }
+  std::string describe() const override { return description_; }
+  const RegexpTable& table() const { return *table_; }
+
+ private:
+  std::string description_;
+  std::unique_ptr<RegexpTable> table_;
+};
+
+// postmap source text -> folded key/value map (see above). `origin` names the file for
+// diagnostics (line 1 is the first line of `text`).
+std::unordered_map<std::string, std::string> parsePostmapSource(std::string_view text,
+                                                                const SourceLocation& origin,
+                                                                Diagnostics* diags);
+
+// Reads a whole file. Returns false and sets *error (strerror text) when it cannot.
+bool readWholeFile(const std::string& path, std::string* contents, std::string* error);
+
+}  // namespace relaykit

@@ -1,0 +1,305 @@
+// address_list.cc: RFC 5322 address-list tokenizer and parser (see address_list.h).
+#include "milters/address_list.h"
+
+#include <algorithm>
+
+#include "common/address.h"
+#include "milters/rfc2047.h"
+
+namespace relaykit::milter {
+namespace {
+
+enum class TokenKind { kAtom, kQuoted, kLiteral, kSpecial };
+
+struct Token {
+  TokenKind kind;
+  size_t begin;
+  size_t end;
+  std::string value;  // atom text, unescaped quoted content, literal text, or the special char
+  char special() const { return kind == TokenKind::kSpecial ? value[0] : '\0'; }
+  bool isWord() const { return kind == TokenKind::kAtom || kind == TokenKind::kQuoted; }
+};
+
+bool isSpecial(char c) {
+  return c == '<' || c == '>' || c == '@' || c == ',' || c == ';' || c == ':' || c == '.';
+}
+
+bool isWsp(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+Status tokenize(std::string_view text, std::vector<Token>* out) {
+  size_t i = 0;
+  while (i < text.size()) {
+    char c = text[i];
+    if (isWsp(c)) {
+      ++i;
+    } else if (c == '(') {
+      int depth = 0;
+      size_t start = i;
+      for (; i < text.size(); ++i) {
+        if (text[i] == '\\') {
+          ++i;
+        } else if (text[i] == '(') {
+          ++depth;
+        } else if (text[i] == ')' && --depth == 0) {
+          break;
+        }
+      }
+      if (i >= text.size()) {
+        return Status::error("unterminated comment at offset " + std::to_string(start));
+      }
+      ++i;
+    } else if (c == '"') {
+      size_t start = i++;
+      std::string value;
+      bool closed = false;
+      for (; i < text.size(); ++i) {
+        if (text[i] == '\\' && i + 1 < text.size()) {
+          value.push_back(text[++i]);
+        } else if (text[i] == '"') {
+          closed = true;
+          break;
+        } else if (text[i] != '\r' && text[i] != '\n') {
+          value.push_back(text[i]);
+        }
+      }
+      if (!closed) {
+        return Status::error("unterminated quoted string at offset " + std::to_string(start));
+      }
+      ++i;
+      out->push_back({TokenKind::kQuoted, start, i, std::move(value)});
+    } else if (c == '[') {
+      size_t start = i;
+      size_t close = text.find(']', i);
+      if (close == std::string_view::npos) {
+        return Status::error("unterminated domain literal at offset " + std::to_string(start));
+      }
+      i = close + 1;
+      out->push_back({TokenKind::kLiteral, start, i, std::string(text.substr(start, i - start))});
+    } else if (isSpecial(c)) {
+      out->push_back({TokenKind::kSpecial, i, i + 1, std::string(1, c)});
+      ++i;
+    } else if (c == ')' || c == ']' || c == '\\') {
+      return Status::error(std::string("unexpected '") + c + "' at offset " + std::to_string(i));
+    } else {
+      size_t start = i;
+      while (i < text.size() && !isWsp(text[i]) && !isSpecial(text[i]) && text[i] != '(' &&
+             text[i] != '"' && text[i] != '[' && text[i] != ')' && text[i] != ']' &&
+             text[i] != '\\') {
+        ++i;
+      }
+      out->push_back({TokenKind::kAtom, start, i, std::string(text.substr(start, i - start))});
+    }
+  }
+  return Status::ok();
+}
+
+// Builds a mailbox from addr-spec tokens: word *("." word) ["@" domain].
+Status makeMailbox(std::string_view text, const std::vector<Token>& toks, size_t from, size_t to,
+                   Mailbox* box) {
+  if (from >= to) {
+    return Status::error("empty address");
+  }
+  size_t i = from;
+  bool expectWord = true;
+  for (; i < to && toks[i].special() != '@'; ++i) {
+    const Token& t = toks[i];
+    if (expectWord ? !t.isWord() : t.special() != '.') {
+      // Tolerate obsolete "a..b" and trailing dots in localparts, which Postfix accepts too.
+      if (!(t.special() == '.' && expectWord)) {
+        return Status::error("unexpected \"" + t.value + "\" in address at offset " +
+                             std::to_string(t.begin));
+      }
+    }
+    box->localPart += t.value;
+    expectWord = t.special() == '.';
+  }
+  if (i < to) {  // '@' domain
+    ++i;
+    if (i >= to) {
+      return Status::error("missing domain after '@'");
+    }
+    for (; i < to; ++i) {
+      const Token& t = toks[i];
+      if (t.kind == TokenKind::kQuoted || (t.kind == TokenKind::kSpecial && t.special() != '.')) {
+        return Status::error("unexpected \"" + t.value + "\" in domain at offset " +
+                             std::to_string(t.begin));
+      }
+      box->domain += t.value;
+    }
+    while (!box->domain.empty() && box->domain.back() == '.') {
+      box->domain.pop_back();
+    }
+    if (box->domain.empty()) {
+      return Status::error("empty domain");
+    }
+  }
+  box->specBegin = toks[from].begin;
+  box->specEnd = toks[to - 1].end;
+  (void)text;
+  return Status::ok();
+}
+
+std::string rawRange(std::string_view text, const std::vector<Token>& toks, size_t from,
+                     size_t to) {
+  if (from >= to) {
+    return std::string();
+  }
+  return std::string(text.substr(toks[from].begin, toks[to - 1].end - toks[from].begin));
+}
+
+}  // namespace
+
+std::string Mailbox::address() const {
+  std::string out = quoteLocalpart(localPart, /*bareLocalpart=*/true);
+  if (!domain.empty()) {
+    out += '@';
+    out += domain;
+  }
+  return out;
+}
+
+std::string Mailbox::displayText() const {
+  // Decode encoded-words in the raw phrase, then drop the quotes and quoted-pairs.
+  std::string decoded = decodeEncodedWords(displayName);
+  std::string out;
+  for (size_t i = 0; i < decoded.size(); ++i) {
+    if (decoded[i] == '\\' && i + 1 < decoded.size()) {
+      out.push_back(decoded[++i]);
+    } else if (decoded[i] != '"') {
+      out.push_back(decoded[i]);
+    }
+  }
+  return out;
+}
+
+StatusOr<std::vector<Mailbox>> parseAddressList(std::string_view text) {
+  if (text.size() > kMaxAddressListBytes) {
+    return Status::error("address list longer than " + std::to_string(kMaxAddressListBytes) +
+                         " bytes");
+  }
+  std::vector<Token> toks;
+  Status st = tokenize(text, &toks);
+  if (!st) {
+    return st;
+  }
+  std::vector<Mailbox> result;
+  bool inGroup = false;
+  std::string group;
+  size_t i = 0;
+  while (i < toks.size()) {
+    size_t start = i;
+    while (i < toks.size() && toks[i].special() != '<' && toks[i].special() != ':' &&
+           toks[i].special() != ',' && toks[i].special() != ';' && toks[i].special() != '>') {
+      ++i;
+    }
+    char delim = i < toks.size() ? toks[i].special() : '\0';
+    if (delim == '>') {
+      return Status::error("unexpected '>' at offset " + std::to_string(toks[i].begin));
+    }
+    if (delim == ':' && !inGroup) {
+      if (start == i) {
+        return Status::error("group without a name at offset " + std::to_string(toks[i].begin));
+      }
+      group = rawRange(text, toks, start, i);
+      inGroup = true;
+      ++i;
+      continue;
+    }
+    if (delim == ';' && !inGroup) {
+      return Status::error("unexpected ';' at offset " + std::to_string(toks[i].begin));
+    }
+    if (delim == '<') {
+      Mailbox box;
+      box.angle = true;
+      box.displayName = rawRange(text, toks, start, i);
+      box.group = inGroup ? group : std::string();
+      size_t open = i++;
+      size_t addrStart = i;
+      while (i < toks.size() && toks[i].special() != '>') {
+        char s = toks[i].special();
+        if (s == '<' || s == ',' || s == ';') {
+          if (s == ',' && addrStart < i && toks[addrStart].special() == '@') {
+            ++i;  // obsolete route "@a,@b:"
+            continue;
+          }
+          return Status::error(std::string("unexpected '") + s + "' in angle address at offset " +
+                               std::to_string(toks[i].begin));
+        }
+        if (s == ':') {
+          addrStart = i + 1;  // drop an obsolete source route
+        }
+        ++i;
+      }
+      if (i >= toks.size()) {
+        return Status::error("unterminated angle address at offset " +
+                             std::to_string(toks[open].begin));
+      }
+      if (addrStart < i) {  // "<>" yields no mailbox
+        st = makeMailbox(text, toks, addrStart, i, &box);
+        if (!st) {
+          return st;
+        }
+        result.push_back(std::move(box));
+      }
+      ++i;  // '>'
+      if (i < toks.size()) {
+        char s = toks[i].special();
+        if (s == ',') {
+          ++i;
+        } else if (s == ';' && inGroup) {
+          inGroup = false;
+          ++i;
+        } else {
+          return Status::error("unexpected \"" + toks[i].value + "\" after address at offset " +
+                               std::to_string(toks[i].begin));
+        }
+      }
+    } else {
+      if (start < i) {
+        Mailbox box;
+        box.group = inGroup ? group : std::string();
+        st = makeMailbox(text, toks, start, i, &box);
+        if (!st) {
+          return st;
+        }
+        result.push_back(std::move(box));
+      }
+      if (delim == ';') {
+        inGroup = false;
+      }
+      if (i < toks.size()) {
+        ++i;
+      }
+    }
+    if (result.size() > kMaxMailboxes) {
+      return Status::error("more than " + std::to_string(kMaxMailboxes) + " addresses");
+    }
+  }
+  if (inGroup) {
+    return Status::error("group \"" + group + "\" not closed with ';'");
+  }
+  return result;
+}
+
+std::string spliceAddresses(std::string_view text, std::vector<AddressReplacement> replacements) {
+  std::sort(replacements.begin(), replacements.end(),
+            [](const AddressReplacement& a, const AddressReplacement& b) {
+              return a.specBegin < b.specBegin;
+            });
+  std::string out;
+  size_t pos = 0;
+  for (const AddressReplacement& r : replacements) {
+    if (r.specBegin < pos || r.specEnd > text.size()) {
+      continue;  // overlapping or out of range: ignore (callers pass parser output)
+    }
+    out.append(text.substr(pos, r.specBegin - pos));
+    out += r.address;
+    pos = r.specEnd;
+  }
+  out.append(text.substr(pos));
+  return out;
+}
+
+}  // namespace relaykit::milter

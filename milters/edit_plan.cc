@@ -1,0 +1,143 @@
+// edit_plan.cc: header slots to ordered milter operations, and a Postfix-faithful simulator.
+#include "milters/edit_plan.h"
+
+#include <algorithm>
+
+#include "common/address.h"
+
+namespace relaykit::milter {
+namespace {
+
+std::string normalizeNewlines(const std::string& value) {
+  if (value.find('\r') == std::string::npos) {
+    return value;
+  }
+  std::string out;
+  out.reserve(value.size());
+  for (size_t i = 0; i < value.size(); ++i) {
+    if (value[i] == '\r' && i + 1 < value.size() && value[i + 1] == '\n') {
+      continue;  // folded values use LF + whitespace towards the MTA
+    }
+    out.push_back(value[i]);
+  }
+  return out;
+}
+
+}  // namespace
+
+EditPlan buildEditPlan(const std::vector<HeaderSlot>& slots,
+                       const std::vector<HeaderField>& appended, int insertOffset) {
+  EditPlan plan;
+  for (size_t n = slots.size(); n-- > 0;) {
+    const HeaderSlot& slot = slots[n];
+    int occurrence = 0;
+    for (size_t j = 0; j <= n; ++j) {
+      if (equalsIgnoreCase(slots[j].original.name, slot.original.name)) {
+        ++occurrence;
+      }
+    }
+    std::vector<HeaderField> inserts = slot.before;
+    if (!slot.current) {
+      plan.push_back({EditOp::Kind::kDeleteHeader, slot.original.name, occurrence, "", ""});
+    } else if (slot.current->name != slot.original.name) {
+      plan.push_back({EditOp::Kind::kDeleteHeader, slot.original.name, occurrence, "", ""});
+      inserts.push_back(*slot.current);
+    } else if (slot.current->value != slot.original.value) {
+      plan.push_back({EditOp::Kind::kChangeHeader, slot.original.name, occurrence,
+                      normalizeNewlines(slot.current->value), ""});
+    }
+    for (size_t k = inserts.size(); k-- > 0;) {
+      plan.push_back({EditOp::Kind::kInsertHeader, inserts[k].name,
+                      static_cast<int>(n) + insertOffset, normalizeNewlines(inserts[k].value), ""});
+    }
+  }
+  for (const HeaderField& h : appended) {
+    plan.push_back({EditOp::Kind::kAddHeader, h.name, 0, normalizeNewlines(h.value), ""});
+  }
+  return plan;
+}
+
+std::vector<HeaderField> applyEditPlan(std::vector<HeaderField> headers, const EditPlan& plan,
+                                       int insertOffset) {
+  for (const EditOp& op : plan) {
+    switch (op.kind) {
+      case EditOp::Kind::kChangeHeader:
+      case EditOp::Kind::kDeleteHeader: {
+        int seen = 0;
+        auto it = headers.begin();
+        for (; it != headers.end(); ++it) {
+          if (equalsIgnoreCase(it->name, op.name) && ++seen == op.index) {
+            break;
+          }
+        }
+        if (it == headers.end()) {
+          if (op.kind == EditOp::Kind::kChangeHeader) {
+            headers.push_back({op.name, op.value});  // past the last one: Postfix appends
+          }
+        } else if (op.kind == EditOp::Kind::kDeleteHeader) {
+          headers.erase(it);
+        } else {
+          it->value = op.value;
+        }
+        break;
+      }
+      case EditOp::Kind::kInsertHeader: {
+        int pos = std::max(0, op.index - insertOffset);
+        pos = std::min(pos, static_cast<int>(headers.size()));
+        headers.insert(headers.begin() + pos, {op.name, op.value});
+        break;
+      }
+      case EditOp::Kind::kAddHeader:
+        headers.push_back({op.name, op.value});
+        break;
+      case EditOp::Kind::kChangeFrom:
+        break;
+    }
+  }
+  return headers;
+}
+
+Status applyPlan(const EditPlan& plan, MilterActions* actions) {
+  for (const EditOp& op : plan) {
+    Status st;
+    switch (op.kind) {
+      case EditOp::Kind::kChangeHeader:
+        st = actions->changeHeader(op.name, op.index, &op.value);
+        break;
+      case EditOp::Kind::kDeleteHeader:
+        st = actions->changeHeader(op.name, op.index, nullptr);
+        break;
+      case EditOp::Kind::kInsertHeader:
+        st = actions->insertHeader(op.index, op.name, op.value);
+        break;
+      case EditOp::Kind::kAddHeader:
+        st = actions->addHeader(op.name, op.value);
+        break;
+      case EditOp::Kind::kChangeFrom:
+        st = actions->changeFrom(op.value, op.args);
+        break;
+    }
+    if (!st) {
+      return Status::error(describeOp(op) + ": " + st.message());
+    }
+  }
+  return Status::ok();
+}
+
+std::string describeOp(const EditOp& op) {
+  switch (op.kind) {
+    case EditOp::Kind::kChangeHeader:
+      return "chgheader " + op.name + "[" + std::to_string(op.index) + "] =" + op.value;
+    case EditOp::Kind::kDeleteHeader:
+      return "delheader " + op.name + "[" + std::to_string(op.index) + "]";
+    case EditOp::Kind::kInsertHeader:
+      return "insheader @" + std::to_string(op.index) + " " + op.name + ":" + op.value;
+    case EditOp::Kind::kAddHeader:
+      return "addheader " + op.name + ":" + op.value;
+    case EditOp::Kind::kChangeFrom:
+      return "chgfrom <" + op.value + ">" + (op.args.empty() ? "" : " " + op.args);
+  }
+  return "";
+}
+
+}  // namespace relaykit::milter

@@ -1,0 +1,321 @@
+// header_rules.cc: action parsing, conditions and per-header rule decisions (see header_rules.h).
+#include "milters/header_rules.h"
+
+#include <re2/re2.h>
+
+#include <cctype>
+
+#include "common/address.h"
+#include "milters/rfc2047.h"
+
+namespace relaykit::milter {
+namespace {
+
+// Most capture groups a `with` text can refer to ($0..$9 and ${NN} up to this).
+constexpr int kMaxGroups = 32;
+
+bool partial(const std::shared_ptr<const re2::RE2>& re, std::string_view text) {
+  return re && re2::RE2::PartialMatch(re2::StringPiece(text.data(), text.size()), *re);
+}
+
+bool isHeaderLine(std::string_view line) {
+  size_t colon = line.find(':');
+  if (colon == 0 || colon == std::string_view::npos) {
+    return false;
+  }
+  for (size_t i = 0; i < colon; ++i) {
+    unsigned char c = static_cast<unsigned char>(line[i]);
+    if (c <= 32 || c >= 127) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string trimLeft(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) {
+    ++i;
+  }
+  return std::string(s.substr(i));
+}
+
+}  // namespace
+
+const char* actionName(ActionKind kind) {
+  switch (kind) {
+    case ActionKind::kIgnore:
+      return "IGNORE";
+    case ActionKind::kReplace:
+      return "REPLACE";
+    case ActionKind::kPrepend:
+      return "PREPEND";
+    case ActionKind::kWarn:
+      return "WARN";
+    case ActionKind::kInfo:
+      return "INFO";
+    case ActionKind::kDunno:
+      return "DUNNO";
+  }
+  return "DUNNO";
+}
+
+StatusOr<Action> parseAction(std::string_view result) {
+  size_t end = 0;
+  while (end < result.size() && result[end] != ' ' && result[end] != '\t') {
+    ++end;
+  }
+  std::string name = toLowerAscii(result.substr(0, end));
+  std::string text = trimLeft(result.substr(end));
+  Action action;
+  action.text = text;
+  if (name == "ignore") {
+    action.kind = ActionKind::kIgnore;
+  } else if (name == "replace" || name == "prepend") {
+    action.kind = name == "replace" ? ActionKind::kReplace : ActionKind::kPrepend;
+    if (!isHeaderLine(text)) {
+      return Status::error(std::string(actionName(action.kind)) +
+                           " needs a header line \"Name: value\", got \"" + text + "\"");
+    }
+  } else if (name == "warn") {
+    action.kind = ActionKind::kWarn;
+  } else if (name == "info") {
+    action.kind = ActionKind::kInfo;
+  } else if (name == "dunno" || name == "ok") {
+    action.kind = ActionKind::kDunno;
+  } else if (name == "reject" || name == "discard" || name == "hold" || name == "filter" ||
+             name == "redirect" || name == "bcc" || name == "defer" || name == "strip" ||
+             (name.size() == 3 && std::isdigit(static_cast<unsigned char>(name[0])))) {
+    return Status::error("action \"" + std::string(result.substr(0, end)) +
+                         "\" is not supported by relaykit-milter (supported: IGNORE, REPLACE, "
+                         "PREPEND, WARN, INFO, DUNNO); keep it in Postfix's header_checks");
+  } else {
+    return Status::error("unknown header_checks action \"" + std::string(result.substr(0, end)) +
+                         "\"");
+  }
+  return action;
+}
+
+bool Condition::empty() const {
+  return sender.empty() && !recipientAny && !recipientAll && client.empty() && !authenticated &&
+         !saslUser && !helo && !clientName && !negated;
+}
+
+bool Condition::usesRecipients() const {
+  return recipientAny || recipientAll || (negated && negated->usesRecipients());
+}
+
+bool Condition::usesHelo() const {
+  return helo || (negated && negated->usesHelo());
+}
+
+bool Condition::holds(const Envelope& env) const {
+  if (!sender.empty()) {
+    bool any = false;
+    for (const auto& re : sender) {
+      if (partial(re, env.sender)) {
+        any = true;
+        break;
+      }
+    }
+    if (!any) {
+      return false;
+    }
+  }
+  if (recipientAny) {
+    bool any = false;
+    for (const std::string& rcpt : env.recipients) {
+      if (partial(recipientAny, rcpt)) {
+        any = true;
+        break;
+      }
+    }
+    if (!any) {
+      return false;
+    }
+  }
+  if (recipientAll) {
+    if (env.recipients.empty()) {
+      return false;
+    }
+    for (const std::string& rcpt : env.recipients) {
+      if (!partial(recipientAll, rcpt)) {
+        return false;
+      }
+    }
+  }
+  if (!client.empty()) {
+    if (!env.clientAddress) {
+      return false;
+    }
+    bool any = false;
+    for (const IpNetwork& net : client) {
+      if (net.contains(*env.clientAddress)) {
+        any = true;
+        break;
+      }
+    }
+    if (!any) {
+      return false;
+    }
+  }
+  if (authenticated && *authenticated == env.saslUser.empty()) {
+    return false;
+  }
+  if (saslUser && (env.saslUser.empty() || !partial(saslUser, env.saslUser))) {
+    return false;
+  }
+  if (helo && !partial(helo, env.helo)) {
+    return false;
+  }
+  if (clientName && !partial(clientName, env.clientName)) {
+    return false;
+  }
+  if (negated && negated->holds(env)) {
+    return false;
+  }
+  return true;
+}
+
+std::string unfold(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\r' && i + 2 < text.size() && text[i + 1] == '\n' &&
+        (text[i + 2] == ' ' || text[i + 2] == '\t')) {
+      ++i;
+      continue;
+    }
+    if (text[i] == '\n' && i + 1 < text.size() && (text[i + 1] == ' ' || text[i + 1] == '\t')) {
+      continue;
+    }
+    out.push_back(text[i]);
+  }
+  return out;
+}
+
+std::string expandGroups(const re2::RE2& re, std::string_view text, std::string_view with) {
+  if (with.find('$') == std::string_view::npos) {
+    return std::string(with);
+  }
+  int groups = std::min(re.NumberOfCapturingGroups(), kMaxGroups);
+  std::vector<re2::StringPiece> sub(static_cast<size_t>(groups) + 1);
+  if (!re.Match(re2::StringPiece(text.data(), text.size()), 0, text.size(), re2::RE2::UNANCHORED,
+                sub.data(), groups + 1)) {
+    return std::string(with);
+  }
+  std::string out;
+  for (size_t i = 0; i < with.size(); ++i) {
+    if (with[i] != '$' || i + 1 >= with.size()) {
+      out.push_back(with[i]);
+      continue;
+    }
+    char next = with[i + 1];
+    if (next == '$') {
+      out.push_back('$');
+      ++i;
+      continue;
+    }
+    size_t start = i + 1;
+    char close = '\0';
+    if (next == '{' || next == '(') {
+      close = next == '{' ? '}' : ')';
+      ++start;
+    }
+    size_t j = start;
+    while (j < with.size() && std::isdigit(static_cast<unsigned char>(with[j]))) {
+      ++j;
+    }
+    if (j == start || (close != '\0' && (j >= with.size() || with[j] != close))) {
+      out.push_back('$');
+      continue;
+    }
+    int n = std::stoi(std::string(with.substr(start, j - start)));
+    if (n <= groups && sub[static_cast<size_t>(n)].data() != nullptr) {
+      out.append(sub[static_cast<size_t>(n)].data(), sub[static_cast<size_t>(n)].size());
+    }
+    i = close != '\0' ? j : j - 1;
+  }
+  return out;
+}
+
+HeaderRuleSet::HeaderRuleSet(std::shared_ptr<const RegexpTable> headerChecks,
+                             std::vector<HeaderRule> rules)
+    : headerChecks_(std::move(headerChecks)), rules_(std::move(rules)) {}
+
+bool HeaderRuleSet::usesRecipients() const {
+  for (const HeaderRule& r : rules_) {
+    if (r.when.usesRecipients()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool HeaderRuleSet::usesHelo() const {
+  for (const HeaderRule& r : rules_) {
+    if (r.when.usesHelo()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::optional<RuleDecision> HeaderRuleSet::decide(const HeaderField& header,
+                                                  const Envelope& envelope,
+                                                  std::string* problem) const {
+  if (headerChecks_) {
+    // Postfix's header_checks see the header as stored: "Name:" + value, newlines kept.
+    std::string folded = header.name + ":" + header.value;
+    if (auto m = headerChecks_->match(folded)) {
+      StatusOr<Action> action = parseAction(m->value);
+      if (!action) {
+        if (problem) {
+          *problem = m->where.file + ":" + std::to_string(m->where.line) + ": " +
+                     action.status().message();
+        }
+        return std::nullopt;
+      }
+      return RuleDecision{*action,
+                          "header_checks " + m->where.file + ":" + std::to_string(m->where.line)};
+    }
+  }
+  if (rules_.empty()) {
+    return std::nullopt;
+  }
+  std::string logical = unfold(header.name + ":" + header.value);
+  std::string decoded;
+  bool haveDecoded = false;
+  for (const HeaderRule& rule : rules_) {
+    const std::string* text = &logical;
+    if (rule.decode) {
+      if (!haveDecoded) {
+        decoded = decodeEncodedWords(logical);
+        haveDecoded = true;
+      }
+      text = &decoded;
+    }
+    if (!partial(rule.match, *text)) {
+      continue;
+    }
+    if (!rule.when.holds(envelope)) {
+      continue;
+    }
+    Action action;
+    action.kind = rule.action;
+    action.text = expandGroups(*rule.match, *text, rule.with);
+    if ((action.kind == ActionKind::kReplace || action.kind == ActionKind::kPrepend) &&
+        !isHeaderLine(action.text)) {
+      if (problem) {
+        *problem = rule.where.file + ":" + std::to_string(rule.where.line) +
+                   ": expanded text is not a header line: \"" + action.text + "\"";
+      }
+      return std::nullopt;
+    }
+    return RuleDecision{std::move(action),
+                        "header_rules " + rule.where.file + ":" + std::to_string(rule.where.line)};
+  }
+  return std::nullopt;
+}
+
+}  // namespace relaykit::milter

@@ -1,0 +1,254 @@
+// message_rewriter.cc: header rules + rewrite_from + rewrite_sender for one message.
+#include "milters/message_rewriter.h"
+
+#include <algorithm>
+#include <map>
+
+#include "common/address.h"
+#include "milters/address_list.h"
+
+namespace relaykit::milter {
+namespace {
+
+// One lookup through a table with generic(5)/canonical(5) result handling: an "@domain" result
+// keeps the original localpart.
+LookupResult mapOnce(const Table& table, const std::string& address) {
+  LookupResult r = table.lookup(address);
+  if (r.isFound() && !r.value().empty() && r.value()[0] == '@') {
+    size_t at = address.rfind('@');
+    std::string local = at == std::string::npos ? address : address.substr(0, at);
+    return LookupResult::found(local + r.value());
+  }
+  return r;
+}
+
+class AddressMapper {
+ public:
+  AddressMapper(const Table& table, int rounds) : table_(table), rounds_(rounds) {}
+
+  // Found(new address) when it changes, NotFound when it stays, or the table's error.
+  LookupResult map(const std::string& address) {
+    auto it = cache_.find(address);
+    if (it != cache_.end()) {
+      return it->second;
+    }
+    std::string current = address;
+    bool changed = false;
+    for (int round = 0; round < rounds_; ++round) {
+      LookupResult r = mapOnce(table_, current);
+      if (r.isError()) {
+        cache_.emplace(address, r);
+        return r;
+      }
+      if (!r.isFound() || r.value() == current) {
+        break;
+      }
+      current = r.value();
+      changed = true;
+    }
+    LookupResult result =
+        changed && current != address ? LookupResult::found(current) : LookupResult::notFound();
+    cache_.emplace(address, result);
+    return result;
+  }
+
+ private:
+  const Table& table_;
+  int rounds_;
+  std::map<std::string, LookupResult> cache_;
+};
+
+HeaderField splitHeaderLine(const std::string& line) {
+  size_t colon = line.find(':');
+  return HeaderField{line.substr(0, colon), line.substr(colon + 1)};
+}
+
+std::string oneLine(const std::string& s) {
+  std::string out = unfold(s);
+  for (char& c : out) {
+    if (c == '\r' || c == '\n') {
+      c = ' ';
+    }
+  }
+  return out;
+}
+
+std::string envelopeSummary(const Envelope& env) {
+  std::string out = "from=<" + env.sender + ">";
+  if (!env.recipients.empty()) {
+    out += " to=<" + env.recipients.front() + ">";
+  }
+  return out;
+}
+
+bool listed(const std::vector<std::string>& names, const std::string& name) {
+  for (const std::string& n : names) {
+    if (equalsIgnoreCase(n, name)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Rewrites the addresses of one header in place. Returns false on a table error.
+bool rewriteAddresses(AddressMapper* mapper, HeaderField* header, RewriteOutcome* out) {
+  StatusOr<std::vector<Mailbox>> boxes = parseAddressList(header->value);
+  if (!boxes) {
+    out->notes.push_back("header " + header->name + " left unchanged: cannot parse \"" +
+                         oneLine(header->value) + "\": " + boxes.status().message());
+    return true;
+  }
+  std::vector<AddressReplacement> replacements;
+  std::string summary;
+  for (const Mailbox& box : *boxes) {
+    std::string address = box.address();
+    LookupResult r = mapper->map(address);
+    if (r.isError()) {
+      out->error = true;
+      out->errorReason = "address lookup for <" + address + "> failed: " + r.reason();
+      return false;
+    }
+    if (r.isFound()) {
+      replacements.push_back({box.specBegin, box.specEnd, r.value()});
+      if (!summary.empty()) {
+        summary += ", ";
+      }
+      summary += "<" + address + "> -> <" + r.value() + ">";
+    }
+  }
+  if (!replacements.empty()) {
+    header->value = spliceAddresses(header->value, std::move(replacements));
+    out->changes.push_back("header " + header->name + " " + summary);
+  }
+  return true;
+}
+
+}  // namespace
+
+RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelope,
+                              const std::vector<HeaderField>& headers) {
+  RewriteOutcome out;
+  std::vector<HeaderSlot> slots;
+  slots.reserve(headers.size());
+  const HeaderRuleSet* rules = config.rules.get();
+  for (const HeaderField& h : headers) {
+    HeaderSlot slot{h, h, {}};
+    std::string problem;
+    std::optional<RuleDecision> decision =
+        rules ? rules->decide(h, envelope, &problem) : std::nullopt;
+    if (!problem.empty()) {
+      out.notes.push_back("header " + h.name + ": " + problem);
+    }
+    if (decision) {
+      const Action& a = decision->action;
+      switch (a.kind) {
+        case ActionKind::kIgnore:
+          slot.current.reset();
+          out.changes.push_back("header " + h.name + " removed");
+          break;
+        case ActionKind::kReplace:
+          slot.current = splitHeaderLine(a.text);
+          out.changes.push_back("header " + h.name + " replaced");
+          break;
+        case ActionKind::kPrepend: {
+          HeaderField added = splitHeaderLine(a.text);
+          out.changes.push_back("header " + added.name + " prepended");
+          slot.before.push_back(std::move(added));
+          break;
+        }
+        case ActionKind::kWarn:
+        case ActionKind::kInfo:
+          out.notes.push_back(std::string(a.kind == ActionKind::kWarn ? "warning" : "info") +
+                              ": header " + oneLine(h.name + ":" + h.value) + "; " +
+                              envelopeSummary(envelope) + ": " + a.text);
+          break;
+        case ActionKind::kDunno:
+          break;
+      }
+    }
+    slots.push_back(std::move(slot));
+  }
+
+  if (config.fromTable) {
+    AddressMapper mapper(*config.fromTable, 1);
+    for (HeaderSlot& slot : slots) {
+      for (HeaderField& b : slot.before) {
+        if (listed(config.fromHeaders, b.name) && !rewriteAddresses(&mapper, &b, &out)) {
+          return out;
+        }
+      }
+      if (slot.current && listed(config.fromHeaders, slot.current->name) &&
+          !rewriteAddresses(&mapper, &*slot.current, &out)) {
+        return out;
+      }
+    }
+  }
+
+  out.plan = buildEditPlan(slots, {});
+  for (const HeaderSlot& slot : slots) {
+    for (const HeaderField& b : slot.before) {
+      out.headers.push_back(b);
+    }
+    if (slot.current) {
+      out.headers.push_back(*slot.current);
+    }
+  }
+
+  if (config.senderTable && !envelope.sender.empty()) {
+    AddressMapper mapper(*config.senderTable, kMaxCanonicalRounds);
+    LookupResult r = mapper.map(envelope.sender);
+    if (r.isError()) {
+      out.error = true;
+      out.errorReason = "sender lookup for <" + envelope.sender + "> failed: " + r.reason();
+      out.plan.clear();
+      return out;
+    }
+    if (r.isFound()) {
+      std::string args;
+      for (const std::string& a : envelope.senderArgs) {
+        // Postfix keeps only RET and ENVID from SMFI_CHGFROM and warns about any other; the
+        // rest (SIZE, BODY, SMTPUTF8) it keeps from the original MAIL FROM anyway.
+        std::string key = toLowerAscii(a.substr(0, a.find('=')));
+        if (key != "ret" && key != "envid") {
+          continue;
+        }
+        if (!args.empty()) {
+          args += ' ';
+        }
+        args += a;
+      }
+      out.plan.push_back({EditOp::Kind::kChangeFrom, "", 0, r.value(), args});
+      out.changes.insert(out.changes.begin(),
+                         "from=<" + envelope.sender + "> -> <" + r.value() + ">");
+    }
+  }
+  return out;
+}
+
+std::string formatRewriteLog(const std::string& queueId, const std::vector<std::string>& changes) {
+  if (changes.empty()) {
+    return std::string();
+  }
+  // Identical changes (two X-Originating-IP headers removed) are written once with a count.
+  std::vector<std::pair<std::string, int>> counted;
+  for (const std::string& c : changes) {
+    auto it = std::find_if(counted.begin(), counted.end(),
+                           [&](const std::pair<std::string, int>& p) { return p.first == c; });
+    if (it != counted.end()) {
+      ++it->second;
+    } else {
+      counted.emplace_back(c, 1);
+    }
+  }
+  std::string line = (queueId.empty() ? std::string("NOQUEUE") : queueId) + ":";
+  for (size_t i = 0; i < counted.size(); ++i) {
+    line += i == 0 ? " " : ", ";
+    line += counted[i].first;
+    if (counted[i].second > 1) {
+      line += " (x" + std::to_string(counted[i].second) + ")";
+    }
+  }
+  return line;
+}
+
+}  // namespace relaykit::milter

@@ -1,0 +1,40 @@
+// message_rewriter.h: the whole rewrite of one message, from envelope and headers to an edit plan.
+//
+// rewriteMessage() applies, in this order: header rules (header_checks, then header_rules; first
+// match per header), rewrite_from on the resulting headers (address-aware: display names, comments
+// and folding kept byte for byte, only addr-specs replaced), rewrite_sender on the envelope sender
+// (canonical(5) semantics: repeated up to kMaxCanonicalRounds while the answer changes; the null
+// sender is never touched; ESMTP arguments are passed on). It returns the operations to apply at
+// end of message, a human summary of each change for the log line, and WARN/INFO/problem notes.
+// A header that is not a valid address list is left untouched and noted. A table error stops the
+// rewrite and is returned as `error` (the caller applies on_error); nothing is half-applied.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "milters/edit_plan.h"
+#include "milters/header_rules.h"
+#include "milters/milter_config.h"
+
+namespace relaykit::milter {
+
+// canonical(5): Postfix re-applies canonical mapping while the result changes, at most this often.
+inline constexpr int kMaxCanonicalRounds = 10;
+
+struct RewriteOutcome {
+  EditPlan plan;                     // in application order; empty: nothing to change
+  std::vector<std::string> changes;  // "from=<a> -> <b>", "header X-Originating-IP removed", ...
+  std::vector<std::string> notes;    // WARN/INFO texts and problems (unparsable header, ...)
+  std::vector<HeaderField> headers;  // the headers as they will be after the plan
+  bool error = false;                // a table lookup failed: apply on_error, change nothing
+  std::string errorReason;
+};
+
+RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelope,
+                              const std::vector<HeaderField>& headers);
+
+// The Postfix-style log line for a changed message: "QID: change, change", or "" when unchanged.
+std::string formatRewriteLog(const std::string& queueId, const std::vector<std::string>& changes);
+
+}  // namespace relaykit::milter

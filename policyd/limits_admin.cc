@@ -1,0 +1,206 @@
+// limits_admin.cc: counter lookup and reset for `relaykit limits`; see limits_admin.h.
+#include "policyd/limits_admin.h"
+
+#include <hiredis/hiredis.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "policyd/policy_engine.h"
+
+namespace relaykit::policy {
+
+namespace {
+
+// SCAN batch size and a bound on the keys one command walks through.
+constexpr int kScanCount = 1000;
+constexpr std::size_t kMaxScannedKeys = 10000000;
+
+struct ReplyDeleter {
+  void operator()(redisReply* r) const { freeReplyObject(r); }
+};
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+StatusOr<Reply> command(redisContext* c, const std::vector<std::string>& args) {
+  std::vector<const char*> argv;
+  std::vector<size_t> lens;
+  for (const std::string& a : args) {
+    argv.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  auto* r = static_cast<redisReply*>(
+      redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
+  if (r == nullptr) {
+    return Status::error(std::string("redis: ") + (c->errstr[0] ? c->errstr : "no reply"));
+  }
+  Reply reply(r);
+  if (reply->type == REDIS_REPLY_ERROR) {
+    return Status::error(std::string("redis: ") + reply->str);
+  }
+  return reply;
+}
+
+std::string globEscape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') {
+      out += '\\';
+    }
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+StatusOr<PolicyRequest> requestFromWords(const std::vector<std::string>& words) {
+  PolicyRequest request;
+  for (const std::string& w : words) {
+    const auto eq = w.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return Status::error("expected attribute=value, got \"" + w + "\"");
+    }
+    request.add(w.substr(0, eq), w.substr(eq + 1));
+  }
+  return request;
+}
+
+std::vector<LimitTarget> limitTargets(const PolicyConfig& config, const PolicyRequest& request,
+                                      const std::string& limitName) {
+  std::vector<LimitTarget> out;
+  for (const LimitRule& rule : config.limits) {
+    if (!limitName.empty() && rule.name != limitName) {
+      continue;
+    }
+    if (auto principal = principalOf(rule.key, request)) {
+      out.push_back(LimitTarget{&rule, *principal, storeKeyFor(*principal, rule.name)});
+    }
+  }
+  return out;
+}
+
+RedisAdmin::~RedisAdmin() {
+  if (c_ != nullptr) {
+    redisFree(c_);
+  }
+}
+
+RedisAdmin::RedisAdmin(RedisAdmin&& other) noexcept
+    : c_(std::exchange(other.c_, nullptr)), prefix_(std::move(other.prefix_)) {}
+
+StatusOr<RedisAdmin> RedisAdmin::connect(const RedisStoreSettings& s) {
+  const int ms = std::max(s.timeoutMs, 1000);
+  const timeval tv{ms / 1000, (ms % 1000) * 1000};
+  redisContext* c = s.unixPath.empty() ? redisConnectWithTimeout(s.host.c_str(), s.port, tv)
+                                       : redisConnectUnixWithTimeout(s.unixPath.c_str(), tv);
+  const std::string where = s.unixPath.empty() ? s.host + ":" + std::to_string(s.port) : "unix:" + s.unixPath;
+  if (c == nullptr || c->err != 0) {
+    Status err = Status::error("cannot connect to redis at " + where + ": " +
+                               (c != nullptr ? c->errstr : "out of memory"));
+    if (c != nullptr) {
+      redisFree(c);
+    }
+    return err;
+  }
+  redisSetTimeout(c, tv);
+  RedisAdmin admin(c, s.keyPrefix);
+  if (!s.password.empty()) {
+    if (auto r = command(c, {"AUTH", s.password}); !r.isOk()) {
+      return r.status();
+    }
+  }
+  if (s.database != 0) {
+    if (auto r = command(c, {"SELECT", std::to_string(s.database)}); !r.isOk()) {
+      return r.status();
+    }
+  }
+  return admin;
+}
+
+StatusOr<std::vector<WindowState>> RedisAdmin::show(const LimitTarget& target) {
+  auto time = command(c_, {"TIME"});
+  if (!time.isOk()) {
+    return time.status();
+  }
+  const redisReply* t = time->get();
+  if (t->type != REDIS_REPLY_ARRAY || t->elements != 2) {
+    return Status::error("redis: unexpected TIME reply");
+  }
+  const std::int64_t now = std::stoll(t->element[0]->str) * 1000000 + std::stoll(t->element[1]->str);
+  std::vector<WindowState> out;
+  for (const RateWindow& w : target.rule->windows) {
+    auto r = command(c_, {"HGET", prefix_ + target.key, std::to_string(w.periodUs)});
+    if (!r.isOk()) {
+      return r.status();
+    }
+    WindowState state;
+    state.window = w;
+    state.tatUs = (*r)->type == REDIS_REPLY_STRING ? std::stoll((*r)->str) : 0;
+    state.remaining = gcraRemaining(state.tatUs, now, w);
+    state.fullResetUs = std::max<std::int64_t>(0, state.tatUs - now);
+    out.push_back(state);
+  }
+  return out;
+}
+
+StatusOr<std::int64_t> RedisAdmin::reset(const LimitTarget& target) {
+  auto r = command(c_, {"DEL", prefix_ + target.key});
+  if (!r.isOk()) {
+    return r.status();
+  }
+  return static_cast<std::int64_t>((*r)->integer);
+}
+
+StatusOr<std::vector<std::string>> RedisAdmin::scan(const std::string& limitName) {
+  const std::string pattern = globEscape(prefix_) + "rl:{*}:" + (limitName.empty() ? "*" : globEscape(limitName));
+  std::vector<std::string> keys;
+  std::string cursor = "0";
+  do {
+    auto r = command(c_, {"SCAN", cursor, "MATCH", pattern, "COUNT", std::to_string(kScanCount)});
+    if (!r.isOk()) {
+      return r.status();
+    }
+    const redisReply* reply = r->get();
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+      return Status::error("redis: unexpected SCAN reply");
+    }
+    cursor = reply->element[0]->str;
+    for (std::size_t i = 0; i < reply->element[1]->elements; ++i) {
+      keys.emplace_back(reply->element[1]->element[i]->str, reply->element[1]->element[i]->len);
+    }
+  } while (cursor != "0" && keys.size() < kMaxScannedKeys);
+  return keys;
+}
+
+StatusOr<std::map<std::string, std::int64_t>> RedisAdmin::count(const std::string& limitName) {
+  auto keys = scan(limitName);
+  if (!keys.isOk()) {
+    return keys.status();
+  }
+  std::map<std::string, std::int64_t> out;
+  for (const std::string& k : *keys) {
+    const auto close = k.find("}:", prefix_.size());
+    if (close != std::string::npos) {
+      out[k.substr(close + 2)]++;
+    }
+  }
+  return out;
+}
+
+StatusOr<std::int64_t> RedisAdmin::resetAll(const std::string& limitName) {
+  auto keys = scan(limitName);
+  if (!keys.isOk()) {
+    return keys.status();
+  }
+  std::int64_t deleted = 0;
+  for (const std::string& k : *keys) {
+    auto r = command(c_, {"DEL", k});  // one key per command: Cluster-safe
+    if (!r.isOk()) {
+      return r.status();
+    }
+    deleted += (*r)->integer;
+  }
+  return deleted;
+}
+
+}  // namespace relaykit::policy

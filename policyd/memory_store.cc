@@ -1,0 +1,98 @@
+// memory_store.cc: in-process GCRA state; see memory_store.h.
+#include "policyd/memory_store.h"
+
+#include <algorithm>
+
+namespace relaykit::policy {
+
+namespace {
+constexpr std::int64_t kSweepIntervalUs = 10'000'000;
+}
+
+MemoryStore::MemoryStore(MicrosClock clock, std::size_t maxKeys)
+    : clock_(std::move(clock)), maxKeys_(maxKeys) {}
+
+void MemoryStore::sweep(std::int64_t nowUs) {
+  if (nowUs < nextSweepUs_ && entries_.size() < maxKeys_) {
+    return;
+  }
+  nextSweepUs_ = nowUs + kSweepIntervalUs;
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    it = it->second.expiresUs <= nowUs ? entries_.erase(it) : std::next(it);
+  }
+}
+
+StatusOr<StoreResult> MemoryStore::evaluateNow(const StoreRequest& request) {
+  const std::int64_t now = clock_();
+  sweep(now);
+  auto tatOf = [this](const std::string& key, std::int64_t periodUs) -> std::int64_t {
+    auto it = entries_.find(key);
+    if (it == entries_.end()) {
+      return 0;
+    }
+    for (const auto& [period, tat] : it->second.tats) {
+      if (period == periodUs) {
+        return tat;
+      }
+    }
+    return 0;
+  };
+  std::vector<std::vector<std::int64_t>> newTats;
+  StoreResult result = evaluateCharges(request, now, tatOf, &newTats);
+  if (!result.committed) {
+    return result;
+  }
+  std::size_t newKeys = 0;
+  for (const StoreCharge& charge : request.charges) {
+    newKeys += entries_.count(charge.key) == 0 ? 1 : 0;
+  }
+  if (entries_.size() + newKeys > maxKeys_) {
+    return Status::error("memory store full (" + std::to_string(maxKeys_) + " keys)");
+  }
+  for (std::size_t i = 0; i < request.charges.size(); ++i) {
+    const StoreCharge& charge = request.charges[i];
+    if (!result.outcomes[i].allowed) {
+      continue;  // a refused warn-only charge: not counted
+    }
+    Entry& entry = entries_[charge.key];
+    for (std::size_t w = 0; w < charge.windows.size(); ++w) {
+      const std::int64_t period = charge.windows[w].periodUs;
+      const std::int64_t tat = newTats[i][w];
+      auto slot = std::find_if(entry.tats.begin(), entry.tats.end(),
+                               [period](const auto& p) { return p.first == period; });
+      if (slot == entry.tats.end()) {
+        entry.tats.emplace_back(period, tat);
+      } else {
+        slot->second = tat;
+      }
+      entry.expiresUs = std::max(entry.expiresUs, tat);
+    }
+  }
+  return result;
+}
+
+void MemoryStore::evaluate(StoreRequest request, Callback done) { done(evaluateNow(request)); }
+
+std::vector<WindowState> MemoryStore::show(const std::string& key,
+                                           const std::vector<RateWindow>& windows) const {
+  std::vector<WindowState> out;
+  const std::int64_t now = clock_();
+  auto it = entries_.find(key);
+  for (const RateWindow& window : windows) {
+    WindowState state;
+    state.window = window;
+    if (it != entries_.end()) {
+      for (const auto& [period, tat] : it->second.tats) {
+        if (period == window.periodUs) {
+          state.tatUs = tat;
+        }
+      }
+    }
+    state.remaining = gcraRemaining(state.tatUs, now, window);
+    state.fullResetUs = std::max<std::int64_t>(0, state.tatUs - now);
+    out.push_back(state);
+  }
+  return out;
+}
+
+}  // namespace relaykit::policy

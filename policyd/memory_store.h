@@ -1,0 +1,48 @@
+// memory_store.h: the embedded rate-limit store for a single relay (the default).
+//
+// State lives in this process only: it is lost on restart and not shared with other relays
+// (use the Redis store for that). Answers synchronously (the callback runs before evaluate()
+// returns). Entries whose every TAT has passed are swept, so memory stays proportional to the
+// principals active within their periods; at most kMaxMemoryStoreKeys keys are kept, beyond which
+// new principals are refused as a store error (on_store_error decides). Not thread-safe: one event
+// loop owns it.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "policyd/rate_store.h"
+
+namespace relaykit::policy {
+
+inline constexpr std::size_t kMaxMemoryStoreKeys = 1000000;
+
+class MemoryStore : public RateStore {
+ public:
+  explicit MemoryStore(MicrosClock clock = systemMicros, std::size_t maxKeys = kMaxMemoryStoreKeys);
+  void evaluate(StoreRequest request, Callback done) override;
+  StatusOr<StoreResult> evaluateNow(const StoreRequest& request);
+
+  // For `limits show|reset` and tests.
+  std::vector<WindowState> show(const std::string& key, const std::vector<RateWindow>& windows) const;
+  void reset(const std::string& key) { entries_.erase(key); }
+  std::size_t size() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    std::vector<std::pair<std::int64_t, std::int64_t>> tats;  // (periodUs, tatUs)
+    std::int64_t expiresUs = 0;                                // max TAT
+  };
+  void sweep(std::int64_t nowUs);
+
+  MicrosClock clock_;
+  std::size_t maxKeys_;
+  std::unordered_map<std::string, Entry> entries_;
+  std::int64_t nextSweepUs_ = 0;
+};
+
+}  // namespace relaykit::policy

@@ -1,0 +1,91 @@
+// policy_config.h: the compiled, immutable configuration of relaykit-policyd.
+//
+// parsePolicyConfig() reads the raw `policy:` node kept by loadConfig() (common/config.h) with
+// YamlReader, plus the already-parsed `redis:` section, validates everything (every problem is
+// reported as FILE:LINE:COL into Diagnostics, not just the first) and returns a snapshot shared
+// read-only as shared_ptr<const PolicyConfig>; a reload builds a new one and swaps it. Never
+// throws. The common daemon keys (listen, user, metrics_listen, ...) are the skeleton's.
+#pragma once
+
+#include <re2/re2.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "common/diagnostics.h"
+#include "common/ip_network.h"
+#include "policyd/gcra.h"
+#include "policyd/policy_codec.h"
+#include "policyd/rate_key.h"
+#include "policyd/redis_store.h"
+
+namespace relaykit::policy {
+
+inline constexpr const char* kDefaultLimitReply =
+    "450 4.7.1 Too much mail ($limit), please retry in $retry_after seconds";
+inline constexpr const char* kStoreErrorReply =
+    "DEFER_IF_PERMIT 4.3.0 Rate limit service unavailable, try again later";
+
+// Who is never limited (global `exempt:` and per-limit `exempt:`).
+struct Exemptions {
+  std::vector<IpNetwork> clients;
+  std::vector<std::string> senders;    // lower-cased; "user@domain" or "@domain"
+  std::vector<std::string> saslUsers;  // lower-cased
+  bool matches(const PolicyRequest& request) const;
+};
+
+enum class CountUnit { kMessages, kRecipients, kBytes };
+const char* countUnitName(CountUnit unit);
+
+struct LimitRule {
+  std::string name;
+  std::vector<KeyPart> key;
+  CountUnit count = CountUnit::kMessages;
+  std::vector<RateWindow> windows;
+  std::string reply = kDefaultLimitReply;
+  bool warnOnly = false;
+  Exemptions exempt;
+  bool usesRecipient() const;
+};
+
+struct RelayRule {
+  enum class SenderKind { kExact, kDomain, kRegexp };
+  SenderKind senderKind = SenderKind::kExact;
+  std::string sender;  // lower-cased address ("<>" = null sender), the domain, or the pattern
+  std::shared_ptr<const RE2> regexp;
+  std::vector<IpNetwork> clients;             // empty: any client
+  std::vector<std::string> saslUsers;         // empty: any (or none)
+  std::vector<std::string> recipientDomains;  // empty: any
+  std::string filter;                         // transport:nexthop
+};
+
+struct PolicyConfig {
+  std::string file;
+  bool useRedis = false;
+  bool failOpen = true;  // on_store_error: open
+  Exemptions exempt;
+  std::vector<LimitRule> limits;
+  std::vector<RelayRule> relay;
+  RedisStoreSettings redis;
+  // True when some limit or relay rule needs the recipients of a message at END-OF-MESSAGE.
+  bool tracksRecipients = false;
+};
+
+// Builds the policy snapshot from a loaded Config. Returns nullptr when any error was reported
+// into `diags` (warnings do not fail). Reads redis.password_file (an unreadable file is an error
+// when store is redis).
+std::shared_ptr<const PolicyConfig> parsePolicyConfig(const Config& config, Diagnostics* diags);
+
+// loadConfig + parsePolicyConfig (the CLI and tests).
+std::shared_ptr<const PolicyConfig> loadPolicyConfigFile(const std::string& path,
+                                                         Diagnostics* diags);
+
+}  // namespace relaykit::policy
+
+namespace relaykit {
+// The `relaykit check` hook for the `policy:` section (cli/section_validators.h): parses it and
+// reports every problem; no network.
+void validatePolicySection(const Config& config, Diagnostics* diags);
+}  // namespace relaykit

@@ -1,0 +1,274 @@
+// policy_engine.cc: stage semantics, limit planning and reply text; see policy_engine.h.
+#include "policyd/policy_engine.h"
+
+#include <cctype>
+#include <map>
+
+namespace relaykit::policy {
+
+namespace {
+
+std::int64_t attributeNumber(const PolicyRequest& request, std::string_view name) {
+  std::int64_t n = 0;
+  for (char c : request.get(name)) {
+    if (!std::isdigit(static_cast<unsigned char>(c)) || n > (INT64_MAX - 9) / 10) {
+      return 0;
+    }
+    n = n * 10 + (c - '0');
+  }
+  return n;
+}
+
+bool relayMatches(const RelayRule& rule, const PolicyRequest& request,
+                  const std::vector<std::string>* acceptedRecipients) {
+  const std::string sender = toLower(request.get("sender"));
+  switch (rule.senderKind) {
+    case RelayRule::SenderKind::kExact:
+      if (sender != rule.sender && !(rule.sender == "<>" && sender.empty())) {
+        return false;
+      }
+      break;
+    case RelayRule::SenderKind::kDomain:
+      if (domainOf(sender) != rule.sender) {
+        return false;
+      }
+      break;
+    case RelayRule::SenderKind::kRegexp:
+      if (!RE2::PartialMatch(sender, *rule.regexp)) {
+        return false;
+      }
+      break;
+  }
+  if (!rule.clients.empty()) {
+    auto address = IpAddress::parse(request.get("client_address"));
+    bool any = false;
+    for (const IpNetwork& net : rule.clients) {
+      any = any || (address.isOk() && net.contains(*address));
+    }
+    if (!any) {
+      return false;
+    }
+  }
+  if (!rule.saslUsers.empty()) {
+    const std::string user = toLower(request.get("sasl_username"));
+    bool any = false;
+    for (const std::string& u : rule.saslUsers) {
+      any = any || (!user.empty() && u == user);
+    }
+    if (!any) {
+      return false;
+    }
+  }
+  if (!rule.recipientDomains.empty()) {
+    std::vector<std::string> domains;
+    if (!request.get("recipient").empty()) {
+      domains.push_back(domainOf(request.get("recipient")));
+    } else if (acceptedRecipients != nullptr) {
+      for (const std::string& r : *acceptedRecipients) {
+        domains.push_back(domainOf(r));
+      }
+    }
+    bool any = false;
+    for (const std::string& d : domains) {
+      for (const std::string& want : rule.recipientDomains) {
+        any = any || d == want;
+      }
+    }
+    if (!any) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::int64_t costOf(const LimitRule& rule, Stage stage, const PolicyRequest& request,
+                    std::int64_t recipients) {
+  switch (rule.count) {
+    case CountUnit::kMessages:
+      return 1;
+    case CountUnit::kRecipients:
+      return stage == Stage::kRcpt ? 1 : std::max<std::int64_t>(recipients, 1);
+    case CountUnit::kBytes:
+      return attributeNumber(request, "size");
+  }
+  return 0;
+}
+
+}  // namespace
+
+Stage stageOf(const PolicyRequest& request) {
+  const std::string_view state = request.get("protocol_state");
+  if (state == "RCPT") {
+    return Stage::kRcpt;
+  }
+  if (state == "DATA") {
+    return Stage::kData;
+  }
+  if (state == "END-OF-MESSAGE") {
+    return Stage::kEndOfMessage;
+  }
+  return Stage::kOther;
+}
+
+Plan planRequest(const PolicyConfig& config, const PolicyRequest& request,
+                 const std::vector<std::string>* acceptedRecipients) {
+  Plan plan;
+  plan.stage = stageOf(request);
+  if (plan.stage == Stage::kRcpt || plan.stage == Stage::kEndOfMessage) {
+    for (const RelayRule& rule : config.relay) {
+      if (relayMatches(rule, request, acceptedRecipients)) {
+        plan.filter = "FILTER " + rule.filter;
+        break;
+      }
+    }
+  }
+  if (plan.stage == Stage::kOther) {
+    return plan;
+  }
+  if (config.exempt.matches(request)) {
+    plan.exempt = true;
+    return plan;
+  }
+  plan.store.commit = plan.stage == Stage::kEndOfMessage;
+  const std::int64_t recipientCount = attributeNumber(request, "recipient_count");
+  const bool expandRecipients = plan.stage != Stage::kRcpt && request.get("recipient").empty() &&
+                                acceptedRecipients != nullptr && !acceptedRecipients->empty();
+  for (const LimitRule& rule : config.limits) {
+    if (rule.exempt.matches(request)) {
+      continue;
+    }
+    // principal -> recipients that fall under it
+    std::map<std::string, std::int64_t> principals;
+    if (rule.usesRecipient() && expandRecipients) {
+      for (const std::string& rcpt : *acceptedRecipients) {
+        PolicyRequest one = request;
+        one.add("recipient", rcpt);
+        if (auto p = principalOf(rule.key, one)) {
+          principals[*p]++;
+        }
+      }
+    } else if (auto p = principalOf(rule.key, request)) {
+      principals[*p] = recipientCount;
+    }
+    for (const auto& [principal, recipients] : principals) {
+      StoreCharge charge;
+      charge.cost = costOf(rule, plan.stage, request, recipients);
+      if (charge.cost <= 0) {
+        continue;
+      }
+      charge.key = storeKeyFor(principal, rule.name);
+      charge.windows = rule.windows;
+      charge.enforce = !rule.warnOnly;
+      plan.store.charges.push_back(std::move(charge));
+      plan.rules.push_back(&rule);
+      plan.principals.push_back(principal);
+    }
+  }
+  return plan;
+}
+
+std::string expandReply(const std::string& text, const PolicyRequest& request,
+                        const std::string& limitName, std::int64_t retryAfterSeconds) {
+  constexpr std::size_t kMaxExpansion = 100;
+  std::string out;
+  bool sawRetry = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '$' || i + 1 >= text.size()) {
+      out += text[i];
+      continue;
+    }
+    if (text[i + 1] == '$') {
+      out += '$';
+      ++i;
+      continue;
+    }
+    std::size_t start = i + 1;
+    std::size_t end = start;
+    const bool braced = text[start] == '{';
+    if (braced) {
+      end = text.find('}', start);
+      if (end == std::string::npos) {
+        out += text.substr(i);
+        break;
+      }
+      ++start;
+    } else {
+      while (end < text.size() &&
+             (std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '_')) {
+        ++end;
+      }
+      if (end == start) {
+        out += '$';
+        continue;
+      }
+    }
+    const std::string name = text.substr(start, end - start);
+    std::string value;
+    if (name == "limit") {
+      value = limitName;
+    } else if (name == "retry_after") {
+      value = std::to_string(retryAfterSeconds);
+      sawRetry = true;
+    } else {
+      value = std::string(request.get(name).substr(0, kMaxExpansion));
+    }
+    for (char c : value) {
+      const auto u = static_cast<unsigned char>(c);
+      out += (u < 0x20 || u == 0x7f) ? ' ' : c;
+    }
+    i = braced ? end : end - 1;
+  }
+  if (!sawRetry) {
+    out += " (retry in " + std::to_string(retryAfterSeconds) + " s)";
+  }
+  return out;
+}
+
+Verdict decide(const PolicyConfig& config, const PolicyRequest& request, const Plan& plan,
+               const StoreResult& result) {
+  (void)config;
+  Verdict verdict;
+  const char* stage = plan.stage == Stage::kRcpt ? "RCPT" : plan.stage == Stage::kData ? "DATA" : "END-OF-MESSAGE";
+  for (std::size_t i = 0; i < plan.rules.size() && i < result.outcomes.size(); ++i) {
+    const ChargeOutcome& o = result.outcomes[i];
+    if (o.allowed) {
+      continue;
+    }
+    const LimitRule& rule = *plan.rules[i];
+    const std::int64_t retrySeconds = (o.retryAfterUs + 999999) / 1000000;
+    std::string line = std::string(rule.warnOnly ? "warn_only: would refuse" : "refused") +
+                       " at " + stage + ": limit=" + rule.name + " count=" +
+                       countUnitName(rule.count) + " cost=" + std::to_string(plan.store.charges[i].cost) +
+                       " retry_after=" + std::to_string(retrySeconds) + "s sender=<" +
+                       std::string(request.get("sender")) + "> client=" +
+                       std::string(request.get("client_address")) + " sasl_username=" +
+                       std::string(request.get("sasl_username")) + " queue_id=" +
+                       std::string(request.get("queue_id"));
+    verdict.logs.push_back(std::move(line));
+    verdict.hits.push_back(LimitHit{rule.name, rule.warnOnly});
+    if (!rule.warnOnly && !verdict.refused) {
+      verdict.refused = true;
+      verdict.action = expandReply(rule.reply, request, rule.name, retrySeconds);
+    }
+  }
+  if (!verdict.refused) {
+    verdict.action = plan.filter.empty() ? "DUNNO" : plan.filter;
+  }
+  return verdict;
+}
+
+Verdict decideOnStoreError(const PolicyConfig& config, const Plan& plan, const Status& error) {
+  Verdict verdict;
+  verdict.storeError = true;
+  if (config.failOpen) {
+    verdict.action = plan.filter.empty() ? "DUNNO" : plan.filter;
+    verdict.logs.push_back("store error (on_store_error=open, allowing): " + error.message());
+  } else {
+    verdict.action = kStoreErrorReply;
+    verdict.refused = true;
+    verdict.logs.push_back("store error (on_store_error=closed, deferring): " + error.message());
+  }
+  return verdict;
+}
+
+}  // namespace relaykit::policy

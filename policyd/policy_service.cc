@@ -1,0 +1,307 @@
+// policy_service.cc: per-connection codec, ordered async decisions, logging and metrics for
+// relaykit-policyd; see policy_service.h.
+#include "policyd/policy_service.h"
+
+#include <event2/buffer.h>
+
+#include <deque>
+
+#include "common/server/logging.h"
+#include "policyd/memory_store.h"
+
+namespace relaykit::policy {
+
+namespace {
+
+constexpr int kPeekChains = 16;
+
+const char* stageLabel(Stage stage) {
+  switch (stage) {
+    case Stage::kRcpt:
+      return "rcpt";
+    case Stage::kData:
+      return "data";
+    case Stage::kEndOfMessage:
+      return "end_of_message";
+    case Stage::kOther:
+      break;
+  }
+  return "other";
+}
+
+class PolicyHandler : public ConnectionHandler {
+ public:
+  explicit PolicyHandler(PolicyService* service) : service_(service) {
+    if (service_->connections() != nullptr) {
+      service_->connections()->inc();
+    }
+  }
+
+  void onData(Connection& conn, evbuffer* input) override {
+    std::vector<PolicyRequest> requests;
+    while (conn.isOpen() && evbuffer_get_length(input) > 0) {
+      evbuffer_iovec vec[kPeekChains];
+      const int chains = evbuffer_peek(input, -1, nullptr, vec, kPeekChains);
+      std::size_t consumed = 0;
+      for (int i = 0; i < chains && i < kPeekChains; ++i) {
+        Status s = codec_.feed(
+            std::string_view(static_cast<const char*>(vec[i].iov_base), vec[i].iov_len), &requests);
+        if (!s.isOk()) {
+          logWarning("closing policy connection from " + conn.peer() + ": " + s.message());
+          service_->countProtocolError("malformed");
+          conn.close();
+          return;
+        }
+        consumed += vec[i].iov_len;
+      }
+      evbuffer_drain(input, consumed);
+    }
+    for (PolicyRequest& r : requests) {
+      queue_.push_back(std::move(r));
+    }
+    if (queue_.size() > kMaxQueuedRequests) {
+      logWarning("closing policy connection from " + conn.peer() + ": more than " +
+                 std::to_string(kMaxQueuedRequests) + " requests without waiting for replies");
+      service_->countProtocolError("flood");
+      conn.close();
+      return;
+    }
+    next(conn);
+  }
+
+  void onEof(Connection& conn, std::size_t unconsumed) override {
+    if (codec_.midRequest() || unconsumed > 0) {
+      logWarning("policy connection from " + conn.peer() + " closed in the middle of a request");
+      service_->countProtocolError("truncated");
+    }
+  }
+
+  void onClose(Connection&) override {
+    if (service_->connections() != nullptr) {
+      service_->connections()->dec();
+    }
+  }
+
+ private:
+  // Answers queued requests in order; stops while one waits for the store. The store calls back
+  // either inside decideRequest (memory store, errors) or later from the event loop (Redis).
+  void next(Connection& conn) {
+    while (!busy_ && conn.isOpen() && !queue_.empty()) {
+      PolicyRequest request = std::move(queue_.front());
+      queue_.pop_front();
+      busy_ = true;
+      inCall_ = true;
+      std::weak_ptr<Connection> weak = conn.weak();
+      service_->decideRequest(std::move(request), [weak, this](std::string action) {
+        auto c = weak.lock();
+        if (!c || !c->isOpen()) {
+          return;  // the connection (and this handler) is gone
+        }
+        c->send(formatPolicyReply(action));
+        busy_ = false;
+        if (!inCall_) {
+          c->resumeReading();
+          next(*c);
+        }
+      });
+      inCall_ = false;
+      if (busy_) {
+        conn.pauseReading();  // the store answers later
+        return;
+      }
+    }
+  }
+
+  PolicyService* service_;
+  PolicyCodec codec_;
+  std::deque<PolicyRequest> queue_;
+  bool busy_ = false;    // a decision is in flight
+  bool inCall_ = false;  // inside decideRequest (a callback now is synchronous)
+};
+
+}  // namespace
+
+bool PolicyService::configure(const std::shared_ptr<const Config>& config, Diagnostics* diags,
+                              bool install) {
+  std::shared_ptr<const PolicyConfig> policy = parsePolicyConfig(*config, diags);
+  if (policy == nullptr) {
+    return false;
+  }
+  if (install) {
+    if (std::shared_ptr<const PolicyConfig> old = config_.get()) {
+      const RedisStoreSettings& a = old->redis;
+      const RedisStoreSettings& b = policy->redis;
+      if (old->useRedis != policy->useRedis ||
+          (policy->useRedis && (a.host != b.host || a.port != b.port || a.unixPath != b.unixPath ||
+                                a.database != b.database || a.password != b.password ||
+                                a.timeoutMs != b.timeoutMs || a.keyPrefix != b.keyPrefix))) {
+        logWarning("policy store or redis: settings changed: they take effect after a restart");
+      }
+    }
+    config_.set(policy);
+  }
+  return true;
+}
+
+Status PolicyService::start(event_base* base, MetricsRegistry* metrics) {
+  requests_ = &metrics->counter("relaykit_policy_requests_total", "Policy requests by stage",
+                                {"stage"});
+  answers_ = &metrics->counter(
+      "relaykit_policy_answers_total",
+      "Policy answers by kind (dunno, filter, refused, store_error_open, store_error_closed)",
+      {"answer"});
+  limitHits_ = &metrics->counter("relaykit_policy_limit_exceeded_total",
+                                 "Limits exceeded, by limit and mode (enforce, warn_only)",
+                                 {"limit", "mode"});
+  errors_ = &metrics->counter("relaykit_policy_errors_total",
+                              "Problems by kind (malformed, truncated, flood, store)", {"kind"});
+  latency_ = &metrics->histogram("relaykit_policy_decision_seconds",
+                                 "Time to decide one policy request", {"store"});
+  connections_ = &metrics->gauge("relaykit_policy_connections", "Open policy connections").get();
+  std::shared_ptr<const PolicyConfig> config = config_.get();
+  if (config->useRedis) {
+    auto redis = std::make_unique<RedisStore>(base, config->redis);
+    redis_ = redis.get();
+    redis->start();
+    store_ = std::move(redis);
+    storeName_ = "redis";
+    redisUp_ = &metrics->gauge("relaykit_policy_redis_up", "1 while connected to Redis").get();
+    redisTimeouts_ = &metrics->counter("relaykit_policy_redis_timeouts_total",
+                                       "Redis decisions that hit timeout_ms").get();
+    redisConnects_ = &metrics->counter("relaykit_policy_redis_connects_total",
+                                       "Successful Redis connections (reconnects included)").get();
+    const RedisStoreSettings& r = config->redis;
+    logInfo("rate-limit store: redis at " +
+            (r.unixPath.empty() ? r.host + ":" + std::to_string(r.port) : "unix:" + r.unixPath) +
+            ", timeout " + std::to_string(r.timeoutMs) + " ms, on_store_error " +
+            (config->failOpen ? "open" : "closed"));
+  } else {
+    store_ = std::make_unique<MemoryStore>();
+    logInfo("rate-limit store: memory (this relay only)");
+  }
+  return Status::ok();
+}
+
+void PolicyService::stop() {
+  store_.reset();  // a Redis store answers its pending decisions with an error now
+  redis_ = nullptr;
+}
+
+ServerLimits PolicyService::limits() const {
+  ServerLimits limits;
+  limits.idleTimeout = kPolicyIdleTimeout;
+  limits.maxInputBytes = kMaxRequestBytes * 2;
+  return limits;
+}
+
+std::unique_ptr<ConnectionHandler> PolicyService::newConnection(Connection&) {
+  return std::make_unique<PolicyHandler>(this);
+}
+
+void PolicyService::countProtocolError(const char* kind) {
+  if (errors_ != nullptr) {
+    errors_->labels({kind}).inc();
+  }
+}
+
+void PolicyService::syncRedisMetrics() {
+  if (redis_ == nullptr || redisUp_ == nullptr) {
+    return;
+  }
+  const RedisStoreStats& s = redis_->stats();
+  redisUp_->set(s.connected ? 1 : 0);
+  redisTimeouts_->inc(s.timeouts - seenTimeouts_);
+  redisConnects_->inc(s.connects - seenConnects_);
+  seenTimeouts_ = s.timeouts;
+  seenConnects_ = s.connects;
+}
+
+void PolicyService::rememberRecipient(const std::string& instance, const std::string& recipient) {
+  if (instance.empty() || recipient.empty()) {
+    return;
+  }
+  if (recipients_.size() >= kMaxTrackedInstances && recipients_.count(instance) == 0) {
+    logWarning("more than " + std::to_string(kMaxTrackedInstances) +
+               " open messages tracked; forgetting their recipients");
+    recipients_.clear();
+  }
+  std::vector<std::string>& list = recipients_[instance];
+  if (list.size() < kMaxTrackedRecipients) {
+    list.push_back(recipient);
+  }
+}
+
+void PolicyService::decideRequest(PolicyRequest request, std::function<void(std::string)> reply) {
+  const auto started = std::chrono::steady_clock::now();
+  std::shared_ptr<const PolicyConfig> config = config_.get();
+  const Stage stage = stageOf(request);
+  if (requests_ != nullptr) {
+    requests_->labels({stageLabel(stage)}).inc();
+  }
+  std::vector<std::string> accepted;
+  bool haveAccepted = false;
+  if (config->tracksRecipients && stage != Stage::kRcpt) {
+    auto it = recipients_.find(std::string(request.get("instance")));
+    if (it != recipients_.end()) {
+      accepted = stage == Stage::kEndOfMessage ? std::move(it->second) : it->second;
+      haveAccepted = true;
+      if (stage == Stage::kEndOfMessage) {
+        recipients_.erase(it);
+      }
+    }
+  }
+  auto plan = std::make_shared<Plan>(planRequest(*config, request, haveAccepted ? &accepted : nullptr));
+  if (plan->store.charges.empty() || store_ == nullptr) {
+    Verdict verdict;
+    verdict.action = plan->filter.empty() ? "DUNNO" : plan->filter;
+    finish(*config, request, *plan, verdict, started);
+    reply(verdict.action);
+    return;
+  }
+  auto req = std::make_shared<PolicyRequest>(std::move(request));
+  store_->evaluate(plan->store, [this, config, req, plan, started, reply](StatusOr<StoreResult> result) {
+    Verdict verdict;
+    if (result.isOk()) {
+      verdict = decide(*config, *req, *plan, *result);
+    } else {
+      countProtocolError("store");
+      verdict = decideOnStoreError(*config, *plan, result.status());
+      if (answers_ != nullptr) {
+        answers_->labels({config->failOpen ? "store_error_open" : "store_error_closed"}).inc();
+      }
+    }
+    syncRedisMetrics();
+    finish(*config, *req, *plan, verdict, started);
+    reply(verdict.action);
+  });
+}
+
+void PolicyService::finish(const PolicyConfig& config, const PolicyRequest& request,
+                           const Plan& plan, const Verdict& verdict,
+                           std::chrono::steady_clock::time_point started) {
+  for (const std::string& line : verdict.logs) {
+    if (verdict.refused || line.rfind("warn_only", 0) == 0) {
+      logInfo(line);
+    } else {
+      logWarning(line);
+    }
+  }
+  if (answers_ != nullptr) {
+    if (!verdict.storeError) {
+      const char* answer = verdict.refused                             ? "refused"
+                           : verdict.action.rfind("FILTER ", 0) == 0 ? "filter"
+                                                                      : "dunno";
+      answers_->labels({answer}).inc();
+    }
+    for (const LimitHit& hit : verdict.hits) {
+      limitHits_->labels({hit.limit, hit.warnOnly ? "warn_only" : "enforce"}).inc();
+    }
+    const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started;
+    latency_->labels({storeName_}).observe(elapsed.count());
+  }
+  if (plan.stage == Stage::kRcpt && !verdict.refused && config.tracksRecipients) {
+    rememberRecipient(std::string(request.get("instance")), std::string(request.get("recipient")));
+  }
+}
+
+}  // namespace relaykit::policy

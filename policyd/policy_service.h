@@ -1,0 +1,79 @@
+// policy_service.h: relaykit-policyd's glue on the shared daemon skeleton (common/server/):
+// policy requests in, one `action=` reply out per request, in order, each in one write.
+//
+// Each request takes the LATEST policy snapshot. Requests needing the store pause reading on that
+// connection until the store answers (at most redis.timeout_ms; on_store_error applies to errors),
+// so a connection never has two decisions in flight. Malformed input (see policy_codec.h) is
+// logged and the connection closed without a reply, as Postfix expects. The store (memory or
+// Redis) is created in start() from the snapshot of that moment: changing `store:` or the
+// redis: section takes a restart (a reload says so). Everything runs on the loop thread.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/server/connection.h"
+#include "common/server/metrics.h"
+#include "common/snapshot.h"
+#include "policyd/policy_codec.h"
+#include "policyd/policy_config.h"
+#include "policyd/policy_engine.h"
+#include "policyd/rate_store.h"
+#include "policyd/redis_store.h"
+
+namespace relaykit::policy {
+
+// Postfix closes an idle policy connection after smtpd_policy_service_max_idle (300 s).
+inline constexpr std::chrono::seconds kPolicyIdleTimeout{600};
+// Requests queued on one connection (Postfix sends one at a time; more is abuse).
+inline constexpr std::size_t kMaxQueuedRequests = 16;
+// Recipients remembered per message `instance` between RCPT and END-OF-MESSAGE.
+inline constexpr std::size_t kMaxTrackedInstances = 100000;
+inline constexpr std::size_t kMaxTrackedRecipients = 1000;
+
+class PolicyService : public Service {
+ public:
+  DaemonSection section() const override { return DaemonSection::kPolicy; }
+  bool configure(const std::shared_ptr<const Config>& config, Diagnostics* diags,
+                 bool install) override;
+  Status start(event_base* base, MetricsRegistry* metrics) override;
+  void stop() override;
+  ServerLimits limits() const override;
+  std::unique_ptr<ConnectionHandler> newConnection(Connection& conn) override;
+
+  // For the handlers.
+  std::shared_ptr<const PolicyConfig> snapshot() const { return config_.get(); }
+  // Decides one request; calls `reply` with the action exactly once (maybe before returning).
+  void decideRequest(PolicyRequest request, std::function<void(std::string)> reply);
+  void countProtocolError(const char* kind);
+  Gauge* connections() const { return connections_; }
+
+ private:
+  void finish(const PolicyConfig& config, const PolicyRequest& request, const Plan& plan,
+              const Verdict& verdict, std::chrono::steady_clock::time_point started);
+  void rememberRecipient(const std::string& instance, const std::string& recipient);
+  void syncRedisMetrics();
+
+  SnapshotHolder<PolicyConfig> config_;
+  std::unique_ptr<RateStore> store_;
+  RedisStore* redis_ = nullptr;
+  std::string storeName_ = "memory";
+  std::unordered_map<std::string, std::vector<std::string>> recipients_;  // instance -> accepted
+  // Metrics (set in start()).
+  CounterFamily* requests_ = nullptr;
+  CounterFamily* answers_ = nullptr;
+  CounterFamily* limitHits_ = nullptr;
+  CounterFamily* errors_ = nullptr;
+  HistogramFamily* latency_ = nullptr;
+  Gauge* connections_ = nullptr;
+  Gauge* redisUp_ = nullptr;
+  Counter* redisTimeouts_ = nullptr;
+  Counter* redisConnects_ = nullptr;
+  std::uint64_t seenTimeouts_ = 0;
+  std::uint64_t seenConnects_ = 0;
+};
+
+}  // namespace relaykit::policy

@@ -1,0 +1,184 @@
+// rate_key.cc: principal extraction, store keys and client networks; see rate_key.h.
+#include "policyd/rate_key.h"
+
+#include <arpa/inet.h>
+#include <openssl/sha.h>
+
+#include <cctype>
+#include <cstdio>
+#include <cstring>
+
+namespace relaykit::policy {
+
+namespace {
+
+bool parseIp(std::string_view text, int* family, unsigned char* bytes) {
+  char buf[INET6_ADDRSTRLEN + 1];
+  if (text.empty() || text.size() >= sizeof(buf)) {
+    return false;
+  }
+  std::memcpy(buf, text.data(), text.size());
+  buf[text.size()] = '\0';
+  if (inet_pton(AF_INET, buf, bytes) == 1) {
+    *family = AF_INET;
+    return true;
+  }
+  if (inet_pton(AF_INET6, buf, bytes) == 1) {
+    *family = AF_INET6;
+    return true;
+  }
+  return false;
+}
+
+void maskBytes(unsigned char* bytes, int len, int prefix) {
+  for (int i = 0; i < len; ++i) {
+    const int bits = prefix - 8 * i;
+    if (bits >= 8) {
+      continue;
+    }
+    bytes[i] &= bits <= 0 ? 0 : static_cast<unsigned char>(0xff << (8 - bits));
+  }
+}
+
+bool parsePrefix(std::string_view text, int max, int* out) {
+  if (text.empty() || text.size() > 3) {
+    return false;
+  }
+  int v = 0;
+  for (char c : text) {
+    if (!std::isdigit(static_cast<unsigned char>(c))) {
+      return false;
+    }
+    v = v * 10 + (c - '0');
+  }
+  if (v > max) {
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
+std::string toLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+std::string domainOf(std::string_view address) {
+  const auto at = address.rfind('@');
+  if (at == std::string_view::npos) {
+    return {};
+  }
+  std::string domain = toLower(address.substr(at + 1));
+  while (!domain.empty() && domain.back() == '.') {
+    domain.pop_back();
+  }
+  return domain;
+}
+
+StatusOr<KeyPart> parseKeyPart(std::string_view text) {
+  KeyPart part;
+  part.text = std::string(text);
+  if (text == "sender_domain") {
+    part.kind = KeyPart::Kind::kSenderDomain;
+    return part;
+  }
+  if (text == "recipient_domain") {
+    part.kind = KeyPart::Kind::kRecipientDomain;
+    return part;
+  }
+  if (text.rfind("client_address/", 0) == 0) {
+    part.kind = KeyPart::Kind::kClientNetwork;
+    std::string_view rest = text.substr(15);
+    const auto slash = rest.find('/');
+    const std::string_view v4 = rest.substr(0, slash);
+    if (!parsePrefix(v4, 32, &part.v4Prefix)) {
+      return Status::error("bad IPv4 prefix in '" + part.text +
+                           "' (0-32; write client_address/24/64 for IPv4 /24 and IPv6 /64)");
+    }
+    if (slash != std::string_view::npos && !parsePrefix(rest.substr(slash + 1), 128, &part.v6Prefix)) {
+      return Status::error("bad IPv6 prefix in '" + part.text + "' (0-128)");
+    }
+    return part;
+  }
+  if (text.empty()) {
+    return Status::error("empty key part");
+  }
+  for (char c : text) {
+    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
+          c == '_')) {
+      return Status::error("'" + part.text +
+                           "' is not a policy attribute name, sender_domain, recipient_domain or "
+                           "client_address/N");
+    }
+  }
+  part.attribute = part.text;
+  return part;
+}
+
+std::string keyPartValue(const KeyPart& part, const PolicyRequest& request) {
+  switch (part.kind) {
+    case KeyPart::Kind::kSenderDomain:
+      return domainOf(request.get("sender"));
+    case KeyPart::Kind::kRecipientDomain:
+      return domainOf(request.get("recipient"));
+    case KeyPart::Kind::kClientNetwork:
+      return maskAddress(request.get("client_address"), part.v4Prefix, part.v6Prefix);
+    case KeyPart::Kind::kAttribute:
+      break;
+  }
+  return toLower(request.get(part.attribute));
+}
+
+std::optional<std::string> principalOf(const std::vector<KeyPart>& parts,
+                                       const PolicyRequest& request) {
+  std::string principal;
+  for (const KeyPart& part : parts) {
+    std::string value = keyPartValue(part, request);
+    if (value.empty()) {
+      return std::nullopt;
+    }
+    if (!principal.empty()) {
+      principal += '\x1f';
+    }
+    principal += part.text;
+    principal += '=';
+    principal += value;
+  }
+  return principal;
+}
+
+std::string storeKeyFor(const std::string& principal, const std::string& limitName) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(principal.data()), principal.size(), digest);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string key;
+  key.reserve(4 + 32 + 2 + limitName.size());
+  key += "rl:{";
+  for (int i = 0; i < 16; ++i) {
+    key += kHex[digest[i] >> 4];
+    key += kHex[digest[i] & 15];
+  }
+  key += "}:";
+  key += limitName;
+  return key;
+}
+
+std::string maskAddress(std::string_view address, int v4Prefix, int v6Prefix) {
+  int family = 0;
+  unsigned char bytes[16] = {};
+  if (!parseIp(address, &family, bytes)) {
+    return {};
+  }
+  const int prefix = family == AF_INET ? v4Prefix : v6Prefix;
+  maskBytes(bytes, family == AF_INET ? 4 : 16, prefix);
+  char buf[INET6_ADDRSTRLEN];
+  inet_ntop(family, bytes, buf, sizeof(buf));
+  return std::string(buf) + "/" + std::to_string(prefix);
+}
+
+}  // namespace relaykit::policy

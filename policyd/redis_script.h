@@ -1,0 +1,79 @@
+// redis_script.h: the Lua script the Redis store runs by EVALSHA, one round trip per decision.
+//
+// It mirrors evaluateCharges() + gcraCheck() exactly (doubles for the increment, integers in
+// microseconds). Time comes from Redis's own clock (TIME) so relays with skewed clocks agree;
+// Redis 7 replicates scripts by effects, so TIME is allowed. Each KEY is one hash per
+// (principal, limit) whose fields are window periods and values TATs; all keys of one principal
+// share a {hash tag}. Keys expire when their last TAT has passed.
+//
+// KEYS: one per charge. ARGV[1] = now in µs (0: use TIME; tests inject a clock), ARGV[2] = commit
+// (1/0), then per charge: enforce (1/0), cost, window count, then max and period (µs) per window.
+// Returns {committed, allowed_1, retry_us_1, allowed_2, retry_us_2, ...}.
+#pragma once
+
+namespace relaykit::policy {
+
+inline constexpr const char* kRateLimitScript = R"LUA(
+local now = tonumber(ARGV[1])
+if now == 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local commit = ARGV[2] == '1'
+local pos = 3
+local out = {0}
+local plans = {}
+local blocked = false
+for i = 1, #KEYS do
+  local enforce = ARGV[pos] == '1'
+  local cost = tonumber(ARGV[pos + 1])
+  local n = tonumber(ARGV[pos + 2])
+  pos = pos + 3
+  local allowed = true
+  local retry = 0
+  local writes = {}
+  local maxtat = 0
+  for w = 1, n do
+    local max = tonumber(ARGV[pos])
+    local field = ARGV[pos + 1]
+    local period = tonumber(field)
+    pos = pos + 2
+    local tat = tonumber(redis.call('HGET', KEYS[i], field)) or 0
+    local base = math.max(tat, now)
+    local newtat = base + math.floor(cost * period / max)
+    if cost > max then
+      allowed = false
+      retry = math.max(retry, period)
+    elseif newtat - now > period then
+      allowed = false
+      retry = math.max(retry, newtat - now - period)
+    end
+    writes[#writes + 1] = field
+    writes[#writes + 1] = string.format('%.0f', newtat)
+    maxtat = math.max(maxtat, newtat)
+  end
+  if not allowed and enforce then
+    blocked = true
+  end
+  plans[i] = {allowed, writes, maxtat}
+  out[#out + 1] = allowed and 1 or 0
+  out[#out + 1] = retry
+end
+if commit and not blocked then
+  out[1] = 1
+  for i = 1, #KEYS do
+    local p = plans[i]
+    if p[1] and #p[2] > 0 then
+      redis.call('HSET', KEYS[i], unpack(p[2]))
+      local ttl = math.floor((p[3] - now) / 1000) + 1000
+      local cur = redis.call('PTTL', KEYS[i])
+      if cur < ttl then
+        redis.call('PEXPIRE', KEYS[i], ttl)
+      end
+    end
+  end
+end
+return out
+)LUA";
+
+}  // namespace relaykit::policy

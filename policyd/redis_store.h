@@ -1,0 +1,80 @@
+// redis_store.h: the rate-limit store shared by every relay, on Redis through hiredis async.
+//
+// Guarantees: one round trip per decision (EVALSHA of redis_script.h; on NOSCRIPT the script is
+// sent once with EVAL, which also loads it); the event loop never blocks (hiredis libevent
+// adapter); every evaluate() answers within timeout_ms, with an error when Redis is down, slow or
+// refusing, so Postfix never waits longer than that; a lost or stuck connection is dropped and
+// re-established with exponential backoff (100 ms to 5 s), and decisions resume as soon as Redis
+// is back. While disconnected, evaluate() fails at once. Not thread-safe: one event loop owns it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "policyd/rate_store.h"
+
+struct event_base;
+struct event;
+struct redisAsyncContext;
+
+namespace relaykit::policy {
+
+struct RedisStoreSettings {
+  std::string host = "127.0.0.1";  // when unixPath is empty
+  int port = 6379;
+  std::string unixPath;
+  int database = 0;
+  std::string password;  // empty: no AUTH
+  int timeoutMs = 50;
+  std::string keyPrefix = "relaykit:";
+};
+
+struct RedisStoreStats {
+  std::uint64_t requests = 0;
+  std::uint64_t errors = 0;    // every failed evaluate(), timeouts included
+  std::uint64_t timeouts = 0;
+  std::uint64_t connects = 0;  // successful connections (the first one included)
+  std::uint64_t noscript = 0;
+  bool connected = false;
+};
+
+class RedisStore : public RateStore {
+ public:
+  // `testClock`: when set, its time is sent to the script instead of Redis's TIME (tests only).
+  RedisStore(event_base* base, RedisStoreSettings settings, MicrosClock testClock = nullptr);
+  ~RedisStore() override;
+  RedisStore(const RedisStore&) = delete;
+  RedisStore& operator=(const RedisStore&) = delete;
+
+  // Starts connecting; later failures are retried with backoff.
+  void start();
+  void evaluate(StoreRequest request, Callback done) override;
+  const RedisStoreStats& stats() const { return stats_; }
+  const RedisStoreSettings& settings() const { return settings_; }
+
+  struct Pending;  // one in-flight evaluate(); public for the C callbacks only
+
+ private:
+  friend struct RedisStoreCallbacks;
+  void connect();
+  void connectionLost(const char* why);
+  void scheduleReconnect();
+  void send(Pending* pending, bool withScript);
+  void onReply(Pending* pending, void* reply);
+  void onTimeout(Pending* pending);
+
+  event_base* base_;
+  RedisStoreSettings settings_;
+  MicrosClock testClock_;
+  std::string scriptSha_;
+  redisAsyncContext* ac_ = nullptr;
+  bool connected_ = false;
+  event* reconnectTimer_ = nullptr;
+  int backoffMs_ = 100;
+  std::int64_t lastReplyUs_ = 0;
+  RedisStoreStats stats_;
+  std::shared_ptr<bool> alive_;
+};
+
+}  // namespace relaykit::policy

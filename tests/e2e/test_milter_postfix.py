@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""test_milter_postfix.py: relaykit-milter behind a real private Postfix, into smtp-sink.
+
+Covers each rule kind (header_checks IGNORE/REPLACE/PREPEND/WARN/INFO/DUNNO, if/endif, $n;
+header_rules remove/replace/prepend), each `when` condition Postfix can exercise here (sender,
+recipient any/all, client, authenticated false, helo, not), From rewriting with display names,
+encoded words, groups and several From headers, envelope sender rewriting with RET/ENVID kept,
+the null sender untouched, folded, 8-bit and very long headers, both listeners (inet, unix) and
+both submission paths (smtpd_milters via SMTP, non_smtpd_milters via sendmail -C).
+"""
+
+import os
+import smtplib
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from milter_fixtures import SEED_MILTER, MilterTestCase  # noqa: E402
+
+SEED_MESSAGE = (
+    "Received: from web1.corp.local (web1 [10.1.2.3])\n\tby relay.corp.local; Mon, 1 Jan 2024\n"
+    "Received: from app (localhost\n\t[127.0.0.1]) by srv1.corp.local; Mon, 1 Jan 2024\n"
+    "X-Originating-IP: 10.1.2.3\n"
+    "From: Root User <root@relay.corp.local>\n"
+    "To: ops@example.com\n"
+    "Subject: seed\n"
+    "X-Originating-IP: 10.9.9.9\n"
+    "Message-ID: <seed@relay.corp.local>\n"
+    "\n"
+    "body\n")
+
+
+class MilterPostfixTest(MilterTestCase):
+    def check_seed_result(self, m):
+        names = [n for n, _ in m.headers]
+        self.assertNotIn("X-Originating-IP", names)
+        received = m.header_all("Received")
+        # Postfix's own Received (invisible to the milter) stays first; the internal one from
+        # localhost (matched across the fold) is gone; the other one stays.
+        self.assertEqual(len(received), 2, received)
+        self.assertIn("(Postfix", received[0])
+        self.assertIn("web1.corp.local", received[1])
+        self.assertEqual(m.header("From"), "Root User <noreply@corp.com>")
+        self.assertEqual(m.sender, "noreply@corp.com")
+        self.assertEqual(m.body.strip(), "body")
+
+    def test_seed_rules_over_inet_smtp(self):
+        sink, milter, pf = self.start_milter_stack()
+        with smtplib.SMTP("127.0.0.1", pf.port, timeout=30) as s:
+            s.ehlo("client.test.invalid")
+            s.sendmail("root@relay.corp.local", ["ops@example.com"],
+                       SEED_MESSAGE.replace("\n", "\r\n").encode(),
+                       mail_options=["RET=HDRS", "ENVID=seed-42"])
+        m = self.one_message(sink)
+        self.check_seed_result(m)
+        self.assertIn("RET=HDRS", m.mail_args)
+        self.assertIn("ENVID=seed-42", m.mail_args)
+        log = harness.wait_until(
+            lambda: [l for l in milter.stderr().splitlines() if "from=<root@" in l], 10, "log")
+        self.assertRegex(log[0], r"[0-9A-F]+: from=<root@relay\.corp\.local> -> "
+                                 r"<noreply@corp\.com>, header Received removed, "
+                                 r"header X-Originating-IP removed \(x2\), header From "
+                                 r"<root@relay\.corp\.local> -> <noreply@corp\.com>")
+        self.assertNotIn("Ignoring bad ESMTP parameter", pf.maillog())
+
+    def test_seed_rules_over_unix_socket(self):
+        sink, milter, pf = self.start_milter_stack(unix=True)
+        self.send(pf, "root@relay.corp.local", ["ops@example.com"], SEED_MESSAGE)
+        self.check_seed_result(self.one_message(sink))
+
+    def test_sendmail_path_uses_non_smtpd_milters(self):
+        sink, milter, pf = self.start_milter_stack()
+        pf.sendmail(SEED_MESSAGE, "root@relay.corp.local", ["ops@example.com"])
+        m = self.one_message(sink)
+        self.check_seed_result(m)
+
+
+    def test_localhost_from_and_null_sender(self):
+        sink, milter, pf = self.start_milter_stack()
+        msg = harness.make_message("Daemon <daemon@localhost>", "ops@example.com", "bounce")
+        self.send(pf, "", ["ops@example.com"], msg)
+        m = self.one_message(sink)
+        self.assertEqual(m.sender, "")
+        self.assertEqual(m.header("From"), '"Server Notifications" <noreply@corp.com>')
+
+    def test_header_checks_actions_in_postfix_syntax(self):
+        body = """\
+header_checks: |
+  /^X-Mailer: (.*)/        REPLACE X-Mailer: relaykit (was $1)
+  /^Subject:/              PREPEND X-Subject-Seen: yes
+  /^X-Warn:/               WARN looks odd
+  /^X-Info:/               INFO noted
+  /^X-Keep:/               DUNNO
+  /^X-Keep:/               IGNORE
+  if /^X-Internal-/
+  /secret/                 IGNORE
+  endif
+"""
+        sink, milter, pf = self.start_milter_stack(body)
+        msg = harness.make_message("a@corp.com", "b@example.com", "actions", extra_headers=[
+            ("X-Mailer", "mutt 2.2"), ("X-Warn", "w"), ("X-Info", "i"), ("X-Keep", "k"),
+            ("X-Internal-A", "secret stuff"), ("X-Internal-B", "public")])
+        self.send(pf, "a@corp.com", ["b@example.com"], msg)
+        m = self.one_message(sink)
+        names = [n for n, _ in m.headers]
+        self.assertEqual(m.header("X-Mailer"), "relaykit (was mutt 2.2)")
+        self.assertEqual(names[names.index("Subject") - 1], "X-Subject-Seen")
+        self.assertEqual(m.header("X-Keep"), "k")
+        self.assertNotIn("X-Internal-A", names)
+        self.assertEqual(m.header("X-Internal-B"), "public")
+        err = harness.wait_until(lambda: "noted" in milter.stderr() and milter.stderr(), 10, "log")
+        # No rule needs recipients, so RCPT is not negotiated and the line has no to=<>.
+        self.assertIn("warning: header X-Warn: w; from=<a@corp.com>: looks odd", err)
+        self.assertIn("info: header X-Info: i", err)
+
+    def test_header_rules_conditions(self):
+        body = """\
+header_rules:
+  - match: '^X-Sender-Cond:'
+    action: remove
+    when: {sender: '@relay\\.corp\\.local$'}
+  - match: '^X-Rcpt-Any:'
+    action: remove
+    when: {recipient: '@partner\\.com$'}
+  - match: '^X-Rcpt-All:'
+    action: remove
+    when: {recipient: {all: '@partner\\.com$'}}
+  - match: '^X-Client-Local:'
+    action: remove
+    when: {client: [127.0.0.0/8]}
+  - match: '^X-Client-Ten:'
+    action: remove
+    when: {client: [10.0.0.0/8]}
+  - match: '^X-Unauth:'
+    action: remove
+    when: {authenticated: false}
+  - match: '^X-Auth:'
+    action: remove
+    when: {authenticated: true}
+  - match: '^X-Helo:'
+    action: replace
+    with: 'X-Helo: matched'
+    when: {helo: '^client\\.test\\.invalid$'}
+  - match: '^X-Not-Ten:'
+    action: prepend
+    with: 'X-Not-Ten-Seen: yes'
+    when: {not: {client: [10.0.0.0/8]}}
+"""
+        sink, milter, pf = self.start_milter_stack(body)
+        extra = [(n, "1") for n in ("X-Sender-Cond", "X-Rcpt-Any", "X-Rcpt-All", "X-Client-Local",
+                                    "X-Client-Ten", "X-Unauth", "X-Auth", "X-Helo",
+                                    "X-Not-Ten")]
+        # 1: internal sender, mixed recipients.
+        self.send(pf, "app@relay.corp.local", ["x@partner.com", "y@example.com"],
+                  harness.make_message("app@relay.corp.local", "x@partner.com", "one",
+                                       extra_headers=extra))
+        # 2: other sender, only partner recipients.
+        self.send(pf, "user@corp.com", ["x@partner.com"],
+                  harness.make_message("user@corp.com", "x@partner.com", "two",
+                                       extra_headers=extra))
+        msgs = sink.messages(wait_for=2)
+        by_subject = {m.header("Subject"): m for m in msgs}
+        one, two = by_subject["one"], by_subject["two"]
+        names1 = [n for n, _ in one.headers]
+        names2 = [n for n, _ in two.headers]
+        self.assertNotIn("X-Sender-Cond", names1)
+        self.assertIn("X-Sender-Cond", names2)
+        self.assertNotIn("X-Rcpt-Any", names1)
+        self.assertIn("X-Rcpt-All", names1)
+        self.assertNotIn("X-Rcpt-All", names2)
+        for names in (names1, names2):
+            self.assertNotIn("X-Client-Local", names)
+            self.assertIn("X-Client-Ten", names)
+            self.assertNotIn("X-Unauth", names)
+            self.assertIn("X-Auth", names)
+            self.assertIn("X-Not-Ten-Seen", names)
+        self.assertEqual(one.header("X-Helo"), "matched")
+
+    def test_from_names_encoded_words_several(self):
+        body = SEED_MILTER.replace("headers: [From]", "headers: [From, Reply-To, Sender]")
+        sink, milter, pf = self.start_milter_stack(body)
+        msg = ("From: =?UTF-8?Q?J=C3=B6rg_Root?= <root@relay.corp.local>,\n"
+               "\t\"Cron, Daily\" <cron@relay.corp.local> (the cron)\n"
+               "From: app@srv12.corp.local (App)\n"
+               "Sender: nagios@relay.corp.local\n"
+               "Reply-To: Team: root@relay.corp.local, x@example.org;\n"
+               "To: ops@example.com\n"
+               "Subject: from\n"
+               "Message-ID: <from@test>\n\nbody\n")
+        self.send(pf, "root@relay.corp.local", ["ops@example.com"], msg)
+        m = self.one_message(sink)
+        froms = [v for n, v in m.raw_headers if n == "From"]
+        self.assertEqual(froms, [" =?UTF-8?Q?J=C3=B6rg_Root?= <noreply@corp.com>,\n"
+                                 "\t\"Cron, Daily\" <cron@corp.com> (the cron)",
+                                 " app@corp.com (App)"])
+        self.assertEqual(m.header("Sender"), "alerts@corp.com")
+        self.assertEqual(m.header("Reply-To"), "Team: noreply@corp.com, x@example.org;")
+        self.assertEqual(m.header("To"), "ops@example.com")
+
+    def test_unparsable_header_untouched(self):
+        # Postfix itself repairs From/To/Reply-To of local clients before milters see them, so
+        # use a header only relaykit parses.
+        body = SEED_MILTER.replace("headers: [From]", "headers: [From, X-Original-From]")
+        sink, milter, pf = self.start_milter_stack(body)
+        msg = ("From: root@relay.corp.local\nX-Original-From: Broken <root@relay.corp.local\n"
+               "To: ops@example.com\nSubject: broken\nMessage-ID: <b@test>\n\nbody\n")
+        self.send(pf, "user@corp.com", ["ops@example.com"], msg)
+        m = self.one_message(sink)
+        self.assertEqual(m.header("X-Original-From"), "Broken <root@relay.corp.local")
+        self.assertEqual(m.header("From"), "noreply@corp.com")
+        harness.wait_until(lambda: "header X-Original-From left unchanged" in milter.stderr(),
+                           10, "log")
+
+    def test_folded_8bit_and_very_long_headers(self):
+        sink, milter, pf = self.start_milter_stack()
+        long_to = ",\n\t".join("user%d@example.com" % i for i in range(1500))  # ~30 KB
+        msg = ("From: J\u00f6rg R\u00f6\u00f6t <root@relay.corp.local>\n"
+               "To: " + long_to + "\n"
+               "Subject: =?ISO-8859-1?Q?caf=E9?= and 8-bit caf\u00e9\n"
+               "X-Originating-IP: 10.0.0.1\n"
+               "Message-ID: <long@test>\n\nbody\n").encode("utf-8")
+        self.send(pf, "root@relay.corp.local", ["ops@example.com"], msg)
+        m = self.one_message(sink)
+        self.assertIn("<noreply@corp.com>", m.header("From"))
+        self.assertTrue(m.header("From").startswith("J"))
+        self.assertNotIn("root@", m.header("From"))
+        self.assertIsNone(m.header("X-Originating-IP"))
+        self.assertEqual(m.header("To").count("@example.com"), 1500)
+
+    def test_state_reset_between_messages_of_one_session(self):
+        body = """\
+header_rules:
+  - match: '^X-Tag:'
+    action: remove
+    when: {sender: '^internal@', recipient: '@partner\\.com$'}
+rewrite_sender:
+  table: canonical
+"""
+        sink, milter, pf = self.start_milter_stack(body)
+        with smtplib.SMTP("127.0.0.1", pf.port, timeout=30) as s:
+            s.ehlo("client.test.invalid")
+            s.sendmail("internal@corp.com", ["x@partner.com"],
+                       harness.make_message("i@corp.com", "x@partner.com", "first",
+                                            extra_headers=[("X-Tag", "1")]))
+            # An aborted transaction in between (RSET) must not leak into the next one.
+            s.mail("root@relay.corp.local")
+            s.rcpt("x@partner.com")
+            s.rset()
+            s.sendmail("other@corp.com", ["y@example.com"],
+                       harness.make_message("o@corp.com", "y@example.com", "second",
+                                            extra_headers=[("X-Tag", "2")]))
+        msgs = {m.header("Subject"): m for m in sink.messages(wait_for=2)}
+        self.assertIsNone(msgs["first"].header("X-Tag"))
+        self.assertEqual(msgs["second"].header("X-Tag"), "2")
+        self.assertEqual(msgs["second"].sender, "other@corp.com")
+        self.assertEqual(msgs["second"].recipients, ["y@example.com"])
+
+
+if __name__ == "__main__":
+    harness.main()

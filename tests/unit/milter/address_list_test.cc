@@ -1,0 +1,144 @@
+// address_list_test.cc: RFC 5322 address lists: display names, quoting, comments, groups,
+// encoded-words, obsolete forms, malformed input, and byte-exact splicing.
+#include "milters/address_list.h"
+
+#include <gtest/gtest.h>
+
+namespace relaykit::milter {
+namespace {
+
+std::vector<Mailbox> parseOk(const std::string& text) {
+  StatusOr<std::vector<Mailbox>> r = parseAddressList(text);
+  EXPECT_TRUE(r.isOk()) << text << ": " << r.status().message();
+  return r.isOk() ? *r : std::vector<Mailbox>{};
+}
+
+TEST(AddressListTest, Simple) {
+  auto boxes = parseOk(" root@relay.corp.local");
+  ASSERT_EQ(boxes.size(), 1u);
+  EXPECT_EQ(boxes[0].address(), "root@relay.corp.local");
+  EXPECT_FALSE(boxes[0].angle);
+  EXPECT_EQ(boxes[0].displayName, "");
+}
+
+TEST(AddressListTest, DisplayNameAndAngle) {
+  std::string text = " \"Doe, John\" <john@x.org>";
+  auto boxes = parseOk(text);
+  ASSERT_EQ(boxes.size(), 1u);
+  EXPECT_EQ(boxes[0].displayName, "\"Doe, John\"");
+  EXPECT_EQ(boxes[0].displayText(), "Doe, John");
+  EXPECT_EQ(text.substr(boxes[0].specBegin, boxes[0].specEnd - boxes[0].specBegin), "john@x.org");
+}
+
+TEST(AddressListTest, SeveralWithCommentsAndFolding) {
+  auto boxes = parseOk(" a@x.org (Alice),\n\tBob <b@y.org>, \"c\" <c@z.org> (the, third)");
+  ASSERT_EQ(boxes.size(), 3u);
+  EXPECT_EQ(boxes[0].address(), "a@x.org");
+  EXPECT_EQ(boxes[1].displayName, "Bob");
+  EXPECT_EQ(boxes[2].address(), "c@z.org");
+}
+
+TEST(AddressListTest, QuotedLocalPartStaysQuotedInExternalForm) {
+  auto boxes = parseOk(" <\"john doe\"@corp.local>");
+  ASSERT_EQ(boxes.size(), 1u);
+  EXPECT_EQ(boxes[0].localPart, "john doe");
+  EXPECT_EQ(boxes[0].address(), "\"john doe\"@corp.local");
+  auto pointless = parseOk(" \"quoted\"@x");
+  EXPECT_EQ(pointless[0].address(), "quoted@x");
+}
+
+TEST(AddressListTest, GroupsAndEmptyGroups) {
+  auto boxes = parseOk(" Team: a@x.org, B <b@x.org>;, undisclosed-recipients:;, c@y.org");
+  ASSERT_EQ(boxes.size(), 3u);
+  EXPECT_EQ(boxes[0].group, "Team");
+  EXPECT_EQ(boxes[1].group, "Team");
+  EXPECT_EQ(boxes[2].group, "");
+  EXPECT_EQ(boxes[2].address(), "c@y.org");
+}
+
+TEST(AddressListTest, EncodedWordDisplayName) {
+  auto boxes = parseOk(" =?UTF-8?Q?J=C3=B6rg?= <joerg@x.org>");
+  ASSERT_EQ(boxes.size(), 1u);
+  EXPECT_EQ(boxes[0].displayText(), "J\xC3\xB6rg");
+}
+
+TEST(AddressListTest, EightBitDisplayName) {
+  auto boxes = parseOk(" J\xC3\xB6rg <joerg@x.org>");
+  ASSERT_EQ(boxes.size(), 1u);
+  EXPECT_EQ(boxes[0].displayName, "J\xC3\xB6rg");
+}
+
+TEST(AddressListTest, ObsoleteForms) {
+  auto route = parseOk(" <@relay1,@relay2:user@x.org>");
+  ASSERT_EQ(route.size(), 1u);
+  EXPECT_EQ(route[0].address(), "user@x.org");
+  auto dotted = parseOk(" John Q. Public <jqp@x.org>");
+  ASSERT_EQ(dotted.size(), 1u);
+  EXPECT_EQ(dotted[0].displayName, "John Q. Public");
+  auto spaced = parseOk(" john . doe @ x.org");
+  EXPECT_EQ(spaced[0].address(), "john.doe@x.org");
+  auto empties = parseOk(" a@x,, ,b@y");
+  EXPECT_EQ(empties.size(), 2u);
+  auto trailingDot = parseOk(" a@x.org.");
+  EXPECT_EQ(trailingDot[0].address(), "a@x.org");
+  auto literal = parseOk(" a@[192.0.2.1]");
+  EXPECT_EQ(literal[0].domain, "[192.0.2.1]");
+  auto bare = parseOk(" root");
+  EXPECT_EQ(bare[0].address(), "root");
+  EXPECT_TRUE(parseOk(" <>").empty());
+}
+
+TEST(AddressListTest, MalformedIsAnError) {
+  const char* bad[] = {
+      " \"unterminated <a@x>",
+      " (unterminated comment a@x",
+      " <a@x",
+      " a@x>",
+      " John Doe",
+      " a@",
+      " Team: a@x",
+      " a@x; b@y",
+      " <a@x> junk",
+      " a@[1.2.3.4",
+      " <a@x, b@y>",
+      " a@x)",
+  };
+  for (const char* text : bad) {
+    EXPECT_FALSE(parseAddressList(text).isOk()) << text;
+  }
+}
+
+TEST(AddressListTest, RefusesOversizeInput) {
+  std::string huge(kMaxAddressListBytes + 1, 'a');
+  EXPECT_FALSE(parseAddressList(huge).isOk());
+  std::string many;
+  for (size_t i = 0; i <= kMaxMailboxes; ++i) {
+    many += "a@x,";
+  }
+  EXPECT_FALSE(parseAddressList(many).isOk());
+}
+
+TEST(AddressListTest, SpliceKeepsEveryOtherByte) {
+  std::string text = " \"Root (admin)\" <root@relay.corp.local> (c),\n\tcron@relay.corp.local";
+  auto boxes = parseOk(text);
+  ASSERT_EQ(boxes.size(), 2u);
+  std::string out = spliceAddresses(text, {{boxes[1].specBegin, boxes[1].specEnd, "cron@corp.com"},
+                                           {boxes[0].specBegin, boxes[0].specEnd, "n@corp.com"}});
+  EXPECT_EQ(out, " \"Root (admin)\" <n@corp.com> (c),\n\tcron@corp.com");
+}
+
+TEST(AddressListTest, GarbageNeverCrashes) {
+  // Every prefix of a tricky header, and some byte soup: must return, ok or not.
+  std::string tricky = " \"a\\\"b\" (c (d) \\) e) <@r:x@[1.2.3.4]>, G: \"q\"@y;, =?x?q?y?= <z@w>";
+  for (size_t n = 0; n <= tricky.size(); ++n) {
+    (void)parseAddressList(tricky.substr(0, n));
+  }
+  std::string soup;
+  for (int i = 0; i < 512; ++i) {
+    soup.push_back(static_cast<char>((i * 37) % 256));
+  }
+  (void)parseAddressList(soup);
+}
+
+}  // namespace
+}  // namespace relaykit::milter

@@ -1,0 +1,354 @@
+// message_rewriter_test.cc: the rule engine end to end on plain structs: header_checks actions,
+// if/endif and $n, header_rules conditions, rewrite_from and rewrite_sender semantics, log lines.
+#include "milters/message_rewriter.h"
+
+#include <gtest/gtest.h>
+
+#include "common/config.h"
+
+namespace relaykit::milter {
+namespace {
+
+const char kTables[] = R"(
+postfix:
+  local_domains: [relay.corp.local, localhost]
+  recipient_delimiter: "+"
+tables:
+  generic:
+    search: address
+    sources:
+      - entries:
+          root@relay.corp.local: noreply@corp.com
+          "@localhost": noreply@corp.com
+          "@olddomain.example": "@newdomain.example"
+      - regexp: |
+          /^(.*)@srv[0-9]+\.corp\.local$/   ${1}@corp.com
+  canonical:
+    search: address
+    propagate_unmatched_extensions: true
+    sources:
+      - entries:
+          root@relay.corp.local: noreply@corp.com
+          a@x.example: b@x.example
+          b@x.example: c@x.example
+)";
+
+std::shared_ptr<const MilterConfig> load(const std::string& milter, std::string* errors = nullptr) {
+  Diagnostics diags;
+  std::string text = std::string(kTables) + "milter:\n" + milter;
+  auto config = loadConfigText(text, "test.yaml", &diags);
+  std::shared_ptr<const MilterConfig> mc = config ? parseMilterConfig(config, &diags) : nullptr;
+  if (errors) {
+    *errors = diags.formatAll();
+  } else {
+    EXPECT_TRUE(mc) << diags.formatAll();
+  }
+  return mc;
+}
+
+std::string render(const std::vector<HeaderField>& hs) {
+  std::string out;
+  for (const auto& h : hs) {
+    out += h.name + ":" + h.value + "\n";
+  }
+  return out;
+}
+
+Envelope env(std::string sender = "user@corp.com") {
+  Envelope e;
+  e.sender = std::move(sender);
+  e.recipients = {"a@partner.com"};
+  e.clientAddress = *IpAddress::parse("10.1.2.3");
+  e.queueId = "4Bx2Yz";
+  return e;
+}
+
+TEST(MessageRewriterTest, HeaderChecksActions) {
+  auto mc = load(R"(
+  header_checks: |
+    /^X-Originating-IP:/   IGNORE
+    /^X-Mailer: (.*)/      REPLACE X-Mailer: relaykit (was $1)
+    /^Subject:/            PREPEND X-Subject-Seen: yes
+    /^X-Warn:/             WARN suspicious
+    /^X-Info:/             INFO just so you know
+    /^X-Keep:/             DUNNO
+    if /^X-Block:/
+    /secret/               IGNORE
+    endif
+)");
+  ASSERT_TRUE(mc);
+  std::vector<HeaderField> in = {{"X-Originating-IP", " 1.2.3.4"},
+                                 {"X-Mailer", " mutt"},
+                                 {"Subject", " hi"},
+                                 {"X-Warn", " w"},
+                                 {"X-Info", " i"},
+                                 {"X-Keep", " k"},
+                                 {"X-Block", " secret"},
+                                 {"X-Block", " open"}};
+  RewriteOutcome out = rewriteMessage(*mc, env(), in);
+  ASSERT_FALSE(out.error);
+  EXPECT_EQ(render(out.headers),
+            "X-Mailer: relaykit (was mutt)\nX-Subject-Seen: yes\nSubject: hi\nX-Warn: w\n"
+            "X-Info: i\nX-Keep: k\nX-Block: open\n");
+  ASSERT_EQ(out.notes.size(), 2u);
+  EXPECT_NE(out.notes[0].find("warning: header X-Warn: w"), std::string::npos);
+  EXPECT_NE(out.notes[0].find(": suspicious"), std::string::npos);
+  EXPECT_EQ(out.notes[1].rfind("info: header X-Info", 0), 0u);
+  EXPECT_EQ(applyEditPlan(in, out.plan).size(), out.headers.size());
+  EXPECT_EQ(render(applyEditPlan(in, out.plan)), render(out.headers));
+}
+
+TEST(MessageRewriterTest, HeaderChecksSeeFoldedHeaderWithNewlines) {
+  auto mc = load(R"(
+  header_checks: |
+    /^Received:.*localhost/   IGNORE
+)");
+  std::vector<HeaderField> in = {{"Received", " from a\n\tby localhost"}, {"Received", " from b"}};
+  RewriteOutcome out = rewriteMessage(*mc, env(), in);
+  EXPECT_EQ(render(out.headers), "Received: from b\n");
+}
+
+TEST(MessageRewriterTest, HeaderRulesSeeUnfoldedAndDecodedText) {
+  auto mc = load(R"(
+  header_rules:
+    - match: '^Subject: Hello World$'
+      action: replace
+      with: 'Subject: unfolded'
+    - match: '^X-Name: Jörg$'
+      decode: true
+      action: remove
+)");
+  std::vector<HeaderField> in = {{"Subject", " Hello\n World"},
+                                 {"X-Name", " =?ISO-8859-1?Q?J=F6rg?="}};
+  RewriteOutcome out = rewriteMessage(*mc, env(), in);
+  EXPECT_EQ(render(out.headers), "Subject: unfolded\n");
+}
+
+TEST(MessageRewriterTest, ConditionsEachKind) {
+  auto mc = load(R"(
+  header_rules:
+    - match: '^X-S:'
+      action: remove
+      when: {sender: '@relay\.corp\.local$'}
+    - match: '^X-Any:'
+      action: remove
+      when: {recipient: '@partner\.com$'}
+    - match: '^X-All:'
+      action: remove
+      when: {recipient: {all: '@partner\.com$'}}
+    - match: '^X-Net:'
+      action: remove
+      when: {client: [10.0.0.0/8]}
+    - match: '^X-Auth:'
+      action: remove
+      when: {authenticated: true}
+    - match: '^X-NoAuth:'
+      action: remove
+      when: {authenticated: false}
+    - match: '^X-Sasl:'
+      action: remove
+      when: {sasl_user: '^alice$'}
+    - match: '^X-Helo:'
+      action: remove
+      when: {helo: 'srv'}
+    - match: '^X-Not:'
+      action: remove
+      when: {not: {client: [10.0.0.0/8]}}
+)");
+  std::vector<HeaderField> in = {{"X-S", " 1"},    {"X-Any", " 1"},  {"X-All", " 1"},
+                                 {"X-Net", " 1"},  {"X-Auth", " 1"}, {"X-NoAuth", " 1"},
+                                 {"X-Sasl", " 1"}, {"X-Helo", " 1"}, {"X-Not", " 1"}};
+  Envelope e = env("root@relay.corp.local");
+  e.recipients = {"a@partner.com", "b@corp.com"};
+  e.helo = "srv12.corp.local";
+  RewriteOutcome out = rewriteMessage(*mc, e, in);
+  EXPECT_EQ(render(out.headers), "X-All: 1\nX-Auth: 1\nX-Sasl: 1\nX-Not: 1\n");
+
+  e.sender = "other@corp.com";
+  e.recipients = {"a@partner.com"};
+  e.saslUser = "alice";
+  e.clientAddress = *IpAddress::parse("192.0.2.1");
+  e.helo = "mx";
+  out = rewriteMessage(*mc, e, in);
+  EXPECT_EQ(render(out.headers), "X-S: 1\nX-Net: 1\nX-NoAuth: 1\nX-Helo: 1\n");
+}
+
+TEST(MessageRewriterTest, RewriteFromKeepsDisplayNamesAndHandlesSeveralFromHeaders) {
+  auto mc = load(R"(
+  rewrite_from:
+    table: generic
+    headers: [From, Reply-To]
+)");
+  std::vector<HeaderField> in = {
+      {"From", " =?UTF-8?Q?J=C3=B6rg?= <root@relay.corp.local>"},
+      {"From", " \"Cron, Daemon\" <cron@srv12.corp.local> (cron),\n\tother@example.org"},
+      {"Reply-To", " team: nobody@localhost;"},
+      {"To", " root@relay.corp.local"},
+      {"Sender", " root@relay.corp.local"},
+      {"From", " broken <unterminated@x"},
+      {"From", " x@olddomain.example"}};
+  RewriteOutcome out = rewriteMessage(*mc, env(), in);
+  ASSERT_FALSE(out.error);
+  EXPECT_EQ(render(out.headers),
+            "From: =?UTF-8?Q?J=C3=B6rg?= <noreply@corp.com>\n"
+            "From: \"Cron, Daemon\" <cron@corp.com> (cron),\n\tother@example.org\n"
+            "Reply-To: team: noreply@corp.com;\n"
+            "To: root@relay.corp.local\nSender: root@relay.corp.local\n"
+            "From: broken <unterminated@x\n"
+            "From: x@newdomain.example\n");
+  ASSERT_EQ(out.notes.size(), 1u);
+  EXPECT_NE(out.notes[0].find("left unchanged"), std::string::npos);
+  EXPECT_EQ(formatRewriteLog("4Bx2Yz", out.changes),
+            "4Bx2Yz: header From <root@relay.corp.local> -> <noreply@corp.com>, header From "
+            "<cron@srv12.corp.local> -> <cron@corp.com>, header Reply-To <nobody@localhost> -> "
+            "<noreply@corp.com>, header From <x@olddomain.example> -> <x@newdomain.example>");
+}
+
+TEST(MessageRewriterTest, RulesRunBeforeRewriteFrom) {
+  auto mc = load(R"(
+  header_rules:
+    - match: '^From:.*<.*@localhost>$'
+      action: replace
+      with: 'From: "Server Notifications" <root@relay.corp.local>'
+  rewrite_from:
+    table: generic
+)");
+  RewriteOutcome out = rewriteMessage(*mc, env(), {{"From", " Me <me@localhost>"}});
+  EXPECT_EQ(render(out.headers), "From: \"Server Notifications\" <noreply@corp.com>\n");
+}
+
+TEST(MessageRewriterTest, RewriteSenderCanonicalSemantics) {
+  auto mc = load(R"(
+  rewrite_sender:
+    table: canonical
+)");
+  Envelope e = env("root@relay.corp.local");
+  e.senderArgs = {"SIZE=100", "RET=HDRS", "ENVID=abc", "BODY=8BITMIME"};
+  RewriteOutcome out = rewriteMessage(*mc, e, {});
+  ASSERT_EQ(out.plan.size(), 1u);
+  EXPECT_EQ(out.plan[0].kind, EditOp::Kind::kChangeFrom);
+  EXPECT_EQ(out.plan[0].value, "noreply@corp.com");
+  EXPECT_EQ(out.plan[0].args, "RET=HDRS ENVID=abc");
+  EXPECT_EQ(formatRewriteLog("Q1", out.changes),
+            "Q1: from=<root@relay.corp.local> -> <noreply@corp.com>");
+
+  // Repeated while it changes (a -> b -> c), as canonical(5) does.
+  out = rewriteMessage(*mc, env("a@x.example"), {});
+  ASSERT_EQ(out.plan.size(), 1u);
+  EXPECT_EQ(out.plan[0].value, "c@x.example");
+
+  // Null sender and unmatched senders untouched.
+  EXPECT_TRUE(rewriteMessage(*mc, env(""), {}).plan.empty());
+  EXPECT_TRUE(rewriteMessage(*mc, env("someone@else.example"), {}).plan.empty());
+
+  // Extension propagates (table option).
+  out = rewriteMessage(*mc, env("root+tag@relay.corp.local"), {});
+  ASSERT_EQ(out.plan.size(), 1u);
+  EXPECT_EQ(out.plan[0].value, "noreply+tag@corp.com");
+}
+
+class FailingSource : public TableSource {
+ public:
+  bool isPattern() const override { return false; }
+  LookupResult lookup(std::string_view) const override {
+    return LookupResult::tempError("store down");
+  }
+  std::string describe() const override { return "failing"; }
+};
+
+std::shared_ptr<const Table> failingTable() {
+  std::vector<std::unique_ptr<TableSource>> sources;
+  sources.push_back(std::make_unique<FailingSource>());
+  TableOptions options;
+  options.search = SearchMode::kAddress;
+  return std::make_shared<Table>("failing", options, std::move(sources),
+                                 std::make_shared<PostfixSettings>());
+}
+
+TEST(MessageRewriterTest, TableErrorsChangeNothingAndAreReported) {
+  MilterConfig from;
+  from.fromTable = failingTable();
+  from.fromHeaders = {"From"};
+  RewriteOutcome out = rewriteMessage(from, env(), {{"X-A", " 1"}, {"From", " a@b"}});
+  EXPECT_TRUE(out.error);
+  EXPECT_NE(out.errorReason.find("store down"), std::string::npos);
+  EXPECT_TRUE(out.plan.empty());
+
+  MilterConfig sender;
+  sender.senderTable = failingTable();
+  out = rewriteMessage(sender, env("x@y"), {});
+  EXPECT_TRUE(out.error);
+  EXPECT_TRUE(out.plan.empty());
+  // The null sender is never looked up, so it cannot fail.
+  EXPECT_FALSE(rewriteMessage(sender, env(""), {}).error);
+}
+
+TEST(MessageRewriterTest, ExpandedResultThatIsNotAnActionIsDunnoWithANote) {
+  auto mc = load(R"(
+  header_checks: |
+    /^X-Act: (.*)/   $1
+    /^X-Rep: (.*)/   REPLACE $1
+)");
+  std::vector<HeaderField> in = {{"X-Act", " IGNORE"}, {"X-Act", " FROB"}, {"X-Rep", " no colon"}};
+  RewriteOutcome out = rewriteMessage(*mc, env(), in);
+  EXPECT_EQ(render(out.headers), "X-Act: FROB\nX-Rep: no colon\n");
+  EXPECT_EQ(out.notes.size(), 2u);
+}
+
+TEST(MessageRewriterTest, LogLineCountsRepeatedChanges) {
+  EXPECT_EQ(formatRewriteLog("Q", {"header X removed", "header Y removed", "header X removed"}),
+            "Q: header X removed (x2), header Y removed");
+  EXPECT_EQ(formatRewriteLog("Q", {}), "");
+  EXPECT_EQ(formatRewriteLog("", {"a"}), "NOQUEUE: a");
+}
+
+TEST(MilterConfigTest, ReportsEveryProblemWithLocation) {
+  std::string errors;
+  auto mc = load(R"(
+  on_error: maybe
+  header_checks: |
+    /^X-A:/   REJECT no
+    /^X-B:/   FROB
+    /^X-C:/   IGNORE
+  header_rules:
+    - match: '('
+      action: remove
+    - match: '^X:'
+      action: explode
+    - match: '^X:'
+      action: replace
+    - match: '^X:'
+      action: remove
+      when: {client: [not-a-net], colour: red}
+  rewrite_from:
+    table: nosuch
+  bogus: 1
+)",
+                 &errors);
+  EXPECT_FALSE(mc);
+  for (const char* expected :
+       {"on_error must be tempfail or accept", "test.yaml:27:15: header_checks: action \"REJECT\"",
+        "\"REJECT\" is not supported", "unknown header_checks action \"FROB\"",
+        "invalid regular expression", "unknown action \"explode\"", "needs `with:`",
+        "unknown key \"colour\"", "unknown table \"nosuch\"", "unknown key \"bogus\""}) {
+    EXPECT_NE(errors.find(expected), std::string::npos) << expected << "\n" << errors;
+  }
+}
+
+TEST(MilterConfigTest, NegotiationNeeds) {
+  auto plain = load("  rewrite_sender: {table: canonical}\n");
+  EXPECT_FALSE(plain->needsHeaders());
+  EXPECT_FALSE(plain->needsRecipients());
+  auto rcpt = load(R"(
+  header_rules:
+    - match: '^X:'
+      action: remove
+      when: {not: {recipient: 'x'}}
+)");
+  EXPECT_TRUE(rcpt->needsHeaders());
+  EXPECT_TRUE(rcpt->needsRecipients());
+  EXPECT_FALSE(rcpt->needsHelo());
+}
+
+}  // namespace
+}  // namespace relaykit::milter
