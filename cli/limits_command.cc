@@ -141,7 +141,8 @@ int run(const LimitsOptions& opt, bool reset) {
 
 void addLimitsCommand(CLI::App& app, int* exitCode) {
   auto opt = std::make_shared<LimitsOptions>();
-  CLI::App* limits = app.add_subcommand("limits", "Inspect or reset rate-limit counters (Redis store)");
+  CLI::App* limits =
+      app.add_subcommand("limits", "Inspect or reset rate-limit counters (Redis store)");
   limits->add_option("-c,--config", opt->configPath, "Configuration file");
   limits->require_subcommand(1);
   auto addCommon = [opt](CLI::App* sub) {
@@ -151,9 +152,11 @@ void addLimitsCommand(CLI::App& app, int* exitCode) {
                     "Policy attributes making up the key, e.g. client_address=10.1.2.3 "
                     "sender=app@corp.com sasl_username=bob");
   };
-  CLI::App* show = limits->add_subcommand("show", "Show counters (per limit, or for given attributes)");
+  CLI::App* show =
+      limits->add_subcommand("show", "Show counters (per limit, or for given attributes)");
   addCommon(show);
-  CLI::App* reset = limits->add_subcommand("reset", "Delete counters (for given attributes, or --all)");
+  CLI::App* reset =
+      limits->add_subcommand("reset", "Delete counters (for given attributes, or --all)");
   addCommon(reset);
   reset->add_flag("--all", opt->all, "Every counter (of --limit, or of every limit)");
   show->callback([opt, exitCode] { *exitCode = run(*opt, false); });

@@ -8,7 +8,8 @@
 // YAML nodes for those components' own parsers (milters/milter_config.cc,
 // policyd/policy_config.cc), which use YamlReader and allowedKeysWithDaemonKeys() so the common
 // keys are not reported unknown. A Config is never modified after loadConfig returns; reload builds
-// a new one and swaps pointers.
+// a new one and swaps pointers. Table `file:` sources are read while loading, so on a SIGHUP
+// reload they must be readable by the `user` the daemon dropped to.
 #pragma once
 
 #include <chrono>

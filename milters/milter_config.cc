@@ -3,6 +3,11 @@
 
 #include <re2/re2.h>
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
 #include "common/address.h"
 #include "common/logical_lines.h"
 #include "common/regexp_table.h"
@@ -89,6 +94,30 @@ void validateHeaderChecks(const std::string& text, const SourceLocation& origin,
       diags->error(line.locate(origin, at), "header_checks: " + action.status().message());
     }
   }
+}
+
+// header_checks_file: "regexp:/path", "pcre:/path" or a plain path (regexp).
+std::shared_ptr<const RegexpTable> loadHeaderChecksFile(const YamlReader& r, const YAML::Node& node,
+                                                        const std::string& spec,
+                                                        Diagnostics* diags) {
+  RegexpTable::Options options{RegexpDialect::kPosix, true};
+  std::string path = spec;
+  if (spec.rfind("pcre:", 0) == 0) {
+    options.dialect = RegexpDialect::kPcre;
+    path = spec.substr(5);
+  } else if (spec.rfind("regexp:", 0) == 0) {
+    path = spec.substr(7);
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    r.error(node, "cannot read header_checks_file " + path + ": " + std::strerror(errno));
+    return nullptr;
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  SourceLocation origin{path, 1, 0};
+  std::shared_ptr<const RegexpTable> table = RegexpTable::parse(text, origin, options, diags);
+  validateHeaderChecks(text, origin, diags);
+  return table;
 }
 
 bool parseCondition(const YamlReader& r, const YAML::Node& node, Condition* cond, int depth) {
@@ -290,8 +319,8 @@ std::shared_ptr<const MilterConfig> parseMilterConfig(std::shared_ptr<const Conf
   std::vector<HeaderRule> rules;
   if (node && !node.IsNull()) {
     r.checkMap(node, "milter",
-               allowedKeysWithDaemonKeys({"on_error", "header_checks", "header_rules",
-                                          "rewrite_from", "rewrite_sender"}));
+               allowedKeysWithDaemonKeys({"on_error", "header_checks", "header_checks_file",
+                                          "header_rules", "rewrite_from", "rewrite_sender"}));
     std::string onError = "tempfail";
     if (r.getString(node, "on_error", &onError)) {
       if (onError == "tempfail") {
@@ -309,6 +338,14 @@ std::shared_ptr<const MilterConfig> parseMilterConfig(std::shared_ptr<const Conf
         RegexpTable::Options options{RegexpDialect::kPosix, true};
         headerChecks = RegexpTable::parse(*text, origin, options, &local);
         validateHeaderChecks(*text, origin, &local);
+      }
+    }
+    if (YAML::Node hf = YamlReader::child(node, "header_checks_file")) {
+      std::string spec;
+      if (headerChecks) {
+        r.error(hf, "use either header_checks or header_checks_file, not both");
+      } else if (r.getString(node, "header_checks_file", &spec)) {
+        headerChecks = loadHeaderChecksFile(r, hf, spec, &local);
       }
     }
     if (YAML::Node hr = YamlReader::child(node, "header_rules")) {
@@ -353,3 +390,9 @@ std::shared_ptr<const MilterConfig> parseMilterConfig(const Config& config, Diag
 }
 
 }  // namespace relaykit::milter
+
+namespace relaykit {
+void validateMilterSection(const Config& config, Diagnostics* diags) {
+  (void)milter::parseMilterConfig(config, diags);
+}
+}  // namespace relaykit

@@ -8,7 +8,7 @@
 //   listen, socket_mode, socket_owner, user, metrics_listen   (common daemon keys, config.h)
 //   on_error: tempfail | accept
 //   header_checks: |  regexp_table(5) text whose results are actions
-//   header_checks_file: PATH                           (+) the same text from a file
+//   header_checks_file: [regexp:|pcre:]PATH           (+) the same text from a file
 //   header_rules: [ {match, action: remove|replace|prepend|warn|info|dunno, with,
 //                    decode (+), when: {sender, recipient (+ any/all), client, authenticated,
 //                    sasl_user (+), helo (+), client_name (+), not (+)}} ]
@@ -51,3 +51,8 @@ std::shared_ptr<const MilterConfig> parseMilterConfig(std::shared_ptr<const Conf
 std::shared_ptr<const MilterConfig> parseMilterConfig(const Config& config, Diagnostics* diags);
 
 }  // namespace relaykit::milter
+
+namespace relaykit {
+// The `relaykit check` hook (cli/section_validators.h): parseMilterConfig, problems into diags.
+void validateMilterSection(const Config& config, Diagnostics* diags);
+}  // namespace relaykit

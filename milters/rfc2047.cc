@@ -275,8 +275,8 @@ std::string encodePhrase(std::string_view utf8) {
     }
   }
   if (ascii) {
-    bool doubleSpace =
-        utf8.find("  ") != std::string_view::npos || utf8.front() == ' ' || utf8.back() == ' ';
+    bool doubleSpace = !utf8.empty() && (utf8.find("  ") != std::string_view::npos ||
+                                         utf8.front() == ' ' || utf8.back() == ' ');
     if (!needsQuotes && !doubleSpace) {
       return std::string(utf8);
     }

@@ -8,7 +8,8 @@
 //    SIGHUP, SIGTERM and SIGINT from the set it waits on, so only relaykit's own signal thread
 //    (which calls realSigwait) sees them: SIGHUP reloads, SIGTERM/SIGINT stop fast.
 // Failures of setsockopt are ignored (the socket just stays slower). Only async-signal-safe and
-// lock-free code runs here.
+// lock-free code runs here. A descriptor number reused by a non-socket after a TCP connection
+// closed only costs a failed setsockopt until the next accept re-classifies it.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -85,12 +86,6 @@ namespace relaykit::milter {
 
 int realSigwait(const sigset_t* set, int* sig) {
   return __real_sigwait(set, sig);
-}
-
-void forgetSocket(int fd) {
-  if (fd >= 0 && fd < kMaxTrackedFd) {
-    gTcpFd[fd].store(false, std::memory_order_relaxed);
-  }
 }
 
 }  // namespace relaykit::milter

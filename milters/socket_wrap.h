@@ -8,8 +8,4 @@ namespace relaykit::milter {
 // sigwait(3) itself, bypassing the wrapper that hides SIGHUP/SIGTERM/SIGINT from libmilter.
 int realSigwait(const sigset_t* set, int* sig);
 
-// Marks `fd` as no longer an accepted TCP connection (call when a connection closes; a reused
-// descriptor number is re-classified at the next accept anyway).
-void forgetSocket(int fd);
-
 }  // namespace relaykit::milter

@@ -28,6 +28,16 @@ GcraOutcome gcraCheck(std::int64_t tatUs, std::int64_t nowUs, std::int64_t cost,
   return out;
 }
 
+std::int64_t gcraRescale(std::int64_t tatUs, std::int64_t nowUs, std::int64_t oldMax,
+                         std::int64_t newMax) {
+  if (oldMax <= 0 || newMax <= 0 || oldMax == newMax || tatUs <= nowUs) {
+    return tatUs;
+  }
+  const double used = static_cast<double>(tatUs - nowUs);
+  return nowUs + static_cast<std::int64_t>(
+                     std::floor(used * static_cast<double>(oldMax) / static_cast<double>(newMax)));
+}
+
 std::int64_t gcraRemaining(std::int64_t tatUs, std::int64_t nowUs, const RateWindow& window) {
   const std::int64_t used = std::max<std::int64_t>(0, tatUs - nowUs);
   const double perUnit = static_cast<double>(window.periodUs) / static_cast<double>(window.max);

@@ -19,8 +19,8 @@ struct RateWindow {
 
 struct GcraOutcome {
   bool allowed = false;
-  std::int64_t newTatUs = 0;       // the TAT to store if this charge is committed
-  std::int64_t retryAfterUs = 0;   // when refused: wait this long before the same cost fits
+  std::int64_t newTatUs = 0;      // the TAT to store if this charge is committed
+  std::int64_t retryAfterUs = 0;  // when refused: wait this long before the same cost fits
 };
 
 // The TAT increment for `cost` units: floor(cost * period / max), computed in doubles.
@@ -30,6 +30,11 @@ std::int64_t gcraIncrement(std::int64_t cost, const RateWindow& window);
 // A cost of 0 always fits. A cost larger than max never fits (retryAfterUs = period).
 GcraOutcome gcraCheck(std::int64_t tatUs, std::int64_t nowUs, std::int64_t cost,
                       const RateWindow& window);
+
+// A TAT stored under `oldMax` re-expressed for `newMax` (same period): the units used so far are
+// kept when a reload changes max. Unchanged when equal or when the TAT has passed.
+std::int64_t gcraRescale(std::int64_t tatUs, std::int64_t nowUs, std::int64_t oldMax,
+                         std::int64_t newMax);
 
 // Units still available right now (for `relaykit limits show`), 0..max.
 std::int64_t gcraRemaining(std::int64_t tatUs, std::int64_t nowUs, const RateWindow& window);

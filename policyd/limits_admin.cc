@@ -93,7 +93,8 @@ StatusOr<RedisAdmin> RedisAdmin::connect(const RedisStoreSettings& s) {
   const timeval tv{ms / 1000, (ms % 1000) * 1000};
   redisContext* c = s.unixPath.empty() ? redisConnectWithTimeout(s.host.c_str(), s.port, tv)
                                        : redisConnectUnixWithTimeout(s.unixPath.c_str(), tv);
-  const std::string where = s.unixPath.empty() ? s.host + ":" + std::to_string(s.port) : "unix:" + s.unixPath;
+  const std::string where =
+      s.unixPath.empty() ? s.host + ":" + std::to_string(s.port) : "unix:" + s.unixPath;
   if (c == nullptr || c->err != 0) {
     Status err = Status::error("cannot connect to redis at " + where + ": " +
                                (c != nullptr ? c->errstr : "out of memory"));
@@ -126,7 +127,8 @@ StatusOr<std::vector<WindowState>> RedisAdmin::show(const LimitTarget& target) {
   if (t->type != REDIS_REPLY_ARRAY || t->elements != 2) {
     return Status::error("redis: unexpected TIME reply");
   }
-  const std::int64_t now = std::stoll(t->element[0]->str) * 1000000 + std::stoll(t->element[1]->str);
+  const std::int64_t now =
+      std::stoll(t->element[0]->str) * 1000000 + std::stoll(t->element[1]->str);
   std::vector<WindowState> out;
   for (const RateWindow& w : target.rule->windows) {
     auto r = command(c_, {"HGET", prefix_ + target.key, std::to_string(w.periodUs)});
@@ -135,7 +137,14 @@ StatusOr<std::vector<WindowState>> RedisAdmin::show(const LimitTarget& target) {
     }
     WindowState state;
     state.window = w;
-    state.tatUs = (*r)->type == REDIS_REPLY_STRING ? std::stoll((*r)->str) : 0;
+    if ((*r)->type == REDIS_REPLY_STRING) {  // "TAT:MAX"
+      const std::string value((*r)->str, (*r)->len);
+      const auto colon = value.find(':');
+      state.tatUs = std::stoll(value.substr(0, colon));
+      if (colon != std::string::npos) {
+        state.tatUs = gcraRescale(state.tatUs, now, std::stoll(value.substr(colon + 1)), w.max);
+      }
+    }
     state.remaining = gcraRemaining(state.tatUs, now, w);
     state.fullResetUs = std::max<std::int64_t>(0, state.tatUs - now);
     out.push_back(state);
@@ -152,7 +161,8 @@ StatusOr<std::int64_t> RedisAdmin::reset(const LimitTarget& target) {
 }
 
 StatusOr<std::vector<std::string>> RedisAdmin::scan(const std::string& limitName) {
-  const std::string pattern = globEscape(prefix_) + "rl:{*}:" + (limitName.empty() ? "*" : globEscape(limitName));
+  const std::string pattern =
+      globEscape(prefix_) + "rl:{*}:" + (limitName.empty() ? "*" : globEscape(limitName));
   std::vector<std::string> keys;
   std::string cursor = "0";
   do {

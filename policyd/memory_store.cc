@@ -25,14 +25,14 @@ void MemoryStore::sweep(std::int64_t nowUs) {
 StatusOr<StoreResult> MemoryStore::evaluateNow(const StoreRequest& request) {
   const std::int64_t now = clock_();
   sweep(now);
-  auto tatOf = [this](const std::string& key, std::int64_t periodUs) -> std::int64_t {
+  auto tatOf = [this, now](const std::string& key, const RateWindow& window) -> std::int64_t {
     auto it = entries_.find(key);
     if (it == entries_.end()) {
       return 0;
     }
-    for (const auto& [period, tat] : it->second.tats) {
-      if (period == periodUs) {
-        return tat;
+    for (const Entry::Slot& slot : it->second.tats) {
+      if (slot.periodUs == window.periodUs) {
+        return gcraRescale(slot.tatUs, now, slot.max, window.max);
       }
     }
     return 0;
@@ -56,14 +56,15 @@ StatusOr<StoreResult> MemoryStore::evaluateNow(const StoreRequest& request) {
     }
     Entry& entry = entries_[charge.key];
     for (std::size_t w = 0; w < charge.windows.size(); ++w) {
-      const std::int64_t period = charge.windows[w].periodUs;
+      const RateWindow& window = charge.windows[w];
       const std::int64_t tat = newTats[i][w];
-      auto slot = std::find_if(entry.tats.begin(), entry.tats.end(),
-                               [period](const auto& p) { return p.first == period; });
+      auto slot =
+          std::find_if(entry.tats.begin(), entry.tats.end(),
+                       [&window](const Entry::Slot& s) { return s.periodUs == window.periodUs; });
       if (slot == entry.tats.end()) {
-        entry.tats.emplace_back(period, tat);
+        entry.tats.push_back(Entry::Slot{window.periodUs, tat, window.max});
       } else {
-        slot->second = tat;
+        *slot = Entry::Slot{window.periodUs, tat, window.max};
       }
       entry.expiresUs = std::max(entry.expiresUs, tat);
     }
@@ -71,7 +72,9 @@ StatusOr<StoreResult> MemoryStore::evaluateNow(const StoreRequest& request) {
   return result;
 }
 
-void MemoryStore::evaluate(StoreRequest request, Callback done) { done(evaluateNow(request)); }
+void MemoryStore::evaluate(StoreRequest request, Callback done) {
+  done(evaluateNow(request));
+}
 
 std::vector<WindowState> MemoryStore::show(const std::string& key,
                                            const std::vector<RateWindow>& windows) const {
@@ -82,9 +85,9 @@ std::vector<WindowState> MemoryStore::show(const std::string& key,
     WindowState state;
     state.window = window;
     if (it != entries_.end()) {
-      for (const auto& [period, tat] : it->second.tats) {
-        if (period == window.periodUs) {
-          state.tatUs = tat;
+      for (const Entry::Slot& slot : it->second.tats) {
+        if (slot.periodUs == window.periodUs) {
+          state.tatUs = gcraRescale(slot.tatUs, now, slot.max, window.max);
         }
       }
     }

@@ -28,14 +28,20 @@ class MemoryStore : public RateStore {
   StatusOr<StoreResult> evaluateNow(const StoreRequest& request);
 
   // For `limits show|reset` and tests.
-  std::vector<WindowState> show(const std::string& key, const std::vector<RateWindow>& windows) const;
+  std::vector<WindowState> show(const std::string& key,
+                                const std::vector<RateWindow>& windows) const;
   void reset(const std::string& key) { entries_.erase(key); }
   std::size_t size() const { return entries_.size(); }
 
  private:
   struct Entry {
-    std::vector<std::pair<std::int64_t, std::int64_t>> tats;  // (periodUs, tatUs)
-    std::int64_t expiresUs = 0;                                // max TAT
+    struct Slot {
+      std::int64_t periodUs;
+      std::int64_t tatUs;
+      std::int64_t max;  // the max the TAT was computed with
+    };
+    std::vector<Slot> tats;
+    std::int64_t expiresUs = 0;  // max TAT
   };
   void sweep(std::int64_t nowUs);
 

@@ -34,9 +34,7 @@ class PolicyRequest {
   // The value of the last attribute with this name; empty when absent.
   std::string_view get(std::string_view name) const;
   bool has(std::string_view name) const;
-  const std::vector<std::pair<std::string, std::string>>& attributes() const {
-    return attributes_;
-  }
+  const std::vector<std::pair<std::string, std::string>>& attributes() const { return attributes_; }
   bool empty() const { return attributes_.empty(); }
   void clear() { attributes_.clear(); }
 

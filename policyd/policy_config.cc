@@ -10,7 +10,7 @@ namespace relaykit::policy {
 
 namespace {
 
-const std::vector<std::string> kLimitKeys = {"name",  "key",       "count",  "max", "per",
+const std::vector<std::string> kLimitKeys = {"name",    "key",   "count",     "max",   "per",
                                              "windows", "reply", "warn_only", "exempt"};
 const std::vector<std::string> kRelayKeys = {"sender", "filter", "client", "sasl_user",
                                              "recipient_domain"};
@@ -77,7 +77,8 @@ class Parser {
     const std::string what = "limit \"" + rule.name + "\"";
     bool nameOk = !rule.name.empty();
     for (char c : rule.name) {
-      nameOk = nameOk && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.');
+      nameOk = nameOk &&
+               (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.');
     }
     if (!nameOk) {
       r_.error(nameNode, "limit names are made of letters, digits, '-', '_' and '.'");
@@ -115,8 +116,8 @@ class Parser {
         r_.error(count, what + ": count: expected messages, recipients or bytes");
       }
     }
-    const bool single = YamlReader::child(node, "max").IsDefined() ||
-                        YamlReader::child(node, "per").IsDefined();
+    const bool single =
+        YamlReader::child(node, "max").IsDefined() || YamlReader::child(node, "per").IsDefined();
     if (single) {
       window(node, what, &rule.windows);
     }
@@ -138,7 +139,8 @@ class Parser {
     if (const YAML::Node reply = YamlReader::child(node, "reply"); reply.IsDefined()) {
       rule.reply = r_.asString(reply).value_or(rule.reply);
       const std::string& t = rule.reply;
-      if (t.size() < 4 || (t[0] != '4' && t[0] != '5') || !std::isdigit(static_cast<unsigned char>(t[1])) ||
+      if (t.size() < 4 || (t[0] != '4' && t[0] != '5') ||
+          !std::isdigit(static_cast<unsigned char>(t[1])) ||
           !std::isdigit(static_cast<unsigned char>(t[2])) || t[3] != ' ') {
         r_.error(reply, what + ": reply must start with a 4NN or 5NN code and a space");
       }
@@ -181,7 +183,8 @@ class Parser {
     const YAML::Node filter = YamlReader::child(node, "filter");
     rule.filter = filter.IsDefined() ? r_.asString(filter).value_or("") : "";
     const auto colon = rule.filter.find(':');
-    if (colon == std::string::npos || colon == 0 || rule.filter.find_first_of(" \t") != std::string::npos) {
+    if (colon == std::string::npos || colon == 0 ||
+        rule.filter.find_first_of(" \t") != std::string::npos) {
       r_.error(filter.IsDefined() ? filter : node, "relay rule needs filter: transport:nexthop");
     }
     r_.getNetworks(node, "client", &rule.clients);
@@ -197,8 +200,9 @@ class Parser {
     if (!node.IsDefined() || node.IsNull()) {
       return;
     }
-    if (!r_.checkMap(node, "policy",
-                     allowedKeysWithDaemonKeys({"store", "on_store_error", "exempt", "limits", "relay"})) &&
+    if (!r_.checkMap(
+            node, "policy",
+            allowedKeysWithDaemonKeys({"store", "on_store_error", "exempt", "limits", "relay"})) &&
         !node.IsMap()) {
       return;
     }
@@ -248,7 +252,8 @@ bool senderMatches(const std::vector<std::string>& patterns, std::string_view se
   const std::string s = toLower(sender);
   const std::string domain = domainOf(sender);
   for (const std::string& p : patterns) {
-    if (p == s || (!domain.empty() && p.size() > 1 && p[0] == '@' && p.compare(1, std::string::npos, domain) == 0)) {
+    if (p == s || (!domain.empty() && p.size() > 1 && p[0] == '@' &&
+                   p.compare(1, std::string::npos, domain) == 0)) {
       return true;
     }
   }

@@ -228,7 +228,9 @@ Verdict decide(const PolicyConfig& config, const PolicyRequest& request, const P
                const StoreResult& result) {
   (void)config;
   Verdict verdict;
-  const char* stage = plan.stage == Stage::kRcpt ? "RCPT" : plan.stage == Stage::kData ? "DATA" : "END-OF-MESSAGE";
+  const char* stage = plan.stage == Stage::kRcpt   ? "RCPT"
+                      : plan.stage == Stage::kData ? "DATA"
+                                                   : "END-OF-MESSAGE";
   for (std::size_t i = 0; i < plan.rules.size() && i < result.outcomes.size(); ++i) {
     const ChargeOutcome& o = result.outcomes[i];
     if (o.allowed) {
@@ -236,14 +238,14 @@ Verdict decide(const PolicyConfig& config, const PolicyRequest& request, const P
     }
     const LimitRule& rule = *plan.rules[i];
     const std::int64_t retrySeconds = (o.retryAfterUs + 999999) / 1000000;
-    std::string line = std::string(rule.warnOnly ? "warn_only: would refuse" : "refused") +
-                       " at " + stage + ": limit=" + rule.name + " count=" +
-                       countUnitName(rule.count) + " cost=" + std::to_string(plan.store.charges[i].cost) +
+    std::string line = std::string(rule.warnOnly ? "warn_only: would refuse" : "refused") + " at " +
+                       stage + ": limit=" + rule.name + " count=" + countUnitName(rule.count) +
+                       " cost=" + std::to_string(plan.store.charges[i].cost) +
                        " retry_after=" + std::to_string(retrySeconds) + "s sender=<" +
-                       std::string(request.get("sender")) + "> client=" +
-                       std::string(request.get("client_address")) + " sasl_username=" +
-                       std::string(request.get("sasl_username")) + " queue_id=" +
-                       std::string(request.get("queue_id"));
+                       std::string(request.get("sender")) +
+                       "> client=" + std::string(request.get("client_address")) +
+                       " sasl_username=" + std::string(request.get("sasl_username")) +
+                       " queue_id=" + std::string(request.get("queue_id"));
     verdict.logs.push_back(std::move(line));
     verdict.hits.push_back(LimitHit{rule.name, rule.warnOnly});
     if (!rule.warnOnly && !verdict.refused) {

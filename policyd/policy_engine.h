@@ -5,7 +5,8 @@
 //    recipient, the MAIL FROM SIZE= bytes) and nothing is charged; a limit that would be exceeded
 //    refuses the recipient early (4xx from `reply`).
 //  - END-OF-MESSAGE: every applicable limit is checked and CHARGED together, all or nothing, with
-//    the real cost (1 message, recipient_count recipients, size bytes); refused mail is not counted.
+//    the real cost (1 message, recipient_count recipients, size bytes); refused mail is not
+//    counted.
 //  - DATA: checked like END-OF-MESSAGE but not charged. Other stages: no limits.
 //  - FILTER: relay rules answer at RCPT and at END-OF-MESSAGE (Postfix honours both; the last
 //    FILTER wins). A refusal wins over FILTER; exemptions do not affect FILTER.
@@ -28,9 +29,9 @@ Stage stageOf(const PolicyRequest& request);
 
 struct Plan {
   Stage stage = Stage::kOther;
-  bool exempt = false;                // globally exempt: no limits asked
-  std::string filter;                 // "FILTER transport:nexthop" or empty
-  StoreRequest store;                 // empty charges: no store round trip needed
+  bool exempt = false;                  // globally exempt: no limits asked
+  std::string filter;                   // "FILTER transport:nexthop" or empty
+  StoreRequest store;                   // empty charges: no store round trip needed
   std::vector<const LimitRule*> rules;  // the limit of each charge (same order)
   std::vector<std::string> principals;  // for logs: the principal of each charge
 };
@@ -47,7 +48,7 @@ struct LimitHit {
 };
 
 struct Verdict {
-  std::string action;             // the policy reply's action
+  std::string action;  // the policy reply's action
   bool refused = false;
   bool storeError = false;        // the store could not answer (on_store_error applied)
   std::vector<std::string> logs;  // one line per refusal, warn-only refusal or store error

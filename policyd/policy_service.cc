@@ -144,8 +144,8 @@ bool PolicyService::configure(const std::shared_ptr<const Config>& config, Diagn
 }
 
 Status PolicyService::start(event_base* base, MetricsRegistry* metrics) {
-  requests_ = &metrics->counter("relaykit_policy_requests_total", "Policy requests by stage",
-                                {"stage"});
+  requests_ =
+      &metrics->counter("relaykit_policy_requests_total", "Policy requests by stage", {"stage"});
   answers_ = &metrics->counter(
       "relaykit_policy_answers_total",
       "Policy answers by kind (dunno, filter, refused, store_error_open, store_error_closed)",
@@ -166,10 +166,14 @@ Status PolicyService::start(event_base* base, MetricsRegistry* metrics) {
     store_ = std::move(redis);
     storeName_ = "redis";
     redisUp_ = &metrics->gauge("relaykit_policy_redis_up", "1 while connected to Redis").get();
-    redisTimeouts_ = &metrics->counter("relaykit_policy_redis_timeouts_total",
-                                       "Redis decisions that hit timeout_ms").get();
-    redisConnects_ = &metrics->counter("relaykit_policy_redis_connects_total",
-                                       "Successful Redis connections (reconnects included)").get();
+    redisTimeouts_ = &metrics
+                          ->counter("relaykit_policy_redis_timeouts_total",
+                                    "Redis decisions that hit timeout_ms")
+                          .get();
+    redisConnects_ = &metrics
+                          ->counter("relaykit_policy_redis_connects_total",
+                                    "Successful Redis connections (reconnects included)")
+                          .get();
     const RedisStoreSettings& r = config->redis;
     logInfo("rate-limit store: redis at " +
             (r.unixPath.empty() ? r.host + ":" + std::to_string(r.port) : "unix:" + r.unixPath) +
@@ -179,6 +183,13 @@ Status PolicyService::start(event_base* base, MetricsRegistry* metrics) {
     store_ = std::make_unique<MemoryStore>();
     logInfo("rate-limit store: memory (this relay only)");
   }
+  for (Stage stage : {Stage::kRcpt, Stage::kData, Stage::kEndOfMessage, Stage::kOther}) {
+    stageRequests_[static_cast<int>(stage)] = &requests_->labels({stageLabel(stage)});
+  }
+  answerDunno_ = &answers_->labels({"dunno"});
+  answerFilter_ = &answers_->labels({"filter"});
+  answerRefused_ = &answers_->labels({"refused"});
+  latencySeries_ = &latency_->labels({storeName_});
   return Status::ok();
 }
 
@@ -235,8 +246,8 @@ void PolicyService::decideRequest(PolicyRequest request, std::function<void(std:
   const auto started = std::chrono::steady_clock::now();
   std::shared_ptr<const PolicyConfig> config = config_.get();
   const Stage stage = stageOf(request);
-  if (requests_ != nullptr) {
-    requests_->labels({stageLabel(stage)}).inc();
+  if (Counter* c = stageRequests_[static_cast<int>(stage)]) {
+    c->inc();
   }
   std::vector<std::string> accepted;
   bool haveAccepted = false;
@@ -250,7 +261,8 @@ void PolicyService::decideRequest(PolicyRequest request, std::function<void(std:
       }
     }
   }
-  auto plan = std::make_shared<Plan>(planRequest(*config, request, haveAccepted ? &accepted : nullptr));
+  auto plan =
+      std::make_shared<Plan>(planRequest(*config, request, haveAccepted ? &accepted : nullptr));
   if (plan->store.charges.empty() || store_ == nullptr) {
     Verdict verdict;
     verdict.action = plan->filter.empty() ? "DUNNO" : plan->filter;
@@ -259,21 +271,22 @@ void PolicyService::decideRequest(PolicyRequest request, std::function<void(std:
     return;
   }
   auto req = std::make_shared<PolicyRequest>(std::move(request));
-  store_->evaluate(plan->store, [this, config, req, plan, started, reply](StatusOr<StoreResult> result) {
-    Verdict verdict;
-    if (result.isOk()) {
-      verdict = decide(*config, *req, *plan, *result);
-    } else {
-      countProtocolError("store");
-      verdict = decideOnStoreError(*config, *plan, result.status());
-      if (answers_ != nullptr) {
-        answers_->labels({config->failOpen ? "store_error_open" : "store_error_closed"}).inc();
-      }
-    }
-    syncRedisMetrics();
-    finish(*config, *req, *plan, verdict, started);
-    reply(verdict.action);
-  });
+  store_->evaluate(
+      plan->store, [this, config, req, plan, started, reply](StatusOr<StoreResult> result) {
+        Verdict verdict;
+        if (result.isOk()) {
+          verdict = decide(*config, *req, *plan, *result);
+        } else {
+          countProtocolError("store");
+          verdict = decideOnStoreError(*config, *plan, result.status());
+          if (answers_ != nullptr) {
+            answers_->labels({config->failOpen ? "store_error_open" : "store_error_closed"}).inc();
+          }
+        }
+        syncRedisMetrics();
+        finish(*config, *req, *plan, verdict, started);
+        reply(verdict.action);
+      });
 }
 
 void PolicyService::finish(const PolicyConfig& config, const PolicyRequest& request,
@@ -286,18 +299,18 @@ void PolicyService::finish(const PolicyConfig& config, const PolicyRequest& requ
       logWarning(line);
     }
   }
-  if (answers_ != nullptr) {
+  if (answerDunno_ != nullptr) {
     if (!verdict.storeError) {
-      const char* answer = verdict.refused                             ? "refused"
-                           : verdict.action.rfind("FILTER ", 0) == 0 ? "filter"
-                                                                      : "dunno";
-      answers_->labels({answer}).inc();
+      Counter* answer = verdict.refused                           ? answerRefused_
+                        : verdict.action.rfind("FILTER ", 0) == 0 ? answerFilter_
+                                                                  : answerDunno_;
+      answer->inc();
     }
     for (const LimitHit& hit : verdict.hits) {
       limitHits_->labels({hit.limit, hit.warnOnly ? "warn_only" : "enforce"}).inc();
     }
     const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started;
-    latency_->labels({storeName_}).observe(elapsed.count());
+    latencySeries_->observe(elapsed.count());
   }
   if (plan.stage == Stage::kRcpt && !verdict.refused && config.tracksRecipients) {
     rememberRecipient(std::string(request.get("instance")), std::string(request.get("recipient")));

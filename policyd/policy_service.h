@@ -68,6 +68,12 @@ class PolicyService : public Service {
   CounterFamily* limitHits_ = nullptr;
   CounterFamily* errors_ = nullptr;
   HistogramFamily* latency_ = nullptr;
+  // Hot-path series, resolved once in start() (labels() locks and allocates).
+  Counter* stageRequests_[4] = {};
+  Counter* answerDunno_ = nullptr;
+  Counter* answerFilter_ = nullptr;
+  Counter* answerRefused_ = nullptr;
+  Histogram* latencySeries_ = nullptr;
   Gauge* connections_ = nullptr;
   Gauge* redisUp_ = nullptr;
   Counter* redisTimeouts_ = nullptr;

@@ -100,7 +100,8 @@ StatusOr<KeyPart> parseKeyPart(std::string_view text) {
       return Status::error("bad IPv4 prefix in '" + part.text +
                            "' (0-32; write client_address/24/64 for IPv4 /24 and IPv6 /64)");
     }
-    if (slash != std::string_view::npos && !parsePrefix(rest.substr(slash + 1), 128, &part.v6Prefix)) {
+    if (slash != std::string_view::npos &&
+        !parsePrefix(rest.substr(slash + 1), 128, &part.v6Prefix)) {
       return Status::error("bad IPv6 prefix in '" + part.text + "' (0-128)");
     }
     return part;
@@ -109,8 +110,8 @@ StatusOr<KeyPart> parseKeyPart(std::string_view text) {
     return Status::error("empty key part");
   }
   for (char c : text) {
-    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
-          c == '_')) {
+    if (!(std::islower(static_cast<unsigned char>(c)) ||
+          std::isdigit(static_cast<unsigned char>(c)) || c == '_')) {
       return Status::error("'" + part.text +
                            "' is not a policy attribute name, sender_domain, recipient_domain or "
                            "client_address/N");

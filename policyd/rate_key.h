@@ -24,7 +24,7 @@ struct KeyPart {
   std::string attribute;  // kAttribute: the attribute name
   int v4Prefix = 32;      // kClientNetwork
   int v6Prefix = 64;
-  std::string text;       // as written in the config
+  std::string text;  // as written in the config
 };
 
 // Parses one part as written in `key:`; returns an error message for unknown forms.

@@ -23,7 +23,7 @@ struct StoreCharge {
   std::string key;                  // store key without the store's prefix: "rl:{digest}:limit"
   std::vector<RateWindow> windows;  // all must fit
   std::int64_t cost = 0;
-  bool enforce = true;              // false: warn_only (dry run)
+  bool enforce = true;  // false: warn_only (dry run)
 };
 
 struct StoreRequest {
@@ -63,9 +63,11 @@ class RateStore {
 };
 
 // Pure evaluation of one request against stored TATs: shared by the memory store and the tests,
-// and mirrored by the Redis Lua script. `tatOf(key, periodUs)` returns the stored TAT or 0.
-StoreResult evaluateCharges(const StoreRequest& request, std::int64_t nowUs,
-                            const std::function<std::int64_t(const std::string&, std::int64_t)>& tatOf,
-                            std::vector<std::vector<std::int64_t>>* newTats);
+// and mirrored by the Redis Lua script. `tatOf(key, window)` returns the stored TAT of that window
+// (by period) or 0, rescaled (gcraRescale) when it was stored under another max.
+StoreResult evaluateCharges(
+    const StoreRequest& request, std::int64_t nowUs,
+    const std::function<std::int64_t(const std::string&, const RateWindow&)>& tatOf,
+    std::vector<std::vector<std::int64_t>>* newTats);
 
 }  // namespace relaykit::policy

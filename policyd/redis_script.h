@@ -6,6 +6,8 @@
 // (principal, limit) whose fields are window periods and values TATs; all keys of one principal
 // share a {hash tag}. Keys expire when their last TAT has passed.
 //
+// Field values are "TAT:MAX" (MAX: the max the TAT was computed with; when a reload changes it,
+// the TAT is rescaled so the units used so far are kept, as gcraRescale does).
 // KEYS: one per charge. ARGV[1] = now in µs (0: use TIME; tests inject a clock), ARGV[2] = commit
 // (1/0), then per charge: enforce (1/0), cost, window count, then max and period (µs) per window.
 // Returns {committed, allowed_1, retry_us_1, allowed_2, retry_us_2, ...}.
@@ -33,12 +35,26 @@ for i = 1, #KEYS do
   local retry = 0
   local writes = {}
   local maxtat = 0
+  local fields = {}
+  local maxes = {}
   for w = 1, n do
-    local max = tonumber(ARGV[pos])
-    local field = ARGV[pos + 1]
-    local period = tonumber(field)
+    maxes[w] = tonumber(ARGV[pos])
+    fields[w] = ARGV[pos + 1]
     pos = pos + 2
-    local tat = tonumber(redis.call('HGET', KEYS[i], field)) or 0
+  end
+  local tats = redis.call('HMGET', KEYS[i], unpack(fields))
+  for w = 1, n do
+    local max = maxes[w]
+    local period = tonumber(fields[w])
+    local tat = 0
+    if tats[w] then
+      local t, m = string.match(tats[w], '^(%d+):(%d+)$')
+      tat = tonumber(t) or 0
+      m = tonumber(m) or max
+      if m ~= max and tat > now then
+        tat = now + math.floor((tat - now) * m / max)
+      end
+    end
     local base = math.max(tat, now)
     local newtat = base + math.floor(cost * period / max)
     if cost > max then
@@ -48,8 +64,8 @@ for i = 1, #KEYS do
       allowed = false
       retry = math.max(retry, newtat - now - period)
     end
-    writes[#writes + 1] = field
-    writes[#writes + 1] = string.format('%.0f', newtat)
+    writes[#writes + 1] = fields[w]
+    writes[#writes + 1] = string.format('%.0f:%d', newtat, max)
     maxtat = math.max(maxtat, newtat)
   end
   if not allowed and enforce then
@@ -65,11 +81,9 @@ if commit and not blocked then
     local p = plans[i]
     if p[1] and #p[2] > 0 then
       redis.call('HSET', KEYS[i], unpack(p[2]))
-      local ttl = math.floor((p[3] - now) / 1000) + 1000
-      local cur = redis.call('PTTL', KEYS[i])
-      if cur < ttl then
-        redis.call('PEXPIRE', KEYS[i], ttl)
-      end
+      -- Every window of a key is written together and TATs only grow, so this write's
+      -- largest TAT is the key's: it expires once all its windows are empty again.
+      redis.call('PEXPIRE', KEYS[i], math.floor((p[3] - now) / 1000) + 1000)
     end
   end
 end

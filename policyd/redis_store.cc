@@ -2,9 +2,9 @@
 #include "policyd/redis_store.h"
 
 #include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/adapters/libevent.h>
 #include <openssl/sha.h>
 
 #include <cstdio>
@@ -135,7 +135,9 @@ RedisStore::~RedisStore() {
   }
 }
 
-void RedisStore::start() { connect(); }
+void RedisStore::start() {
+  connect();
+}
 
 void RedisStore::scheduleReconnect() {
   const timeval tv = msToTimeval(backoffMs_);
@@ -151,7 +153,8 @@ void RedisStore::connect() {
                               ? redisAsyncConnect(settings_.host.c_str(), settings_.port)
                               : redisAsyncConnectUnix(settings_.unixPath.c_str());
   if (ac == nullptr || ac->err) {
-    logWarning(std::string("redis: connect failed: ") + (ac != nullptr ? ac->errstr : "out of memory"));
+    logWarning(std::string("redis: connect failed: ") +
+               (ac != nullptr ? ac->errstr : "out of memory"));
     if (ac != nullptr) {
       redisAsyncFree(ac);
     }
@@ -167,8 +170,8 @@ void RedisStore::connect() {
   if (!settings_.password.empty()) {
     const char* argv[2] = {"AUTH", settings_.password.c_str()};
     const size_t lens[2] = {4, settings_.password.size()};
-    redisAsyncCommandArgv(ac, RedisStoreCallbacks::onSetupReply, const_cast<char*>("AUTH"), 2,
-                          argv, lens);
+    redisAsyncCommandArgv(ac, RedisStoreCallbacks::onSetupReply, const_cast<char*>("AUTH"), 2, argv,
+                          lens);
   }
   if (settings_.database != 0) {
     redisAsyncCommand(ac, RedisStoreCallbacks::onSetupReply, const_cast<char*>("SELECT"),
@@ -244,8 +247,8 @@ void RedisStore::send(Pending* pending, bool withScript) {
     lens.push_back(s.size());
   }
   if (ac_ == nullptr ||
-      redisAsyncCommandArgv(ac_, RedisStoreCallbacks::onReply, pending, static_cast<int>(argv.size()),
-                            argv.data(), lens.data()) != REDIS_OK) {
+      redisAsyncCommandArgv(ac_, RedisStoreCallbacks::onReply, pending,
+                            static_cast<int>(argv.size()), argv.data(), lens.data()) != REDIS_OK) {
     stats_.errors++;
     pending->finish(Status::error("redis command could not be queued"));
     delete pending;
@@ -255,7 +258,8 @@ void RedisStore::send(Pending* pending, bool withScript) {
 void RedisStore::onTimeout(Pending* pending) {
   stats_.timeouts++;
   stats_.errors++;
-  pending->finish(Status::error("redis timeout after " + std::to_string(settings_.timeoutMs) + " ms"));
+  pending->finish(
+      Status::error("redis timeout after " + std::to_string(settings_.timeoutMs) + " ms"));
   // The reply callback still owns `pending`. No reply at all since it was sent: the connection is
   // stuck (Redis stopped, network gone); drop it so pending callbacks run and we reconnect.
   if (lastReplyUs_ < pending->sentUs) {

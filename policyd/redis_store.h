@@ -32,7 +32,7 @@ struct RedisStoreSettings {
 
 struct RedisStoreStats {
   std::uint64_t requests = 0;
-  std::uint64_t errors = 0;    // every failed evaluate(), timeouts included
+  std::uint64_t errors = 0;  // every failed evaluate(), timeouts included
   std::uint64_t timeouts = 0;
   std::uint64_t connects = 0;  // successful connections (the first one included)
   std::uint64_t noscript = 0;

@@ -9,7 +9,9 @@ rules rewrite the envelope sender and the From header of every message):
   inet     relaykit-milter on inet: (smtpd_milters), seed rules;
   native   Postfix doing the same rewriting itself: header_checks + regexp sender_canonical_maps.
 Throughput is messages accepted per second (smtp-source's wall time: the milter sits in the
-acceptance path), median of --repeat runs; the queue is drained between runs. Prints a table and
+acceptance path), median of --repeat runs; the queue is drained between runs. All four
+configurations run side by side and their runs interleave, so load drifting on a shared machine
+hits them alike. Prints a table and
 each configuration's ratio to `none` (target >= 0.85 for unix and inet). Usage (as root):
   bench/milter/run.py [--build-dir build] [--repeat 3] [--quick]
 Exits 1 when a server cannot be started or smtp-source fails.
@@ -109,34 +111,42 @@ def main():
     counts = {1024: 300 if args.quick else 1000, 100 * 1024: 100 if args.quick else 300}
     kinds = ["none", "unix", "inet", "native"]
     combos = [(s, size) for size in (1024, 100 * 1024) for s in (4, 20)]
-    results = {}
+    rates = {}
     sink = BareSink()
+    stacks = {}
+    tmps = []
     try:
+        # Every configuration runs at once (idle ones cost nothing) and the runs interleave
+        # (none, unix, inet, native, none, ...), so drifting load on a shared machine hits all
+        # configurations alike.
         for kind in kinds:
             tmp = harness.make_tmpdir("relaykit-bench-milter-%s-" % kind)
-            pf, milter = start_stack(kind, tmp, sink.port)
-            try:
-                run_source(pf.port, 4, 1024, 50)  # warm-up: processes, milter connections
-                pf.wait_queue_empty(timeout=120)
-                for sessions, size in combos:
-                    rates = []
-                    for _ in range(repeat):
-                        rates.append(run_source(pf.port, sessions, size, counts[size]))
-                        pf.wait_queue_empty(timeout=300)
-                    results[(kind, sessions, size)] = statistics.median(rates)
-                    print("%-6s %2d sessions %6d bytes: %7.1f msg/s" % (
-                        kind, sessions, size, results[(kind, sessions, size)]), flush=True)
-                if milter:
-                    log = milter.stderr()
-                    if "from=<root@relay.corp.local> -> <noreply@corp.com>" not in log:
-                        raise RuntimeError("the milter did not rewrite:\n" + log[-2000:])
-            finally:
-                pf.stop()
-                if milter:
-                    milter.stop()
-                subprocess.run(["rm", "-rf", tmp])
+            tmps.append(tmp)
+            stacks[kind] = start_stack(kind, tmp, sink.port)
+            run_source(stacks[kind][0].port, 4, 1024, 50)  # warm-up
+            stacks[kind][0].wait_queue_empty(timeout=120)
+        for rep in range(repeat):
+            for sessions, size in combos:
+                for kind in kinds:
+                    pf = stacks[kind][0]
+                    rate = run_source(pf.port, sessions, size, counts[size])
+                    pf.wait_queue_empty(timeout=300)
+                    rates.setdefault((kind, sessions, size), []).append(rate)
+                    print("run %d %-6s %2d sessions %6d bytes: %7.1f msg/s" % (
+                        rep + 1, kind, sessions, size, rate), flush=True)
+        for kind in ("unix", "inet"):
+            log = stacks[kind][1].stderr()
+            if "from=<root@relay.corp.local> -> <noreply@corp.com>" not in log:
+                raise RuntimeError("the %s milter did not rewrite:\n%s" % (kind, log[-2000:]))
     finally:
+        for kind, (pf, milter) in stacks.items():
+            pf.stop()
+            if milter:
+                milter.stop()
         sink.stop()
+        for tmp in tmps:
+            subprocess.run(["rm", "-rf", tmp])
+    results = {k: statistics.median(v) for k, v in rates.items()}
     print()
     print("%-22s %9s %9s %9s %9s   %s" % ("msg/s (median)", "none", "unix", "inet", "native",
                                          "ratio to none: unix inet native"))

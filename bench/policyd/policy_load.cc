@@ -57,9 +57,10 @@ struct Conn {
 
 std::string request(const Conn& c, bool eom, int connIndex) {
   char client[32];
-  std::snprintf(client, sizeof(client), "10.%d.%d.%d", (c.client >> 16) & 255, (c.client >> 8) & 255,
-                c.client & 255);
-  const std::string sender = "app" + std::to_string(c.sender) + "@srv" + std::to_string(c.sender % 97) + ".corp.example";
+  std::snprintf(client, sizeof(client), "10.%d.%d.%d", (c.client >> 16) & 255,
+                (c.client >> 8) & 255, c.client & 255);
+  const std::string sender =
+      "app" + std::to_string(c.sender) + "@srv" + std::to_string(c.sender % 97) + ".corp.example";
   const std::string instance = std::to_string(connIndex) + "." + std::to_string(c.messageSeq);
   std::string r;
   r.reserve(800);
@@ -67,11 +68,14 @@ std::string request(const Conn& c, bool eom, int connIndex) {
   r += eom ? "END-OF-MESSAGE" : "RCPT";
   r += "\nprotocol_name=ESMTP\nclient_address=";
   r += client;
-  r += "\nclient_name=unknown\nclient_port=40000\nreverse_client_name=unknown\nserver_address=127.0.0.1\n"
+  r += "\nclient_name=unknown\nclient_port=40000\nreverse_client_name=unknown\nserver_address=127."
+       "0.0.1\n"
        "server_port=25\nhelo_name=srv.corp.example\nsender=";
   r += sender;
   r += "\nrecipient=";
-  r += eom && c.rcptTotal > 1 ? "" : "user" + std::to_string(c.rcptLeft) + "@partner" + std::to_string(c.sender % 13) + ".example";
+  r += eom && c.rcptTotal > 1 ? ""
+                              : "user" + std::to_string(c.rcptLeft) + "@partner" +
+                                    std::to_string(c.sender % 13) + ".example";
   r += "\nrecipient_count=";
   r += eom ? std::to_string(c.rcptTotal) : "0";
   r += "\nqueue_id=";
@@ -149,8 +153,9 @@ int main(int argc, char** argv) {
     } else if (a == "--label") {
       opt.label = v;
     } else {
-      std::fprintf(stderr, "usage: policy_load [--host H] [--port P] [--connections N] [--seconds S] "
-                           "[--principals K] [--max-recipients R] [--rate RPS] [--label TEXT]\n");
+      std::fprintf(stderr,
+                   "usage: policy_load [--host H] [--port P] [--connections N] [--seconds S] "
+                   "[--principals K] [--max-recipients R] [--rate RPS] [--label TEXT]\n");
       return 2;
     }
   }
@@ -168,9 +173,10 @@ int main(int argc, char** argv) {
   }
   // Open loop: connection i sends every `interval`, offset so the load is spread evenly; latency
   // counts from the due time, so a server falling behind is not hidden (no coordinated omission).
-  const auto interval = opt.rate > 0 ? std::chrono::nanoseconds(static_cast<long long>(
-                                           1e9 * opt.connections / opt.rate))
-                                     : std::chrono::nanoseconds(0);
+  const auto interval =
+      opt.rate > 0
+          ? std::chrono::nanoseconds(static_cast<long long>(1e9 * opt.connections / opt.rate))
+          : std::chrono::nanoseconds(0);
   {
     const auto t0 = Clock::now();
     for (int i = 0; i < opt.connections; ++i) {
@@ -203,7 +209,8 @@ int main(int argc, char** argv) {
           next = std::min(next, c.started);
         }
       }
-      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(next.time_since_epoch()).count();
+      const auto ns =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(next.time_since_epoch()).count();
       itimerspec its{};
       its.it_value.tv_sec = ns / 1000000000;
       its.it_value.tv_nsec = ns % 1000000000;
@@ -293,12 +300,14 @@ int main(int argc, char** argv) {
     if (latencies.empty()) {
       return 0;
     }
-    return latencies[std::min(latencies.size() - 1, static_cast<std::size_t>(p * static_cast<double>(latencies.size())))];
+    return latencies[std::min(latencies.size() - 1,
+                              static_cast<std::size_t>(p * static_cast<double>(latencies.size())))];
   };
-  std::printf("{\"label\": \"%s\", \"connections\": %d, \"requests\": %zu, \"rps\": %.0f, \"p50_us\": %u, "
-              "\"p99_us\": %u, \"max_us\": %u, \"refused\": %llu, \"errors\": %llu}\n",
-              opt.label.c_str(), opt.connections, latencies.size(),
-              static_cast<double>(latencies.size()) / elapsed, pct(0.5), pct(0.99),
-              latencies.empty() ? 0 : latencies.back(), refused, errors);
+  std::printf(
+      "{\"label\": \"%s\", \"connections\": %d, \"requests\": %zu, \"rps\": %.0f, \"p50_us\": %u, "
+      "\"p99_us\": %u, \"max_us\": %u, \"refused\": %llu, \"errors\": %llu}\n",
+      opt.label.c_str(), opt.connections, latencies.size(),
+      static_cast<double>(latencies.size()) / elapsed, pct(0.5), pct(0.99),
+      latencies.empty() ? 0 : latencies.back(), refused, errors);
   return errors > 0 ? 1 : 0;
 }

@@ -5,6 +5,8 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include <sys/socket.h>
+
 #include <cstring>
 
 #include "common/server/logging.h"
@@ -42,9 +44,22 @@ void Connection::send(std::string_view reply) {
   if (bev_ == nullptr || reply.empty()) {
     return;
   }
-  // One evbuffer_add: the bytes go out in a single write(2)/writev(2) when the socket is
-  // writable.
-  evbuffer_add(bufferevent_get_output(bev_), reply.data(), reply.size());
+  evbuffer* output = bufferevent_get_output(bev_);
+  if (evbuffer_get_length(output) == 0) {
+    // Nothing queued before it: write now, in one send(2), skipping a loop iteration and two
+    // epoll_ctl calls. Whatever the kernel does not take is queued below (order is kept).
+    ssize_t n =
+        ::send(bufferevent_getfd(bev_), reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n == static_cast<ssize_t>(reply.size())) {
+      return;
+    }
+    if (n > 0) {
+      reply.remove_prefix(static_cast<std::size_t>(n));
+    }
+    // n < 0: EAGAIN queues the reply; a hard error queues it too, and the bufferevent's own
+    // write then reports the error and closes the connection.
+  }
+  evbuffer_add(output, reply.data(), reply.size());
 }
 
 void Connection::closeAfterWrite() {

@@ -3,8 +3,9 @@
 //
 // The skeleton owns sockets and the libevent loop; a Service supplies one ConnectionHandler per
 // connection, fed the connection's input buffer as bytes arrive. Guarantees:
-//  - send() queues one reply as one contiguous piece: it leaves in one write(2) (TCP_NODELAY is on
-//    for TCP), never split across syscalls by us, so Nagle/delayed-ACK stalls cannot happen;
+//  - send() writes one reply in one send(2) right away when nothing is queued before it (else it
+//    queues it as one contiguous piece, written with one writev(2)); TCP_NODELAY is on for TCP, so
+//    Nagle/delayed-ACK stalls cannot happen;
 //  - closeAfterWrite() stops reading and closes once the queued replies are written;
 //  - input is bounded (ServerLimits::maxInputBytes of unconsumed bytes, then the connection is
 //    logged and closed), idle connections are closed after ServerLimits::idleTimeout;

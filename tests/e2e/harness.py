@@ -19,11 +19,10 @@ fixture starts is stopped by its cleanup even when the test fails; nothing liste
 127.0.0.1. Failures raise AssertionError/TimeoutError/RuntimeError with the relevant log text.
 """
 
-import email.parser
-import email.policy
 import glob
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -403,8 +402,6 @@ class PostfixInstance:
         self.started = True
         self._postfix("start")
         wait_port(self.port, what="postfix smtpd")
-        # pickup must be up before sendmail submissions are picked up promptly; the master
-        # starts it at once (wakeup service). Wait for postlogd's first line as a sign of life.
         return self
 
     def stop(self):
@@ -412,15 +409,17 @@ class PostfixInstance:
         if not self.started:
             return
         self.started = False
+        pid = None
+        try:
+            with open(os.path.join(self.queue, "pid", "master.pid")) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            pass
         try:
             self._postfix("stop", check=False, timeout=30)
         except Exception as e:  # noqa: BLE001 - cleanup must go on
             sys.stderr.write("postfix stop failed: %s\n" % e)
-        pid_file = os.path.join(self.queue, "pid", "master.pid")
-        try:
-            with open(pid_file) as f:
-                pid = int(f.read().strip())
-        except (OSError, ValueError):
+        if pid is None:
             return
         try:
             deadline = time.monotonic() + PROCESS_STOP_TIMEOUT
@@ -507,10 +506,6 @@ class PostfixInstance:
         """Queue ids of every message in any queue (postqueue -j; empty list: queue empty)."""
         proc = run([os.path.join(POSTFIX_SBIN, "postqueue"), "-c", self.etc, "-j"])
         return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-
-    def queue(self):
-        """Alias of queue_ids(): list of postqueue -j records (dicts)."""
-        return self.queue_ids()
 
     def wait_queue_empty(self, timeout=DEFAULT_TIMEOUT, flush=False):
         """Waits until no message is queued. flush=True runs `postqueue -f` on every poll."""
@@ -676,7 +671,7 @@ class SmtpSink:
 
     def start(self):
         os.makedirs(self.mail_dir, exist_ok=True)
-        os.chown(self.mail_dir, 65534, -1)  # smtp-sink writes as nobody
+        os.chown(self.mail_dir, pwd.getpwnam("nobody").pw_uid, -1)  # smtp-sink writes as nobody
         os.chmod(self.mail_dir, 0o755)
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
@@ -789,6 +784,20 @@ def listen_ports_from_config(config_path, section):
     return ports
 
 
+_SANITIZER_MARKERS = re.compile(
+    r"ERROR: (AddressSanitizer|LeakSanitizer|ThreadSanitizer)|runtime error: |"
+    r"WARNING: ThreadSanitizer")
+
+
+def sanitizer_report(text):
+    """The first sanitizer report in text (up to 60 lines), or None."""
+    m = _SANITIZER_MARKERS.search(text)
+    if not m:
+        return None
+    start = text.rfind("\n", 0, m.start()) + 1
+    return "\n".join(text[start:].splitlines()[:60])
+
+
 class RelaykitDaemon:
     """One relaykit daemon: `BINARY -c CONFIG -f [args]`, stderr to DIR/<binary>.N.stderr.
 
@@ -817,6 +826,7 @@ class RelaykitDaemon:
                                         % (binary_name, RelaykitDaemon._counter))
         self.proc = None
         self._err = None
+        self._sanitizer_reported = False
 
     @property
     def pid(self):
@@ -868,11 +878,19 @@ class RelaykitDaemon:
         return None
 
     def stop(self):
-        """SIGTERM, then SIGKILL after PROCESS_STOP_TIMEOUT. Returns the exit status."""
+        """SIGTERM, then SIGKILL after PROCESS_STOP_TIMEOUT. Returns the exit status.
+
+        Raises AssertionError when the daemon's output holds a sanitizer report (ASan, UBSan,
+        LSan: scripts/test --sanitize), so such a report fails the test even from a cleanup."""
         rc = stop_process(self.proc)
         if self._err:
             self._err.close()
             self._err = None
+        report = sanitizer_report(self.stderr())
+        if report and not self._sanitizer_reported:
+            self._sanitizer_reported = True
+            raise AssertionError("%s: sanitizer report in %s:\n%s"
+                                 % (self.binary_name, self.stderr_path, report))
         return rc
 
     def restart(self, timeout=DEFAULT_TIMEOUT):

@@ -255,6 +255,16 @@ rewrite_sender:
         self.assertEqual(msgs["second"].sender, "other@corp.com")
         self.assertEqual(msgs["second"].recipients, ["y@example.com"])
 
+    def test_sender_only_config_negotiates_no_header_steps(self):
+        sink, milter, pf = self.start_milter_stack("rewrite_sender:\n  table: canonical\n")
+        msg = harness.make_message("root@relay.corp.local", "ops@example.com", "sender only",
+                                   extra_headers=[("X-Originating-IP", "10.0.0.1")])
+        self.send(pf, "cron+daily@relay.corp.local", ["ops@example.com"], msg)
+        m = self.one_message(sink)
+        self.assertEqual(m.sender, "cron+daily@corp.com")  # +ext propagated (canonical)
+        self.assertEqual(m.header("From"), "root@relay.corp.local")
+        self.assertEqual(m.header("X-Originating-IP"), "10.0.0.1")
+
 
 if __name__ == "__main__":
     harness.main()

@@ -140,5 +140,28 @@ TEST(AddressListTest, GarbageNeverCrashes) {
   (void)parseAddressList(soup);
 }
 
+TEST(AddressListTest, RandomInputFromTrickyAlphabet) {
+  // Deterministic pseudo-random strings over the characters that matter to the grammar: every
+  // result is either an error or mailboxes whose ranges lie inside the input.
+  const std::string alphabet = "ab@.<>,;:\"\\()[] \t\n=?Q_\xC3\xA9";
+  unsigned state = 12345;
+  for (int n = 0; n < 5000; ++n) {
+    std::string text;
+    int len = static_cast<int>(state % 40);
+    for (int i = 0; i < len; ++i) {
+      state = state * 1103515245u + 12345u;
+      text.push_back(alphabet[(state >> 16) % alphabet.size()]);
+    }
+    state = state * 1103515245u + 12345u;
+    StatusOr<std::vector<Mailbox>> r = parseAddressList(text);
+    if (r.isOk()) {
+      for (const Mailbox& b : *r) {
+        ASSERT_LE(b.specBegin, b.specEnd) << text;
+        ASSERT_LE(b.specEnd, text.size()) << text;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace relaykit::milter

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "common/config.h"
 
 namespace relaykit::milter {
@@ -333,6 +335,29 @@ TEST(MilterConfigTest, ReportsEveryProblemWithLocation) {
         "unknown key \"colour\"", "unknown table \"nosuch\"", "unknown key \"bogus\""}) {
     EXPECT_NE(errors.find(expected), std::string::npos) << expected << "\n" << errors;
   }
+}
+
+TEST(MilterConfigTest, HeaderChecksFromAFile) {
+  std::string path = ::testing::TempDir() + "/relaykit_header_checks";
+  {
+    std::ofstream out(path);
+    out << "# from a file\n/^X-Drop:/ IGNORE\n/^X-Bad:/ FROB\n";
+  }
+  std::string errors;
+  auto bad = load("  header_checks_file: regexp:" + path + "\n", &errors);
+  EXPECT_FALSE(bad);
+  EXPECT_NE(errors.find(path + ":3:"), std::string::npos) << errors;
+  {
+    std::ofstream out(path);
+    out << "/^X-Drop:/ IGNORE\n";
+  }
+  auto mc = load("  header_checks_file: " + path + "\n");
+  ASSERT_TRUE(mc);
+  RewriteOutcome out = rewriteMessage(*mc, env(), {{"X-Drop", " 1"}, {"X-Keep", " 2"}});
+  EXPECT_EQ(render(out.headers), "X-Keep: 2\n");
+  auto missing = load("  header_checks_file: /nonexistent/hc\n", &errors);
+  EXPECT_FALSE(missing);
+  EXPECT_NE(errors.find("cannot read header_checks_file /nonexistent/hc"), std::string::npos);
 }
 
 TEST(MilterConfigTest, NegotiationNeeds) {

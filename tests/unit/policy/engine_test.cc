@@ -61,8 +61,8 @@ policy:
 )";
 
 PolicyRequest req(const std::string& state, const std::string& sender, const std::string& client,
-                  const std::string& recipient = "x@example.org", const std::string& rcptCount = "0",
-                  const std::string& size = "0") {
+                  const std::string& recipient = "x@example.org",
+                  const std::string& rcptCount = "0", const std::string& size = "0") {
   PolicyRequest r;
   r.add("request", "smtpd_access_policy");
   r.add("protocol_state", state);
@@ -139,7 +139,8 @@ policy:
   EXPECT_EQ(c, nullptr);
   const std::string all = diags.formatAll();
   for (const char* want :
-       {"test.yaml:3:10: store: expected memory or redis", "test.yaml:6:12: limit \"a\": key: bad IPv4 prefix",
+       {"test.yaml:3:10: store: expected memory or redis",
+        "test.yaml:6:12: limit \"a\": key: bad IPv4 prefix",
         "test.yaml:7:14: limit \"a\": count:", "test.yaml:8:12: value 0 out of range",
         "test.yaml:9:12: invalid duration", "test.yaml:10:14: limit \"a\": reply must start",
         "test.yaml:11:13: duplicate limit name", "test.yaml:13:50: limit \"a\" window: two windows",
@@ -149,7 +150,6 @@ policy:
   }
   EXPECT_EQ(diags.all().size(), 11u) << all;
 }
-
 
 TEST(PolicyEngine, RcptChecksWithoutChargingEomCharges) {
   auto c = parseOk(kConfig);
@@ -190,7 +190,8 @@ TEST(PolicyEngine, FilterDecisions) {
   EXPECT_EQ(planRequest(*c, req("RCPT", "zabbix@x.y", "172.16.0.1")).filter, "");  // client cond.
   EXPECT_EQ(planRequest(*c, req("RCPT", "r@reports.corp.local", "1.2.3.4", "a@partner.com")).filter,
             "FILTER relay:[partner-gw]:25");
-  EXPECT_EQ(planRequest(*c, req("RCPT", "r@reports.corp.local", "1.2.3.4", "a@other.com")).filter, "");
+  EXPECT_EQ(planRequest(*c, req("RCPT", "r@reports.corp.local", "1.2.3.4", "a@other.com")).filter,
+            "");
   // At END-OF-MESSAGE without `recipient`, the recipients accepted at RCPT decide.
   std::vector<std::string> accepted{"a@other.com", "b@partner.com"};
   EXPECT_EQ(planRequest(*c, req("END-OF-MESSAGE", "r@reports.corp.local", "1.2.3.4", ""), &accepted)

@@ -16,11 +16,13 @@ namespace relaykit::policy {
 namespace {
 
 std::shared_ptr<const PolicyConfig> configFor(int port) {
-  const std::string yaml = "policy:\n  store: redis\n  limits:\n"
-                           "    - name: per-net\n      key: [client_address/24]\n"
-                           "      windows: [{max: 5, per: 1m}, {max: 50, per: 1h}]\n"
-                           "    - name: per-sasl\n      key: sasl_username\n      max: 3\n      per: 1m\n"
-                           "redis:\n  address: 127.0.0.1:" + std::to_string(port) + "\n";
+  const std::string yaml =
+      "policy:\n  store: redis\n  limits:\n"
+      "    - name: per-net\n      key: [client_address/24]\n"
+      "      windows: [{max: 5, per: 1m}, {max: 50, per: 1h}]\n"
+      "    - name: per-sasl\n      key: sasl_username\n      max: 3\n      per: 1m\n"
+      "redis:\n  address: 127.0.0.1:" +
+      std::to_string(port) + "\n";
   Diagnostics diags;
   auto config = loadConfigText(yaml, "t.yaml", &diags);
   EXPECT_NE(config, nullptr) << diags.formatAll();
@@ -30,7 +32,8 @@ std::shared_ptr<const PolicyConfig> configFor(int port) {
 TEST(LimitsAdmin, TargetsFromAttributes) {
   Diagnostics diags;
   auto config = loadConfigText(
-      "policy:\n  limits:\n    - name: a\n      key: [client_address/24]\n      max: 1\n      per: 1m\n"
+      "policy:\n  limits:\n    - name: a\n      key: [client_address/24]\n      max: 1\n      per: "
+      "1m\n"
       "    - name: b\n      key: [sasl_username]\n      max: 1\n      per: 1m\n",
       "t.yaml", &diags);
   auto policy = parsePolicyConfig(*config, &diags);

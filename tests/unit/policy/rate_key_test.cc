@@ -35,7 +35,8 @@ TEST(RateKey, PartsAndValues) {
   EXPECT_EQ(keyPartValue(*parseKeyPart("sender"), r), "alice@example.com.");
   EXPECT_EQ(keyPartValue(*parseKeyPart("sasl_username"), r), "alice");
   EXPECT_EQ(*principalOf(parts({"sasl_username", "client_address/16"}), r),
-            "sasl_username=alice\x1f" "client_address/16=192.0.0.0/16");
+            "sasl_username=alice\x1f"
+            "client_address/16=192.0.0.0/16");
 }
 
 TEST(RateKey, Ipv6UsesSlash64ByDefault) {

@@ -17,7 +17,9 @@ namespace relaykit::policy::testing {
 
 inline constexpr const char* kRedisServerPath = "/usr/bin/redis-server";
 
-inline bool redisAvailable() { return access(kRedisServerPath, X_OK) == 0; }
+inline bool redisAvailable() {
+  return access(kRedisServerPath, X_OK) == 0;
+}
 
 inline int freeLoopbackPort() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -42,7 +44,8 @@ class RedisTestServer {
     if (pid_ == 0) {
       const std::string port = std::to_string(port_);
       execl(kRedisServerPath, kRedisServerPath, "--port", port.c_str(), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--loglevel", "warning", static_cast<char*>(nullptr));
+            "--save", "", "--appendonly", "no", "--loglevel", "warning",
+            static_cast<char*>(nullptr));
       _exit(127);
     }
     for (int i = 0; i < 500; ++i) {

@@ -63,7 +63,8 @@ class StoreConformance : public ::testing::TestWithParam<std::string> {
   }
 
   StoreResult run(std::vector<StoreCharge> charges, bool commit) {
-    StatusOr<StoreResult> r = runOnLoop(base_, store_.get(), StoreRequest{std::move(charges), commit});
+    StatusOr<StoreResult> r =
+        runOnLoop(base_, store_.get(), StoreRequest{std::move(charges), commit});
     EXPECT_TRUE(r.isOk()) << r.status().message();
     return r.isOk() ? *r : StoreResult{};
   }
@@ -150,6 +151,25 @@ TEST_P(StoreConformance, WarnOnlyNeverBlocksAndIsNotChargedWhenOver) {
   EXPECT_TRUE(run({c("rl:{w}:t", tight, 1, false)}, true).outcomes[0].allowed);
 }
 
+// A reload that changes max keeps the units already used (the TAT is rescaled).
+TEST_P(StoreConformance, ChangingMaxKeepsUsage) {
+  ASSERT_TRUE(charge({c("rl:{a}:l", {{1, 60 * kMinute}}, 1)}));
+  EXPECT_FALSE(charge({c("rl:{a}:l", {{1, 60 * kMinute}}, 1)}));
+  const std::vector<RateWindow> raised{{3, 60 * kMinute}};
+  EXPECT_TRUE(charge({c("rl:{a}:l", raised, 1)}));
+  EXPECT_TRUE(charge({c("rl:{a}:l", raised, 1)}));
+  EXPECT_FALSE(charge({c("rl:{a}:l", raised, 1)}));
+  const std::vector<RateWindow> lowered{{2, 60 * kMinute}};
+  EXPECT_FALSE(run({c("rl:{a}:l", lowered, 1)}, false).outcomes[0].allowed);
+  // 3 units used at 3 per hour; after 30 min 1.5 are still used, 0.5 free under max 2. 15 min
+  // more at 2 per hour frees another 0.5: one message fits, the next does not.
+  now_ += 30 * kMinute;
+  EXPECT_FALSE(charge({c("rl:{a}:l", lowered, 1)}));
+  now_ += 15 * kMinute;
+  EXPECT_TRUE(charge({c("rl:{a}:l", lowered, 1)}));
+  EXPECT_FALSE(charge({c("rl:{a}:l", lowered, 1)}));
+}
+
 TEST_P(StoreConformance, CostAboveMaxNeverFits) {
   StoreResult r = run({c("rl:{a}:l", {{10, kMinute}}, 11)}, true);
   EXPECT_FALSE(r.committed);
@@ -177,7 +197,8 @@ TEST_P(StoreConformance, AgreesWithReferenceOnRandomWorkload) {
     for (int k = 0; k < n; ++k) {
       const std::size_t shape = rng() % shapes.size();
       charges.push_back(c("rl:{p" + std::to_string(rng() % 4) + "}:s" + std::to_string(shape),
-                          shapes[shape], shape == 2 ? rng() % 3000 : 1 + rng() % 3, rng() % 5 != 0));
+                          shapes[shape], shape == 2 ? rng() % 3000 : 1 + rng() % 3,
+                          rng() % 5 != 0));
     }
     // A request names each key once.
     std::sort(charges.begin(), charges.end(), [](auto& a, auto& b) { return a.key < b.key; });
@@ -227,7 +248,8 @@ class RedisStoreTest : public ::testing::Test {
     store_ = std::make_unique<RedisStore>(base_, s, std::move(clock));
     store_->start();
   }
-  StatusOr<StoreResult> run(const std::string& key, std::int64_t cost, bool commit, int limitMs = 3000) {
+  StatusOr<StoreResult> run(const std::string& key, std::int64_t cost, bool commit,
+                            int limitMs = 3000) {
     StoreRequest r{{StoreCharge{key, {{3, kMinute}}, cost, true}}, commit};
     return runOnLoop(base_, store_.get(), r, limitMs);
   }
@@ -258,6 +280,7 @@ TEST_F(RedisStoreTest, UsesRedisClockAndExpiringPrefixedKeys) {
   EXPECT_GT(ttl, 50000);
   EXPECT_LE(ttl, 61000);
   EXPECT_EQ(server_.command("HKEYS relaykit:rl:{abc}:l"), "60000000");
+  EXPECT_NE(server_.command("HGET relaykit:rl:{abc}:l 60000000").find(":3"), std::string::npos);
 }
 
 TEST_F(RedisStoreTest, ReloadsScriptOnNoscript) {
@@ -276,8 +299,9 @@ TEST_F(RedisStoreTest, StuckRedisTimesOutWithinTimeoutThenRecovers) {
   server_.pause();
   const auto t0 = std::chrono::steady_clock::now();
   StatusOr<StoreResult> r = run("rl:{a}:l", 1, true);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::steady_clock::now() - t0).count();
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   EXPECT_FALSE(r.isOk());
   EXPECT_LT(ms, 50 + 40);
   EXPECT_GE(store_->stats().timeouts, 1u);
@@ -320,7 +344,9 @@ TEST_F(RedisStoreTest, NeverStartedRedisFailsFast) {
   store_->start();
   pump(20);
   const auto t0 = std::chrono::steady_clock::now();
-  EXPECT_FALSE(runOnLoop(base_, store_.get(), StoreRequest{{StoreCharge{"k", {{1, kSecond}}, 1, true}}, true}).isOk());
+  EXPECT_FALSE(runOnLoop(base_, store_.get(),
+                         StoreRequest{{StoreCharge{"k", {{1, kSecond}}, 1, true}}, true})
+                   .isOk());
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(100));
 }
 
