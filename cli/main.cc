@@ -2,6 +2,8 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "cli/limits_command.h"
+#include "cli/rewrite_command.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"relaykit: check configuration, query tables, test rules offline", "relaykit"};
@@ -10,8 +12,8 @@ int main(int argc, char** argv) {
   int exitCode = 0;
   relaykit::addCheckCommand(app, &exitCode);
   relaykit::addQueryCommand(app, &exitCode);
-  // relaykit::addRewriteCommand(app, &exitCode);  // milter engineer
-  // relaykit::addLimitsCommand(app, &exitCode);   // policy engineer
+  relaykit::addRewriteCommand(app, &exitCode);
+  relaykit::addLimitsCommand(app, &exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

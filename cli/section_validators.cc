@@ -2,12 +2,15 @@
 // Components append their entry here (see section_validators.h).
 #include "cli/section_validators.h"
 
+#include "milters/milter_config.h"
+#include "policyd/policy_config.h"
+
 namespace relaykit {
 
 const std::vector<SectionValidator>& sectionValidators() {
   static const std::vector<SectionValidator> validators = {
-      // {"milter", &validateMilterSection},   // milter engineer
-      // {"policy", &validatePolicySection},   // policy engineer
+      {"milter", &validateMilterSection},
+      {"policy", &validatePolicySection},
   };
   return validators;
 }

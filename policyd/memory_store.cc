@@ -6,19 +6,39 @@
 namespace relaykit::policy {
 
 namespace {
-constexpr std::int64_t kSweepIntervalUs = 10'000'000;
-}
+// Hash buckets examined for expired entries per evaluation: the sweep is spread over requests,
+// so no request pays for a pass over the whole table.
+constexpr std::size_t kSweepBucketsPerCall = 8;
+constexpr std::int64_t kFullSweepIntervalUs = 1000000;
+}  // namespace
 
 MemoryStore::MemoryStore(MicrosClock clock, std::size_t maxKeys)
     : clock_(std::move(clock)), maxKeys_(maxKeys) {}
 
+void MemoryStore::sweepBucket(std::size_t bucket, std::int64_t nowUs) {
+  std::vector<std::string> expired;
+  for (auto it = entries_.begin(bucket); it != entries_.end(bucket); ++it) {
+    if (it->second.expiresUs <= nowUs) {
+      expired.push_back(it->first);
+    }
+  }
+  for (const std::string& key : expired) {
+    entries_.erase(key);
+  }
+}
+
 void MemoryStore::sweep(std::int64_t nowUs) {
-  if (nowUs < nextSweepUs_ && entries_.size() < maxKeys_) {
+  const std::size_t buckets = entries_.bucket_count();
+  // Full: one whole pass (at most once a second) before refusing new principals.
+  if (entries_.size() >= maxKeys_ && nowUs - lastFullSweepUs_ >= kFullSweepIntervalUs) {
+    lastFullSweepUs_ = nowUs;
+    for (std::size_t b = 0; b < buckets; ++b) {
+      sweepBucket(b, nowUs);
+    }
     return;
   }
-  nextSweepUs_ = nowUs + kSweepIntervalUs;
-  for (auto it = entries_.begin(); it != entries_.end();) {
-    it = it->second.expiresUs <= nowUs ? entries_.erase(it) : std::next(it);
+  for (std::size_t i = 0; i < kSweepBucketsPerCall && !entries_.empty(); ++i) {
+    sweepBucket(sweepCursor_++ % buckets, nowUs);
   }
 }
 

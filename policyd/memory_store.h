@@ -2,13 +2,15 @@
 //
 // State lives in this process only: it is lost on restart and not shared with other relays
 // (use the Redis store for that). Answers synchronously (the callback runs before evaluate()
-// returns). Entries whose every TAT has passed are swept, so memory stays proportional to the
-// principals active within their periods; at most kMaxMemoryStoreKeys keys are kept, beyond which
-// new principals are refused as a store error (on_store_error decides). Not thread-safe: one event
-// loop owns it.
+// returns). Entries whose every TAT has passed are swept a few hash buckets per evaluation, so
+// memory stays proportional to the principals active within their periods and no request pays
+// for a whole pass; at most kMaxMemoryStoreKeys keys are kept (when full, one whole pass runs,
+// then new principals are refused as a store error: on_store_error decides). Not thread-safe:
+// one event loop owns it.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -44,11 +46,13 @@ class MemoryStore : public RateStore {
     std::int64_t expiresUs = 0;  // max TAT
   };
   void sweep(std::int64_t nowUs);
+  void sweepBucket(std::size_t bucket, std::int64_t nowUs);
 
   MicrosClock clock_;
   std::size_t maxKeys_;
   std::unordered_map<std::string, Entry> entries_;
-  std::int64_t nextSweepUs_ = 0;
+  std::size_t sweepCursor_ = 0;
+  std::int64_t lastFullSweepUs_ = INT64_MIN / 2;
 };
 
 }  // namespace relaykit::policy

@@ -227,6 +227,22 @@ void PolicyService::syncRedisMetrics() {
   seenConnects_ = s.connects;
 }
 
+void PolicyService::logStoreError(const std::string& line) {
+  // While Redis is down every request fails: one line per second, with how many were not logged.
+  const auto now = std::chrono::steady_clock::now();
+  if (now - lastStoreErrorLog_ < kStoreErrorLogInterval) {
+    ++suppressedStoreErrors_;
+    return;
+  }
+  lastStoreErrorLog_ = now;
+  std::string text = line;
+  if (suppressedStoreErrors_ > 0) {
+    text += " (" + std::to_string(suppressedStoreErrors_) + " more since the last such line)";
+    suppressedStoreErrors_ = 0;
+  }
+  logWarning(text);
+}
+
 void PolicyService::rememberRecipient(const std::string& instance, const std::string& recipient) {
   if (instance.empty() || recipient.empty()) {
     return;
@@ -293,10 +309,10 @@ void PolicyService::finish(const PolicyConfig& config, const PolicyRequest& requ
                            const Plan& plan, const Verdict& verdict,
                            std::chrono::steady_clock::time_point started) {
   for (const std::string& line : verdict.logs) {
-    if (verdict.refused || line.rfind("warn_only", 0) == 0) {
-      logInfo(line);
+    if (verdict.storeError) {
+      logStoreError(line);
     } else {
-      logWarning(line);
+      logInfo(line);
     }
   }
   if (answerDunno_ != nullptr) {

@@ -33,6 +33,8 @@ inline constexpr std::size_t kMaxQueuedRequests = 16;
 // Recipients remembered per message `instance` between RCPT and END-OF-MESSAGE.
 inline constexpr std::size_t kMaxTrackedInstances = 100000;
 inline constexpr std::size_t kMaxTrackedRecipients = 1000;
+// Store errors are logged at most this often (the rest are counted in the next line).
+inline constexpr std::chrono::seconds kStoreErrorLogInterval{1};
 
 class PolicyService : public Service {
  public:
@@ -55,6 +57,7 @@ class PolicyService : public Service {
   void finish(const PolicyConfig& config, const PolicyRequest& request, const Plan& plan,
               const Verdict& verdict, std::chrono::steady_clock::time_point started);
   void rememberRecipient(const std::string& instance, const std::string& recipient);
+  void logStoreError(const std::string& line);
   void syncRedisMetrics();
 
   SnapshotHolder<PolicyConfig> config_;
@@ -78,6 +81,8 @@ class PolicyService : public Service {
   Gauge* redisUp_ = nullptr;
   Counter* redisTimeouts_ = nullptr;
   Counter* redisConnects_ = nullptr;
+  std::chrono::steady_clock::time_point lastStoreErrorLog_{};
+  std::uint64_t suppressedStoreErrors_ = 0;
   std::uint64_t seenTimeouts_ = 0;
   std::uint64_t seenConnects_ = 0;
 };

@@ -10,8 +10,11 @@ both submission paths (smtpd_milters via SMTP, non_smtpd_milters via sendmail -C
 """
 
 import os
+import shutil
 import smtplib
+import subprocess
 import sys
+import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -264,6 +267,53 @@ rewrite_sender:
         self.assertEqual(m.sender, "cron+daily@corp.com")  # +ext propagated (canonical)
         self.assertEqual(m.header("From"), "root@relay.corp.local")
         self.assertEqual(m.header("X-Originating-IP"), "10.0.0.1")
+
+    @unittest.skipUnless(shutil.which("saslpasswd2"), "needs sasl2-bin (saslpasswd2)")
+    def test_sasl_conditions(self):
+        # Debian's Postfix reads $config_directory/sasl/smtpd.conf (cyrus_sasl_config_path is
+        # set too, for upstream Postfix).
+        sasl_dir = os.path.join(self.subdir("postfix"), "etc", "sasl")
+        os.makedirs(sasl_dir, exist_ok=True)
+        os.chmod(sasl_dir, 0o755)
+        db = os.path.join(sasl_dir, "sasldb2")
+        subprocess.run(["saslpasswd2", "-p", "-c", "-f", db, "-u", "relay.test.invalid",
+                        "alice"], input=b"secret", check=True)
+        os.chmod(db, 0o644)
+        harness.write_file(os.path.join(sasl_dir, "smtpd.conf"),
+                           "pwcheck_method: auxprop\nauxprop_plugin: sasldb\n"
+                           "mech_list: PLAIN LOGIN\nsasldb_path: %s\n" % db)
+        body = """\
+header_rules:
+  - match: '^X-Auth:'
+    action: replace
+    with: 'X-Auth: authenticated'
+    when: {authenticated: true}
+  - match: '^X-Auth:'
+    action: replace
+    with: 'X-Auth: anonymous'
+    when: {authenticated: false}
+  - match: '^X-User:'
+    action: remove
+    when: {sasl_user: '^alice@'}
+"""
+        sink, milter, pf = self.start_milter_stack(body, extra_main_cf={
+            "smtpd_sasl_auth_enable": "yes", "smtpd_sasl_type": "cyrus",
+            "smtpd_sasl_path": "smtpd", "cyrus_sasl_config_path": sasl_dir,
+            "smtpd_sasl_security_options": "noanonymous"})
+        msg = harness.make_message("a@corp.com", "b@example.com", "sasl",
+                                   extra_headers=[("X-Auth", "?"), ("X-User", "u")])
+        out = harness.swaks("--from", "a@corp.com", "--to", "b@example.com", "--auth", "PLAIN",
+                            "--auth-user", "alice@relay.test.invalid", "--auth-password",
+                            "secret", "--data", msg, port=pf.port)
+        self.assertIn("235 ", out.stdout)
+        self.send(pf, "a@corp.com", ["b@example.com"], msg)
+        msgs = sink.messages(wait_for=2)
+        self.assertEqual(sorted(m.header("X-Auth") for m in msgs), ["anonymous", "authenticated"])
+        for m in msgs:
+            if m.header("X-Auth") == "authenticated":
+                self.assertIsNone(m.header("X-User"))
+            else:
+                self.assertEqual(m.header("X-User"), "u")
 
 
 if __name__ == "__main__":
