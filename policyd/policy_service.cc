@@ -165,6 +165,9 @@ Status PolicyService::start(event_base* base, MetricsRegistry* metrics) {
     redis->start();
     store_ = std::move(redis);
     storeName_ = "redis";
+    metricsTimer_ = event_new(base, -1, EV_PERSIST, &PolicyService::onMetricsTimer, this);
+    const timeval second{1, 0};
+    event_add(metricsTimer_, &second);
     redisUp_ = &metrics->gauge("relaykit_policy_redis_up", "1 while connected to Redis").get();
     redisTimeouts_ = &metrics
                           ->counter("relaykit_policy_redis_timeouts_total",
@@ -193,7 +196,15 @@ Status PolicyService::start(event_base* base, MetricsRegistry* metrics) {
   return Status::ok();
 }
 
+void PolicyService::onMetricsTimer(evutil_socket_t, short, void* arg) {
+  static_cast<PolicyService*>(arg)->syncRedisMetrics();
+}
+
 void PolicyService::stop() {
+  if (metricsTimer_ != nullptr) {
+    event_free(metricsTimer_);
+    metricsTimer_ = nullptr;
+  }
   store_.reset();  // a Redis store answers its pending decisions with an error now
   redis_ = nullptr;
 }

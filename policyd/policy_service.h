@@ -9,6 +9,8 @@
 // redis: section takes a restart (a reload says so). Everything runs on the loop thread.
 #pragma once
 
+#include <event2/event.h>
+
 #include <chrono>
 #include <memory>
 #include <string>
@@ -59,10 +61,12 @@ class PolicyService : public Service {
   void rememberRecipient(const std::string& instance, const std::string& recipient);
   void logStoreError(const std::string& line);
   void syncRedisMetrics();
+  static void onMetricsTimer(evutil_socket_t fd, short what, void* arg);
 
   SnapshotHolder<PolicyConfig> config_;
   std::unique_ptr<RateStore> store_;
   RedisStore* redis_ = nullptr;
+  event* metricsTimer_ = nullptr;  // refreshes the Redis gauges once a second
   std::string storeName_ = "memory";
   std::unordered_map<std::string, std::vector<std::string>> recipients_;  // instance -> accepted
   // Metrics (set in start()).

@@ -32,6 +32,21 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 import harness  # noqa: E402
 
 MAP = "bench"
+# On machines with 2+ CPUs the server runs on CPU 0 and the client on the others, so the two do
+# not fight for one core and runs are comparable (the same for relaykit and the floor).
+SERVER_CPUS = {0}
+
+
+def pin(cpus):
+    def apply():
+        if (os.cpu_count() or 1) > 1:
+            os.sched_setaffinity(0, cpus)
+    return apply
+
+
+def client_cpus():
+    n = os.cpu_count() or 1
+    return set(range(1, n)) if n > 1 else {0}
 N_KEYS = 2000  # distinct request keys per scenario (half hits, half misses)
 
 
@@ -100,7 +115,8 @@ class Bench:
     def run_load(self, port, keys_file, conns):
         proc = subprocess.run([self.load, "-p", str(port), "-k", keys_file, "-c", str(conns),
                                "-d", str(self.args.seconds), "-m", MAP],
-                              capture_output=True, text=True, timeout=self.args.seconds + 60)
+                              capture_output=True, text=True, timeout=self.args.seconds + 60,
+                              preexec_fn=pin(client_cpus()))
         if proc.returncode != 0:
             raise RuntimeError("socketmap_load failed: %s" % proc.stderr.strip())
         return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", proc.stdout)}
@@ -114,7 +130,8 @@ class Bench:
                                  entries_yaml(port, n_entries, n_regexps))
         err = open(os.path.join(self.tmp, "socketmapd.stderr"), "a")
         t0 = time.monotonic()
-        proc = subprocess.Popen([self.socketmapd, "-c", cfg, "-f"], stdout=err, stderr=err)
+        proc = subprocess.Popen([self.socketmapd, "-c", cfg, "-f"], stdout=err, stderr=err,
+                                preexec_fn=pin(SERVER_CPUS))
         try:
             harness.wait_port(port, proc=proc, what="relaykit-socketmapd", timeout=300)
         except Exception:
@@ -124,7 +141,7 @@ class Bench:
 
     def start_echo(self):
         port = harness.free_port()
-        proc = subprocess.Popen([self.echo, "-p", str(port)])
+        proc = subprocess.Popen([self.echo, "-p", str(port)], preexec_fn=pin(SERVER_CPUS))
         harness.wait_port(port, proc=proc, what="netstring_echo", timeout=10)
         return proc, port
 

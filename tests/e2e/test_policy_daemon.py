@@ -5,7 +5,8 @@
 is answered once, in one piece; malformed and oversized input closes the connection without a
 reply; SIGHUP applies a new limit and a broken file is refused while the old config keeps
 serving; --check prints FILE:LINE:COL problems; /metrics counts decisions and store errors
-(Redis down with on_store_error: closed answers DEFER_IF_PERMIT within timeout_ms).
+(Redis down with on_store_error: closed answers DEFER_IF_PERMIT within timeout_ms, and the
+daemon reconnects when Redis comes up).
 """
 
 import os
@@ -141,6 +142,18 @@ class PolicyDaemonTest(harness.E2ETestCase):
         self.assertIn('relaykit_policy_answers_total{answer="store_error_closed"} 1', text)
         self.assertIn('relaykit_policy_errors_total{kind="store"} 1', text)
         self.assertIn("relaykit_policy_redis_up 0", text)
+        # Redis comes up on that port: the daemon reconnects (backoff) and the gauge follows.
+        redis = self.start_redis(port=dead_redis)
+
+        def metrics_text():
+            return urllib.request.urlopen("http://127.0.0.1:%d/metrics" % metrics,
+                                          timeout=5).read().decode()
+        harness.wait_until(lambda: "relaykit_policy_redis_up 1" in metrics_text(), 15, "redis_up 1")
+        self.assertEqual(ask(d.port, request()), "action=DUNNO\n\n")
+        self.assertEqual(redis.cli("DBSIZE"), "0")  # RCPT checks charge nothing
+        self.assertEqual(ask(d.port, request("END-OF-MESSAGE", recipient_count="1")),
+                         "action=DUNNO\n\n")
+        self.assertEqual(redis.cli("DBSIZE"), "1")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-# policyd/demo_policy.sh: relaykit-policyd's part of scripts/demo (sourced by it, after its
+# scripts/demo.d/policy.sh: relaykit-policyd's part of scripts/demo (sourced by it, after its
 # helpers and before "main"). Adds the policy wiring to the demo relay's main.cf, starts
 # relaykit-policyd with the demo config, sends one nagios@ alert over SMTP (rerouted by FILTER to
 # the alerts sink) and a burst of 25 messages from one sender (the per-sender limit of
