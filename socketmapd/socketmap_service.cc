@@ -206,11 +206,27 @@ void SocketmapService::handleRequest(Connection& conn, std::string_view payload)
     logWarning("map " + mapLabel + " key \"" + printable(request->key) + "\": " + answer.reply);
   }
   if (requests_ != nullptr) {
-    requests_->labels({mapLabel}).inc();
-    answers_->labels({mapLabel, answerLabel(answer.kind)}).inc();
+    MapSeries& series = seriesFor(mapLabel);
+    series.requests->inc();
+    series.answers[static_cast<int>(answer.kind)]->inc();
     const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started;
-    latency_->labels({mapLabel}).observe(elapsed.count());
+    series.latency->observe(elapsed.count());
   }
+}
+
+SocketmapService::MapSeries& SocketmapService::seriesFor(const std::string& mapLabel) {
+  auto it = series_.find(mapLabel);
+  if (it != series_.end()) {
+    return it->second;
+  }
+  MapSeries series;
+  series.requests = &requests_->labels({mapLabel});
+  for (auto kind : {LookupResult::Kind::kFound, LookupResult::Kind::kNotFound,
+                    LookupResult::Kind::kTempError, LookupResult::Kind::kPermError}) {
+    series.answers[static_cast<int>(kind)] = &answers_->labels({mapLabel, answerLabel(kind)});
+  }
+  series.latency = &latency_->labels({mapLabel});
+  return series_.emplace(mapLabel, series).first->second;
 }
 
 }  // namespace relaykit

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <unordered_map>
 
 #include "common/config.h"
 #include "common/server/connection.h"
@@ -57,6 +58,15 @@ class SocketmapService : public Service {
   CounterFamily* errors_ = nullptr;
   HistogramFamily* latency_ = nullptr;
   Gauge* connections_ = nullptr;
+  // The series of one map label, resolved once (a family lookup takes a lock and builds label
+  // vectors). Touched on the loop thread only; bounded by the map names ever configured + 1.
+  struct MapSeries {
+    Counter* requests = nullptr;
+    Counter* answers[4] = {nullptr, nullptr, nullptr, nullptr};  // by LookupResult::Kind
+    Histogram* latency = nullptr;
+  };
+  MapSeries& seriesFor(const std::string& mapLabel);
+  std::unordered_map<std::string, MapSeries> series_;
 };
 
 }  // namespace relaykit

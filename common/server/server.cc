@@ -2,7 +2,6 @@
 #include "common/server/server.h"
 
 #include <arpa/inet.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
@@ -94,17 +93,14 @@ void Server::onAccept(evconnlistener*, int fd, sockaddr* addr, int len, void* ar
     return;
   }
   setTcpNoDelay(fd);
-  bufferevent* bev = bufferevent_socket_new(self->base_, fd, BEV_OPT_CLOSE_ON_FREE);
-  if (bev == nullptr) {
-    close(fd);
-    logWarning("cannot set up a connection from " + peerName(addr, len));
-    return;
-  }
   std::uint64_t id = self->nextId_++;
-  auto conn = std::make_shared<Connection>(self, bev, id, peerName(addr, len));
+  auto conn = std::make_shared<Connection>(self, fd, id, peerName(addr, len));
+  if (!conn->start(self->limits_)) {
+    logWarning("cannot set up a connection from " + peerName(addr, len));
+    return;  // conn's destructor closes fd
+  }
   conn->setHandler(self->service_->newConnection(*conn));
   self->connections_[id] = conn;
-  conn->start(self->limits_);
 }
 
 void Server::onAcceptError(evconnlistener* listener, void*) {
