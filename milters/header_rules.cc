@@ -18,6 +18,16 @@ bool partial(const std::shared_ptr<const re2::RE2>& re, std::string_view text) {
   return re && re2::RE2::PartialMatch(re2::StringPiece(text.data(), text.size()), *re);
 }
 
+std::string trimLeft(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) {
+    ++i;
+  }
+  return std::string(s.substr(i));
+}
+
+}  // namespace
+
 bool isHeaderLine(std::string_view line) {
   size_t colon = line.find(':');
   if (colon == 0 || colon == std::string_view::npos) {
@@ -31,16 +41,6 @@ bool isHeaderLine(std::string_view line) {
   }
   return true;
 }
-
-std::string trimLeft(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) {
-    ++i;
-  }
-  return std::string(s.substr(i));
-}
-
-}  // namespace
 
 const char* actionName(ActionKind kind) {
   switch (kind) {

@@ -120,6 +120,10 @@ class HeaderRuleSet {
 // "Name: value" unfolded: every CRLF/LF that precedes whitespace removed.
 std::string unfold(std::string_view text);
 
+// True for "Name: ..." with a non-empty field name of printable ASCII (RFC 5322 ftext) before the
+// colon: a header line, as opposed to a continuation or body line.
+bool isHeaderLine(std::string_view line);
+
 // Expands $1, ${1}, $(1) and $$ in `with` from the groups of `re` matched against `text`.
 std::string expandGroups(const re2::RE2& re, std::string_view text, std::string_view with);
 

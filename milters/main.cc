@@ -106,37 +106,6 @@ std::string libmilterSpec(const Endpoint& ep) {
   return spec;
 }
 
-Status chownSocket(const std::string& path, const std::string& owner) {
-  std::string user = owner;
-  std::string group;
-  size_t colon = owner.find(':');
-  if (colon != std::string::npos) {
-    user = owner.substr(0, colon);
-    group = owner.substr(colon + 1);
-  }
-  uid_t uid = static_cast<uid_t>(-1);
-  gid_t gid = static_cast<gid_t>(-1);
-  if (!user.empty()) {
-    const passwd* pw = getpwnam(user.c_str());
-    if (!pw) {
-      return Status::error("socket_owner: unknown user " + user);
-    }
-    uid = pw->pw_uid;
-    gid = pw->pw_gid;
-  }
-  if (!group.empty()) {
-    const struct group* gr = getgrnam(group.c_str());
-    if (!gr) {
-      return Status::error("socket_owner: unknown group " + group);
-    }
-    gid = gr->gr_gid;
-  }
-  if (chown(path.c_str(), uid, gid) != 0) {
-    return Status::error("chown " + path + ": " + std::strerror(errno));
-  }
-  return Status::ok();
-}
-
 void signalLoop(std::string path, Endpoint endpoint) {
   sigset_t set;
   sigemptyset(&set);
@@ -254,7 +223,7 @@ int run(int argc, char** argv) {
       chmod(endpoint.path.c_str(), static_cast<mode_t>(*daemon.socketMode));
     }
     if (!daemon.socketOwner.empty()) {
-      Status st = chownSocket(endpoint.path, daemon.socketOwner);
+      Status st = setSocketOwner(endpoint.path, daemon.socketOwner);
       if (!st) {
         logFatal(st.message());
         return 1;

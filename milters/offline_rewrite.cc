@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "milters/edit_plan.h"
+#include "milters/header_rules.h"
 
 namespace relaykit::milter {
 namespace {
@@ -22,20 +23,6 @@ std::vector<std::string> lines(std::string_view text) {
     pos = nl == std::string_view::npos ? text.size() : nl + 1;
   }
   return out;
-}
-
-bool isHeaderStart(const std::string& line) {
-  size_t colon = line.find(':');
-  if (colon == 0 || colon == std::string::npos) {
-    return false;
-  }
-  for (size_t i = 0; i < colon; ++i) {
-    unsigned char c = static_cast<unsigned char>(line[i]);
-    if (c <= 32 || c >= 127) {
-      return false;
-    }
-  }
-  return true;
 }
 
 std::string headerLine(const HeaderField& h) {
@@ -71,7 +58,7 @@ ParsedMessage splitMessage(std::string_view text) {
     }
     if ((line[0] == ' ' || line[0] == '\t') && !msg.headers.empty()) {
       msg.headers.back().value += "\n" + line;
-    } else if (isHeaderStart(line)) {
+    } else if (isHeaderLine(line)) {
       size_t colon = line.find(':');
       msg.headers.push_back({line.substr(0, colon), line.substr(colon + 1)});
     } else {

@@ -13,6 +13,7 @@ RELAYKIT_PACKAGES=(
   libmilter-dev libre2-dev libhiredis-dev libssl-dev libyaml-cpp-dev
   googletest libgtest-dev libgmock-dev libevent-dev libcli11-dev
   postfix redis-server swaks python3 postfwd policyd-rate-limit clang-format
+  sasl2-bin libsasl2-modules
 )
 
 relaykit_log() { printf '==> %s\n' "$*" >&2; }

@@ -99,6 +99,7 @@ class Bench:
         self.echo = os.path.join(self.build, "bench", "netstring_echo")
         os.environ["RELAYKIT_BUILD_DIR"] = self.build
         self.socketmapd = harness.binary_path("relaykit-socketmapd")
+        self.relaykit = harness.binary_path("relaykit")
         for b in (self.load, self.echo):
             if not os.access(b, os.X_OK):
                 sys.exit("not built: %s (cmake --build %s --target socketmap_load netstring_echo)"
@@ -157,6 +158,20 @@ class Bench:
         total = timed(keys)
         return max(total - base, 0.0) / len(keys) * 1e6
 
+    def query_cost(self, cfg, keys):
+        """Microseconds per lookup of `relaykit query -c CFG MAP -` (start-up and table load
+        subtracted): the same engine as the server, in one process reading keys on stdin, the
+        same method as postmap_cost, so the two compare the lookup engines alone."""
+        def timed(ks):
+            t0 = time.perf_counter()
+            subprocess.run([self.relaykit, "query", "-c", cfg, MAP, "-"],
+                           input="".join(k + "\n" for k in ks), capture_output=True, text=True,
+                           timeout=600)
+            return time.perf_counter() - t0
+        base = min(timed(keys[:1]) for _ in range(3))
+        total = min(timed(keys) for _ in range(3))
+        return max(total - base, 0.0) / len(keys) * 1e6
+
     # ---- scenarios ----
     def concurrency(self):
         print("\n== 1. concurrency: 1000 entries + 100 regexps, half hits ==")
@@ -182,9 +197,9 @@ class Bench:
 
     def growth(self, label, sizes, make_cfg_args, native_type, native_source):
         print("\n== %s ==" % label)
-        print("%8s | %7s | %11s %8s %8s %9s | %13s | %s" % (
+        print("%8s | %7s | %11s %8s %8s %9s | %13s | %11s | %s" % (
             "size", "load s", "relaykit/s", "mean us", "p50 us", "p99 us", "postmap us/lk",
-            "relaykit mean / postmap"))
+            "query us/lk", "round trip / postmap; postmap / query"))
         for size in sizes:
             n_entries, n_regexps = make_cfg_args(size)
             key_list = keys_for(n_entries, n_regexps, self.rng)
@@ -201,10 +216,14 @@ class Bench:
             # Slow regexp tables: fewer keys keep postmap's run short.
             pk = key_list if native_type == "hash" or size <= 1000 else key_list[:200]
             native = self.postmap_cost("%s:%s" % (native_type, path), pk)
+            # relaykit's engine alone, on many keys so the per-key cost dominates the run.
+            cfg = os.path.join(self.tmp, "sm-%d-%d.yaml" % (n_entries, n_regexps))
+            engine = self.query_cost(cfg, key_list * max(1, 20000 // len(key_list)))
             mean = 1e6 / r["rate"]
-            print("%8d | %7.2f | %11.0f %8.1f %8.1f %9.1f | %13.1f | %.3g" % (
-                size, load_s, r["rate"], mean, r["p50_us"], r["p99_us"], native,
-                mean / native if native > 0 else float("inf")))
+            print("%8d | %7.2f | %11.0f %8.1f %8.1f %9.1f | %13.1f | %11.2f | %.3g; %.3g" % (
+                size, load_s, r["rate"], mean, r["p50_us"], r["p99_us"], native, engine,
+                mean / native if native > 0 else float("inf"),
+                native / engine if engine > 0 else float("inf")))
 
     def main(self):
         print("relaykit-socketmapd: %s\nclient: %s, %.1fs per run after 0.3s warm-up, %d "

@@ -61,12 +61,11 @@ bool Connection::start(const ServerLimits& limits) {
   idleTimeout_ = limits.idleTimeout;
   evutil_make_socket_nonblocking(fd_);
   readEvent_ = event_new(server_->base(), fd_, EV_READ | EV_PERSIST, &Connection::onReadable, this);
-  writeEvent_ = event_new(server_->base(), fd_, EV_WRITE | EV_PERSIST, &Connection::onWritable,
-                          this);
+  writeEvent_ =
+      event_new(server_->base(), fd_, EV_WRITE | EV_PERSIST, &Connection::onWritable, this);
   input_ = evbuffer_new();
   output_ = evbuffer_new();
-  if (readEvent_ == nullptr || writeEvent_ == nullptr || input_ == nullptr ||
-      output_ == nullptr) {
+  if (readEvent_ == nullptr || writeEvent_ == nullptr || input_ == nullptr || output_ == nullptr) {
     return false;
   }
   armRead();

@@ -17,6 +17,8 @@
 
 namespace relaykit {
 
+Status setSocketOwner(const std::string& path, const std::string& owner);
+
 namespace {
 
 std::string sysError(const Endpoint& ep, const char* what) {
@@ -57,36 +59,7 @@ bool removeStaleSocket(const std::string& path) {
 }
 
 Status applyOwner(const Endpoint& ep, const std::string& owner) {
-  std::string user = owner;
-  std::string group;
-  auto colon = owner.find(':');
-  if (colon != std::string::npos) {
-    user = owner.substr(0, colon);
-    group = owner.substr(colon + 1);
-  }
-  uid_t uid = static_cast<uid_t>(-1);
-  gid_t gid = static_cast<gid_t>(-1);
-  if (!user.empty()) {
-    passwd* pw = getpwnam(user.c_str());
-    if (pw == nullptr) {
-      return Status::error("socket_owner: unknown user \"" + user + "\"");
-    }
-    uid = pw->pw_uid;
-    if (group.empty()) {
-      gid = pw->pw_gid;
-    }
-  }
-  if (!group.empty()) {
-    struct group* gr = getgrnam(group.c_str());
-    if (gr == nullptr) {
-      return Status::error("socket_owner: unknown group \"" + group + "\"");
-    }
-    gid = gr->gr_gid;
-  }
-  if (chown(ep.path.c_str(), uid, gid) != 0) {
-    return Status::error(sysError(ep, "chown"));
-  }
-  return Status::ok();
+  return setSocketOwner(ep.path, owner);
 }
 
 StatusOr<int> openUnix(const Endpoint& ep, const ListenOptions& options) {
@@ -167,6 +140,39 @@ StatusOr<int> openInet(const Endpoint& ep) {
 }
 
 }  // namespace
+
+Status setSocketOwner(const std::string& path, const std::string& owner) {
+  std::string user = owner;
+  std::string group;
+  auto colon = owner.find(':');
+  if (colon != std::string::npos) {
+    user = owner.substr(0, colon);
+    group = owner.substr(colon + 1);
+  }
+  uid_t uid = static_cast<uid_t>(-1);
+  gid_t gid = static_cast<gid_t>(-1);
+  if (!user.empty()) {
+    passwd* pw = getpwnam(user.c_str());
+    if (pw == nullptr) {
+      return Status::error("socket_owner: unknown user \"" + user + "\"");
+    }
+    uid = pw->pw_uid;
+    if (group.empty()) {
+      gid = pw->pw_gid;
+    }
+  }
+  if (!group.empty()) {
+    struct group* gr = getgrnam(group.c_str());
+    if (gr == nullptr) {
+      return Status::error("socket_owner: unknown group \"" + group + "\"");
+    }
+    gid = gr->gr_gid;
+  }
+  if (chown(path.c_str(), uid, gid) != 0) {
+    return Status::error("chown " + path + ": " + std::strerror(errno));
+  }
+  return Status::ok();
+}
 
 StatusOr<int> openListener(const Endpoint& endpoint, const ListenOptions& options) {
   if (endpoint.kind == Endpoint::Kind::kUnix) {

@@ -30,6 +30,10 @@ StatusOr<int> openListener(const Endpoint& endpoint, const ListenOptions& option
 std::uint16_t localPort(int fd);
 // TCP_NODELAY on a connected TCP socket; a no-op on unix sockets.
 void setTcpNoDelay(int fd);
+
+// chown(2)s a unix socket to `owner` ("user", "user:group" or ":group"; a user alone also sets
+// the user's primary group). Errors name the unknown user/group or the failed chown.
+Status setSocketOwner(const std::string& path, const std::string& owner);
 // Connects to an endpoint (blocking; for tests and the CLI). Returns the fd.
 StatusOr<int> connectTo(const Endpoint& endpoint);
 
