@@ -139,16 +139,19 @@ class PolicyDaemonTest(harness.E2ETestCase):
         self.assertLess(time.monotonic() - t0, 0.5)
         self.assertTrue(reply.startswith("action=DEFER_IF_PERMIT "), reply)
         text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % metrics, timeout=5).read().decode()
-        self.assertIn('relaykit_policy_answers_total{answer="store_error_closed"} 1', text)
-        self.assertIn('relaykit_policy_errors_total{kind="store"} 1', text)
-        self.assertIn("relaykit_policy_redis_up 0", text)
+        self.assertIn('relaykit_policy_answers_total{answer="store_error_closed"} 1', text.splitlines())
+        self.assertIn('relaykit_policy_errors_total{kind="store"} 1', text.splitlines())
+        self.assertIn("relaykit_policy_redis_up 0", text.splitlines())
         # Redis comes up on that port: the daemon reconnects (backoff) and the gauge follows.
         redis = self.start_redis(port=dead_redis)
 
         def metrics_text():
             return urllib.request.urlopen("http://127.0.0.1:%d/metrics" % metrics,
                                           timeout=5).read().decode()
-        harness.wait_until(lambda: "relaykit_policy_redis_up 1" in metrics_text(), 15, "redis_up 1")
+        # Whole sample lines: the HELP line ("# HELP relaykit_policy_redis_up 1 while ...") also
+        # contains the text "relaykit_policy_redis_up 1".
+        harness.wait_until(lambda: "relaykit_policy_redis_up 1" in metrics_text().splitlines(), 15,
+                           "redis_up 1")
         self.assertEqual(ask(d.port, request()), "action=DUNNO\n\n")
         self.assertEqual(redis.cli("DBSIZE"), "0")  # RCPT checks charge nothing
         self.assertEqual(ask(d.port, request("END-OF-MESSAGE", recipient_count="1")),
