@@ -12,7 +12,9 @@ class LookupResult {
  public:
   enum class Kind { kFound, kNotFound, kTempError, kPermError };
 
-  static LookupResult found(std::string value) { return LookupResult(Kind::kFound, std::move(value)); }
+  static LookupResult found(std::string value) {
+    return LookupResult(Kind::kFound, std::move(value));
+  }
   static LookupResult notFound() { return LookupResult(Kind::kNotFound, std::string()); }
   static LookupResult tempError(std::string reason) {
     return LookupResult(Kind::kTempError, std::move(reason));

@@ -24,7 +24,9 @@ constexpr std::size_t kMaxRequest = 10000;
 constexpr int kMaxEvents = 256;
 
 volatile std::sig_atomic_t stopping = 0;
-void onSignal(int) { stopping = 1; }
+void onSignal(int) {
+  stopping = 1;
+}
 
 }  // namespace
 

@@ -145,9 +145,8 @@ void worker(const Options& o, const std::vector<std::string>& requests, std::siz
     if (t0 < measureFrom) {
       continue;
     }
-    r->latenciesNs.push_back(static_cast<std::uint32_t>(
-        std::min<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count(),
-                               UINT32_MAX)));
+    r->latenciesNs.push_back(static_cast<std::uint32_t>(std::min<std::int64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count(), UINT32_MAX)));
     if (payload.compare(0, 3, "OK ") == 0) {
       r->found++;
     } else if (payload.compare(0, 8, "NOTFOUND") == 0) {
@@ -173,13 +172,26 @@ int main(int argc, char** argv) {
   int opt;
   while ((opt = getopt(argc, argv, "H:p:c:d:m:k:")) != -1) {
     switch (opt) {
-      case 'H': o.host = optarg; break;
-      case 'p': o.port = std::atoi(optarg); break;
-      case 'c': o.connections = std::atoi(optarg); break;
-      case 'd': o.seconds = std::atof(optarg); break;
-      case 'm': o.map = optarg; break;
-      case 'k': o.keysFile = optarg; break;
-      default: usage();
+      case 'H':
+        o.host = optarg;
+        break;
+      case 'p':
+        o.port = std::atoi(optarg);
+        break;
+      case 'c':
+        o.connections = std::atoi(optarg);
+        break;
+      case 'd':
+        o.seconds = std::atof(optarg);
+        break;
+      case 'm':
+        o.map = optarg;
+        break;
+      case 'k':
+        o.keysFile = optarg;
+        break;
+      default:
+        usage();
     }
   }
   if (o.port <= 0 || o.connections <= 0 || o.keysFile.empty()) {
@@ -229,11 +241,12 @@ int main(int argc, char** argv) {
   auto pct = [&](double p) {
     return all[std::min(all.size() - 1, static_cast<std::size_t>(p * all.size()))] / 1000.0;
   };
-  std::printf("conns=%d lookups=%zu secs=%.2f rate=%.0f p50_us=%.1f p99_us=%.1f p999_us=%.1f "
-              "found=%llu notfound=%llu other=%llu\n",
-              o.connections, all.size(), o.seconds, all.size() / o.seconds, pct(0.50), pct(0.99),
-              pct(0.999), static_cast<unsigned long long>(total.found),
-              static_cast<unsigned long long>(total.notFound),
-              static_cast<unsigned long long>(total.other));
+  std::printf(
+      "conns=%d lookups=%zu secs=%.2f rate=%.0f p50_us=%.1f p99_us=%.1f p999_us=%.1f "
+      "found=%llu notfound=%llu other=%llu\n",
+      o.connections, all.size(), o.seconds, all.size() / o.seconds, pct(0.50), pct(0.99),
+      pct(0.999), static_cast<unsigned long long>(total.found),
+      static_cast<unsigned long long>(total.notFound),
+      static_cast<unsigned long long>(total.other));
   return 0;
 }
