@@ -70,6 +70,11 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b) {
 }
 
 std::string unquoteLocalpart(std::string_view external) {
+  // Fast path (nearly every key): nothing quoted or escaped, so internal == external.
+  if (external.find('"') == std::string_view::npos &&
+      external.find('\\') == std::string_view::npos) {
+    return std::string(external);
+  }
   std::string out;
   out.reserve(external.size());
   size_t start = 0;
@@ -161,7 +166,8 @@ size_t findExtensionDelimiter(std::string_view localpart, std::string_view delim
       return std::string_view::npos;
     }
   }
-  const size_t pos = localpart.find_first_of(delimiters);
+  const size_t pos =
+      delimiters.size() == 1 ? localpart.find(delimiters[0]) : localpart.find_first_of(delimiters);
   if (pos == 0 || pos == std::string_view::npos) {
     return std::string_view::npos;  // never an empty user
   }
@@ -170,7 +176,13 @@ size_t findExtensionDelimiter(std::string_view localpart, std::string_view delim
 
 std::optional<StrippedAddress> stripExtension(std::string_view internal,
                                               std::string_view delimiters) {
-  if (delimiters.empty() || internal.find_first_of(delimiters) == std::string_view::npos) {
+  if (delimiters.empty()) {
+    return std::nullopt;
+  }
+  // Fast path (nearly every key): no delimiter at all. A one-character set is a memchr.
+  const size_t any =
+      delimiters.size() == 1 ? internal.find(delimiters[0]) : internal.find_first_of(delimiters);
+  if (any == std::string_view::npos) {
     return std::nullopt;
   }
   const size_t at = internal.rfind('@');

@@ -528,8 +528,9 @@ class PostfixInstance:
         """Waits until at least count messages are queued (optionally with queue_name status,
         e.g. "deferred") and returns their records."""
         def enough():
-            recs = [r for r in self.queue_ids()
-                    if status is None or r.get("queue_name") == status]
+            # Distinct ids: postqueue may list a file twice while the queue manager moves it.
+            recs = list({r["queue_id"]: r for r in self.queue_ids()
+                         if status is None or r.get("queue_name") == status}.values())
             return recs if len(recs) >= count else None
         return wait_until(enough, timeout, "%d queued message(s) %s" % (count, status or ""),
                           interval=0.2)
