@@ -655,7 +655,28 @@ class SinkMessage:
             self.sender, self.recipients, self.header("From"), self.header("Subject"))
 
 
-class SmtpSink:
+class _LoggedProcess:
+    """A child process whose output goes to self._log: stop() ends it and closes the log;
+    usable as a context manager (start() on enter, stop() on exit). Subclasses set self.proc and
+    self._log in start()."""
+
+    proc = None
+    _log = None
+
+    def stop(self):
+        stop_process(self.proc)
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class SmtpSink(_LoggedProcess):
     """`smtp-sink -u nobody -d DIR/mail/%Y%m%d%H%M%S. 127.0.0.1:PORT 256`: one file per message.
 
     messages(wait_for=N) returns the complete messages (the sink no longer holds the file open),
@@ -682,18 +703,6 @@ class SmtpSink:
             stdout=self._log, stderr=subprocess.STDOUT)
         wait_port(self.port, proc=self.proc, what="smtp-sink", timeout=10)
         return self
-
-    def stop(self):
-        stop_process(self.proc)
-        if self._log:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def _open_files(self):
         open_files = set()
@@ -899,7 +908,7 @@ class RelaykitDaemon:
         return self.start(timeout)
 
 
-class RedisServer:
+class RedisServer(_LoggedProcess):
     """A private `redis-server --port P --bind 127.0.0.1 --save '' --appendonly no`."""
 
     def __init__(self, dir, port=None):
@@ -922,18 +931,6 @@ class RedisServer:
     def cli(self, *args):
         """redis-cli -p PORT ARGS... stdout (stripped)."""
         return run(["redis-cli", "-p", str(self.port)] + list(args)).stdout.strip()
-
-    def stop(self):
-        stop_process(self.proc)
-        if self._log:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def redis_server(dir, port=None):

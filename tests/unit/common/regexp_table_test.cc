@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/regexp_translate.h"
+#include "tests/unit/common/random_regexp_table.h"
 
 namespace relaykit {
 namespace {
@@ -301,25 +302,7 @@ TEST(RegexpTableTest, SetAndLinearAgreeOnRandomTables) {
   const char* atoms[] = {"a", "b", "ab", "^a", "b$", "[ab]c", "c+", "(a|b)c", "x", "^$", "."};
   const int natoms = sizeof(atoms) / sizeof(atoms[0]);
   for (int round = 0; round < 30; ++round) {
-    std::string text;
-    int depth = 0;
-    for (int i = 0; i < 40; ++i) {
-      const int kind = static_cast<int>(rng() % 10);
-      const std::string pat = atoms[rng() % natoms];
-      if (kind == 0) {
-        text += std::string(rng() % 2 ? "if !/" : "if /") + pat + "/\n";
-        ++depth;
-      } else if (kind == 1 && depth > 0) {
-        text += "endif\n";
-        --depth;
-      } else if (kind == 2) {
-        text += "!/" + pat + "/ neg" + std::to_string(i) + "\n";
-      } else if (kind == 3) {
-        text += "/" + pat + "/!/" + atoms[rng() % natoms] + "/ two" + std::to_string(i) + "\n";
-      } else {
-        text += "/" + pat + "/" + (rng() % 3 == 0 ? "i" : "") + " r" + std::to_string(i) + "\n";
-      }
-    }
+    std::string text = randomRegexpTable(rng, atoms, natoms, false);
     Diagnostics d;
     auto t = RegexpTable::parse(text, {"t", 1, 0}, {RegexpDialect::kPosix, true}, &d);
     ASSERT_NE(t, nullptr) << d.formatAll();
