@@ -109,6 +109,10 @@ bool Condition::usesHelo() const {
   return helo || (negated && negated->usesHelo());
 }
 
+bool Condition::usesClient() const {
+  return !client.empty() || clientName || (negated && negated->usesClient());
+}
+
 bool Condition::holds(const Envelope& env) const {
   if (!sender.empty()) {
     bool any = false;
@@ -255,6 +259,15 @@ bool HeaderRuleSet::usesRecipients() const {
 bool HeaderRuleSet::usesHelo() const {
   for (const HeaderRule& r : rules_) {
     if (r.when.usesHelo()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool HeaderRuleSet::usesClient() const {
+  for (const HeaderRule& r : rules_) {
+    if (r.when.usesClient()) {
       return true;
     }
   }

@@ -69,9 +69,10 @@ struct Condition {
 
   bool holds(const Envelope& envelope) const;
   bool empty() const;
-  // True when any condition (also under `not:`) needs a step: RCPT or HELO callbacks.
+  // True when any condition (also under `not:`) needs a step: RCPT, HELO or CONNECT callbacks.
   bool usesRecipients() const;
   bool usesHelo() const;
+  bool usesClient() const;  // client address or name
 };
 
 struct HeaderRule {
@@ -111,6 +112,7 @@ class HeaderRuleSet {
   bool empty() const { return !headerChecks_ && rules_.empty(); }
   bool usesRecipients() const;
   bool usesHelo() const;
+  bool usesClient() const;
 
  private:
   std::shared_ptr<const RegexpTable> headerChecks_;

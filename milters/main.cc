@@ -29,6 +29,7 @@
 #include "common/server/metrics.h"
 #include "common/server/privileges.h"
 #include "milters/milter_callbacks.h"
+#include "milters/session_runner.h"
 #include "milters/socket_wrap.h"
 
 namespace relaykit::milter {
@@ -200,6 +201,7 @@ int run(int argc, char** argv) {
   setActiveConfig(config);
 
   std::string spec = libmilterSpec(endpoint);
+  setSessionTimeout(kMilterTimeoutSeconds);
   if (smfi_setconn(const_cast<char*>(spec.c_str())) != MI_SUCCESS ||
       smfi_settimeout(kMilterTimeoutSeconds) != MI_SUCCESS ||
       smfi_register(*milterDescription()) != MI_SUCCESS) {

@@ -85,7 +85,8 @@ std::shared_ptr<const MilterConfig> snapshotFor(const ConnectionContext& c) {
   bool rcptOk = !latest->needsRecipients() || !(c.steps & SMFIP_NORCPT);
   bool heloOk = !latest->needsHelo() || !(c.steps & SMFIP_NOHELO);
   bool hdrOk = !latest->needsHeaders() || !(c.steps & SMFIP_NOHDRS);
-  return rcptOk && heloOk && hdrOk ? latest : c.config;
+  bool connOk = !latest->needsConnect() || !(c.steps & SMFIP_NOCONNECT);
+  return rcptOk && heloOk && hdrOk && connOk ? latest : c.config;
 }
 
 std::string stripAngles(const char* arg) {
@@ -146,6 +147,9 @@ sfsistat xxfiNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigne
                          SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT |
                          SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY | SMFIP_NR_DATA |
                          SMFIP_NR_UNKN | SMFIP_HDR_LEADSPC;
+    if (cfg && !cfg->needsConnect()) {
+      want |= SMFIP_NOCONNECT;  // one event fewer per SMTP session
+    }
     if (!cfg || !cfg->needsHelo()) {
       want |= SMFIP_NOHELO;
     }

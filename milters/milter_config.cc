@@ -303,6 +303,9 @@ bool MilterConfig::needsRecipients() const {
 bool MilterConfig::needsHelo() const {
   return rules && rules->usesHelo();
 }
+bool MilterConfig::needsConnect() const {
+  return rules && rules->usesClient();
+}
 bool MilterConfig::needsHeaders() const {
   return (rules && !rules->empty()) || fromTable;
 }

@@ -42,6 +42,7 @@ struct MilterConfig {
   bool needsRecipients() const;
   bool needsHelo() const;
   bool needsHeaders() const;
+  bool needsConnect() const;  // client address or name
 };
 
 // Compiles the milter section of `config`. Returns nullptr after reporting errors into diags.

@@ -6,12 +6,17 @@
 - Milter killed (SIGKILL) and restarted in the middle of a stream of SMTP sessions: every message
   Postfix accepted arrives rewritten; every refused one (4xx) is delivered when retried.
 - SIGHUP reload applies new rules to new messages; a bad config is refused and the old one keeps
-  serving. SIGTERM stops the milter fast (libmilter alone takes seconds).
+  serving; a reload that adds a client condition works although the old rules negotiated no
+  CONNECT step. SIGTERM stops the milter fast (libmilter alone takes seconds).
+- Sessions (session_runner.cc, socket_wrap.cc): 30 concurrent SMTP sessions and connections that
+  carry several messages each all get every message rewritten, and idle session threads stay
+  bounded.
 """
 
 import os
 import signal
 import smtplib
+import subprocess
 import sys
 import threading
 import time
@@ -123,6 +128,47 @@ class MilterResilienceTest(MilterTestCase):
         msgs = sink.messages(wait_for=3)
         subjects = sorted(m.header("Subject") for m in msgs)
         self.assertEqual(subjects, ["msg 1", "reloaded", "reloaded"])
+        self.assertTrue(milter.running())
+
+    def test_reload_adds_client_condition(self):
+        # The seed rules need no client address, so sessions negotiate SMFIP_NOCONNECT; rules
+        # loaded later that test the client must still see it on new sessions.
+        sink, milter, pf = self.start_milter_stack()
+        self.assertTrue(try_send(pf.port, 1))
+        body = SEED_MILTER.replace("header_rules:\n", "header_rules:\n"
+                                   "  - match: '^Subject:'\n    action: replace\n"
+                                   "    with: 'Subject: from loopback'\n"
+                                   "    when: {client: [127.0.0.0/8]}\n")
+        self.write_config(body, "inet:127.0.0.1:%d" % milter.port)
+        milter.hup()
+        harness.wait_until(lambda: "reload: configuration" in milter.stderr(), 10, "reload")
+        self.assertTrue(try_send(pf.port, 2))
+        msgs = sink.messages(wait_for=2)
+        self.assertEqual(sorted(m.header("Subject") for m in msgs), ["from loopback", "msg 1"])
+        self.assert_rewritten(msgs)
+
+    def test_many_sessions(self):
+        # (a short name: the unix socket path lives under the test's directory)
+        sink, milter, pf = self.start_milter_stack(unix=True)
+        source = "/usr/sbin/smtp-source"
+        common = ["-f", "root@relay.corp.local", "-t", "ops@example.com", "-l", "2000",
+                  "127.0.0.1:%d" % pf.port]
+        # 30 sessions at once, one message each; then 3 connections carrying 20 messages each.
+        subprocess.run([source, "-s", "30", "-m", "120"] + common, check=True, timeout=120,
+                       capture_output=True)
+        subprocess.run([source, "-d", "-s", "3", "-m", "60"] + common, check=True, timeout=120,
+                       capture_output=True)
+        msgs = sink.messages(wait_for=180, timeout=120)
+        self.assertEqual(len(msgs), 180)
+        for m in msgs:
+            self.assertEqual(m.sender, "noreply@corp.com")
+            self.assertIn("noreply@corp.com", m.header("From"))
+        self.assertEqual(milter.stderr().count("from=<root@relay.corp.local> -> "
+                                               "<noreply@corp.com>"), 180)
+        with open("/proc/%d/status" % milter.proc.pid) as f:
+            threads = int([ln for ln in f if ln.startswith("Threads:")][0].split()[1])
+        # Idle session threads are kept for reuse, 64 at most; plus libmilter's and ours.
+        self.assertLessEqual(threads, 64 + 10)
         self.assertTrue(milter.running())
 
     def test_sigterm_stops_fast(self):

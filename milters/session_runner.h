@@ -1,0 +1,13 @@
+// session_runner.h: runs each libmilter session on one thread from start to end (see .cc).
+#pragma once
+
+namespace relaykit::milter {
+
+// The idle timeout of a session (libmilter's own I/O timeout, smfi_settimeout); call before
+// smfi_main.
+void setSessionTimeout(int seconds);
+
+// Sessions being served now (for tests and metrics).
+int activeSessions();
+
+}  // namespace relaykit::milter
