@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -25,21 +26,29 @@ inline constexpr std::size_t kMaxLineLength = 4096;
 // A whole request, every line and newline included.
 inline constexpr std::size_t kMaxRequestBytes = 65536;
 
-// One policy request: the attributes in arrival order.
+// One policy request: the attributes in arrival order, stored compactly (all names and values
+// in one string, offsets beside it: two allocations per request, not two per attribute).
 class PolicyRequest {
  public:
-  void add(std::string name, std::string value) {
-    attributes_.emplace_back(std::move(name), std::move(value));
-  }
+  void add(std::string_view name, std::string_view value);
   // The value of the last attribute with this name; empty when absent.
   std::string_view get(std::string_view name) const;
   bool has(std::string_view name) const;
-  const std::vector<std::pair<std::string, std::string>>& attributes() const { return attributes_; }
-  bool empty() const { return attributes_.empty(); }
-  void clear() { attributes_.clear(); }
+  std::size_t size() const { return spans_.size(); }
+  std::string_view name(std::size_t i) const;
+  std::string_view value(std::size_t i) const;
+  bool empty() const { return spans_.empty(); }
+  void clear() {
+    text_.clear();
+    spans_.clear();
+  }
 
  private:
-  std::vector<std::pair<std::string, std::string>> attributes_;
+  struct Span {
+    std::uint32_t name, nameLength, value, valueLength;
+  };
+  std::string text_;
+  std::vector<Span> spans_;
 };
 
 class PolicyCodec {
@@ -54,7 +63,7 @@ class PolicyCodec {
 
  private:
   Status fail(std::string message);
-  Status endLine();
+  Status endLine(std::string_view line);
 
   std::string line_;
   PolicyRequest current_;

@@ -2,6 +2,7 @@
 #include "policyd/rate_key.h"
 
 #include <arpa/inet.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include <cctype>
@@ -153,9 +154,31 @@ std::optional<std::string> principalOf(const std::vector<KeyPart>& parts,
   return principal;
 }
 
+namespace {
+
+// SHA-256 of `data` into digest. OpenSSL 3's one-shot SHA256() looks the algorithm up in the
+// provider registry on every call (EVP_MD_fetch: a fifth of a policy decision's instructions,
+// callgrind); the algorithm is fetched once and each thread reuses one digest context.
+void sha256(std::string_view data, unsigned char digest[SHA256_DIGEST_LENGTH]) {
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  struct Ctx {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Ctx() { EVP_MD_CTX_free(ctx); }
+  };
+  thread_local Ctx local;
+  unsigned int length = 0;
+  if (md == nullptr || local.ctx == nullptr || EVP_DigestInit_ex2(local.ctx, md, nullptr) != 1 ||
+      EVP_DigestUpdate(local.ctx, data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(local.ctx, digest, &length) != 1) {
+    SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  }
+}
+
+}  // namespace
+
 std::string storeKeyFor(const std::string& principal, const std::string& limitName) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(principal.data()), principal.size(), digest);
+  sha256(principal, digest);
   static constexpr char kHex[] = "0123456789abcdef";
   std::string key;
   key.reserve(4 + 32 + 2 + limitName.size());

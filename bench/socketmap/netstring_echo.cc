@@ -1,7 +1,9 @@
-// netstring_echo.cc: the floor for socketmap benchmarks. A single-threaded epoll server that
-// answers every netstring request with a fixed reply ("NOTFOUND " by default, or -r TEXT) and
-// does no other work: what a socketmap round trip costs on this machine's loopback.
-//   netstring_echo -p PORT [-r REPLY]      (127.0.0.1 only; runs until SIGTERM/SIGINT)
+// netstring_echo.cc: the floor for socketmap and policy benchmarks. A single-threaded epoll server
+// that answers every netstring request with a fixed reply ("NOTFOUND " by default, or -r TEXT)
+// and does no other work: what a socketmap round trip costs on this machine's loopback. With -P
+// it speaks the policy protocol instead (a request ends with an empty line; the reply is
+// "action=DUNNO"): the floor for bench/policyd.
+//   netstring_echo -p PORT [-r REPLY] [-P]     (127.0.0.1 only; runs until SIGTERM/SIGINT)
 // Requests over 10000 bytes or malformed ones close the connection.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -33,18 +35,22 @@ void onSignal(int) {
 int main(int argc, char** argv) {
   int port = 0;
   std::string replyText = "NOTFOUND ";
+  bool policy = false;
   int opt;
-  while ((opt = getopt(argc, argv, "p:r:")) != -1) {
+  while ((opt = getopt(argc, argv, "p:r:P")) != -1) {
     if (opt == 'p') {
       port = std::atoi(optarg);
     } else if (opt == 'r') {
       replyText = optarg;
+    } else if (opt == 'P') {
+      policy = true;
     } else {
-      std::fprintf(stderr, "usage: netstring_echo -p PORT [-r REPLY]\n");
+      std::fprintf(stderr, "usage: netstring_echo -p PORT [-r REPLY] [-P]\n");
       return 2;
     }
   }
-  const std::string reply = std::to_string(replyText.size()) + ":" + replyText + ",";
+  const std::string reply = policy ? std::string("action=DUNNO\n\n")
+                                   : std::to_string(replyText.size()) + ":" + replyText + ",";
   std::signal(SIGTERM, onSignal);
   std::signal(SIGINT, onSignal);
   std::signal(SIGPIPE, SIG_IGN);
@@ -90,7 +96,16 @@ int main(int argc, char** argv) {
         buf.append(chunk, static_cast<std::size_t>(r));
       }
       std::string out;
-      while (!closeIt) {
+      while (!closeIt && policy) {
+        std::size_t end = buf.find("\n\n");
+        if (end == std::string::npos) {
+          closeIt = buf.size() > kMaxRequest;
+          break;
+        }
+        buf.erase(0, end + 2);
+        out += reply;
+      }
+      while (!closeIt && !policy) {
         std::size_t colon = buf.find(':');
         if (colon == std::string::npos) {
           closeIt = buf.size() > 6;

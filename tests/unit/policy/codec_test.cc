@@ -20,7 +20,7 @@ TEST(PolicyCodec, WholeRequest) {
   EXPECT_EQ(out[0].get("protocol_state"), "RCPT");
   EXPECT_EQ(out[0].get("sender"), "a@b.c");
   EXPECT_EQ(out[0].get("missing"), "");
-  EXPECT_EQ(out[0].attributes().size(), 6u);
+  EXPECT_EQ(out[0].size(), 6u);
   EXPECT_FALSE(codec.midRequest());
 }
 

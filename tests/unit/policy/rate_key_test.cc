@@ -70,6 +70,9 @@ TEST(RateKey, StoreKeyHasDigestInOneHashTagAndNoAddress) {
   const std::string k2 = storeKeyFor("sender=alice@example.com", "other");
   EXPECT_EQ(k.substr(0, 38), k2.substr(0, 38));
   EXPECT_NE(storeKeyFor("sender=bob@example.com", "per-sender"), k);
+  // The digest is SHA-256 (first 128 bits): printf 'sender=alice@example.com' | sha256sum.
+  // Keys written by one relaykit version must be found by the next one.
+  EXPECT_EQ(k, "rl:{7d92307847a5329c9b350a50ef16ae3a}:per-sender");
 }
 
 }  // namespace
