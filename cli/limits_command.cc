@@ -2,6 +2,7 @@
 #include "cli/limits_command.h"
 
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -61,20 +62,31 @@ int run(const LimitsOptions& opt, bool reset) {
       return kLimitsError;
     }
   }
-  if (!config->useRedis) {
+  if (!config->useRedis && config->adminSocket.empty()) {
     std::fprintf(stderr,
-                 "relaykit: limits: the memory store lives inside relaykit-policyd and cannot be "
-                 "inspected; restart relaykit-policyd to reset it, or use policy: store: redis\n");
+                 "relaykit: limits: the memory store lives inside relaykit-policyd; set "
+                 "policy: admin_socket: PATH so this command can reach it (or use store: redis)\n");
     return kLimitsError;
   }
   if (reset && opt.attributes.empty() && !opt.all) {
     std::fprintf(stderr, "relaykit: limits reset: give ATTR=VALUE... or --all\n");
     return kLimitsError;
   }
-  auto admin = policy::RedisAdmin::connect(config->redis);
-  if (!admin.isOk()) {
-    std::fprintf(stderr, "relaykit: limits: %s\n", admin.status().message().c_str());
-    return kLimitsError;
+  std::unique_ptr<policy::LimitsAdmin> admin;
+  if (config->useRedis) {
+    auto redis = policy::RedisAdmin::connect(config->redis);
+    if (!redis.isOk()) {
+      std::fprintf(stderr, "relaykit: limits: %s\n", redis.status().message().c_str());
+      return kLimitsError;
+    }
+    admin = std::make_unique<policy::RedisAdmin>(std::move(*redis));
+  } else {
+    auto socket = policy::SocketAdmin::connect(config->adminSocket);
+    if (!socket.isOk()) {
+      std::fprintf(stderr, "relaykit: limits: %s\n", socket.status().message().c_str());
+      return kLimitsError;
+    }
+    admin = std::move(*socket);
   }
   if (opt.attributes.empty()) {
     if (reset) {

@@ -2,10 +2,18 @@
 #include "policyd/limits_admin.h"
 
 #include <hiredis/hiredis.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <memory>
 
+#include "common/endpoint.h"
+#include "common/server/listener.h"
 #include "policyd/policy_engine.h"
 
 namespace relaykit::policy {
@@ -211,6 +219,106 @@ StatusOr<std::int64_t> RedisAdmin::resetAll(const std::string& limitName) {
     deleted += (*r)->integer;
   }
   return deleted;
+}
+
+SocketAdmin::~SocketAdmin() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+  }
+}
+
+StatusOr<std::unique_ptr<SocketAdmin>> SocketAdmin::connect(const std::string& path) {
+  StatusOr<Endpoint> endpoint = Endpoint::parse("unix:" + path);
+  if (!endpoint.isOk()) {
+    return endpoint.status();
+  }
+  StatusOr<int> fd = connectTo(*endpoint);
+  if (!fd.isOk()) {
+    return Status::error("relaykit-policyd admin socket: " + fd.status().message() +
+                         " (is relaykit-policyd running with this policy.admin_socket?)");
+  }
+  return std::unique_ptr<SocketAdmin>(new SocketAdmin(*fd));
+}
+
+StatusOr<std::string> SocketAdmin::call(const AdminCommand& command) {
+  const std::string request = formatAdminCommand(command);
+  std::size_t sent = 0;
+  while (sent < request.size()) {
+    const ssize_t n = ::send(fd_, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      return Status::error(std::string("admin socket: write: ") + std::strerror(errno));
+    }
+    sent += static_cast<std::size_t>(n);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kAdminTimeoutMs);
+  for (;;) {
+    const std::size_t nl = buffer_.find('\n');
+    if (nl != std::string::npos) {
+      std::string line = buffer_.substr(0, nl);
+      buffer_.erase(0, nl + 1);
+      return line;
+    }
+    if (buffer_.size() > kMaxAdminLine * 4) {
+      return Status::error("admin socket: reply too long");
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd p{fd_, POLLIN, 0};
+    const int r = left.count() > 0 ? ::poll(&p, 1, static_cast<int>(left.count())) : 0;
+    if (r < 0 && errno == EINTR) {
+      continue;
+    }
+    if (r <= 0) {
+      return Status::error("admin socket: no reply within " + std::to_string(kAdminTimeoutMs) +
+                           " ms");
+    }
+    char chunk[4096];
+    const ssize_t n = ::read(fd_, chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      return Status::error("admin socket: relaykit-policyd closed the connection");
+    }
+    buffer_.append(chunk, static_cast<std::size_t>(n));
+  }
+}
+
+StatusOr<std::vector<WindowState>> SocketAdmin::show(const LimitTarget& target) {
+  AdminCommand c;
+  c.kind = AdminCommand::Kind::kShow;
+  c.key = target.key;
+  c.windows = target.rule->windows;
+  StatusOr<std::string> line = call(c);
+  return line.isOk() ? parseShowReply(*line) : StatusOr<std::vector<WindowState>>(line.status());
+}
+
+StatusOr<std::int64_t> SocketAdmin::reset(const LimitTarget& target) {
+  AdminCommand c;
+  c.kind = AdminCommand::Kind::kReset;
+  c.key = target.key;
+  StatusOr<std::string> line = call(c);
+  return line.isOk() ? parseCountReply(*line) : StatusOr<std::int64_t>(line.status());
+}
+
+StatusOr<std::map<std::string, std::int64_t>> SocketAdmin::count(const std::string& limitName) {
+  AdminCommand c;
+  c.kind = AdminCommand::Kind::kCount;
+  c.limit = limitName;
+  StatusOr<std::string> line = call(c);
+  return line.isOk() ? parseLimitCountsReply(*line)
+                     : StatusOr<std::map<std::string, std::int64_t>>(line.status());
+}
+
+StatusOr<std::int64_t> SocketAdmin::resetAll(const std::string& limitName) {
+  AdminCommand c;
+  c.kind = AdminCommand::Kind::kResetAll;
+  c.limit = limitName;
+  StatusOr<std::string> line = call(c);
+  return line.isOk() ? parseCountReply(*line) : StatusOr<std::int64_t>(line.status());
 }
 
 }  // namespace relaykit::policy

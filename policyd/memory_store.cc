@@ -118,4 +118,38 @@ std::vector<WindowState> MemoryStore::show(const std::string& key,
   return out;
 }
 
+namespace {
+
+// The limit name of a store key "rl:{digest}:LIMIT" (storeKeyFor).
+std::string_view limitOfKey(std::string_view key) {
+  const std::size_t close = key.find("}:");
+  return close == std::string_view::npos ? std::string_view() : key.substr(close + 2);
+}
+
+}  // namespace
+
+std::map<std::string, std::int64_t> MemoryStore::countByLimit(const std::string& limit) const {
+  std::map<std::string, std::int64_t> out;
+  for (const auto& [key, entry] : entries_) {
+    const std::string_view name = limitOfKey(key);
+    if (limit.empty() || name == limit) {
+      ++out[std::string(name)];
+    }
+  }
+  return out;
+}
+
+std::int64_t MemoryStore::resetAll(const std::string& limit) {
+  std::int64_t n = 0;
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    if (limit.empty() || limitOfKey(it->first) == limit) {
+      it = entries_.erase(it);
+      ++n;
+    } else {
+      ++it;
+    }
+  }
+  return n;
+}
+
 }  // namespace relaykit::policy

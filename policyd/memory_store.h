@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -32,8 +33,13 @@ class MemoryStore : public RateStore {
   // For `limits show|reset` and tests.
   std::vector<WindowState> show(const std::string& key,
                                 const std::vector<RateWindow>& windows) const;
-  void reset(const std::string& key) { entries_.erase(key); }
+  // True when a counter existed.
+  bool reset(const std::string& key) { return entries_.erase(key) > 0; }
   std::size_t size() const { return entries_.size(); }
+  // Counters per limit name (keys are rl:{digest}:LIMIT); only `limit` when not empty.
+  std::map<std::string, std::int64_t> countByLimit(const std::string& limit) const;
+  // Deletes every counter (of `limit` when not empty); returns how many.
+  std::int64_t resetAll(const std::string& limit);
 
  private:
   struct Entry {

@@ -202,7 +202,8 @@ class Parser {
     }
     if (!r_.checkMap(
             node, "policy",
-            allowedKeysWithDaemonKeys({"store", "on_store_error", "exempt", "limits", "relay"})) &&
+            allowedKeysWithDaemonKeys(
+                {"store", "on_store_error", "exempt", "limits", "relay", "admin_socket"})) &&
         !node.IsMap()) {
       return;
     }
@@ -220,6 +221,15 @@ class Parser {
         config_->failOpen = false;
       } else if (s != "open") {
         r_.error(mode, "on_store_error: expected open or closed");
+      }
+    }
+    if (const YAML::Node admin = YamlReader::child(node, "admin_socket"); admin.IsDefined()) {
+      const std::string path = r_.asString(admin).value_or("");
+      if (path.empty() || path[0] != '/' || path.size() > kMaxAdminSocketPath) {
+        r_.error(admin, "admin_socket: expected an absolute path of at most " +
+                            std::to_string(kMaxAdminSocketPath) + " bytes (a unix socket)");
+      } else {
+        config_->adminSocket = path;
       }
     }
     config_->exempt = exemptions(YamlReader::child(node, "exempt"), "policy exempt");

@@ -61,8 +61,13 @@ struct RelayRule {
   std::string filter;                         // transport:nexthop
 };
 
+// sockaddr_un holds 108 bytes with the terminating NUL.
+inline constexpr std::size_t kMaxAdminSocketPath = 107;
+
 struct PolicyConfig {
   std::string file;
+  // policy.admin_socket: where `relaykit limits` reaches the memory store (empty: nowhere).
+  std::string adminSocket;
   bool useRedis = false;
   bool failOpen = true;  // on_store_error: open
   Exemptions exempt;

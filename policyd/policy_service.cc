@@ -6,6 +6,8 @@
 
 #include <deque>
 
+#include "common/endpoint.h"
+#include "common/server/listener.h"
 #include "common/server/logging.h"
 #include "policyd/memory_store.h"
 
@@ -121,6 +123,59 @@ class PolicyHandler : public ConnectionHandler {
 
 }  // namespace
 
+namespace {
+
+// One admin request line, one reply line (admin_protocol.h).
+class AdminHandler : public ConnectionHandler {
+ public:
+  explicit AdminHandler(PolicyService* service) : service_(service) {}
+
+  void onData(Connection& conn, evbuffer* input) override {
+    while (conn.isOpen()) {
+      const evbuffer_ptr eol = evbuffer_search_eol(input, nullptr, nullptr, EVBUFFER_EOL_LF);
+      if (eol.pos < 0) {
+        if (evbuffer_get_length(input) > kMaxAdminLine) {
+          conn.send("error request longer than " + std::to_string(kMaxAdminLine) + " bytes\n");
+          conn.closeAfterWrite();
+        }
+        return;
+      }
+      std::string line(static_cast<std::size_t>(eol.pos), '\0');
+      evbuffer_remove(input, line.data(), line.size());
+      evbuffer_drain(input, 1);
+      StatusOr<AdminCommand> command = parseAdminCommand(line);
+      conn.send(command.isOk() ? service_->admin(*command)
+                               : "error " + command.status().message() + "\n");
+    }
+  }
+
+ private:
+  PolicyService* service_;
+};
+
+class AdminService : public Service {
+ public:
+  explicit AdminService(PolicyService* policy) : policy_(policy) {}
+  DaemonSection section() const override { return DaemonSection::kPolicy; }
+  bool configure(const std::shared_ptr<const Config>&, Diagnostics*, bool) override {
+    return true;
+  }
+  ServerLimits limits() const override {
+    ServerLimits limits;
+    limits.maxInputBytes = kMaxAdminLine * 2;
+    limits.maxConnections = 16;
+    return limits;
+  }
+  std::unique_ptr<ConnectionHandler> newConnection(Connection&) override {
+    return std::make_unique<AdminHandler>(policy_);
+  }
+
+ private:
+  PolicyService* policy_;
+};
+
+}  // namespace
+
 bool PolicyService::configure(const std::shared_ptr<const Config>& config, Diagnostics* diags,
                               bool install) {
   std::shared_ptr<const PolicyConfig> policy = parsePolicyConfig(*config, diags);
@@ -137,6 +192,22 @@ bool PolicyService::configure(const std::shared_ptr<const Config>& config, Diagn
                                 a.timeoutMs != b.timeoutMs || a.keyPrefix != b.keyPrefix))) {
         logWarning("policy store or redis: settings changed: they take effect after a restart");
       }
+    }
+    if (!policy->adminSocket.empty() && adminPath_.empty()) {
+      StatusOr<Endpoint> endpoint = Endpoint::parse("unix:" + policy->adminSocket);
+      ListenOptions options;
+      options.socketMode = 0600;  // root (the CLI) only; bound before privileges are dropped
+      StatusOr<int> fd = endpoint.isOk() ? openListener(*endpoint, options)
+                                         : StatusOr<int>(endpoint.status());
+      if (!fd.isOk()) {
+        diags->error(SourceLocation{config->file, 0, 0},
+                     "policy admin_socket: " + fd.status().message());
+        return false;
+      }
+      adminFd_ = *fd;
+      adminPath_ = policy->adminSocket;
+    } else if (policy->adminSocket != adminPath_) {
+      logWarning("policy admin_socket changed: it takes effect after a restart");
     }
     config_.set(policy);
   }
@@ -183,8 +254,20 @@ Status PolicyService::start(event_base* base, MetricsRegistry* metrics) {
             ", timeout " + std::to_string(r.timeoutMs) + " ms, on_store_error " +
             (config->failOpen ? "open" : "closed"));
   } else {
-    store_ = std::make_unique<MemoryStore>();
+    auto memory = std::make_unique<MemoryStore>();
+    memory_ = memory.get();
+    store_ = std::move(memory);
     logInfo("rate-limit store: memory (this relay only)");
+  }
+  if (adminFd_ >= 0) {
+    adminService_ = std::make_unique<AdminService>(this);
+    adminServer_ = std::make_unique<Server>(base, adminService_.get(), adminService_->limits());
+    Status listening = adminServer_->addListener(adminFd_, "admin unix:" + adminPath_);
+    if (!listening.isOk()) {
+      return listening;
+    }
+    adminFd_ = -1;  // the server owns it now
+    logInfo("limits admin socket: unix:" + adminPath_);
   }
   for (Stage stage : {Stage::kRcpt, Stage::kData, Stage::kEndOfMessage, Stage::kOther}) {
     stageRequests_[static_cast<int>(stage)] = &requests_->labels({stageLabel(stage)});
@@ -205,8 +288,10 @@ void PolicyService::stop() {
     event_free(metricsTimer_);
     metricsTimer_ = nullptr;
   }
+  adminServer_.reset();
   store_.reset();  // a Redis store answers its pending decisions with an error now
   redis_ = nullptr;
+  memory_ = nullptr;
 }
 
 ServerLimits PolicyService::limits() const {
@@ -214,6 +299,18 @@ ServerLimits PolicyService::limits() const {
   limits.idleTimeout = kPolicyIdleTimeout;
   limits.maxInputBytes = kMaxRequestBytes * 2;
   return limits;
+}
+
+std::string PolicyService::admin(const AdminCommand& command) {
+  if (memory_ == nullptr) {
+    return "error the store is redis: relaykit limits talks to Redis itself\n";
+  }
+  if (command.kind == AdminCommand::Kind::kReset || command.kind == AdminCommand::Kind::kResetAll) {
+    std::string line = formatAdminCommand(command);
+    line.pop_back();  // the newline
+    logInfo("limits: " + line.substr(0, 200) + " (admin socket)");
+  }
+  return executeAdminCommand(*memory_, command);
 }
 
 std::unique_ptr<ConnectionHandler> PolicyService::newConnection(Connection&) {

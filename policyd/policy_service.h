@@ -19,7 +19,9 @@
 
 #include "common/server/connection.h"
 #include "common/server/metrics.h"
+#include "common/server/server.h"
 #include "common/snapshot.h"
+#include "policyd/admin_protocol.h"
 #include "policyd/policy_codec.h"
 #include "policyd/policy_config.h"
 #include "policyd/policy_engine.h"
@@ -54,6 +56,8 @@ class PolicyService : public Service {
   void decideRequest(PolicyRequest request, std::function<void(std::string)> reply);
   void countProtocolError(const char* kind);
   Gauge* connections() const { return connections_; }
+  // One `relaykit limits` request from the admin socket; returns the reply line.
+  std::string admin(const AdminCommand& command);
 
  private:
   void finish(const PolicyConfig& config, const PolicyRequest& request, const Plan& plan,
@@ -66,6 +70,13 @@ class PolicyService : public Service {
   SnapshotHolder<PolicyConfig> config_;
   std::unique_ptr<RateStore> store_;
   RedisStore* redis_ = nullptr;
+  MemoryStore* memory_ = nullptr;
+  // policy.admin_socket: bound at the first install (before privileges are dropped), served
+  // from start() by a Server of its own; changing the path needs a restart.
+  int adminFd_ = -1;
+  std::string adminPath_;
+  std::unique_ptr<Service> adminService_;
+  std::unique_ptr<Server> adminServer_;
   event* metricsTimer_ = nullptr;  // refreshes the Redis gauges once a second
   std::string storeName_ = "memory";
   std::unordered_map<std::string, std::vector<std::string>> recipients_;  // instance -> accepted

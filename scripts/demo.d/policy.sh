@@ -2,7 +2,8 @@
 # helpers and before "main"). Adds the policy wiring to the demo relay's main.cf, starts
 # relaykit-policyd with the demo config, sends one nagios@ alert over SMTP (rerouted by FILTER to
 # the alerts sink) and a burst of 25 messages from one sender (the per-sender limit of
-# conf/relaykit.yaml lets 20 per minute through; the rest get 450 and are not delivered).
+# conf/relaykit.yaml lets 20 per minute through; the rest get 450 and are not delivered), then
+# shows the sender's counter with `relaykit limits show` (through policy.admin_socket).
 # Uses from scripts/demo: BUILD_DIR, CONFIG, DEMO_DIR, DEMO_PIDS, DEMO_MAIN_CF, SMTPD_PORT,
 # wait_port, relaykit_log, demo_swaks, demo_record.
 
@@ -42,4 +43,7 @@ demo_policy_mail() {
   done
   relaykit_log "burst of $DEMO_BURST from batch@relay.corp.local: $accepted accepted," \
     "$refused refused (not delivered): ${reply#*<\*\* }"
+  relaykit_log "relaykit limits show sender=batch@relay.corp.local (memory store, admin socket):"
+  "$BUILD_DIR/cli/relaykit" limits show -c "$CONFIG" sender=batch@relay.corp.local 2>&1 |
+    sed 's/^/    /' || true
 }

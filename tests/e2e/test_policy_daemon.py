@@ -6,11 +6,13 @@ is answered once, in one piece; malformed and oversized input closes the connect
 reply; SIGHUP applies a new limit and a broken file is refused while the old config keeps
 serving; --check prints FILE:LINE:COL problems; /metrics counts decisions and store errors
 (Redis down with on_store_error: closed answers DEFER_IF_PERMIT within timeout_ms, and the
-daemon reconnects when Redis comes up).
+daemon reconnects when Redis comes up); `relaykit limits show|reset` reaches the memory store
+through policy.admin_socket (mode 0600) and what it resets is what the daemon then enforces.
 """
 
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -115,6 +117,46 @@ class PolicyDaemonTest(harness.E2ETestCase):
         self.assertEqual([ask(d.port, other) for _ in range(3)], ["action=DUNNO\n\n"] * 3)
         self.assertTrue(ask(d.port, other).startswith("action=450 "))  # old config serving
         self.assertTrue(d.running())
+
+    def test_limits_cli_memory_store(self):
+        port = harness.free_port()
+        admin = os.path.join(self.tmp, "admin.sock")
+        path = self.config("  admin_socket: %s\n  limits:\n    - name: c\n"
+                           "      key: [client_address]\n      max: 2\n      per: 1h\n" % admin,
+                           port)
+        d = self.start_daemon("relaykit-policyd", path)
+        self.assertEqual(stat.S_IMODE(os.stat(admin).st_mode), 0o600)
+        cli = harness.binary_path("relaykit")
+
+        def limits(*args):
+            return subprocess.run([cli, "limits"] + list(args) + ["-c", path],
+                                  capture_output=True, text=True, timeout=30)
+
+        eom = request("END-OF-MESSAGE", client="10.9.8.7", recipient_count="1")
+        self.assertEqual([ask(d.port, eom) for _ in range(2)], ["action=DUNNO\n\n"] * 2)
+        self.assertTrue(ask(d.port, eom).startswith("action=450 "))
+        shown = limits("show", "client_address=10.9.8.7")
+        self.assertEqual(shown.returncode, 0, shown.stderr)
+        self.assertIn("c\tclient_address=10.9.8.7\t(messages)", shown.stdout)
+        self.assertIn("2 per 1.0h: 0 left", shown.stdout)
+        self.assertIn("c\t1 active counter(s)", limits("show").stdout)
+        other = limits("show", "client_address=10.0.0.99")
+        self.assertIn("2 left", other.stdout)
+        reset = limits("reset", "client_address=10.9.8.7")
+        self.assertEqual(reset.returncode, 0, reset.stderr)
+        self.assertIn("\treset", reset.stdout)
+        self.assertEqual(ask(d.port, eom), "action=DUNNO\n\n")  # the daemon sees the reset
+        self.assertIn("1 left", limits("show", "client_address=10.9.8.7").stdout)
+        self.assertIn("deleted 1 counter(s)", limits("reset", "--all").stdout)
+        self.assertIn("c\t0 active counter(s)", limits("show").stdout)
+        self.assertIn("limits: reset ", d.stderr())
+        # Without admin_socket the CLI says how to reach the memory store.
+        bare = self.config("  limits:\n    - name: c\n      key: [client_address]\n"
+                           "      max: 2\n      per: 1h\n", port)
+        r = subprocess.run([cli, "limits", "show", "-c", bare], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("admin_socket", r.stderr)
 
     def test_check_reports_file_line_column(self):
         port = harness.free_port()
