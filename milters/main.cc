@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <memory>
@@ -252,6 +253,9 @@ int run(int argc, char** argv) {
   }
   std::thread signals(signalLoop, opts.configPath, endpoint);
   signals.detach();
+  if (std::getenv("RELAYKIT_MILTER_FAULT") != nullptr) {
+    logWarning("RELAYKIT_MILTER_FAULT is set: a test hook that fails messages on purpose");
+  }
   logInfo("listening on " + endpoint.toString());
   rc = smfi_main();
   metrics.reset();

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -44,6 +45,17 @@ void countMessage(const char* result) {
 }
 
 std::atomic<int> gActiveMessages{0};
+
+// Test hook: with RELAYKIT_MILTER_FAULT=eom in the environment every message fails at end of
+// message as an internal error would, so the on_error path can be tested end to end against a
+// real Postfix (no table or rule can fail at run time). Read once; logged at start-up.
+bool faultAtEom() {
+  static const bool fault = [] {
+    const char* v = std::getenv("RELAYKIT_MILTER_FAULT");
+    return v != nullptr && std::string(v) == "eom";
+  }();
+  return fault;
+}
 
 // Counts itself in gActiveMessages from MAIL FROM until reset (EOM, abort, close).
 struct MessageContext {
@@ -300,8 +312,12 @@ sfsistat xxfiEom(SMFICTX* ctx) {
     const char* qid = smfi_getsymval(ctx, const_cast<char*>("i"));
     m.envelope.queueId = qid ? qid : "";
     std::string prefix = (m.envelope.queueId.empty() ? "NOQUEUE" : m.envelope.queueId) + ": ";
+    if (faultAtEom() && m.failure.empty()) {
+      m.failure = "internal error (injected by RELAYKIT_MILTER_FAULT=eom)";
+    }
     if (!m.failure.empty()) {
-      logError(prefix + m.failure);
+      logError(prefix + m.failure +
+               "; on_error=" + (cfg && cfg->onError == OnError::kAccept ? "accept" : "tempfail"));
       countMessage("error");
       result = onErrorResult(cfg);
     } else if (m.overflow) {

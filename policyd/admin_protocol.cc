@@ -105,7 +105,8 @@ StatusOr<AdminCommand> parseAdminCommand(std::string_view line) {
   AdminCommand c;
   if (w[0] == "show" || w[0] == "reset") {
     c.kind = w[0] == "show" ? AdminCommand::Kind::kShow : AdminCommand::Kind::kReset;
-    if (w.size() < 2 || !plainWord(w[1]) || (c.kind == AdminCommand::Kind::kReset && w.size() != 2)) {
+    if (w.size() < 2 || !plainWord(w[1]) ||
+        (c.kind == AdminCommand::Kind::kReset && w.size() != 2)) {
       return Status::error(std::string(w[0]) + ": expected a key" +
                            (c.kind == AdminCommand::Kind::kShow ? " and windows" : ""));
     }

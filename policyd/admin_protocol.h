@@ -31,9 +31,9 @@ inline constexpr std::size_t kMaxAdminLine = 8192;
 struct AdminCommand {
   enum class Kind { kShow, kReset, kCount, kResetAll };
   Kind kind = Kind::kCount;
-  std::string key;                 // show, reset
+  std::string key;                  // show, reset
   std::vector<RateWindow> windows;  // show
-  std::string limit;               // count, resetall (empty: every limit)
+  std::string limit;                // count, resetall (empty: every limit)
 };
 
 // The request line for `command`, newline included.

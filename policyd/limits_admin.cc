@@ -253,7 +253,8 @@ StatusOr<std::string> SocketAdmin::call(const AdminCommand& command) {
     }
     sent += static_cast<std::size_t>(n);
   }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kAdminTimeoutMs);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(kAdminTimeoutMs);
   for (;;) {
     const std::size_t nl = buffer_.find('\n');
     if (nl != std::string::npos) {

@@ -200,10 +200,9 @@ class Parser {
     if (!node.IsDefined() || node.IsNull()) {
       return;
     }
-    if (!r_.checkMap(
-            node, "policy",
-            allowedKeysWithDaemonKeys(
-                {"store", "on_store_error", "exempt", "limits", "relay", "admin_socket"})) &&
+    if (!r_.checkMap(node, "policy",
+                     allowedKeysWithDaemonKeys({"store", "on_store_error", "exempt", "limits",
+                                                "relay", "admin_socket"})) &&
         !node.IsMap()) {
       return;
     }

@@ -157,9 +157,7 @@ class AdminService : public Service {
  public:
   explicit AdminService(PolicyService* policy) : policy_(policy) {}
   DaemonSection section() const override { return DaemonSection::kPolicy; }
-  bool configure(const std::shared_ptr<const Config>&, Diagnostics*, bool) override {
-    return true;
-  }
+  bool configure(const std::shared_ptr<const Config>&, Diagnostics*, bool) override { return true; }
   ServerLimits limits() const override {
     ServerLimits limits;
     limits.maxInputBytes = kMaxAdminLine * 2;
@@ -197,8 +195,8 @@ bool PolicyService::configure(const std::shared_ptr<const Config>& config, Diagn
       StatusOr<Endpoint> endpoint = Endpoint::parse("unix:" + policy->adminSocket);
       ListenOptions options;
       options.socketMode = 0600;  // root (the CLI) only; bound before privileges are dropped
-      StatusOr<int> fd = endpoint.isOk() ? openListener(*endpoint, options)
-                                         : StatusOr<int>(endpoint.status());
+      StatusOr<int> fd =
+          endpoint.isOk() ? openListener(*endpoint, options) : StatusOr<int>(endpoint.status());
       if (!fd.isOk()) {
         diags->error(SourceLocation{config->file, 0, 0},
                      "policy admin_socket: " + fd.status().message());

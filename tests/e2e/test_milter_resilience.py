@@ -8,6 +8,9 @@
 - SIGHUP reload applies new rules to new messages; a bad config is refused and the old one keeps
   serving; a reload that adds a client condition works although the old rules negotiated no
   CONNECT step. SIGTERM stops the milter fast (libmilter alone takes seconds).
+- on_error (RELAYKIT_MILTER_FAULT=eom makes every message fail inside the milter): tempfail
+  gives the SMTP client a 4xx and nothing is delivered until the milter is healthy again, then
+  the retry arrives rewritten; accept lets the message through unchanged.
 - Sessions (session_runner.cc, socket_wrap.cc): 30 concurrent SMTP sessions and connections that
   carry several messages each all get every message rewritten, and idle session threads stay
   bounded.
@@ -129,6 +132,33 @@ class MilterResilienceTest(MilterTestCase):
         subjects = sorted(m.header("Subject") for m in msgs)
         self.assertEqual(subjects, ["msg 1", "reloaded", "reloaded"])
         self.assertTrue(milter.running())
+
+    def start_faulty_stack(self, on_error):
+        os.environ["RELAYKIT_MILTER_FAULT"] = "eom"
+        try:
+            return self.start_milter_stack(SEED_MILTER.replace("on_error: tempfail",
+                                                               "on_error: " + on_error))
+        finally:
+            del os.environ["RELAYKIT_MILTER_FAULT"]
+
+    def test_on_error_tempfail(self):
+        sink, milter, pf = self.start_faulty_stack("tempfail")
+        self.assertFalse(try_send(pf.port, 1), "accepted although the milter failed")
+        self.assertIn("injected by RELAYKIT_MILTER_FAULT=eom); on_error=tempfail", milter.stderr())
+        time.sleep(1)
+        self.assertEqual(sink.count(), 0)
+        milter.kill(signal.SIGTERM)
+        milter.start()  # healthy now (the hook is not in its environment any more)
+        self.assertTrue(try_send(pf.port, 1))  # the client's retry
+        self.assert_rewritten(sink.messages(wait_for=1))
+
+    def test_on_error_accept(self):
+        sink, milter, pf = self.start_faulty_stack("accept")
+        self.assertTrue(try_send(pf.port, 2))
+        msgs = sink.messages(wait_for=1)
+        self.assertEqual(msgs[0].sender, "root@relay.corp.local")  # passed unchanged
+        self.assertIsNotNone(msgs[0].header("X-Originating-IP"))
+        self.assertIn("on_error=accept", milter.stderr())
 
     def test_reload_adds_client_condition(self):
         # The seed rules need no client address, so sessions negotiate SMFIP_NOCONNECT; rules

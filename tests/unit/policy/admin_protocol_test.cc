@@ -39,9 +39,9 @@ TEST(AdminProtocol, RequestsRoundTrip) {
 }
 
 TEST(AdminProtocol, MalformedRequestsAreRefused) {
-  for (const char* bad : {"", "   ", "frob", "show", "show key", "show key 5", "show key 5/x",
-                          "show key 0/60", "show key -1/60", "show key 5/60/7", "reset",
-                          "reset a b", "count a b", "resetall a b"}) {
+  for (const char* bad :
+       {"", "   ", "frob", "show", "show key", "show key 5", "show key 5/x", "show key 0/60",
+        "show key -1/60", "show key 5/60/7", "reset", "reset a b", "count a b", "resetall a b"}) {
     EXPECT_FALSE(parseAdminCommand(bad).isOk()) << "\"" << bad << "\"";
   }
   EXPECT_FALSE(parseAdminCommand(std::string(kMaxAdminLine + 1, 'x')).isOk());
