@@ -223,7 +223,7 @@ extern "C" int __wrap_poll(struct pollfd* fds, nfds_t nfds, int timeout) {
     return __real_poll(fds, nfds, timeout);
   }
   if ((fds[0].events & POLLIN) && (s->start < s->end || s->eof)) {
-    fds[0].revents = s->start < s->end ? POLLIN : (POLLIN | POLLHUP);
+    fds[0].revents = POLLIN;  // at EOF too: the read that follows returns 0 (libmilter's EOF)
     return 1;
   }
   if ((fds[0].events & POLLOUT) && !(fds[0].events & POLLIN)) {
