@@ -64,9 +64,11 @@ for i = 1, #KEYS do
       allowed = false
       retry = math.max(retry, newtat - now - period)
     end
-    writes[#writes + 1] = fields[w]
-    writes[#writes + 1] = string.format('%.0f:%d', newtat, max)
-    maxtat = math.max(maxtat, newtat)
+    if commit then
+      writes[#writes + 1] = fields[w]
+      writes[#writes + 1] = string.format('%.0f:%d', newtat, max)
+      maxtat = math.max(maxtat, newtat)
+    end
   end
   if not allowed and enforce then
     blocked = true
