@@ -15,15 +15,16 @@ postfwd2 (Debian postfwd, Perl, in-memory rate()) and policyd-rate-limit (Debian
 it counts at RCPT, every recipient, as it is built to), and "floor": bench/netstring_echo -P, an
 epoll server that answers DUNNO without parsing anything, i.e. what one policy round trip costs
 on this machine (no server can beat it on the same connections).
-The open-loop latency run is repeated --rate-runs times, interleaved across relaykit's two stores
-and the floor, which run side by side (VM scheduling noise makes single short runs swing
+The saturation runs of relaykit's stores and the floor are repeated --repeat times and the
+open-loop latency run --rate-runs times, interleaved across relaykit's two stores and the floor,
+which run side by side; ratios use medians (VM scheduling noise makes single short runs swing
 several-fold and comes and goes over seconds); the table shows each run, the summary the median
 p99 of each and the worst.
 Prints one table and the target ratios at 100 connections (redis >= 10x postfwd requests/s;
 p99 <= 2 ms; memory >= 2x redis), the same ratios at 1 and 10 connections for information with
 the floor's ratio to postfwd beside them, and writes every result as JSON with --json FILE.
 Usage: bench/policyd/run.py [--build-dir build] [--seconds 3] [--rate 5000] [--rate-runs 5]
-       [--quick]
+       [--repeat 3] [--quick]
 A quiet machine matters: the client, the server and Redis share the same cores.
 """
 
@@ -158,6 +159,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--rate", type=int, default=5000, help="open-loop requests/s on 100 connections")
     ap.add_argument("--rate-runs", type=int, default=5, help="open-loop runs per relaykit store")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="saturation runs per relaykit store and the floor (median taken)")
     ap.add_argument("--quick", action="store_true", help="1 s runs")
     ap.add_argument("--json", help="write every result here")
     ap.add_argument("--only", help="comma-separated server names to run")
@@ -189,10 +192,11 @@ def main():
         with contextlib.ExitStack() as stack:
             for server in ours:
                 stack.enter_context(server)
-            for server in ours:
+            for _ in range(max(1, args.repeat)):
                 for conns in (1, 10, 100):
-                    results.append(measure(load, server.port, server.name, conns, seconds))
-                    print(json.dumps(results[-1]), flush=True)
+                    for server in ours:
+                        results.append(measure(load, server.port, server.name, conns, seconds))
+                        print(json.dumps(results[-1]), flush=True)
             for _ in range(max(1, args.rate_runs)):
                 for server in ours:
                     results.append(measure(load, server.port, server.name + " @rate", 100,
@@ -227,11 +231,9 @@ def report(results, rate):
                                                   r["p50_us"], r["p99_us"], r["service_p99_us"]))
 
     def rps(label, conns):
-        for r in results:
-            if r.get("label") == label and r.get("connections") == conns and "rps" in r \
-                    and not r.get("offered_rps"):
-                return r["rps"]
-        return None
+        runs = [r["rps"] for r in results if r.get("label") == label
+                and r.get("connections") == conns and "rps" in r and not r.get("offered_rps")]
+        return statistics.median(runs) if runs else None
     print()
     for conns in (100, 10, 1):
         mem, red, pf, fl = (rps("relaykit memory", conns), rps("relaykit redis", conns),
