@@ -151,6 +151,21 @@ policy:
   EXPECT_EQ(diags.all().size(), 11u) << all;
 }
 
+TEST(PolicyConfig, AdminSocketIsAnAbsoluteBoundedPath) {
+  auto c = parseOk("policy:\n  admin_socket: /run/relaykit-policyd.sock\n");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->adminSocket, "/run/relaykit-policyd.sock");
+  EXPECT_EQ(parseOk("policy:\n  store: memory\n")->adminSocket, "");
+  for (const std::string& bad : {std::string("relative.sock"), std::string("\"\""),
+                                 "/" + std::string(kMaxAdminSocketPath, 'x')}) {
+    Diagnostics diags;
+    EXPECT_EQ(parse("policy:\n  admin_socket: " + bad + "\n", &diags), nullptr) << bad;
+    EXPECT_NE(diags.formatAll().find("test.yaml:2:17: admin_socket: expected an absolute path"),
+              std::string::npos)
+        << diags.formatAll();
+  }
+}
+
 TEST(PolicyEngine, RcptChecksWithoutChargingEomCharges) {
   auto c = parseOk(kConfig);
   Plan rcpt = planRequest(*c, req("RCPT", "a@corp.com", "10.1.1.1", "x@y.org", "0", "5000"));
