@@ -1,534 +1,116 @@
-// regexp_table.cc: parsing regexp_table(5)/pcre_table(5) text and matching it with RE2::Set.
+// regexp_table.cc: matching keys against a compiled regexp_table(5)/pcre_table(5) table with one
+// RE2::Set, IF/ENDIF guards and $n expansion; the text is parsed by regexp_table_parser.cc.
 // Behaviour follows Postfix's dict_regexp.c/dict_pcre.c (re-implemented, see regexp_table.h).
 #include "common/regexp_table.h"
 
-#include <re2/re2.h>
-#include <re2/set.h>
-
 #include <algorithm>
 
-#include "common/logical_lines.h"
-#include "common/regexp_translate.h"
+#include "common/regexp_table_impl.h"
 
 namespace relaykit {
 namespace {
 
-// RE2's memory budgets. The Set holds every pattern of the table at once; when its DFA still
-// runs out, lookups fall back to rule-by-rule evaluation (same answers, slower).
+// RE2's memory budget for the Set, which holds every pattern of the table at once; when its DFA
+// still runs out, lookups fall back to rule-by-rule evaluation (same answers, slower).
 constexpr int64_t kSetMaxMem = int64_t{512} << 20;
-constexpr int64_t kPatternMaxMem = int64_t{8} << 20;
-
-bool isSpace(char c) {
-  return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
-}
-bool isAlnum(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-bool startsWithWord(std::string_view text, std::string_view word) {
-  if (text.size() < word.size()) {
-    return false;
-  }
-  for (size_t i = 0; i < word.size(); ++i) {
-    char c = text[i];
-    if (c >= 'A' && c <= 'Z') {
-      c = static_cast<char>(c - 'A' + 'a');
-    }
-    if (c != word[i]) {
-      return false;
-    }
-  }
-  return text.size() == word.size() || !isAlnum(text[word.size()]);
-}
-
-// One piece of a result: literal text, or the text of capture group `group` (> 0).
-struct Segment {
-  std::string literal;
-  int group = 0;
-};
-
-// A pattern as written in the table, before compilation.
-struct PatternSpec {
-  bool positive = true;
-  std::string body;
-  std::string flags;
-  size_t delimOffset = 0;  // offset of the opening delimiter in the logical line
-};
 
 }  // namespace
 
-struct RegexpTable::Impl {
-  struct Rule {
-    enum class Op { kMatch, kIf };
-    Op op = Op::kMatch;
-    SourceLocation where;
-    SourceLocation resultWhere;
-    std::string resultText;
-    int parent = -1;   // innermost enclosing IF (index into rules)
-    int primary = -1;  // pattern id: the match pattern, or the IF condition
-    bool primaryPositive = true;
-    int secondary = -1;  // "/p1/!/p2/": the second pattern
-    bool secondaryPositive = true;
-    std::vector<Segment> result;
-    int maxGroup = 0;
-  };
-
-  Options options;
-  std::vector<Rule> rules;
-  std::vector<std::unique_ptr<re2::RE2>> patterns;
-  std::vector<int> patternRule;                // pattern id -> rule index
-  std::vector<bool> patternIsPositivePrimary;  // pattern id -> candidate when it matches
-  std::vector<int> negatedRules;               // match rules whose primary pattern is negated
-  std::vector<int> matchRules;                 // all match rules, in order
-  std::unique_ptr<re2::RE2::Set> set;          // all patterns; null when unusable
-
-  template <typename Matched>
-  int findWinner(const std::vector<int>& candidates, Matched&& matched) const {
-    for (const int r : candidates) {
-      const Rule& rule = rules[r];
-      if (matched(rule.primary) != rule.primaryPositive) {
-        continue;
-      }
-      if (rule.secondary >= 0 && matched(rule.secondary) != rule.secondaryPositive) {
-        continue;
-      }
-      bool guarded = true;
-      for (int g = rule.parent; g >= 0; g = rules[g].parent) {
-        if (matched(rules[g].primary) != rules[g].primaryPositive) {
-          guarded = false;
-          break;
-        }
-      }
-      if (guarded) {
-        return r;
-      }
-    }
-    return -1;
-  }
-
-  int winnerLinear(std::string_view key) const {
-    std::vector<signed char> memo(patterns.size(), -1);
-    return findWinner(matchRules, [&](int pid) {
-      if (memo[pid] < 0) {
-        memo[pid] = re2::RE2::PartialMatch(re2::StringPiece(key.data(), key.size()), *patterns[pid])
-                        ? 1
-                        : 0;
-      }
-      return memo[pid] == 1;
-    });
-  }
-
-  int winner(std::string_view key) const {
-    if (set == nullptr) {
-      return winnerLinear(key);
-    }
-    // Per-thread scratch space: lookups allocate nothing once warm.
-    thread_local std::vector<int> hits;
-    thread_local std::vector<int> candidates;
-    hits.clear();
-    candidates.clear();
-    re2::RE2::Set::ErrorInfo info;
-    info.kind = re2::RE2::Set::kNoError;
-    if (!set->Match(re2::StringPiece(key.data(), key.size()), &hits, &info) &&
-        info.kind != re2::RE2::Set::kNoError) {
-      return winnerLinear(key);
-    }
-    std::sort(hits.begin(), hits.end());
-    for (const int pid : hits) {
-      if (patternIsPositivePrimary[pid]) {
-        candidates.push_back(patternRule[pid]);
-      }
-    }
-    if (!negatedRules.empty()) {
-      const size_t mid = candidates.size();
-      candidates.insert(candidates.end(), negatedRules.begin(), negatedRules.end());
-      std::inplace_merge(candidates.begin(), candidates.begin() + mid, candidates.end());
-    }
-    return findWinner(candidates,
-                      [&](int pid) { return std::binary_search(hits.begin(), hits.end(), pid); });
-  }
-
-  std::optional<Match> expand(int r, std::string_view key) const {
-    if (r < 0) {
-      return std::nullopt;
-    }
+template <typename Matched>
+int RegexpTable::Impl::findWinner(const std::vector<int>& candidates, Matched&& matched) const {
+  for (const int r : candidates) {
     const Rule& rule = rules[r];
-    Match m;
-    m.where = rule.where;
-    m.resultWhere = rule.resultWhere;
-    if (rule.maxGroup == 0) {
-      for (const Segment& s : rule.result) {
-        m.value += s.literal;
+    if (matched(rule.primary) != rule.primaryPositive) {
+      continue;
+    }
+    if (rule.secondary >= 0 && matched(rule.secondary) != rule.secondaryPositive) {
+      continue;
+    }
+    bool guarded = true;
+    for (int g = rule.parent; g >= 0; g = rules[g].parent) {
+      if (matched(rules[g].primary) != rules[g].primaryPositive) {
+        guarded = false;
+        break;
       }
-      return m;
     }
-    thread_local std::vector<re2::StringPiece> groups;
-    groups.assign(rule.maxGroup + 1, re2::StringPiece());
-    const re2::RE2& re = *patterns[rule.primary];
-    if (!re.Match(re2::StringPiece(key.data(), key.size()), 0, key.size(), re2::RE2::UNANCHORED,
-                  groups.data(), static_cast<int>(groups.size()))) {
-      return m;  // cannot happen: the Set said it matched
+    if (guarded) {
+      return r;
     }
+  }
+  return -1;
+}
+
+int RegexpTable::Impl::winnerLinear(std::string_view key) const {
+  std::vector<signed char> memo(patterns.size(), -1);
+  return findWinner(matchRules, [&](int pid) {
+    if (memo[pid] < 0) {
+      memo[pid] =
+          re2::RE2::PartialMatch(re2::StringPiece(key.data(), key.size()), *patterns[pid]) ? 1 : 0;
+    }
+    return memo[pid] == 1;
+  });
+}
+
+int RegexpTable::Impl::winner(std::string_view key) const {
+  if (set == nullptr) {
+    return winnerLinear(key);
+  }
+  // Per-thread scratch space: lookups allocate nothing once warm.
+  thread_local std::vector<int> hits;
+  thread_local std::vector<int> candidates;
+  hits.clear();
+  candidates.clear();
+  re2::RE2::Set::ErrorInfo info;
+  info.kind = re2::RE2::Set::kNoError;
+  if (!set->Match(re2::StringPiece(key.data(), key.size()), &hits, &info) &&
+      info.kind != re2::RE2::Set::kNoError) {
+    return winnerLinear(key);
+  }
+  std::sort(hits.begin(), hits.end());
+  for (const int pid : hits) {
+    if (patternIsPositivePrimary[pid]) {
+      candidates.push_back(patternRule[pid]);
+    }
+  }
+  if (!negatedRules.empty()) {
+    const size_t mid = candidates.size();
+    candidates.insert(candidates.end(), negatedRules.begin(), negatedRules.end());
+    std::inplace_merge(candidates.begin(), candidates.begin() + mid, candidates.end());
+  }
+  return findWinner(candidates,
+                    [&](int pid) { return std::binary_search(hits.begin(), hits.end(), pid); });
+}
+
+std::optional<RegexpTable::Match> RegexpTable::Impl::expand(int r, std::string_view key) const {
+  if (r < 0) {
+    return std::nullopt;
+  }
+  const Rule& rule = rules[r];
+  Match m;
+  m.where = rule.where;
+  m.resultWhere = rule.resultWhere;
+  if (rule.maxGroup == 0) {
     for (const Segment& s : rule.result) {
-      if (s.group == 0) {
-        m.value += s.literal;
-      } else if (groups[s.group].data() != nullptr) {
-        m.value.append(groups[s.group].data(), groups[s.group].size());
-      }
+      m.value += s.literal;
     }
     return m;
   }
-};
-
-namespace {
-
-// Context shared by the parse steps of one table.
-class Parser {
- public:
-  Parser(const SourceLocation& origin, const RegexpTable::Options& options, Diagnostics* diags,
-         RegexpTable::Impl* impl)
-      : origin_(origin), options_(options), diags_(diags), impl_(impl) {}
-
-  void parseLine(const LogicalLine& line) {
-    line_ = &line;
-    std::string_view text = line.text;
-    while (!text.empty() && isSpace(text.back())) {
-      text.remove_suffix(1);
-    }
-    if (!isAlnum(text.front())) {
-      parseMatch(text);
-    } else if (startsWithWord(text, "if")) {
-      parseIf(text);
-    } else if (startsWithWord(text, "endif")) {
-      parseEndif(text);
-    } else {
-      error(0, "unrecognized request (expected /pattern/ result, if /pattern/ or endif)");
+  thread_local std::vector<re2::StringPiece> groups;
+  groups.assign(rule.maxGroup + 1, re2::StringPiece());
+  const re2::RE2& re = *patterns[rule.primary];
+  if (!re.Match(re2::StringPiece(key.data(), key.size()), 0, key.size(), re2::RE2::UNANCHORED,
+                groups.data(), static_cast<int>(groups.size()))) {
+    return m;  // cannot happen: the Set said it matched
+  }
+  for (const Segment& s : rule.result) {
+    if (s.group == 0) {
+      m.value += s.literal;
+    } else if (groups[s.group].data() != nullptr) {
+      m.value.append(groups[s.group].data(), groups[s.group].size());
     }
   }
-
-  void finish() {
-    for (auto it = ifStack_.rbegin(); it != ifStack_.rend(); ++it) {
-      diags_->warning(impl_->rules[*it].where, "IF has no matching ENDIF");
-    }
-  }
-
- private:
-  void error(size_t offset, std::string message) {
-    diags_->error(line_->locate(origin_, offset), std::move(message));
-  }
-  void warning(size_t offset, std::string message) {
-    diags_->warning(line_->locate(origin_, offset), std::move(message));
-  }
-
-  // dict_regexp_get_pat: negations, delimiter, body, flags. Returns false after an error.
-  bool getPattern(std::string_view text, size_t* pos, PatternSpec* spec) {
-    size_t p = *pos;
-    spec->positive = true;
-    for (; p < text.size(); ++p) {
-      if (text[p] == '!') {
-        spec->positive = !spec->positive;
-      } else if (!isSpace(text[p])) {
-        break;
-      }
-    }
-    if (p >= text.size()) {
-      error(p, "no regexp");
-      return false;
-    }
-    spec->delimOffset = p;
-    const char delim = text[p++];
-    const size_t start = p;
-    while (p < text.size()) {
-      if (text[p] == '\\') {
-        if (p + 1 < text.size()) {
-          ++p;
-        } else {
-          p = text.size();
-          break;
-        }
-      } else if (text[p] == delim) {
-        break;
-      }
-      ++p;
-    }
-    if (p >= text.size()) {
-      error(spec->delimOffset, std::string("no closing regexp delimiter \"") + delim + "\"");
-      return false;
-    }
-    spec->body = std::string(text.substr(start, p - start));
-    ++p;
-    const size_t flagsStart = p;
-    const std::string_view allowed = options_.dialect == RegexpDialect::kPosix ? "imx" : "imsxAEUX";
-    while (p < text.size() && !isSpace(text[p]) && text[p] != '!') {
-      if (allowed.find(text[p]) == std::string_view::npos) {
-        error(p, std::string("unknown regexp option \"") + text[p] + "\"");
-        return false;
-      }
-      ++p;
-    }
-    spec->flags = std::string(text.substr(flagsStart, p - flagsStart));
-    *pos = p;
-    return true;
-  }
-
-  // Compiles one pattern; returns its id, or -1 after an error.
-  int compilePattern(const PatternSpec& spec, int ruleIndex, bool positivePrimary) {
-    std::string prefix;
-    std::string body;
-    auto toggled = [&](char flag) {
-      return std::count(spec.flags.begin(), spec.flags.end(), flag) % 2 == 1;
-    };
-    if (options_.dialect == RegexpDialect::kPosix) {
-      if (toggled('x')) {
-        error(spec.delimOffset,
-              "flag \"x\" selects POSIX basic regular expressions, which are not supported: "
-              "write the pattern as an extended regular expression");
-        return -1;
-      }
-      const bool icase = !toggled('i');
-      const bool newline = toggled('m');
-      RegexpTranslation t = translatePosixToRe2(spec.body, newline);
-      if (!t.ok) {
-        error(spec.delimOffset + 1 + t.errorOffset, "invalid regular expression: " + t.error);
-        return -1;
-      }
-      prefix = std::string("(?") + (icase ? "i" : "") + (newline ? "m" : "s") + ")";
-      body = std::move(t.re2);
-    } else {
-      if (toggled('x')) {
-        error(spec.delimOffset, "flag \"x\" (PCRE extended syntax) is not supported by RE2");
-        return -1;
-      }
-      RegexpTranslation t = checkPcreForRe2(spec.body);
-      if (!t.ok) {
-        error(spec.delimOffset + 1 + t.errorOffset, "invalid regular expression: " + t.error);
-        return -1;
-      }
-      std::string f;
-      if (!toggled('i')) {
-        f += 'i';
-      }
-      if (toggled('m')) {
-        f += 'm';
-      }
-      if (toggled('s')) {
-        f += 's';
-      }
-      if (toggled('U')) {
-        f += 'U';
-      }
-      prefix = f.empty() ? std::string() : "(?" + f + ")";
-      body = toggled('A') ? "\\A(?:" + t.re2 + ")" : std::move(t.re2);
-    }
-    re2::RE2::Options ro;
-    ro.set_log_errors(false);
-    ro.set_max_mem(kPatternMaxMem);
-    ro.set_longest_match(options_.dialect == RegexpDialect::kPosix);
-    auto re = std::make_unique<re2::RE2>(prefix + body, ro);
-    if (!re->ok()) {
-      // Report RE2's message about the pattern as written, without our flag prefix.
-      re2::RE2 bare(body, ro);
-      error(spec.delimOffset, "invalid regular expression /" + spec.body +
-                                  "/: " + (bare.ok() ? re->error() : bare.error()));
-      return -1;
-    }
-    impl_->patterns.push_back(std::move(re));
-    impl_->patternRule.push_back(ruleIndex);
-    impl_->patternIsPositivePrimary.push_back(positivePrimary);
-    return static_cast<int>(impl_->patterns.size()) - 1;
-  }
-
-  // mac_parse(3) over the result text: $$, $name, ${name}, $(name); names must be numbers >= 1.
-  bool parseResult(std::string_view text, size_t base, std::vector<Segment>* out, int* maxGroup) {
-    std::string literal;
-    *maxGroup = 0;
-    size_t i = 0;
-    auto flush = [&]() {
-      if (!literal.empty()) {
-        out->push_back(Segment{std::move(literal), 0});
-        literal.clear();
-      }
-    };
-    while (i < text.size()) {
-      if (text[i] != '$') {
-        literal.push_back(text[i++]);
-        continue;
-      }
-      if (i + 1 < text.size() && text[i + 1] == '$') {
-        literal.push_back('$');
-        i += 2;
-        continue;
-      }
-      std::string name;
-      const size_t dollar = i;
-      if (i + 1 < text.size() && (text[i + 1] == '{' || text[i + 1] == '(')) {
-        const char open = text[i + 1];
-        const char close = open == '{' ? '}' : ')';
-        int depth = 1;
-        size_t j = i + 2;
-        for (; j < text.size(); ++j) {
-          if (text[j] == open) {
-            ++depth;
-          } else if (text[j] == close && --depth == 0) {
-            break;
-          }
-        }
-        if (j >= text.size()) {
-          error(base + dollar, std::string("bad replacement syntax: unbalanced \"") + open + "\"");
-          return false;
-        }
-        name = std::string(text.substr(i + 2, j - (i + 2)));
-        i = j + 1;
-      } else {
-        size_t j = i + 1;
-        while (j < text.size() && (isAlnum(text[j]) || text[j] == '_')) {
-          ++j;
-        }
-        if (j == i + 1) {
-          error(base + dollar,
-                "bad replacement syntax: empty macro name: \"" + std::string(text) + "\"");
-          return false;
-        }
-        name = std::string(text.substr(i + 1, j - (i + 1)));
-        i = j;
-      }
-      if (name.empty() ||
-          !std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-        error(base + dollar,
-              "bad replacement syntax: non-numeric replacement index \"" + name + "\"");
-        return false;
-      }
-      const long n = name.size() > 6 ? 1000000 : std::stol(name);
-      if (n < 1) {
-        error(base + dollar,
-              "bad replacement syntax: out-of-range replacement index \"" + name + "\"");
-        return false;
-      }
-      flush();
-      out->push_back(Segment{std::string(), static_cast<int>(n)});
-      *maxGroup = std::max(*maxGroup, static_cast<int>(n));
-    }
-    flush();
-    return true;
-  }
-
-  void parseMatch(std::string_view text) {
-    size_t p = 0;
-    PatternSpec first;
-    PatternSpec second;
-    bool haveSecond = false;
-    if (!getPattern(text, &p, &first)) {
-      return;
-    }
-    if (p < text.size() && text[p] == '!') {
-      if (!getPattern(text, &p, &second)) {
-        return;
-      }
-      haveSecond = true;
-    }
-    while (p < text.size() && isSpace(text[p])) {
-      ++p;
-    }
-    RegexpTable::Impl::Rule rule;
-    rule.op = RegexpTable::Impl::Rule::Op::kMatch;
-    rule.where = line_->locate(origin_, 0);
-    rule.parent = ifStack_.empty() ? -1 : ifStack_.back();
-    rule.resultWhere = line_->locate(origin_, p < text.size() ? p : 0);
-    rule.resultText = std::string(text.substr(std::min(p, text.size())));
-    if (p >= text.size()) {
-      warning(0, "no replacement text: using empty string");
-    } else if (!parseResult(text.substr(p), p, &rule.result, &rule.maxGroup)) {
-      return;
-    }
-    if (rule.maxGroup > 0 && !first.positive) {
-      error(p, "$number found in negative match replacement text");
-      return;
-    }
-    if (rule.maxGroup > 0 && !options_.allowSubstitution) {
-      error(p, "regular expression substitution is not allowed in this table");
-      return;
-    }
-    const int index = static_cast<int>(impl_->rules.size());
-    rule.primary = compilePattern(first, index, first.positive);
-    if (rule.primary < 0) {
-      return;
-    }
-    rule.primaryPositive = first.positive;
-    const int groups = impl_->patterns[rule.primary]->NumberOfCapturingGroups();
-    if (rule.maxGroup > groups) {
-      error(p, "out of range replacement index \"" + std::to_string(rule.maxGroup) +
-                   "\": the pattern has " + std::to_string(groups) + " group" +
-                   (groups == 1 ? "" : "s"));
-      return;
-    }
-    if (haveSecond) {
-      rule.secondary = compilePattern(second, index, false);
-      if (rule.secondary < 0) {
-        return;
-      }
-      rule.secondaryPositive = second.positive;
-    }
-    if (!rule.primaryPositive) {
-      impl_->negatedRules.push_back(index);
-    }
-    impl_->matchRules.push_back(index);
-    impl_->rules.push_back(std::move(rule));
-  }
-
-  void parseIf(std::string_view text) {
-    size_t p = 2;
-    while (p < text.size() && isSpace(text[p])) {
-      ++p;
-    }
-    PatternSpec spec;
-    if (!getPattern(text, &p, &spec)) {
-      return;
-    }
-    while (p < text.size() && isSpace(text[p])) {
-      ++p;
-    }
-    if (p < text.size()) {
-      warning(p, "ignoring extra text after IF statement: \"" + std::string(text.substr(p)) + "\"");
-      warning(p, "do not prepend whitespace to statements between IF and ENDIF");
-    }
-    RegexpTable::Impl::Rule rule;
-    rule.op = RegexpTable::Impl::Rule::Op::kIf;
-    rule.where = line_->locate(origin_, 0);
-    rule.parent = ifStack_.empty() ? -1 : ifStack_.back();
-    const int index = static_cast<int>(impl_->rules.size());
-    rule.primary = compilePattern(spec, index, false);
-    if (rule.primary < 0) {
-      // Keep the nesting right so later ENDIFs pair up; the table is refused anyway.
-      rule.primary = -1;
-    }
-    rule.primaryPositive = spec.positive;
-    impl_->rules.push_back(std::move(rule));
-    ifStack_.push_back(index);
-  }
-
-  void parseEndif(std::string_view text) {
-    if (ifStack_.empty()) {
-      warning(0, "ignoring ENDIF without matching IF");
-      return;
-    }
-    size_t p = 5;
-    while (p < text.size() && isSpace(text[p])) {
-      ++p;
-    }
-    if (p < text.size()) {
-      warning(p, "ignoring extra text after ENDIF");
-    }
-    ifStack_.pop_back();
-  }
-
-  const SourceLocation& origin_;
-  const RegexpTable::Options& options_;
-  Diagnostics* diags_;
-  RegexpTable::Impl* impl_;
-  const LogicalLine* line_ = nullptr;
-  std::vector<int> ifStack_;
-};
-
-}  // namespace
+  return m;
+}
 
 RegexpTable::RegexpTable(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 RegexpTable::~RegexpTable() = default;
@@ -538,11 +120,7 @@ std::unique_ptr<RegexpTable> RegexpTable::parse(std::string_view text, const Sou
   Diagnostics local;
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  Parser parser(origin, options, &local, impl.get());
-  for (const LogicalLine& line : readLogicalLines(text, origin, &local)) {
-    parser.parseLine(line);
-  }
-  parser.finish();
+  parseRegexpRules(text, origin, options, &local, impl.get());
   const bool failed = local.hasErrors();
   if (diags != nullptr) {
     diags->append(local);

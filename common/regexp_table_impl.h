@@ -1,0 +1,70 @@
+// regexp_table_impl.h: the compiled form of a regexp_table(5)/pcre_table(5) table, shared by
+// its two halves inside common/: regexp_table_parser.cc turns the table text into rules and RE2
+// patterns (Postfix's dict_regexp.c syntax), regexp_table.cc matches keys against them (one
+// RE2::Set for the whole table, IF/ENDIF guards, $n expansion). Not part of the public API.
+#pragma once
+
+#include <re2/re2.h>
+#include <re2/set.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/diagnostics.h"
+#include "common/regexp_table.h"
+
+namespace relaykit {
+
+struct RegexpTable::Impl {
+  // One piece of a result: literal text, or the text of capture group `group` (> 0).
+  struct Segment {
+    std::string literal;
+    int group = 0;
+  };
+
+  struct Rule {
+    enum class Op { kMatch, kIf };
+    Op op = Op::kMatch;
+    SourceLocation where;
+    SourceLocation resultWhere;
+    std::string resultText;
+    int parent = -1;   // innermost enclosing IF (index into rules)
+    int primary = -1;  // pattern id: the match pattern, or the IF condition
+    bool primaryPositive = true;
+    int secondary = -1;  // "/p1/!/p2/": the second pattern
+    bool secondaryPositive = true;
+    std::vector<Segment> result;
+    int maxGroup = 0;
+  };
+
+  Options options;
+  std::vector<Rule> rules;
+  std::vector<std::unique_ptr<re2::RE2>> patterns;
+  std::vector<int> patternRule;                // pattern id -> rule index
+  std::vector<bool> patternIsPositivePrimary;  // pattern id -> candidate when it matches
+  std::vector<int> negatedRules;               // match rules whose primary pattern is negated
+  std::vector<int> matchRules;                 // all match rules, in order
+  std::unique_ptr<re2::RE2::Set> set;          // all patterns; null when unusable
+
+  // The first rule (in table order) whose patterns and enclosing IFs hold for `key`; -1 when
+  // none. winner() asks the Set which patterns match; winnerLinear() tries rule by rule.
+  int winner(std::string_view key) const;
+  int winnerLinear(std::string_view key) const;
+  // Rule r's result for `key`, $n expanded; nullopt when r < 0.
+  std::optional<Match> expand(int r, std::string_view key) const;
+
+ private:
+  template <typename Matched>
+  int findWinner(const std::vector<int>& candidates, Matched&& matched) const;
+};
+
+// Adds the rules and patterns of `text` to *impl (not the Set), reporting every problem into
+// *diags. The caller refuses the table when diags has errors.
+void parseRegexpRules(std::string_view text, const SourceLocation& origin,
+                      const RegexpTable::Options& options, Diagnostics* diags,
+                      RegexpTable::Impl* impl);
+
+}  // namespace relaykit
