@@ -1,8 +1,7 @@
 // admin_protocol.cc: the `relaykit limits` <-> relaykit-policyd line protocol (see the header).
 #include "policyd/admin_protocol.h"
 
-#include <charconv>
-
+#include "common/yaml_util.h"
 #include "policyd/memory_store.h"
 
 namespace relaykit::policy {
@@ -28,9 +27,12 @@ std::vector<std::string_view> words(std::string_view line) {
 }
 
 bool toInt(std::string_view text, std::int64_t* value) {
-  const char* end = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), end, *value);
-  return ec == std::errc() && ptr == end && !text.empty();
+  StatusOr<std::int64_t> n = parseInteger(text);  // common/yaml_util.h: strict, no overflow
+  if (!n.isOk()) {
+    return false;
+  }
+  *value = *n;
+  return true;
 }
 
 // "A/B/C..." into exactly `n` integers.

@@ -54,6 +54,12 @@ def try_send(port, i):
 
 
 class MilterResilienceTest(MilterTestCase):
+    def reload(self, milter, body, logged):
+        """Writes a new config for the (inet) milter, SIGHUPs it, waits for `logged` in its log."""
+        self.write_config(body, "inet:127.0.0.1:%d" % milter.port)
+        milter.hup()
+        harness.wait_until(lambda: logged in milter.stderr(), 10, logged)
+
     def assert_rewritten(self, msgs):
         for m in msgs:
             self.assertEqual(m.sender, "noreply@corp.com", m)
@@ -118,14 +124,10 @@ class MilterResilienceTest(MilterTestCase):
         new_body = SEED_MILTER.replace("/^X-Originating-IP:/      IGNORE",
                                        "/^X-Originating-IP:/      IGNORE\n  /^Subject:/ "
                                        "REPLACE Subject: reloaded")
-        self.write_config(new_body, "inet:127.0.0.1:%d" % milter.port)
-        milter.hup()
-        harness.wait_until(lambda: "reload: configuration" in milter.stderr(), 10, "reload")
+        self.reload(milter, new_body, "reload: configuration")
         self.assertTrue(try_send(pf.port, 2))
         # A bad config: refused, the reloaded one keeps serving.
-        self.write_config(new_body.replace("IGNORE", "FROB"), "inet:127.0.0.1:%d" % milter.port)
-        milter.hup()
-        harness.wait_until(lambda: "configuration refused" in milter.stderr(), 10, "refusal")
+        self.reload(milter, new_body.replace("IGNORE", "FROB"), "configuration refused")
         self.assertIn("unknown header_checks action \"FROB\"", milter.stderr())
         self.assertTrue(try_send(pf.port, 3))
         msgs = sink.messages(wait_for=3)
@@ -169,9 +171,7 @@ class MilterResilienceTest(MilterTestCase):
                                    "  - match: '^Subject:'\n    action: replace\n"
                                    "    with: 'Subject: from loopback'\n"
                                    "    when: {client: [127.0.0.0/8]}\n")
-        self.write_config(body, "inet:127.0.0.1:%d" % milter.port)
-        milter.hup()
-        harness.wait_until(lambda: "reload: configuration" in milter.stderr(), 10, "reload")
+        self.reload(milter, body, "reload: configuration")
         self.assertTrue(try_send(pf.port, 2))
         msgs = sink.messages(wait_for=2)
         self.assertEqual(sorted(m.header("Subject") for m in msgs), ["from loopback", "msg 1"])
