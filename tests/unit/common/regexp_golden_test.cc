@@ -112,21 +112,30 @@ std::string answer(const RegexpTable& t, const std::string& key) {
   return m ? m->value : "NOTFOUND";
 }
 
+// A new temporary file holding `text`; its path, or "" when it cannot be created.
+std::string tempFileWith(const std::string& text) {
+  char path[] = "/tmp/relaykit_table_XXXXXX";
+  const int fd = mkstemp(path);
+  if (fd < 0) {
+    return "";
+  }
+  close(fd);
+  std::ofstream(path) << text;
+  return path;
+}
+
 // Writes `text` to a temporary regexp table, parses it and asks the real postmap for every key:
 // each answer must be the same. *compared counts the keys compared.
 void expectAgreesWithPostmap(const std::string& text, const std::vector<std::string>& keys,
                              int* compared) {
-  char path[] = "/tmp/relaykit_regexp_XXXXXX";
-  const int fd = mkstemp(path);
-  ASSERT_GE(fd, 0);
-  close(fd);
-  std::ofstream(path) << text;
+  const std::string path = tempFileWith(text);
+  ASSERT_FALSE(path.empty());
   Diagnostics d;
   auto table = RegexpTable::parse(text, {path, 1, 0}, {RegexpDialect::kPosix, true}, &d);
   ASSERT_NE(table, nullptr) << d.formatAll();
   std::map<std::string, std::string> real;
   ASSERT_TRUE(runPostmap(path, keys, &real));
-  unlink(path);
+  unlink(path.c_str());
   for (const auto& key : keys) {
     const auto it = real.find(key);
     EXPECT_EQ(answer(*table, key), it == real.end() ? "NOTFOUND" : it->second)
@@ -273,11 +282,8 @@ TEST(PostmapSourceTest, AgreesWithPostmapTexthash) {
       "\"open val\n"
       "key: colon\n"
       "@Domain.Example  @other.example\n";
-  char path[] = "/tmp/relaykit_texthash_XXXXXX";
-  const int fd = mkstemp(path);
-  ASSERT_GE(fd, 0);
-  close(fd);
-  std::ofstream(path) << text;
+  const std::string path = tempFileWith(text);
+  ASSERT_FALSE(path.empty());
   Diagnostics d;
   const auto entries = parsePostmapSource(text, {path, 1, 0}, &d);
   IndexedSource source("texthash", entries);
@@ -293,7 +299,7 @@ TEST(PostmapSourceTest, AgreesWithPostmapTexthash) {
   struct utimbuf old;
   old.actime = old.modtime = time(nullptr) - 10;
   utime(conf.c_str(), &old);
-  utime(path, &old);
+  utime(path.c_str(), &old);
   for (const auto& key : keys) {
     const std::string cmd = std::string(kPostmap) + " -c " + confDir + " -q '" + key +
                             "' texthash:" + path + " 2>/dev/null";
@@ -314,7 +320,7 @@ TEST(PostmapSourceTest, AgreesWithPostmapTexthash) {
   }
   unlink(conf.c_str());
   rmdir(confDir);
-  unlink(path);
+  unlink(path.c_str());
   for (const auto& key : keys) {
     const LookupResult r = source.lookup(key);
     const auto it = real.find(key);
