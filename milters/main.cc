@@ -203,6 +203,7 @@ int run(int argc, char** argv) {
 
   std::string spec = libmilterSpec(endpoint);
   setSessionTimeout(kMilterTimeoutSeconds);
+  setSessionLimit(config->maxSessions);
   if (smfi_setconn(const_cast<char*>(spec.c_str())) != MI_SUCCESS ||
       smfi_settimeout(kMilterTimeoutSeconds) != MI_SUCCESS ||
       smfi_register(*milterDescription()) != MI_SUCCESS) {

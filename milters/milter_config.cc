@@ -323,7 +323,9 @@ std::shared_ptr<const MilterConfig> parseMilterConfig(std::shared_ptr<const Conf
   if (node && !node.IsNull()) {
     r.checkMap(node, "milter",
                allowedKeysWithDaemonKeys({"on_error", "header_checks", "header_checks_file",
-                                          "header_rules", "rewrite_from", "rewrite_sender"}));
+                                          "header_rules", "rewrite_from", "rewrite_sender",
+                                          "max_sessions"}));
+    r.getInt(node, "max_sessions", &out->maxSessions, 1, kMaxMilterSessionsLimit);
     std::string onError = "tempfail";
     if (r.getString(node, "on_error", &onError)) {
       if (onError == "tempfail") {

@@ -27,12 +27,18 @@
 
 namespace relaykit::milter {
 
+inline constexpr int kDefaultMilterSessions = 1024;
+inline constexpr int kMaxMilterSessionsLimit = 65536;
+
 enum class OnError { kTempfail, kAccept };
 
 struct MilterConfig {
   std::shared_ptr<const Config> base;  // tables, postfix settings, daemon keys
   DaemonSettings daemon;
   OnError onError = OnError::kTempfail;
+  // milter.max_sessions: Postfix connections served at once (one thread each); more wait their
+  // turn. Read at start-up only (a change needs a restart).
+  int maxSessions = kDefaultMilterSessions;
   std::shared_ptr<const HeaderRuleSet> rules;  // never null (may be empty)
   std::shared_ptr<const Table> fromTable;      // rewrite_from; null when off
   std::vector<std::string> fromHeaders;        // default: From

@@ -14,7 +14,9 @@
 // session ends. Built for the pool, the engine returns MI_CONTINUE whenever no command is waiting;
 // socket_wrap.cc makes that check block on our session threads (up to the session timeout), so
 // the engine returns only when the session ends or has been idle for the timeout. Threads that
-// finish a session wait (up to kIdleSeconds, at most kMaxIdleThreads of them) for the next one.
+// finish a session wait (up to kIdleWait, at most kMaxIdleThreads of them) for the next one. At
+// most milter.max_sessions threads exist; beyond that new sessions wait in a queue for the next
+// thread to finish (Postfix's own milter timeouts then decide, with milter_default_action).
 // When the wrapped libmilter has no pool (a build without _FFR_WORKERS_POOL), its listener never
 // calls mi_start_session and this file is simply unused.
 #include "milters/session_runner.h"
@@ -32,6 +34,7 @@
 
 #include "common/server/logging.h"
 #include "milters/milter_callbacks.h"
+#include "milters/milter_config.h"
 #include "milters/socket_wrap.h"
 
 extern "C" {
@@ -72,19 +75,30 @@ void serve(SMFICTX* ctx) {
 
 class Runner {
  public:
+  void setLimit(int sessions) {
+    std::lock_guard<std::mutex> lock(mu_);
+    limit_ = sessions;
+  }
+
   int start(SMFICTX* ctx) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (static_cast<int>(queue_.size()) < idle_) {
-        queue_.push_back(ctx);
+      if (static_cast<int>(queue_.size()) < idle_ || threads_ >= limit_) {
+        queue_.push_back(ctx);  // an idle thread takes it, or the next one to finish a session
         cv_.notify_one();
+        if (threads_ >= limit_) {
+          warnFull();
+        }
         return MI_SUCCESS;
       }
+      ++threads_;
     }
     try {
       std::thread([this, ctx] { loop(ctx); }).detach();
       return MI_SUCCESS;
     } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(mu_);
+      --threads_;
       logError(std::string("cannot start a session thread: ") + e.what());
       return MI_FAILURE;  // libmilter's listener closes the connection: Postfix applies
                           // milter_default_action
@@ -96,24 +110,43 @@ class Runner {
     for (;;) {
       serve(ctx);
       std::unique_lock<std::mutex> lock(mu_);
-      if (idle_ >= kMaxIdleThreads) {
-        return;
-      }
-      ++idle_;
-      bool got = cv_.wait_for(lock, kIdleWait, [this] { return !queue_.empty(); });
-      --idle_;
-      if (!got) {
-        return;
+      if (queue_.empty()) {
+        if (idle_ >= kMaxIdleThreads) {
+          --threads_;
+          return;
+        }
+        ++idle_;
+        const bool got = cv_.wait_for(lock, kIdleWait, [this] { return !queue_.empty(); });
+        --idle_;
+        if (!got) {
+          --threads_;
+          return;
+        }
       }
       ctx = queue_.front();
       queue_.pop_front();
     }
   }
 
+  // Called with mu_ held; at most one line per kFullLogInterval.
+  void warnFull() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - lastFullLog_ >= kFullLogInterval) {
+      lastFullLog_ = now;
+      logWarning("milter: " + std::to_string(limit_) +
+                 " sessions busy (max_sessions): new Postfix connections wait; " +
+                 std::to_string(queue_.size()) + " waiting");
+    }
+  }
+
+  static constexpr auto kFullLogInterval = std::chrono::seconds(10);
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<SMFICTX*> queue_;
-  int idle_ = 0;
+  int idle_ = 0;     // threads waiting for a session
+  int threads_ = 0;  // session threads alive (serving or idle)
+  int limit_ = kDefaultMilterSessions;
+  std::chrono::steady_clock::time_point lastFullLog_{};
 };
 
 Runner& runner() {
@@ -125,6 +158,10 @@ Runner& runner() {
 
 void setSessionTimeout(int seconds) {
   gTimeoutSeconds.store(seconds);
+}
+
+void setSessionLimit(int sessions) {
+  runner().setLimit(sessions);
 }
 
 int activeSessions() {

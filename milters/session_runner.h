@@ -7,6 +7,9 @@ namespace relaykit::milter {
 // smfi_main.
 void setSessionTimeout(int seconds);
 
+// At most this many sessions are served at once (milter.max_sessions); call before smfi_main.
+void setSessionLimit(int sessions);
+
 // Sessions being served now (for tests and metrics).
 int activeSessions();
 

@@ -13,7 +13,8 @@
   the retry arrives rewritten; accept lets the message through unchanged.
 - Sessions (session_runner.cc, socket_wrap.cc): 30 concurrent SMTP sessions and connections that
   carry several messages each all get every message rewritten, and idle session threads stay
-  bounded.
+  bounded; with max_sessions: 2, eight concurrent SMTP sessions wait their turn and every
+  message still arrives rewritten, the milter never running more than two session threads.
 """
 
 import os
@@ -200,6 +201,29 @@ class MilterResilienceTest(MilterTestCase):
         # Idle session threads are kept for reuse, 64 at most; plus libmilter's and ours.
         self.assertLessEqual(threads, 64 + 10)
         self.assertTrue(milter.running())
+
+    def test_max_sessions(self):
+        sink, milter, pf = self.start_milter_stack("max_sessions: 2\n" + SEED_MILTER, unix=True)
+        source = subprocess.Popen(
+            ["/usr/sbin/smtp-source", "-s", "8", "-m", "40", "-l", "2000", "-f",
+             "root@relay.corp.local", "-t", "ops@example.com", "127.0.0.1:%d" % pf.port],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        most = 0
+        while source.poll() is None:
+            with open("/proc/%d/status" % milter.proc.pid) as f:
+                threads = int([ln for ln in f if ln.startswith("Threads:")][0].split()[1])
+            most = max(most, threads)
+            time.sleep(0.01)
+        self.assertEqual(source.returncode, 0, source.stderr.read())
+        msgs = sink.messages(wait_for=40, timeout=120)
+        self.assertEqual(len(msgs), 40)
+        for m in msgs:
+            self.assertEqual(m.sender, "noreply@corp.com")
+        self.assertIn("sessions busy (max_sessions)", milter.stderr())
+        # Two session threads plus libmilter's own (listener, signal thread, its idle pool of
+        # two and its controller) and relaykit's signal thread: far below the eight sessions'
+        # worth a thread each would need on top.
+        self.assertLessEqual(most, 2 + 6, "threads seen: %d" % most)
 
     def test_sigterm_stops_fast(self):
         sink, milter, pf = self.start_milter_stack()

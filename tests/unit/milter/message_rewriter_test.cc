@@ -337,6 +337,23 @@ TEST(MilterConfigTest, ReportsEveryProblemWithLocation) {
   }
 }
 
+TEST(MilterConfigTest, MaxSessions) {
+  auto mc = load("  max_sessions: 8\n");
+  ASSERT_TRUE(mc);
+  EXPECT_EQ(mc->maxSessions, 8);
+  EXPECT_EQ(load("  on_error: accept\n")->maxSessions, kDefaultMilterSessions);
+  const std::pair<const char*, const char*> bad[] = {
+      {"0", "value 0 out of range (1..65536)"},
+      {"-3", "value -3 out of range (1..65536)"},
+      {"many", "expected an integer, got \"many\""},
+      {"65537", "value 65537 out of range (1..65536)"}};
+  for (const auto& [value, message] : bad) {
+    std::string errors;
+    EXPECT_FALSE(load(std::string("  max_sessions: ") + value + "\n", &errors)) << value;
+    EXPECT_NE(errors.find(message), std::string::npos) << errors;
+  }
+}
+
 TEST(MilterConfigTest, HeaderChecksFromAFile) {
   std::string path = ::testing::TempDir() + "/relaykit_header_checks";
   {
