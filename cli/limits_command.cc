@@ -153,8 +153,9 @@ int run(const LimitsOptions& opt, bool reset) {
 
 void addLimitsCommand(CLI::App& app, int* exitCode) {
   auto opt = std::make_shared<LimitsOptions>();
-  CLI::App* limits =
-      app.add_subcommand("limits", "Inspect or reset rate-limit counters (Redis store)");
+  CLI::App* limits = app.add_subcommand("limits",
+                                        "inspect or reset rate-limit counters (Redis store, or the "
+                                        "memory store through policy.admin_socket)");
   limits->add_option("-c,--config", opt->configPath, "Configuration file");
   limits->require_subcommand(1);
   auto addCommon = [opt](CLI::App* sub) {

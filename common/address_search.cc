@@ -10,7 +10,17 @@ namespace {
 constexpr std::string_view kNullSender = "<>";
 constexpr std::string_view kTransportWildcard = "*";
 
+// mail_addr_find(3)'s test: myorigin as is, then resolve_local(3) (one trailing dot stripped).
 bool isLocalDomain(std::string_view domain, const PostfixSettings& postfix) {
+  if (!postfix.myorigin.empty() && equalsIgnoreCase(domain, postfix.myorigin)) {
+    return true;
+  }
+  if (!domain.empty() && domain.back() == '.') {
+    domain.remove_suffix(1);
+  }
+  if (domain.empty() || domain.back() == '.') {
+    return false;
+  }
   for (const std::string& d : postfix.localDomains) {
     if (equalsIgnoreCase(domain, d)) {
       return true;

@@ -18,7 +18,7 @@ constexpr int kMaxRedisDatabase = 65535;
 
 const std::vector<std::string> kTopLevelKeys = {"postfix", "tables", "socketmap",
                                                 "milter",  "policy", "redis"};
-const std::vector<std::string> kPostfixKeys = {"local_domains", "recipient_delimiter",
+const std::vector<std::string> kPostfixKeys = {"myorigin", "local_domains", "recipient_delimiter",
                                                "parent_domain_matches_subdomains"};
 const std::vector<std::string> kTableKeys = {"search", "propagate_unmatched_extensions", "sources"};
 const std::vector<std::string> kSourceKinds = {"entries", "regexp", "pcre", "file"};
@@ -32,6 +32,7 @@ void parsePostfix(const YamlReader& r, const YAML::Node& node, PostfixSettings* 
   if (!r.checkMap(node, "postfix", kPostfixKeys) && !node.IsMap()) {
     return;
   }
+  r.getString(node, "myorigin", &out->myorigin);
   r.getStringList(node, "local_domains", &out->localDomains);
   r.getString(node, "recipient_delimiter", &out->recipientDelimiter);
   r.getBool(node, "parent_domain_matches_subdomains", &out->parentDomainMatchesSubdomains);

@@ -132,6 +132,9 @@ std::unique_ptr<RegexpTable> RegexpTable::parse(std::string_view text, const Sou
     re2::RE2::Options so;
     so.set_log_errors(false);
     so.set_max_mem(kSetMaxMem);
+    if (options.dialect == RegexpDialect::kPosix) {
+      so.set_encoding(re2::RE2::Options::EncodingLatin1);  // as each pattern (parser)
+    }
     auto set = std::make_unique<re2::RE2::Set>(so, re2::RE2::UNANCHORED);
     bool ok = true;
     for (const auto& re : impl->patterns) {

@@ -149,7 +149,7 @@ class Parser {
       }
       const bool icase = !toggled('i');
       const bool newline = toggled('m');
-      RegexpTranslation t = translatePosixToRe2(spec.body, newline);
+      RegexpTranslation t = translatePosixToRe2(spec.body, newline, icase);
       if (!t.ok) {
         error(spec.delimOffset + 1 + t.errorOffset, "invalid regular expression: " + t.error);
         return -1;
@@ -186,6 +186,11 @@ class Parser {
     ro.set_log_errors(false);
     ro.set_max_mem(kPatternMaxMem);
     ro.set_longest_match(options_.dialect == RegexpDialect::kPosix);
+    if (options_.dialect == RegexpDialect::kPosix) {
+      // Postfix runs regcomp(3) in the C locale: every byte is one character (`.` matches
+      // Latin-1 and broken UTF-8 bytes alike) and case folding is ASCII only.
+      ro.set_encoding(re2::RE2::Options::EncodingLatin1);
+    }
     auto re = std::make_unique<re2::RE2>(prefix + body, ro);
     if (!re->ok()) {
       // Report RE2's message about the pattern as written, without our flag prefix.

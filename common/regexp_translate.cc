@@ -27,21 +27,58 @@ void appendLiteral(std::string* out, char c) {
   out->push_back(c);
 }
 
+// Appends one 8-bit byte outside a bracket expression as an atom of its own that is never
+// case-folded: RE2 runs these patterns as Latin-1, and in the C locale REG_ICASE folds ASCII
+// letters only (/\xe9/i must not match \xc9).
+void appendEightBit(std::string* out, char c) {
+  static const char kHex[] = "0123456789ABCDEF";
+  const unsigned char u = static_cast<unsigned char>(c);
+  out->append("(?-i:\\x");
+  out->push_back(kHex[u >> 4]);
+  out->push_back(kHex[u & 0xf]);
+  out->push_back(')');
+}
+
+// Adds to *variants the other ASCII case of every letter in lo..hi (REG_ICASE in the C locale).
+void appendCaseVariants(unsigned char lo, unsigned char hi, std::string* variants) {
+  for (unsigned c = lo; c <= hi; ++c) {
+    if (c >= 'a' && c <= 'z') {
+      variants->push_back(static_cast<char>(c - 'a' + 'A'));
+    } else if (c >= 'A' && c <= 'Z') {
+      variants->push_back(static_cast<char>(c - 'A' + 'a'));
+    }
+  }
+}
+
+// Appends one byte as a bracket-expression member in RE2 syntax.
+void appendBracketMember(std::string* out, char c) {
+  if (c == '\\' || c == '[' || c == ']' || c == '^' || c == '-') {
+    out->push_back('\\');  // literal in POSIX (where it can stand), an operator in RE2
+  }
+  out->push_back(c);
+}
+
 // Translates the bracket expression starting at posix[*pos] == '['; advances *pos past ']'.
-bool translateBracket(std::string_view posix, size_t* pos, bool newlineSensitive, std::string* out,
-                      RegexpTranslation* err) {
+// Under REG_ICASE (icase) RE2 in Latin-1 mode would also fold the Latin-1 letters of a class;
+// glibc in the C locale folds ASCII letters only. So a class holding an 8-bit byte is emitted
+// case-sensitively, with the other case of each of its ASCII letters added explicitly.
+bool translateBracket(std::string_view posix, size_t* pos, bool newlineSensitive, bool icase,
+                      std::string* out, RegexpTranslation* err) {
   const size_t open = *pos;
   size_t j = open + 1;
-  out->push_back('[');
+  std::string members;   // the class body in RE2 syntax, without "[" "^" "]"
+  std::string variants;  // other-case ASCII letters, used only when the class is case-sensitive
+  bool eightBit = false;
+  bool negated = false;
   if (j < posix.size() && posix[j] == '^') {
-    out->push_back('^');
+    negated = true;
     if (newlineSensitive) {
-      out->append("\\n");
+      members.append("\\n");
     }
     ++j;
   }
   if (j < posix.size() && posix[j] == ']') {
-    out->append("\\]");
+    members.append("\\]");
     ++j;
   }
   for (;;) {
@@ -54,6 +91,9 @@ bool translateBracket(std::string_view posix, size_t* pos, bool newlineSensitive
       ++j;
       break;
     }
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      eightBit = true;
+    }
     if (c == '[' && j + 1 < posix.size() &&
         (posix[j + 1] == ':' || posix[j + 1] == '=' || posix[j + 1] == '.')) {
       const char kind = posix[j + 1];
@@ -65,11 +105,19 @@ bool translateBracket(std::string_view posix, size_t* pos, bool newlineSensitive
       }
       const std::string_view inner = posix.substr(j + 2, end - (j + 2));
       if (kind == ':') {
-        out->append("[:");
-        out->append(inner);
-        out->append(":]");
+        members.append("[:");
+        members.append(inner);
+        members.append(":]");
+        if (inner == "upper") {
+          variants.append("[:lower:]");
+        } else if (inner == "lower") {
+          variants.append("[:upper:]");
+        }
       } else if (inner.size() == 1) {
-        appendLiteral(out, inner[0]);
+        appendLiteral(&members, inner[0]);
+        appendCaseVariants(static_cast<unsigned char>(inner[0]),
+                           static_cast<unsigned char>(inner[0]), &variants);
+        eightBit = eightBit || static_cast<unsigned char>(inner[0]) >= 0x80;
       } else {
         *err = fail(std::string("collating element [") + kind + std::string(inner) + kind +
                         "] is not supported by RE2",
@@ -79,25 +127,51 @@ bool translateBracket(std::string_view posix, size_t* pos, bool newlineSensitive
       j = end + 2;
       continue;
     }
+    if (c != '[' && j + 2 < posix.size() && posix[j + 1] == '-' && posix[j + 2] != ']' &&
+        posix[j + 2] != '[') {
+      // A range lo-hi of plain bytes.
+      const char hi = posix[j + 2];
+      eightBit = eightBit || static_cast<unsigned char>(hi) >= 0x80;
+      appendBracketMember(&members, c);
+      members.push_back('-');
+      appendBracketMember(&members, hi);
+      appendCaseVariants(static_cast<unsigned char>(c), static_cast<unsigned char>(hi), &variants);
+      j += 3;
+      continue;
+    }
     if (c == '\\' || c == '[') {
-      out->push_back('\\');  // literal in POSIX, an escape (or class start) in RE2
-      out->push_back(c);
+      members.push_back('\\');  // literal in POSIX, an escape (or class start) in RE2
+      members.push_back(c);
       ++j;
       continue;
     }
-    out->push_back(c);
+    members.push_back(c);
+    appendCaseVariants(static_cast<unsigned char>(c), static_cast<unsigned char>(c), &variants);
     ++j;
   }
-  out->push_back(']');
+  const bool explicitCase = icase && eightBit;
+  out->append(explicitCase ? "(?-i:[" : "[");
+  if (negated) {
+    out->push_back('^');
+  }
+  out->append(members);
+  if (explicitCase) {
+    out->append(variants);
+    out->append("])");
+  } else {
+    out->push_back(']');
+  }
   *pos = j;
   return true;
 }
 
 }  // namespace
 
-RegexpTranslation translatePosixToRe2(std::string_view posix, bool newlineSensitive) {
+RegexpTranslation translatePosixToRe2(std::string_view posix, bool newlineSensitive,
+                                      bool caseInsensitive) {
   std::string out;
   out.reserve(posix.size() + 8);
+  size_t lastQuantifier = std::string::npos;  // where in `out` the last *, + or ? went
   size_t i = 0;
   while (i < posix.size()) {
     const char c = posix[i];
@@ -120,12 +194,16 @@ RegexpTranslation translatePosixToRe2(std::string_view posix, bool newlineSensit
         case '\'':
           out.append("\\z");
           break;
+        case 's':
+          out.append("[\\t\\n\\v\\f\\r ]");  // GNU \s is [[:space:]]; RE2's \s lacks \v
+          break;
+        case 'S':
+          out.append("[^\\t\\n\\v\\f\\r ]");
+          break;
         case 'b':
         case 'B':
         case 'w':
         case 'W':
-        case 's':
-        case 'S':
           out.push_back('\\');
           out.push_back(d);
           break;
@@ -135,7 +213,11 @@ RegexpTranslation translatePosixToRe2(std::string_view posix, bool newlineSensit
                             " has no defined meaning in a POSIX regular expression",
                         i);
           }
-          appendLiteral(&out, d);
+          if (static_cast<unsigned char>(d) >= 0x80) {
+            appendEightBit(&out, d);
+          } else {
+            appendLiteral(&out, d);
+          }
           break;
       }
       i += 2;
@@ -143,7 +225,7 @@ RegexpTranslation translatePosixToRe2(std::string_view posix, bool newlineSensit
     }
     if (c == '[') {
       RegexpTranslation err;
-      if (!translateBracket(posix, &i, newlineSensitive, &out, &err)) {
+      if (!translateBracket(posix, &i, newlineSensitive, caseInsensitive, &out, &err)) {
         return err;
       }
       continue;
@@ -151,8 +233,31 @@ RegexpTranslation translatePosixToRe2(std::string_view posix, bool newlineSensit
     if (c == '(' && i + 1 < posix.size() && posix[i + 1] == '?') {
       return fail("\"(?\" is not valid in a POSIX regular expression", i);
     }
+    if (c == '*' || c == '+' || c == '?') {
+      if (i > 0 && posix[i - 1] == '^' && (i == 1 || posix[i - 2] != '\\')) {
+        // glibc refuses a repeated anchor ("^*"); RE2 would accept it.
+        return fail("invalid preceding regular expression", i);
+      }
+      if (lastQuantifier != std::string::npos && lastQuantifier + 1 == out.size()) {
+        // glibc takes stacked operators ("a**", "a+?"): the same as one operator, which RE2
+        // needs ("a*?" would even mean a non-greedy a* there).
+        char& q = out[lastQuantifier];
+        q = q == c && c != '*' ? c : '*';
+        ++i;
+        continue;
+      }
+      lastQuantifier = out.size();
+      out.push_back(c);
+      ++i;
+      continue;
+    }
     if (c == '{' && i + 1 < posix.size() && posix[i + 1] == ',') {
       out.append("{0");  // glibc reads {,n} as {0,n}
+      ++i;
+      continue;
+    }
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      appendEightBit(&out, c);
       ++i;
       continue;
     }

@@ -4,11 +4,15 @@
 // What changes: a backslash inside a bracket expression is literal in POSIX ([\] is a class of
 // one backslash); GNU's \< and \> become \b; \` and \' become \A and \z; {,n} becomes {0,n};
 // [=c=] and [.c.] of one character become that character; under REG_NEWLINE (the `m` flag) a
-// non-matching list [^...] also excludes newline. What is refused, with a message naming the
-// construct: back-references (\1..\9, RE2 has none), escapes of letters or digits whose POSIX
-// meaning is undefined (\d, \n: glibc matches neither the letter nor what Perl means),
-// multi-character collating elements, "(?" (an error in POSIX too), a trailing backslash and an
-// unterminated bracket expression. Everything else is left for RE2 to compile and judge.
+// non-matching list [^...] also excludes newline; \s and \S become explicit [[:space:]] sets (RE2's
+// \s lacks \v); an 8-bit byte outside brackets becomes a case-sensitive \xHH atom (the result is
+// for RE2's Latin-1 mode: one byte is one character, as for regcomp in the C locale); under
+// REG_ICASE a bracket expression holding an 8-bit byte becomes a case-sensitive class with the
+// other case of its ASCII letters added (RE2 would fold Latin-1 letters too). What is refused, with
+// a message naming the construct: back-references (\1..\9, RE2 has none), escapes of letters or
+// digits whose POSIX meaning is undefined (\d, \n: glibc matches neither the letter nor what Perl
+// means), multi-character collating elements, "(?" (an error in POSIX too), a trailing backslash
+// and an unterminated bracket expression. Everything else is left for RE2 to compile and judge.
 #pragma once
 
 #include <string>
@@ -23,8 +27,10 @@ struct RegexpTranslation {
   size_t errorOffset = 0;  // byte offset into the POSIX pattern where the problem starts
 };
 
-// Translates one POSIX ERE. `newlineSensitive` is REG_NEWLINE (regexp_table's `m` flag).
-RegexpTranslation translatePosixToRe2(std::string_view posix, bool newlineSensitive);
+// Translates one POSIX ERE. `newlineSensitive` is REG_NEWLINE (regexp_table's `m` flag);
+// `caseInsensitive` is REG_ICASE (the pattern will run under RE2's (?i)).
+RegexpTranslation translatePosixToRe2(std::string_view posix, bool newlineSensitive,
+                                      bool caseInsensitive);
 
 // Checks a pcre_table(5) pattern for constructs RE2 lacks and reports them by name
 // (back-references); the pattern itself is already RE2 (Perl) syntax and is returned unchanged.

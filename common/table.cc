@@ -2,8 +2,8 @@
 // address_search.h), plus the factories for in-memory sources.
 //
 // An empty value never leaves a Table as Found: a source that answers "" (a regexp rule without
-// result text) ends the search as NotFound, because Postfix also stops at that rule and a
-// socketmap must not answer "OK " with empty data.
+// result text) ends the search with a temporary error, as Postfix's maps_find() does (and a
+// socketmap must not answer "OK " with empty data).
 #include "common/table.h"
 
 #include <unordered_map>
@@ -37,7 +37,8 @@ LookupResult Table::lookup(std::string_view key) const {
         return r;
       }
       if (r.value().empty()) {
-        return LookupResult::notFound();
+        return LookupResult::tempError(source->describe() + " lookup of \"" + form.key +
+                                       "\" returns an empty string result");
       }
       if (options_.search == SearchMode::kAddress) {
         return LookupResult::found(

@@ -20,8 +20,13 @@ namespace relaykit {
 
 // Mirrors the relay's main.cf where lookups depend on it (YAML section `postfix:`).
 struct PostfixSettings {
-  // myorigin + mydestination (+ [ip] forms of inet_interfaces if wanted), compared
-  // case-insensitively. Bare "user" keys are only tried for these domains.
+  // Bare "user" keys are only tried for local domains, decided as mail_addr_find(3) does:
+  // the domain equals myorigin (case-insensitively, as is), or resolve_local(3) accepts it:
+  // with ONE trailing dot stripped (a domain that is empty or still ends in '.' is never
+  // local) it equals one of localDomains (mydestination and the [ip] literals of
+  // inet_interfaces), case-insensitively. List myorigin under `myorigin` when it is not also
+  // in mydestination: "user@myorigin." is local only if myorigin is in mydestination.
+  std::string myorigin;
   std::vector<std::string> localDomains;
   // recipient_delimiter: a SET of characters; the first one found in the localpart splits.
   std::string recipientDelimiter;
@@ -66,9 +71,10 @@ class Table {
   // Full search for one key, exactly as Postfix would search its own tables with this key
   // (the key arrives as Postfix sends it to a socketmap: original case, external form).
   // Returns Found with a non-empty value, NotFound, or the first error from a source (which
-  // stops the search). A source answering "" (a regexp rule without result text) ends the
-  // search as NotFound: Postfix stops there too and refuses empty results ("empty string
-  // result is not allowed"). Key forms per mode: see address_search.h.
+  // stops the search). A source answering "" (a regexp rule without result text, or whose
+  // substitutions expand to nothing) ends the search with a TEMPORARY error: Postfix's
+  // maps_find() stops at that table too and fails the lookup with DICT_ERR_RETRY ("returns
+  // an empty string result"), so the mail is deferred. Key forms per mode: address_search.h.
   LookupResult lookup(std::string_view key) const;
 
   const std::string& name() const { return name_; }

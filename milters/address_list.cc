@@ -28,7 +28,13 @@ bool isWsp(char c) {
   return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-Status tokenize(std::string_view text, std::vector<Token>* out) {
+struct Range {
+  size_t begin;
+  size_t end;
+};
+
+// Splits `text` into tokens; comments are not tokens, their ranges go to `comments`.
+Status tokenize(std::string_view text, std::vector<Token>* out, std::vector<Range>* comments) {
   size_t i = 0;
   while (i < text.size()) {
     char c = text[i];
@@ -50,6 +56,7 @@ Status tokenize(std::string_view text, std::vector<Token>* out) {
         return Status::error("unterminated comment at offset " + std::to_string(start));
       }
       ++i;
+      comments->push_back({start, i});
     } else if (c == '"') {
       size_t start = i++;
       std::string value;
@@ -95,25 +102,33 @@ Status tokenize(std::string_view text, std::vector<Token>* out) {
   return Status::ok();
 }
 
-// Builds a mailbox from addr-spec tokens: word *("." word) ["@" domain].
-Status makeMailbox(std::string_view text, const std::vector<Token>& toks, size_t from, size_t to,
-                   Mailbox* box) {
+// Builds a mailbox from addr-spec tokens: word *("." word) ["@" domain]. Like Postfix, the last
+// '@' splits: "a@b@x" has the localpart "a@b".
+Status makeMailbox(std::string_view text, const std::vector<Token>& toks,
+                   const std::vector<Range>& comments, size_t from, size_t to, Mailbox* box) {
   if (from >= to) {
     return Status::error("empty address");
   }
+  size_t at = to;
+  for (size_t k = from; k < to; ++k) {
+    if (toks[k].special() == '@') {
+      at = k;
+    }
+  }
   size_t i = from;
   bool expectWord = true;
-  for (; i < to && toks[i].special() != '@'; ++i) {
+  for (; i < at; ++i) {
     const Token& t = toks[i];
-    if (expectWord ? !t.isWord() : t.special() != '.') {
+    bool separator = t.special() == '.' || t.special() == '@';
+    if (expectWord ? !t.isWord() : !separator) {
       // Tolerate obsolete "a..b" and trailing dots in localparts, which Postfix accepts too.
-      if (!(t.special() == '.' && expectWord)) {
+      if (!(separator && expectWord)) {
         return Status::error("unexpected \"" + t.value + "\" in address at offset " +
                              std::to_string(t.begin));
       }
     }
     box->localPart += t.value;
-    expectWord = t.special() == '.';
+    expectWord = separator;
   }
   if (i < to) {  // '@' domain
     ++i;
@@ -137,7 +152,11 @@ Status makeMailbox(std::string_view text, const std::vector<Token>& toks, size_t
   }
   box->specBegin = toks[from].begin;
   box->specEnd = toks[to - 1].end;
-  (void)text;
+  for (const Range& c : comments) {
+    if (c.begin > box->specBegin && c.end < box->specEnd) {
+      box->comments.emplace_back(text.substr(c.begin, c.end - c.begin));
+    }
+  }
   return Status::ok();
 }
 
@@ -180,7 +199,8 @@ StatusOr<std::vector<Mailbox>> parseAddressList(std::string_view text) {
                          " bytes");
   }
   std::vector<Token> toks;
-  Status st = tokenize(text, &toks);
+  std::vector<Range> comments;
+  Status st = tokenize(text, &toks, &comments);
   if (!st) {
     return st;
   }
@@ -207,9 +227,7 @@ StatusOr<std::vector<Mailbox>> parseAddressList(std::string_view text) {
       ++i;
       continue;
     }
-    if (delim == ';' && !inGroup) {
-      return Status::error("unexpected ';' at offset " + std::to_string(toks[i].begin));
-    }
+    // A ';' that closes no group separates like ',' (Postfix's parser ignores it too).
     if (delim == '<') {
       Mailbox box;
       box.angle = true;
@@ -237,7 +255,8 @@ StatusOr<std::vector<Mailbox>> parseAddressList(std::string_view text) {
                              std::to_string(toks[open].begin));
       }
       if (addrStart < i) {  // "<>" yields no mailbox
-        st = makeMailbox(text, toks, addrStart, i, &box);
+        box.routeBegin = toks[open + 1].begin;
+        st = makeMailbox(text, toks, comments, addrStart, i, &box);
         if (!st) {
           return st;
         }
@@ -246,21 +265,18 @@ StatusOr<std::vector<Mailbox>> parseAddressList(std::string_view text) {
       ++i;  // '>'
       if (i < toks.size()) {
         char s = toks[i].special();
-        if (s == ',') {
+        if (s == ',' || s == ';') {
+          inGroup = inGroup && s != ';';
           ++i;
-        } else if (s == ';' && inGroup) {
-          inGroup = false;
-          ++i;
-        } else {
-          return Status::error("unexpected \"" + toks[i].value + "\" after address at offset " +
-                               std::to_string(toks[i].begin));
         }
+        // Anything else starts the next address: Postfix adds the missing comma.
       }
     } else {
       if (start < i) {
         Mailbox box;
         box.group = inGroup ? group : std::string();
-        st = makeMailbox(text, toks, start, i, &box);
+        box.routeBegin = toks[start].begin;
+        st = makeMailbox(text, toks, comments, start, i, &box);
         if (!st) {
           return st;
         }
@@ -281,6 +297,75 @@ StatusOr<std::vector<Mailbox>> parseAddressList(std::string_view text) {
     return Status::error("group \"" + group + "\" not closed with ';'");
   }
   return result;
+}
+
+std::string replacementText(const Mailbox& box, std::string_view address) {
+  std::string out(address);
+  for (const std::string& c : box.comments) {
+    out += ' ';
+    out += c;
+  }
+  return out;
+}
+
+namespace {
+
+// Position of the first (or last) `c` outside quoted strings and domain literals, or npos.
+size_t findUnquoted(std::string_view s, char c, bool last) {
+  size_t found = std::string_view::npos;
+  bool quoted = false;
+  bool literal = false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char ch = s[i];
+    if (ch == '\\') {
+      ++i;
+    } else if (quoted) {
+      quoted = ch != '"';
+    } else if (literal) {
+      literal = ch != ']';
+    } else if (ch == '"') {
+      quoted = true;
+    } else if (ch == '[') {
+      literal = true;
+    } else if (ch == c) {
+      found = i;
+      if (!last) {
+        break;
+      }
+    }
+  }
+  return found;
+}
+
+}  // namespace
+
+std::string envelopeLookupKey(std::string_view sender, std::string_view myorigin) {
+  // smtpd hands cleanup the internal form, which cleanup quotes again: "a@b" becomes a@b.
+  std::string s = quoteLocalpart(unquoteLocalpart(sender));
+  if (!s.empty() && s.front() == '@') {  // source route "@a,@b:user@domain"
+    size_t colon = findUnquoted(s, ':', false);
+    if (colon != std::string::npos && colon + 1 < s.size()) {
+      s.erase(0, colon + 1);
+    }
+  }
+  if (findUnquoted(s, '@', true) == std::string::npos) {
+    size_t bang = findUnquoted(s, '!', false);
+    size_t percent = findUnquoted(s, '%', true);
+    if (bang != std::string::npos) {
+      s = s.substr(bang + 1) + "@" + s.substr(0, bang);
+    } else if (percent != std::string::npos) {
+      s[percent] = '@';
+    } else if (!myorigin.empty()) {
+      s += '@';
+      s += myorigin;
+    }
+  }
+  // One trailing dot, but not "..", "@." or a dot inside quotes.
+  if (s.size() >= 2 && s.back() == '.' && s[s.size() - 2] != '.' && s[s.size() - 2] != '@' &&
+      findUnquoted(s, '.', true) == s.size() - 1) {
+    s.pop_back();
+  }
+  return quoteLocalpart(unquoteLocalpart(s));
 }
 
 std::string spliceAddresses(std::string_view text, std::vector<AddressReplacement> replacements) {

@@ -7,6 +7,11 @@
 // keeps every other byte (display names, comments, folding) exactly as it was. A value that is not
 // a valid address list yields an error Status and must be left untouched by callers. Input longer
 // than kMaxAddressListBytes or with more than kMaxMailboxes mailboxes is refused.
+//
+// Where Postfix's own parser (tok822_parse) is lenient and still finds the address, so is this
+// one: "a@b@domain" has the localpart "a@b" (the last '@' splits, as Postfix internalizes it).
+// envelopeLookupKey() is what cleanup's local-context rewrite does to an envelope sender before
+// canonical(5) sees it.
 #pragma once
 
 #include <string>
@@ -27,7 +32,9 @@ struct Mailbox {
   std::string domain;       // as written, comments removed, trailing dot dropped; empty if none
   size_t specBegin = 0;     // [specBegin, specEnd) is the addr-spec in the parsed text
   size_t specEnd = 0;
-  bool angle = false;  // written as <addr-spec>
+  size_t routeBegin = 0;  // where an obsolete source route "@a,@b:" starts; specBegin if none
+  std::vector<std::string> comments;  // comments inside the addr-spec ("(c)"), in order
+  bool angle = false;                 // written as <addr-spec>
 
   // The address in Postfix's external form, as a socketmap key: the localpart quoted only when it
   // must be ("john doe"@x), then @domain. Just the localpart when there is no domain.
@@ -46,6 +53,20 @@ struct AddressReplacement {
   size_t specEnd = 0;
   std::string address;  // new addr-spec text
 };
+
+// The text that replaces [routeBegin, specEnd) of `box` when its address becomes `address`:
+// the new address, then each comment that was inside the addr-spec (" (c)"), as Postfix
+// re-externalizes a rewritten address (tok822 moves comments behind it). The obsolete source
+// route is dropped, as Postfix's rewriting does.
+std::string replacementText(const Mailbox& box, std::string_view address);
+
+// The key Postfix's canonical(5) lookup sees for envelope sender `sender` (as given in MAIL FROM,
+// angle brackets removed): smtpd unquotes it (so a bare "a@b" is a@b, domain b), then cleanup
+// rewrites it in the "local" context (trivial-rewrite): a source route "@a,@b:" is dropped; an
+// address without '@' becomes user@host for "host!user", user@host for "user%host", else
+// user@myorigin (when myorigin is not empty); one trailing dot after the domain is dropped; the
+// localpart is re-quoted as quote_822_local does. Never fails.
+std::string envelopeLookupKey(std::string_view sender, std::string_view myorigin);
 
 // Replaces the given addr-spec ranges of `text` (non-overlapping, any order).
 std::string spliceAddresses(std::string_view text, std::vector<AddressReplacement> replacements);

@@ -2,6 +2,7 @@
 #include "milters/edit_plan.h"
 
 #include <algorithm>
+#include <unordered_map>
 
 #include "common/address.h"
 
@@ -28,14 +29,15 @@ std::string normalizeNewlines(const std::string& value) {
 EditPlan buildEditPlan(const std::vector<HeaderSlot>& slots,
                        const std::vector<HeaderField>& appended, int insertOffset) {
   EditPlan plan;
+  // occurrences[n]: the 1-based index of slot n among the headers of its name (case-insensitive).
+  std::vector<int> occurrences(slots.size());
+  std::unordered_map<std::string, int> seen;
+  for (size_t n = 0; n < slots.size(); ++n) {
+    occurrences[n] = ++seen[toLowerAscii(slots[n].original.name)];
+  }
   for (size_t n = slots.size(); n-- > 0;) {
     const HeaderSlot& slot = slots[n];
-    int occurrence = 0;
-    for (size_t j = 0; j <= n; ++j) {
-      if (equalsIgnoreCase(slots[j].original.name, slot.original.name)) {
-        ++occurrence;
-      }
-    }
+    const int occurrence = occurrences[n];
     std::vector<HeaderField> inserts = slot.before;
     if (!slot.current) {
       plan.push_back({EditOp::Kind::kDeleteHeader, slot.original.name, occurrence, "", ""});

@@ -29,17 +29,23 @@ std::string trimLeft(std::string_view s) {
 }  // namespace
 
 bool isHeaderLine(std::string_view line) {
-  size_t colon = line.find(':');
-  if (colon == 0 || colon == std::string_view::npos) {
-    return false;
-  }
-  for (size_t i = 0; i < colon; ++i) {
+  // Postfix's is_header(3): printable ASCII up to the colon, then optionally blanks (the
+  // obsolete "Name :" form, RFC 822 section 3.4.2).
+  size_t i = 0;
+  while (i < line.size() && line[i] != ':') {
     unsigned char c = static_cast<unsigned char>(line[i]);
     if (c <= 32 || c >= 127) {
-      return false;
+      break;
     }
+    ++i;
   }
-  return true;
+  if (i == 0) {
+    return false;
+  }
+  while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) {
+    ++i;
+  }
+  return i < line.size() && line[i] == ':';
 }
 
 const char* actionName(ActionKind kind) {
@@ -85,6 +91,7 @@ StatusOr<Action> parseAction(std::string_view result) {
     action.kind = ActionKind::kDunno;
   } else if (name == "reject" || name == "discard" || name == "hold" || name == "filter" ||
              name == "redirect" || name == "bcc" || name == "defer" || name == "strip" ||
+             name == "pass" ||
              (name.size() == 3 && std::isdigit(static_cast<unsigned char>(name[0])))) {
     return Status::error("action \"" + std::string(result.substr(0, end)) +
                          "\" is not supported by relaykit-milter (supported: IGNORE, REPLACE, "

@@ -123,7 +123,8 @@ class HeaderRuleSet {
 std::string unfold(std::string_view text);
 
 // True for "Name: ..." with a non-empty field name of printable ASCII (RFC 5322 ftext) before the
-// colon: a header line, as opposed to a continuation or body line.
+// colon, optionally followed by blanks ("Name : ..."), as Postfix's is_header(3) decides: a header
+// line, as opposed to a continuation or body line.
 bool isHeaderLine(std::string_view line);
 
 // Expands $1, ${1}, $(1) and $$ in `with` from the groups of `re` matched against `text`.

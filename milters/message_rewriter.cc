@@ -2,7 +2,9 @@
 #include "milters/message_rewriter.h"
 
 #include <algorithm>
+#include <iterator>
 #include <map>
+#include <string_view>
 
 #include "common/address.h"
 #include "milters/address_list.h"
@@ -58,6 +60,35 @@ class AddressMapper {
   std::map<std::string, LookupResult> cache_;
 };
 
+// Postfix's message_drop_headers (default): cleanup(8) removes these primary headers, also one
+// that a header_checks REPLACE produces.
+constexpr std::string_view kDroppedHeaders[] = {"bcc", "content-length", "resent-bcc",
+                                                "return-path"};
+// MIME headers (header_opts.c HDR_OPT_MIME): cleanup copies these, and whatever REPLACE turns them
+// into, without looking at the result's name.
+constexpr std::string_view kMimeHeaders[] = {"content-description", "content-disposition",
+                                             "content-id",          "content-transfer-encoding",
+                                             "content-type",        "mime-version"};
+
+// A header name as header_opts_find() looks it up: lower case, trailing blanks removed.
+std::string headerKey(std::string_view name) {
+  while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) {
+    name.remove_suffix(1);
+  }
+  return toLowerAscii(name);
+}
+
+bool listedKey(const std::string_view* begin, const std::string_view* end, std::string_view name) {
+  return std::find(begin, end, headerKey(name)) != end;
+}
+
+// True when cleanup(8) drops the result of REPLACE on header `original`: the result is a
+// message_drop_headers header and the original is not a MIME header.
+bool replacementDropped(const std::string& original, const std::string& replacement) {
+  return listedKey(std::begin(kDroppedHeaders), std::end(kDroppedHeaders), replacement) &&
+         !listedKey(std::begin(kMimeHeaders), std::end(kMimeHeaders), original);
+}
+
 HeaderField splitHeaderLine(const std::string& line) {
   size_t colon = line.find(':');
   return HeaderField{line.substr(0, colon), line.substr(colon + 1)};
@@ -109,7 +140,8 @@ bool rewriteAddresses(AddressMapper* mapper, HeaderField* header, RewriteOutcome
       return false;
     }
     if (r.isFound()) {
-      replacements.push_back({box.specBegin, box.specEnd, r.value()});
+      // From the source route on (Postfix drops it), keeping comments from inside the addr-spec.
+      replacements.push_back({box.routeBegin, box.specEnd, replacementText(box, r.value())});
       if (!summary.empty()) {
         summary += ", ";
       }
@@ -148,7 +180,12 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
           break;
         case ActionKind::kReplace:
           slot.current = splitHeaderLine(a.text);
-          out.changes.push_back("header " + h.name + " replaced");
+          if (replacementDropped(h.name, slot.current->name)) {
+            slot.current.reset();  // as cleanup(8) does after a native REPLACE
+            out.changes.push_back("header " + h.name + " removed");
+          } else {
+            out.changes.push_back("header " + h.name + " replaced");
+          }
           break;
         case ActionKind::kPrepend: {
           HeaderField added = splitHeaderLine(a.text);
@@ -195,8 +232,18 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
   }
 
   if (config.senderTable && !envelope.sender.empty()) {
+    // Looked up as canonical(5) sees it after cleanup's local-context rewrite (postfix.myorigin,
+    // else the first of postfix.local_domains); when nothing matches, the sender is left to
+    // Postfix.
+    const PostfixSettings* postfix = config.base ? config.base->postfix.get() : nullptr;
+    std::string myorigin;
+    if (postfix) {
+      myorigin = !postfix->myorigin.empty()       ? postfix->myorigin
+                 : !postfix->localDomains.empty() ? postfix->localDomains.front()
+                                                  : std::string();
+    }
     AddressMapper mapper(*config.senderTable, kMaxCanonicalRounds);
-    LookupResult r = mapper.map(envelope.sender);
+    LookupResult r = mapper.map(envelopeLookupKey(envelope.sender, myorigin));
     if (r.isError()) {
       out.error = true;
       out.errorReason = "sender lookup for <" + envelope.sender + "> failed: " + r.reason();

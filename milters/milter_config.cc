@@ -9,7 +9,6 @@
 #include <iterator>
 
 #include "common/address.h"
-#include "common/logical_lines.h"
 #include "common/regexp_table.h"
 #include "common/yaml_util.h"
 
@@ -34,64 +33,19 @@ std::shared_ptr<const re2::RE2> compileRegexp(const YamlReader& r, const YAML::N
   return re;
 }
 
-// Where a header_checks line's result starts: after "!"? /pattern/flags [!/pattern/flags].
-// Returns npos for if/endif lines and lines it cannot split (RegexpTable reports those).
-size_t resultOffset(std::string_view line) {
-  size_t p = 0;
-  if (line.substr(0, 2) == "if" &&
-      (line.size() == 2 || line[2] == ' ' || line[2] == '\t' || line[2] == '/' || line[2] == '!')) {
-    return std::string_view::npos;
+// Checks every header_checks result that can be checked before expansion (results with $n are
+// checked after expansion, at run time), at the position of the result text.
+void validateHeaderChecks(const RegexpTable* table, Diagnostics* diags) {
+  if (table == nullptr) {
+    return;  // the table itself was refused; its errors are reported
   }
-  if (line.substr(0, 5) == "endif") {
-    return std::string_view::npos;
-  }
-  while (p < line.size()) {
-    if (line[p] == '!') {
-      ++p;
-    }
-    if (p >= line.size()) {
-      return std::string_view::npos;
-    }
-    char delim = line[p++];
-    while (p < line.size() && line[p] != delim) {
-      if (line[p] == '\\') {
-        ++p;
-      }
-      ++p;
-    }
-    if (p >= line.size()) {
-      return std::string_view::npos;
-    }
-    ++p;
-    while (p < line.size() && std::isalpha(static_cast<unsigned char>(line[p]))) {
-      ++p;
-    }
-    if (p < line.size() && line[p] == '!') {
-      continue;  // "/p1/!/p2/"
-    }
-    break;
-  }
-  while (p < line.size() && (line[p] == ' ' || line[p] == '\t')) {
-    ++p;
-  }
-  return p;
-}
-
-// Checks every header_checks result that can be checked before expansion.
-void validateHeaderChecks(const std::string& text, const SourceLocation& origin,
-                          Diagnostics* diags) {
-  for (const LogicalLine& line : readLogicalLines(text, origin, nullptr)) {
-    size_t at = resultOffset(line.text);
-    if (at == std::string_view::npos || at >= line.text.size()) {
+  for (const RegexpTable::RuleInfo& rule : table->rules()) {
+    if (rule.resultText.empty() || rule.resultText.find('$') != std::string::npos) {
       continue;
     }
-    std::string_view result = std::string_view(line.text).substr(at);
-    if (result.find('$') != std::string_view::npos) {
-      continue;  // checked after expansion, at run time
-    }
-    StatusOr<Action> action = parseAction(result);
+    StatusOr<Action> action = parseAction(rule.resultText);
     if (!action) {
-      diags->error(line.locate(origin, at), "header_checks: " + action.status().message());
+      diags->error(rule.resultWhere, "header_checks: " + action.status().message());
     }
   }
 }
@@ -116,7 +70,7 @@ std::shared_ptr<const RegexpTable> loadHeaderChecksFile(const YamlReader& r, con
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   SourceLocation origin{path, 1, 0};
   std::shared_ptr<const RegexpTable> table = RegexpTable::parse(text, origin, options, diags);
-  validateHeaderChecks(text, origin, diags);
+  validateHeaderChecks(table.get(), diags);
   return table;
 }
 
@@ -342,7 +296,7 @@ std::shared_ptr<const MilterConfig> parseMilterConfig(std::shared_ptr<const Conf
         SourceLocation origin = r.textLocation(hc);
         RegexpTable::Options options{RegexpDialect::kPosix, true};
         headerChecks = RegexpTable::parse(*text, origin, options, &local);
-        validateHeaderChecks(*text, origin, &local);
+        validateHeaderChecks(headerChecks.get(), &local);
       }
     }
     if (YAML::Node hf = YamlReader::child(node, "header_checks_file")) {

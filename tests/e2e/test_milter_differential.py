@@ -34,6 +34,17 @@ if /^X-Internal-/
 endif
 /^X-Dollar: (.*)/                          REPLACE X-Dollar: $$1 and ${1}
 /^Comments:.*line two/                     IGNORE
+/^X-Latin: (.*) end$/                      REPLACE X-Latin: seen $1
+/^X-Uni: café/                             IGNORE
+/^X-Spacy:/                                PREPEND X-Added : spaced
+/^X-Spacy-Replace:/                        REPLACE X-Replaced  : yes
+/^X-Secret-Path:/                          REPLACE Return-Path: <hidden@corp.com>
+/^Content-Description:/                    REPLACE Bcc: kept, a MIME header
+/^X-Stack: a**b+?c/                        IGNORE
+/^X-Space:a\sb/                            IGNORE
+If /^X-Upper-/
+/^X-Upper-Drop:/                           IGNORE
+ENDIF
 """
 
 CORPUS = [
@@ -54,6 +65,14 @@ CORPUS = [
     ["X-Originating-IP: 1.2.3.4", "X-Originating-IP: 5.6.7.8", "X-Originating-IP: 9.9.9.9"],
     ["Subject: =?UTF-8?Q?urgent_caf=C3=A9?="],
     ["X-Eight-Bit: caf\u00e9 cr\u00e8me"],
+    # Found by explore_header_checks.py: regcomp runs in the C locale (a Latin-1 byte is a
+    # character; case folding is ASCII only), "Name :" is a header to Postfix, cleanup drops a
+    # REPLACE result named in message_drop_headers, keywords are case-insensitive, stacked
+    # operators are one operator, \s includes \v, and Postfix has no header count limit.
+    ["X-Latin: caf\udce9 end", "X-Uni: CAF\u00c9", "X-Uni: caf\u00e9 removed"],
+    ["X-Spacy: 1", "X-Spacy-Replace: 2", "X-Secret-Path: 3", "Content-Description: 4"],
+    ["X-Stack: aaabc", "X-Space:a\x0bb", "X-Upper-Drop: 5", "X-Upper-Keep: 6"],
+    ["X-Originating-IP: 10.0.%d.%d" % (i // 256, i % 256) for i in range(2100)],
 ]
 
 
@@ -79,7 +98,7 @@ class MilterDifferentialTest(MilterTestCase):
         pf_n = self.start_postfix("native", relay_port=sink_n.port, extra_main_cf=native)
 
         for i, extra in enumerate(CORPUS):
-            msg = build(i, extra).encode("utf-8")
+            msg = build(i, extra).encode("utf-8", errors="surrogateescape")
             self.send(pf_m, "s@corp.com", ["rcpt@example.com"], msg)
             self.send(pf_n, "s@corp.com", ["rcpt@example.com"], msg)
         got_m = {m.header("X-Corpus"): m for m in sink_m.messages(wait_for=len(CORPUS))}
@@ -98,6 +117,14 @@ class MilterDifferentialTest(MilterTestCase):
                          ["from ext (ext [198.51.100.7]) by gw; Mon, 1 Jan 2024"])
         self.assertEqual(got_m["9"].header_all("Comments"), ["just one line"])
         self.assertEqual(got_m["8"].header("X-Dollar"), "$1 and cash")
+        self.assertEqual(got_m["14"].header_all("X-Latin"), ["seen caf\udce9"])
+        self.assertEqual(got_m["14"].header_all("X-Uni"), ["CAF\u00c9"])
+        self.assertEqual([n for n, _ in got_m["15"].raw_headers if n.startswith(("X-A", "X-S", "X-R", "Bcc"))],
+                         ["X-Added ", "X-Spacy", "X-Replaced  ", "Bcc"])
+        self.assertEqual(got_m["16"].header_all("X-Upper-Keep"), ["6"])
+        self.assertIsNone(got_m["16"].header("X-Stack"))
+        self.assertIsNone(got_m["16"].header("X-Space"))
+        self.assertIsNone(got_m["17"].header("X-Originating-IP"))
 
 
 if __name__ == "__main__":

@@ -200,6 +200,33 @@ header_rules:
         self.assertEqual(m.header("Reply-To"), "Team: noreply@corp.com, x@example.org;")
         self.assertEqual(m.header("To"), "ops@example.com")
 
+    def test_postfix_address_forms_in_headers_and_sender(self):
+        # Found by tests/e2e/explore_rewrite_from.py against Postfix's own canonical/generic
+        # maps: a rewritten address loses its obsolete source route and keeps the comments from
+        # inside its addr-spec (behind it, as Postfix writes them); "a@b@x" has the localpart
+        # "a@b"; a missing comma and a stray ';' do not stop the rewrite; the envelope sender is
+        # looked up as cleanup would (route, pointless quotes and trailing dot dropped).
+        body = SEED_MILTER.replace("headers: [From]", "headers: [From, Reply-To, Sender]")
+        # As for a remote client: Postfix's cleanup does not rewrite headers before the milter.
+        sink, milter, pf = self.start_milter_stack(
+            body, extra_main_cf={"local_header_rewrite_clients": ""})
+        msg = ("From: Jo <@a.example,@b.example:root(ops)@relay.corp.local> (team),"
+               " cron@relay.corp.local;\n"
+               "Reply-To: <nagios@relay.corp.local> x@example.org\n"
+               "Sender: a@b@srv3.corp.local\n"
+               "To: ops@example.com\nSubject: forms\nMessage-ID: <forms@test>\n\nbody\n")
+        with smtplib.SMTP("127.0.0.1", pf.port, timeout=30) as s:
+            s.ehlo("client.test.invalid")
+            code, _ = s.docmd("MAIL", 'FROM:<@a.example,@b.example:"root"@relay.corp.local.>')
+            self.assertEqual(code, 250)
+            self.assertEqual(s.rcpt("ops@example.com")[0], 250)
+            self.assertEqual(s.data(msg.replace("\n", "\r\n").encode())[0], 250)
+        m = self.one_message(sink)
+        self.assertEqual(m.header("From"), "Jo <noreply@corp.com (ops)> (team), cron@corp.com;")
+        self.assertEqual(m.header("Reply-To"), "<alerts@corp.com> x@example.org")
+        self.assertEqual(m.header("Sender"), '"a@b"@corp.com')
+        self.assertEqual(m.sender, "noreply@corp.com")
+
     def test_unparsable_header_untouched(self):
         # Postfix itself repairs From/To/Reply-To of local clients before milters see them, so
         # use a header only relaykit parses.

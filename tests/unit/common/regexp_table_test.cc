@@ -172,18 +172,71 @@ TEST(RegexpTableTest, PosixTranslation) {
   EXPECT_EQ(get(*t, "eq"), "equiv");
 }
 
+TEST(RegexpTableTest, PosixBytesAsInTheCLocale) {
+  // regcomp(3) in the C locale: every byte is a character, REG_ICASE folds ASCII only, and
+  // \s is [[:space:]] (with \v).
+  auto t = parseOk(
+      "/^Subject:.*x$/ any-byte\n"
+      "/^caf\xc3\xa9 / utf8-literal\n"
+      "/^\xe9t\xe9$/ latin1-literal\n"
+      "/^k$/ ascii-k\n"
+      "/^a\\sb$/ space\n"
+      "/^a\\Sb$/ non-space\n");
+  EXPECT_EQ(get(*t, "Subject: caf\xe9 x"), "any-byte");      // Latin-1
+  EXPECT_EQ(get(*t, "Subject: \xc3(broken x"), "any-byte");  // not UTF-8 at all
+  EXPECT_EQ(get(*t, "caf\xc3\xa9 "), "utf8-literal");
+  EXPECT_EQ(get(*t, "CAF\xc3\x89 "), "<none>");        // no Unicode case folding
+  EXPECT_EQ(get(*t, "CAF\xc3\xa9 "), "utf8-literal");  // ASCII letters still fold
+  EXPECT_EQ(get(*t, "\xe9t\xe9"), "latin1-literal");
+  EXPECT_EQ(get(*t, "\xc9T\xc9"), "<none>");     // no Latin-1 case folding
+  EXPECT_EQ(get(*t, "\xe2\x84\xaa"), "<none>");  // KELVIN SIGN is not k
+  EXPECT_EQ(get(*t, "a\vb"), "space");
+  EXPECT_EQ(get(*t,
+                "a\xe9"
+                "b"),
+            "non-space");
+  EXPECT_EQ(translatePosixToRe2("\xe9+", false, true).re2, "(?-i:\\xE9)+");
+  // Stacked operators are one operator in glibc; a repeated "^" is an error there.
+  EXPECT_EQ(translatePosixToRe2("a**b+?c??d++", false, true).re2, "a*b*c?d+");
+  EXPECT_EQ(translatePosixToRe2("a\\**", false, true).re2, "a\\**");
+  EXPECT_FALSE(translatePosixToRe2("^*x", false, true).ok);
+  EXPECT_TRUE(translatePosixToRe2("\\^*x", false, true).ok);
+  // A bracket expression with an 8-bit byte: case-sensitive, ASCII letters' other case added.
+  EXPECT_EQ(translatePosixToRe2("[a-c\xe9]", false, true).re2,
+            "(?-i:[a-c\xe9"
+            "ABC])");
+  EXPECT_EQ(translatePosixToRe2("[a-c\xe9]", false, false).re2, "[a-c\xe9]");
+  EXPECT_EQ(translatePosixToRe2("[^x\xe9]", false, true).re2, "(?-i:[^x\xe9X])");
+  EXPECT_EQ(translatePosixToRe2("[a-c]", false, true).re2, "[a-c]");  // RE2's (?i) suffices
+}
+
+TEST(RegexpTableTest, EightBitBracketsFoldAsciiOnly) {
+  auto t = parseOk(
+      "/^[\xe9x]z$/ class\n"
+      "/^[^\xe9q]w$/ negated\n"
+      "/^[[:upper:]\xe0]v$/ upper\n");
+  EXPECT_EQ(get(*t, "\xe9z"), "class");
+  EXPECT_EQ(get(*t, "XZ"), "class");
+  EXPECT_EQ(get(*t, "\xc9z"), "<none>");  // Latin-1 É is not é in the C locale
+  EXPECT_EQ(get(*t, "Qw"), "<none>");
+  EXPECT_EQ(get(*t, "\xc9w"), "negated");
+  EXPECT_EQ(get(*t, "\xe9w"), "<none>");
+  EXPECT_EQ(get(*t, "bv"), "upper");  // [[:upper:]] under REG_ICASE takes lower case too
+  EXPECT_EQ(get(*t, "\xc0v"), "<none>");
+}
+
 TEST(RegexpTableTest, TranslateDirect) {
-  EXPECT_EQ(translatePosixToRe2("[\\]", false).re2, "[\\\\]");
-  EXPECT_EQ(translatePosixToRe2("a\\.b", false).re2, "a\\.b");
-  EXPECT_EQ(translatePosixToRe2("[^a]", true).re2, "[^\\na]");
-  EXPECT_FALSE(translatePosixToRe2("(a)\\1", false).ok);
-  EXPECT_EQ(translatePosixToRe2("(a)\\1", false).error,
+  EXPECT_EQ(translatePosixToRe2("[\\]", false, true).re2, "[\\\\]");
+  EXPECT_EQ(translatePosixToRe2("a\\.b", false, true).re2, "a\\.b");
+  EXPECT_EQ(translatePosixToRe2("[^a]", true, true).re2, "[^\\na]");
+  EXPECT_FALSE(translatePosixToRe2("(a)\\1", false, true).ok);
+  EXPECT_EQ(translatePosixToRe2("(a)\\1", false, true).error,
             "back-reference \\1 is not supported by RE2");
-  EXPECT_FALSE(translatePosixToRe2("a\\d", false).ok);
-  EXPECT_FALSE(translatePosixToRe2("[abc", false).ok);
-  EXPECT_FALSE(translatePosixToRe2("[[.space.]]", false).ok);
-  EXPECT_FALSE(translatePosixToRe2("(?i)a", false).ok);
-  EXPECT_FALSE(translatePosixToRe2("a\\", false).ok);
+  EXPECT_FALSE(translatePosixToRe2("a\\d", false, true).ok);
+  EXPECT_FALSE(translatePosixToRe2("[abc", false, true).ok);
+  EXPECT_FALSE(translatePosixToRe2("[[.space.]]", false, true).ok);
+  EXPECT_FALSE(translatePosixToRe2("(?i)a", false, true).ok);
+  EXPECT_FALSE(translatePosixToRe2("a\\", false, true).ok);
 }
 
 TEST(RegexpTableTest, PcreDialect) {

@@ -170,6 +170,25 @@ TEST(TableTest, LocalBareKeys) {
   EXPECT_EQ(get(t, "root@example.com"), "<notfound>");
 }
 
+TEST(TableTest, LocalDomainsFollowMailAddrFindAndResolveLocal) {
+  // myorigin is compared as is; mydestination and [ip] literals (local_domains) as
+  // resolve_local() does, with one trailing dot stripped (never "dot-dot" or a lone dot).
+  auto s = std::make_shared<PostfixSettings>();
+  s->myorigin = "origin.example";
+  s->localDomains = {"dest.example", "[127.0.0.1]"};
+  s->recipientDelimiter = "+";
+  auto t = makeTable(SearchMode::kAddress, one(entries({{"root", "admin@corp.com"}})), s);
+  EXPECT_EQ(get(t, "root@ORIGIN.example"), "admin@corp.com");
+  EXPECT_EQ(get(t, "root@origin.example."), "<notfound>");  // myorigin: no dot stripping
+  EXPECT_EQ(get(t, "root@Dest.Example."), "admin@corp.com");
+  EXPECT_EQ(get(t, "root+x@[127.0.0.1]."), "admin@corp.com");
+  EXPECT_EQ(get(t, "root@dest.example.."), "<notfound>");
+  EXPECT_EQ(get(t, "root@."), "<notfound>");
+  EXPECT_EQ(forms(SearchMode::kSender, "u+x@dest.example.", s),
+            (V{"u+x@dest.example.", "u@dest.example. (partial)", "u+x (partial)", "u (partial)",
+               "@dest.example. (partial)"}));
+}
+
 TEST(TableTest, QuotedLocalparts) {
   auto t = makeTable(SearchMode::kAddress,
                      one(entries({{"\"john doe\"@corp.local", "john.doe@corp.com"},
@@ -261,13 +280,19 @@ TEST(TableTest, ErrorStopsTheSearch) {
   EXPECT_EQ(get(t, "b@x"), "<error:down>");
 }
 
-TEST(TableTest, EmptyRegexpResultIsNotFound) {
+TEST(TableTest, EmptyResultIsATemporaryError) {
+  // maps_find(): a table answering "" fails the lookup with DICT_ERR_RETRY (mail deferred);
+  // later sources are not asked.
   std::vector<std::unique_ptr<TableSource>> s;
   Diagnostics d;
-  s.push_back(makeRegexpSource("/^a/\n", {"y", 1, 1}, RegexpDialect::kPosix, true, &d));
-  s.push_back(entries({{"a@x", "later"}}));
-  auto t = makeTable(SearchMode::kExact, std::move(s));
-  EXPECT_EQ(get(t, "a@x"), "<notfound>");
+  s.push_back(
+      makeRegexpSource("/^a/\n/^(x)?b/ ${1}\n", {"y", 1, 1}, RegexpDialect::kPosix, true, &d));
+  s.push_back(entries({{"a@x", "later"}, {"c@x", "found"}}));
+  auto t = makeTable(SearchMode::kAddress, std::move(s));
+  EXPECT_EQ(get(t, "a@x"), "<error:regexp lookup of \"a@x\" returns an empty string result>");
+  EXPECT_EQ(t.lookup("b@x").kind(), LookupResult::Kind::kTempError);
+  EXPECT_EQ(get(t, "xb@x"), "x");
+  EXPECT_EQ(get(t, "c@x"), "found");
 }
 
 TEST(TableTest, EntriesErrors) {

@@ -130,6 +130,24 @@ TEST(EditPlanTest, SeveralSameNameHeadersChangedIndependently) {
   EXPECT_EQ(render(fake.visible()), "From: A@corp\nTo: t@x\nFrom: B@corp\n");
 }
 
+TEST(EditPlanTest, ThousandsOfSameNameHeadersCountedInLinearTime) {
+  // Postfix has no header count limit; indexes are per name, case-insensitive.
+  std::vector<HeaderField> headers;
+  std::vector<HeaderSlot> slots;
+  for (int i = 0; i < 20000; ++i) {
+    headers.push_back({i % 2 ? "x-ip" : "X-IP", " " + std::to_string(i)});
+    slots.push_back({headers.back(), headers.back(), {}});
+    if (i % 3 == 0) {
+      slots.back().current.reset();
+    }
+  }
+  EditPlan plan = buildEditPlan(slots, {});
+  ASSERT_EQ(plan.size(), 6667u);
+  EXPECT_EQ(describeOp(plan.front()), "delheader X-IP[19999]");
+  EXPECT_EQ(describeOp(plan.back()), "delheader X-IP[1]");
+  EXPECT_EQ(applyEditPlan(headers, plan).size(), 20000u - 6667u);
+}
+
 TEST(EditPlanTest, FoldedValuesGoOutWithLfOnly) {
   std::vector<HeaderField> headers = {{"From", " a@x"}};
   std::vector<HeaderSlot> slots = {{headers[0], HeaderField{"From", " x\r\n\ty@z"}, {}}};

@@ -249,6 +249,36 @@ TEST(MessageRewriterTest, RewriteSenderCanonicalSemantics) {
   EXPECT_EQ(out.plan[0].value, "noreply+tag@corp.com");
 }
 
+TEST(MessageRewriterTest, RewriteSenderSeesTheKeyCleanupWouldLookUp) {
+  // Postfix's cleanup rewrites the sender in the local context before canonical(5): trailing dot,
+  // source route, pointless quotes, bare localparts (@myorigin = first local domain).
+  auto mc = load(R"(
+  rewrite_sender:
+    table: canonical
+)");
+  for (const char* sender :
+       {"root@relay.corp.local.", "@a.example,@b.example:root@relay.corp.local",
+        "\"root\"@relay.corp.local", "root", "\"root\"", "ROOT@Relay.Corp.Local."}) {
+    RewriteOutcome out = rewriteMessage(*mc, env(sender), {});
+    ASSERT_EQ(out.plan.size(), 1u) << sender;
+    EXPECT_EQ(out.plan[0].value, "noreply@corp.com") << sender;
+  }
+  // Not found after normalisation: nothing changes (Postfix normalises it itself).
+  EXPECT_TRUE(rewriteMessage(*mc, env("nobody@relay.corp.local."), {}).plan.empty());
+}
+
+TEST(MessageRewriterTest, RewriteFromDropsRouteKeepsInnerCommentsAndSplitsAtLastAt) {
+  auto mc = load(R"(
+  rewrite_from:
+    table: generic
+)");
+  RewriteOutcome out = rewriteMessage(
+      *mc, env(),
+      {{"From", " Jo <@a,@b:root(c)@relay.corp.local> (d), x(e)@localhost, a@b@srv1.corp.local"}});
+  EXPECT_EQ(render(out.headers),
+            "From: Jo <noreply@corp.com (c)> (d), noreply@corp.com (e), \"a@b\"@corp.com\n");
+}
+
 class FailingSource : public TableSource {
  public:
   bool isPattern() const override { return false; }
@@ -295,6 +325,66 @@ TEST(MessageRewriterTest, ExpandedResultThatIsNotAnActionIsDunnoWithANote) {
   RewriteOutcome out = rewriteMessage(*mc, env(), in);
   EXPECT_EQ(render(out.headers), "X-Act: FROB\nX-Rep: no colon\n");
   EXPECT_EQ(out.notes.size(), 2u);
+}
+
+TEST(MessageRewriterTest, ReplaceAndPrependAcceptTheObsoleteNameSpaceColonForm) {
+  // Postfix's is_header() takes "Name : value" as a header: cleanup writes such REPLACE and
+  // PREPEND texts as they are (a milter inserts name "Name " and value " value": same bytes).
+  EXPECT_TRUE(isHeaderLine("X-A : v"));
+  EXPECT_TRUE(isHeaderLine("X-A\t:v"));
+  EXPECT_TRUE(isHeaderLine("X-A:"));
+  EXPECT_FALSE(isHeaderLine(" X-A: v"));
+  EXPECT_FALSE(isHeaderLine("X A: v"));
+  EXPECT_FALSE(isHeaderLine(": v"));
+  EXPECT_FALSE(isHeaderLine("X-A v"));
+  auto mc = load(R"(
+  header_checks: |
+    /^X-Old:/   REPLACE X-New : replaced
+    /^X-Pre:/   PREPEND X-Added :   added
+)");
+  ASSERT_TRUE(mc);
+  std::vector<HeaderField> in = {{"X-Old", " o"}, {"X-Pre", " p"}};
+  RewriteOutcome out = rewriteMessage(*mc, env(), in);
+  EXPECT_EQ(render(out.headers), "X-New : replaced\nX-Added :   added\nX-Pre: p\n");
+  EXPECT_EQ(render(applyEditPlan(in, out.plan)), render(out.headers));
+}
+
+TEST(MessageRewriterTest, ReplaceIntoADroppedHeaderRemovesAsCleanupDoes) {
+  // cleanup(8) looks the REPLACE result up in message_drop_headers (bcc, content-length,
+  // resent-bcc, return-path) and drops it, except where the original is a MIME header.
+  auto mc = load(R"(
+  header_checks: |
+    /^X-Rp:/      REPLACE Return-Path : <a@b>
+    /^X-Bcc:/     REPLACE bcc: hidden
+    /^X-Len:/     REPLACE Content-Length: 5
+    /^Content-Description:/ REPLACE Bcc: kept
+    /^X-Pre:/     PREPEND Bcc: prepended
+)");
+  ASSERT_TRUE(mc);
+  std::vector<HeaderField> in = {{"X-Rp", " 1"},
+                                 {"X-Bcc", " 2"},
+                                 {"X-Len", " 3"},
+                                 {"Content-Description", " 4"},
+                                 {"X-Pre", " 5"}};
+  RewriteOutcome out = rewriteMessage(*mc, env(), in);
+  EXPECT_EQ(render(out.headers), "Bcc: kept\nBcc: prepended\nX-Pre: 5\n");
+  EXPECT_EQ(render(applyEditPlan(in, out.plan)), render(out.headers));
+}
+
+TEST(MilterConfigTest, HeaderChecksKeywordsAreCaseInsensitiveWhenActionsAreChecked) {
+  // "If" and "ENDIF" are keywords in any case (dict_regexp.c); their patterns are not actions.
+  auto mc = load(R"(
+  header_checks: |
+    If /^X-I/
+    /^X-Id:/   IGNORE
+    ENDIF
+    IF !/^X-I/
+    /^X-J:/    IGNORE
+    Endif
+)");
+  ASSERT_TRUE(mc);
+  std::vector<HeaderField> in = {{"X-Id", " 1"}, {"X-J", " 2"}, {"X-K", " 3"}};
+  EXPECT_EQ(render(rewriteMessage(*mc, env(), in).headers), "X-K: 3\n");
 }
 
 TEST(MessageRewriterTest, LogLineCountsRepeatedChanges) {

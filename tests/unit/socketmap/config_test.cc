@@ -28,6 +28,7 @@ std::string problems(const std::string& text) {
 
 TEST(ConfigTest, FullExampleLoads) {
   const std::string text = R"(postfix:
+  myorigin: relay.corp.local
   local_domains: [relay.corp.local, localhost]
   recipient_delimiter: "+"
   parent_domain_matches_subdomains: false
@@ -65,6 +66,7 @@ redis:
   auto config = load(text, &diags);
   ASSERT_NE(config, nullptr) << diags.formatAll();
   EXPECT_EQ(diags.formatAll(), "");
+  EXPECT_EQ(config->postfix->myorigin, "relay.corp.local");
   EXPECT_EQ(config->postfix->localDomains.size(), 2u);
   EXPECT_EQ(config->postfix->recipientDelimiter, "+");
   ASSERT_NE(config->findTable("generic"), nullptr);
