@@ -19,7 +19,8 @@ constexpr int kMaxRedisDatabase = 65535;
 const std::vector<std::string> kTopLevelKeys = {"postfix", "tables", "socketmap",
                                                 "milter",  "policy", "redis"};
 const std::vector<std::string> kPostfixKeys = {"myorigin", "local_domains", "recipient_delimiter",
-                                               "parent_domain_matches_subdomains"};
+                                               "parent_domain_matches_subdomains",
+                                               "smtputf8_enable"};
 const std::vector<std::string> kTableKeys = {"search", "propagate_unmatched_extensions", "sources"};
 const std::vector<std::string> kSourceKinds = {"entries", "regexp", "pcre", "file"};
 const std::vector<std::string> kRedisKeys = {"address", "database", "password_file", "timeout_ms",
@@ -36,6 +37,7 @@ void parsePostfix(const YamlReader& r, const YAML::Node& node, PostfixSettings* 
   r.getStringList(node, "local_domains", &out->localDomains);
   r.getString(node, "recipient_delimiter", &out->recipientDelimiter);
   r.getBool(node, "parent_domain_matches_subdomains", &out->parentDomainMatchesSubdomains);
+  r.getBool(node, "smtputf8_enable", &out->smtputf8Enable);
 }
 
 std::optional<SearchMode> parseSearchMode(const YamlReader& r, const YAML::Node& node) {
@@ -61,7 +63,7 @@ std::optional<SearchMode> parseSearchMode(const YamlReader& r, const YAML::Node&
 
 // One item of `sources:`; returns nullptr after reporting on error.
 std::unique_ptr<TableSource> parseSource(const YamlReader& r, const YAML::Node& item,
-                                         bool allowSubstitution) {
+                                         bool allowSubstitution, bool smtputf8) {
   if (!item.IsDefined() || !item.IsMap() || item.size() == 0) {
     r.error(item, "expected a source: a map with one of entries, regexp, pcre, file; got " +
                       YamlReader::describe(item));
@@ -108,7 +110,7 @@ std::unique_ptr<TableSource> parseSource(const YamlReader& r, const YAML::Node& 
       }
       entries.push_back(TableEntry{it->first.Scalar(), *v, r.where(it->first)});
     }
-    auto source = makeEntriesSource(entries, diags);
+    auto source = makeEntriesSource(entries, diags, smtputf8);
     return ok ? std::move(source) : nullptr;
   }
   if (kind == "regexp" || kind == "pcre") {
@@ -128,7 +130,7 @@ std::unique_ptr<TableSource> parseSource(const YamlReader& r, const YAML::Node& 
   if (!spec) {
     return nullptr;
   }
-  return loadTableFileSource(*spec, r.where(value), allowSubstitution, diags);
+  return loadTableFileSource(*spec, r.where(value), allowSubstitution, diags, smtputf8);
 }
 
 bool validTableName(const std::string& name) {
@@ -200,7 +202,7 @@ void parseTables(const YamlReader& r, const YAML::Node& node,
       ok = false;
     } else {
       for (const auto& item : sourcesNode) {
-        auto source = parseSource(r, item, allowSubstitution);
+        auto source = parseSource(r, item, allowSubstitution, postfix->smtputf8Enable);
         if (source == nullptr) {
           ok = false;
           continue;

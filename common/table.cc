@@ -10,6 +10,7 @@
 
 #include "common/address.h"
 #include "common/address_search.h"
+#include "common/casefold.h"
 #include "common/table_file.h"
 
 namespace relaykit {
@@ -23,6 +24,9 @@ Table::Table(std::string name, TableOptions options,
       postfix_(postfix ? std::move(postfix) : std::make_shared<const PostfixSettings>()) {}
 
 LookupResult Table::lookup(std::string_view key) const {
+  if (postfix_->smtputf8Enable && !isValidUtf8(key)) {
+    return LookupResult::notFound();  // Postfix's dict_utf8 layer never asks any table
+  }
   const SearchPlan plan = planSearch(options_.search, key, *postfix_);
   for (const SearchKey& form : plan.keys) {
     for (const auto& source : sources_) {
@@ -51,7 +55,7 @@ LookupResult Table::lookup(std::string_view key) const {
 }
 
 std::unique_ptr<TableSource> makeEntriesSource(const std::vector<TableEntry>& entries,
-                                               Diagnostics* diags) {
+                                               Diagnostics* diags, bool smtputf8) {
   std::unordered_map<std::string, std::string> map;
   std::unordered_map<std::string, SourceLocation> firstSeen;
   bool failed = false;
@@ -66,7 +70,14 @@ std::unique_ptr<TableSource> makeEntriesSource(const std::vector<TableEntry>& en
       failed = true;
       continue;
     }
-    std::string folded = toLowerAscii(e.key);
+    if (smtputf8 && (!isValidUtf8(e.key) || !isValidUtf8(e.value))) {
+      diags->error(e.where, "key \"" + e.key +
+                                "\" or its value is not UTF-8 (postfix.smtputf8_enable is on; "
+                                "Postfix would ignore this entry)");
+      failed = true;
+      continue;
+    }
+    std::string folded = *foldTableKey(e.key, smtputf8);
     const auto seen = firstSeen.find(folded);
     if (seen != firstSeen.end()) {
       diags->error(e.where, "duplicate key \"" + e.key +
@@ -81,7 +92,7 @@ std::unique_ptr<TableSource> makeEntriesSource(const std::vector<TableEntry>& en
   if (failed) {
     return nullptr;
   }
-  return std::make_unique<IndexedSource>("entries", std::move(map));
+  return std::make_unique<IndexedSource>("entries", std::move(map), smtputf8);
 }
 
 std::unique_ptr<TableSource> makeRegexpSource(std::string_view text, const SourceLocation& origin,

@@ -33,6 +33,10 @@ struct PostfixSettings {
   // parent_domain_matches_subdomains lists transport_maps: "example.com" matches sub domains,
   // and the transport search asks "parent" instead of ".parent".
   bool parentDomainMatchesSubdomains = false;
+  // smtputf8_enable (Postfix's default "yes" at compatibility_level >= 1): indexed sources fold
+  // keys with Unicode case folding, and a key that is not well-formed UTF-8 is found nowhere
+  // (Postfix never looks it up). Off: ASCII-only folding, any bytes. common/casefold.h.
+  bool smtputf8Enable = true;
 };
 
 enum class SearchMode {
@@ -96,10 +100,11 @@ struct TableEntry {
   SourceLocation where;
 };
 
-// An indexed in-memory source (YAML `entries:`). Keys are folded to lower case; a duplicate key
-// is an error reported at its location; an empty value is an error.
+// An indexed in-memory source (YAML `entries:`). Keys are folded to lower case (foldTableKey:
+// Unicode case folding when smtputf8); a duplicate key is an error reported at its location; an
+// empty value is an error, and so is a key or value that is not UTF-8 when smtputf8.
 std::unique_ptr<TableSource> makeEntriesSource(const std::vector<TableEntry>& entries,
-                                               Diagnostics* diags);
+                                               Diagnostics* diags, bool smtputf8 = true);
 
 // regexp_table(5)/pcre_table(5) text. `origin` is where the text's first line is, so problems
 // are reported as FILE:LINE:COL. allowSubstitution=false refuses $n (transport/relayhost tables).
@@ -110,7 +115,9 @@ std::unique_ptr<TableSource> makeRegexpSource(std::string_view text, const Sourc
 // A Postfix table source file named as in main.cf: "hash:/path", "texthash:/path",
 // "regexp:/path", "pcre:/path". hash/texthash read the postmap SOURCE text (key value lines,
 // # comments, continuation lines). `where` locates the YAML value for "cannot read" errors.
+// smtputf8 as PostfixSettings::smtputf8Enable (hash/texthash key folding and UTF-8 screening).
 std::unique_ptr<TableSource> loadTableFileSource(std::string_view spec, const SourceLocation& where,
-                                                 bool allowSubstitution, Diagnostics* diags);
+                                                 bool allowSubstitution, Diagnostics* diags,
+                                                 bool smtputf8 = true);
 
 }  // namespace relaykit

@@ -4,9 +4,11 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "common/address.h"
+#include "common/casefold.h"
 #include "common/logical_lines.h"
 
 namespace relaykit {
@@ -29,7 +31,11 @@ std::string_view trim(std::string_view s) {
 }  // namespace
 
 LookupResult IndexedSource::lookup(std::string_view key) const {
-  const auto it = entries_.find(toLowerAscii(key));
+  const std::optional<std::string> folded = foldTableKey(key, smtputf8_);
+  if (!folded) {
+    return LookupResult::notFound();
+  }
+  const auto it = entries_.find(*folded);
   if (it == entries_.end()) {
     return LookupResult::notFound();
   }
@@ -38,11 +44,16 @@ LookupResult IndexedSource::lookup(std::string_view key) const {
 
 std::unordered_map<std::string, std::string> parsePostmapSource(std::string_view text,
                                                                 const SourceLocation& origin,
-                                                                Diagnostics* diags) {
+                                                                Diagnostics* diags, bool smtputf8) {
   std::unordered_map<std::string, std::string> entries;
   for (const LogicalLine& line : readLogicalLines(text, origin, diags)) {
     const std::string_view all = line.text;
     const SourceLocation where = line.locate(origin, 0);
+    if (smtputf8 && !isValidUtf8(all)) {
+      diags->warning(where,
+                     "non-UTF-8 input \"" + std::string(trim(all)) + "\" -- ignoring this line");
+      continue;
+    }
     // The key ends at the first whitespace outside double quotes.
     bool inQuote = false;
     size_t i = 0;
@@ -72,7 +83,7 @@ std::unordered_map<std::string, std::string> parsePostmapSource(std::string_view
     if (key.back() == ':') {
       diags->warning(where, "record is in \"key: value\" format; is this an alias file?");
     }
-    std::string folded = toLowerAscii(key);
+    std::string folded = *foldTableKey(key, smtputf8);
     if (entries.count(folded) != 0) {
       diags->warning(where, "duplicate entry: \"" + folded + "\"");
       continue;
@@ -99,7 +110,8 @@ bool readWholeFile(const std::string& path, std::string* contents, std::string* 
 }
 
 std::unique_ptr<TableSource> loadTableFileSource(std::string_view spec, const SourceLocation& where,
-                                                 bool allowSubstitution, Diagnostics* diags) {
+                                                 bool allowSubstitution, Diagnostics* diags,
+                                                 bool smtputf8) {
   const size_t colon = spec.find(':');
   if (colon == std::string_view::npos || colon + 1 >= spec.size()) {
     diags->error(where, "table file \"" + std::string(spec) +
@@ -129,8 +141,8 @@ std::unique_ptr<TableSource> loadTableFileSource(std::string_view spec, const So
     }
     return std::make_unique<RegexpSource>(std::string(spec), std::move(table));
   }
-  return std::make_unique<IndexedSource>(std::string(spec),
-                                         parsePostmapSource(text, origin, diags));
+  return std::make_unique<IndexedSource>(
+      std::string(spec), parsePostmapSource(text, origin, diags, smtputf8), smtputf8);
 }
 
 }  // namespace relaykit

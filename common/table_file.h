@@ -7,7 +7,7 @@
 // Lines postmap skips (no value, unbalanced quote) are warnings with postmap's wording, plus
 // ' -- ignoring this line'. It never fails.
 //
-// IndexedSource is an O(1) hash map keyed by lower-cased keys; lookups fold the key too.
+// IndexedSource is an O(1) hash map keyed by folded keys (casefold.h); lookups fold the key too.
 #pragma once
 
 #include <memory>
@@ -22,8 +22,9 @@ namespace relaykit {
 
 class IndexedSource : public TableSource {
  public:
-  IndexedSource(std::string description, std::unordered_map<std::string, std::string> entries)
-      : description_(std::move(description)), entries_(std::move(entries)) {}
+  IndexedSource(std::string description, std::unordered_map<std::string, std::string> entries,
+                bool smtputf8 = true)
+      : description_(std::move(description)), entries_(std::move(entries)), smtputf8_(smtputf8) {}
   bool isPattern() const override { return false; }
   // Found(value) or NotFound; the key is folded to lower case first.
   LookupResult lookup(std::string_view key) const override;
@@ -32,7 +33,8 @@ class IndexedSource : public TableSource {
 
  private:
   std::string description_;
-  std::unordered_map<std::string, std::string> entries_;  // lower-cased key -> value
+  std::unordered_map<std::string, std::string> entries_;  // folded key -> value
+  bool smtputf8_;                                         // foldTableKey's mode
 };
 
 // A pattern source: a compiled regexp_table(5)/pcre_table(5), asked only with full keys.
@@ -52,9 +54,12 @@ class RegexpSource : public TableSource {
 
 // postmap source text -> folded key/value map (see above). `origin` names the file for
 // diagnostics (line 1 is the first line of `text`).
+// With smtputf8, keys are folded by foldTableKey and a line that is not UTF-8 is ignored with
+// postmap's warning.
 std::unordered_map<std::string, std::string> parsePostmapSource(std::string_view text,
                                                                 const SourceLocation& origin,
-                                                                Diagnostics* diags);
+                                                                Diagnostics* diags,
+                                                                bool smtputf8 = true);
 
 // Reads a whole file. Returns false and sets *error (strerror text) when it cannot.
 bool readWholeFile(const std::string& path, std::string* contents, std::string* error);

@@ -317,7 +317,7 @@ def relaykit_yaml(port):
     def block(text):
         return "".join("          " + l + "\n" for l in text.splitlines())
     return (
-        "postfix:\n  local_domains: [%s]\n  recipient_delimiter: %s\n"
+        "postfix:\n  local_domains: [%s]\n  recipient_delimiter: %s\n  smtputf8_enable: false\n"
         "tables:\n"
         "  generic:\n    search: address\n    sources:\n      - entries:\n%s"
         "      - regexp: |\n%s"

@@ -525,6 +525,7 @@ class Round:
                "  local_domains: [%s]" % ", ".join(json.dumps(d) for d in local),
                "  recipient_delimiter: %s" % json.dumps(st.delims),
                "  parent_domain_matches_subdomains: %s" % ("true" if st.pdms else "false"),
+               "  smtputf8_enable: false",  # the instances' main.cf says no
                "tables:"]
         for name, (mode, sources) in self.tables.items():
             out += ["  %s:" % name, "    search: %s" % mode]

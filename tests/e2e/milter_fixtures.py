@@ -16,6 +16,7 @@ TABLES = """\
 postfix:
   local_domains: [relay.corp.local, localhost]
   recipient_delimiter: "+"
+  smtputf8_enable: false   # as the harness's main.cf
 
 tables:
   generic:

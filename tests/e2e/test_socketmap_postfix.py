@@ -127,6 +127,7 @@ def socketmapd_yaml(port, ports, generic=None, transport=None):
         "  local_domains: [%s]\n"
         "  recipient_delimiter: %s\n"
         "  parent_domain_matches_subdomains: false\n"
+        "  smtputf8_enable: false\n"  # as the harness's main.cf
         "tables:\n"
         "  generic:\n"
         "    search: address\n"
@@ -307,12 +308,13 @@ TRANSPORT_PDMS_CORPUS = [
 ]
 
 
-def variant_yaml(port, tables, pdms=False):
+def variant_yaml(port, tables, pdms=False, smtputf8=False):
     """YAML for [(name, search, entries or None, regexp text or None)]."""
     out = ["postfix:", "  myorigin: %s" % yq(MYORIGIN),
            "  local_domains: [%s]" % ", ".join(yq(d) for d in LOCAL_DOMAINS),
            "  recipient_delimiter: %s" % yq(DELIMITER),
-           "  parent_domain_matches_subdomains: %s" % ("true" if pdms else "false"), "tables:"]
+           "  parent_domain_matches_subdomains: %s" % ("true" if pdms else "false"),
+           "  smtputf8_enable: %s" % ("true" if smtputf8 else "false"), "tables:"]
     for name, search, entries, regexp in tables:
         out += ["  %s:" % name, "    search: %s" % search, "    sources:"]
         if entries:
@@ -511,6 +513,42 @@ class SocketmapPostfixTest(harness.E2ETestCase):
             if want != got:
                 differences.append("%r: postfix %r, relaykit %r" % (key, want, got))
         self.assertEqual(differences, [], "regexp answers differ:\n  " + "\n  ".join(differences))
+
+    def test_differential_smtputf8(self):
+        """smtputf8_enable = yes (Postfix's default): non-ASCII keys fold as Postfix's hash does."""
+        entries = {"jos\u00e9@example.com": "found-hash", "stra\u00dfe@example.com": "strasse",
+                   "\u00c9LODIE@Example.COM": "elodie", "@ex\u00e4mple.org": "domain",
+                   "root@relay.corp.local": "ascii"}
+        regexp = ("/^jos.@/ dot1\n/^jos..@/ dot2\n/^[\u00e9]x/ bracket\n"
+                  "/^\u00fcmlaut/ umlaut\n/^[a-z]+\u00df$/ eszett\n")
+        harness.write_file(self.config, variant_yaml(self.map_port, [
+            ("u8hash", "exact", entries, None), ("u8re", "exact", None, regexp)], smtputf8=True))
+        self.start_socketmapd()
+        u8 = harness.PostfixInstance(self.subdir("u8"), extra_main_cf={"smtputf8_enable": "yes"})
+        u8.write_config()
+        hash_path = harness.write_file(os.path.join(u8.etc, "u8hash"), "".join(
+            "%s\t%s\n" % kv for kv in entries.items()))
+        u8.postmap(hash_path)
+        re_path = harness.write_file(os.path.join(u8.etc, "u8re"), regexp)
+        keys = ["jos\u00e9@example.com", "JOS\u00c9@EXAMPLE.COM", "Jos\u00e9@Example.Com",
+                "STRASSE@example.com", "Stra\u00dfe@EXAMPLE.com", "strasse@example.com",
+                "\u00e9lodie@example.com", "\u00c9LODIE@EXAMPLE.COM", "@EX\u00c4MPLE.ORG",
+                "@ex\u00e4mple.org", "ROOT@Relay.Corp.Local", "josx@x", "\u00e9x", "\u00c9x",
+                "\u00fcmlaut", "\u00dcMLAUT", "gro\u00df", "GRO\u00df", "GROSS"]
+        differences = []
+        for native, name in (("hash:" + hash_path, "u8hash"), ("regexp:" + re_path, "u8re")):
+            spec = "socketmap:inet:127.0.0.1:%d:%s" % (self.map_port, name)
+            for key in keys:
+                want, got = u8.postmap_q(key, native), u8.postmap_q(key, spec)
+                if want != got:
+                    differences.append("%s %r: postfix %r, relaykit %r" % (name, key, want, got))
+        self.assertEqual(differences, [], "smtputf8 answers differ:\n  " + "\n  ".join(differences))
+        # Postfix really folded (not two tables that never match): and relaykit's CLI agrees.
+        self.assertEqual(u8.postmap_q("STRASSE@example.com", "hash:" + hash_path), "strasse")
+        out = harness.run([harness.binary_path("relaykit"), "query", "-c", self.config, "u8hash",
+                           "JOS\u00c9@EXAMPLE.COM", "jos\udce9@example.com"], check=False)
+        self.assertIn("found-hash", out.stdout)
+        self.assertEqual(out.stdout.count("found-hash"), 1, out.stdout)
 
     def test_differential_transport_pdms(self):
         """parent_domain_matches_subdomains and special transport results, native vs relaykit."""
