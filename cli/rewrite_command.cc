@@ -1,13 +1,17 @@
 // rewrite_command.cc: `relaykit rewrite`: relaykit-milter's engine offline on one message (see
-// rewrite_command.h). Thin: options and I/O only; the work is milter::rewriteOffline().
+// rewrite_command.h). Thin: options and I/O only; the work is milter::rewriteOffline(). The
+// message is read whole, up to --size-limit bytes (Postfix's message_size_limit default); a
+// larger, unreadable or non-file input is refused with its reason and exit 2.
 #include "cli/rewrite_command.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
-#include <fstream>
-#include <iostream>
-#include <iterator>
+#include <cstring>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -22,6 +26,11 @@ namespace {
 constexpr int kRewriteOk = 0;
 constexpr int kRewriteTableError = 1;
 constexpr int kRewriteUsageError = 2;
+// Postfix's message_size_limit default: larger mail never reaches the milter.
+constexpr size_t kDefaultMessageSizeLimit = 10240000;
+// The largest --size-limit accepted: the message, its copy and the output stay in memory.
+constexpr size_t kMaxMessageSizeLimit = 1024 * 1024 * 1024;
+constexpr size_t kReadChunk = 64 * 1024;
 
 struct RewriteOptions {
   std::string configPath = kDefaultConfigPath;
@@ -33,8 +42,61 @@ struct RewriteOptions {
   std::string helo;
   std::string queueId = "OFFLINE";
   std::string message = "-";
+  size_t sizeLimit = kDefaultMessageSizeLimit;
   bool diffOnly = false;
 };
+
+// Reads the whole message from `path` ("-": stdin) into *text. Returns "" or the reason it
+// cannot: not found, a directory or other non-file, unreadable, larger than `limit` bytes.
+std::string readMessage(const std::string& path, size_t limit, std::string* text) {
+  bool useStdin = path == "-";
+  int fd = useStdin ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    return std::strerror(errno);
+  }
+  std::string problem;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    problem = std::strerror(errno);
+  } else if (S_ISDIR(st.st_mode)) {
+    problem = "is a directory";
+  } else if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode) &&
+             !S_ISSOCK(st.st_mode)) {
+    problem = "not a regular file";
+  } else if (S_ISREG(st.st_mode) && static_cast<unsigned long long>(st.st_size) > limit) {
+    problem = std::to_string(st.st_size) + " bytes, larger than the size limit (" +
+              std::to_string(limit) + " bytes; see --size-limit)";
+  }
+  while (problem.empty()) {
+    size_t old = text->size();
+    text->resize(old + kReadChunk);
+    ssize_t n = ::read(fd, text->data() + old, kReadChunk);
+    if (n < 0 && errno == EINTR) {
+      text->resize(old);
+      continue;
+    }
+    if (n < 0) {
+      problem = std::strerror(errno);
+      text->resize(old);
+      break;
+    }
+    text->resize(old + static_cast<size_t>(n));
+    if (n == 0) {
+      break;
+    }
+    if (text->size() > limit) {
+      problem =
+          "larger than the size limit (" + std::to_string(limit) + " bytes; see --size-limit)";
+    }
+  }
+  if (!useStdin) {
+    ::close(fd);
+  }
+  if (!problem.empty()) {
+    text->clear();
+  }
+  return problem;
+}
 
 int runRewrite(const RewriteOptions& options) {
   Diagnostics diags;
@@ -66,15 +128,11 @@ int runRewrite(const RewriteOptions& options) {
     env.clientAddress = *ip;
   }
   std::string text;
-  if (options.message == "-") {
-    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-  } else {
-    std::ifstream in(options.message, std::ios::binary);
-    if (!in) {
-      std::fprintf(stderr, "relaykit: cannot read %s\n", options.message.c_str());
-      return kRewriteUsageError;
-    }
-    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  std::string problem = readMessage(options.message, options.sizeLimit, &text);
+  if (!problem.empty()) {
+    std::fprintf(stderr, "relaykit: %s: %s\n",
+                 options.message == "-" ? "stdin" : options.message.c_str(), problem.c_str());
+    return kRewriteUsageError;
   }
   milter::OfflineReport report = milter::rewriteOffline(*mc, env, text);
   if (report.outcome.error) {
@@ -113,6 +171,10 @@ void addRewriteCommand(CLI::App& app, int* exitCode) {
   sub->add_option("--helo", options->helo, "HELO/EHLO name");
   sub->add_option("--queue-id", options->queueId, "queue id for the log line")
       ->capture_default_str();
+  sub->add_option("--size-limit", options->sizeLimit,
+                  "largest message read, in bytes (Postfix's message_size_limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(static_cast<size_t>(1), kMaxMessageSizeLimit));
   sub->add_flag("--diff-only", options->diffOnly, "print only what changed (on stderr)");
   sub->add_option("message", options->message, "message file; - or absent reads stdin");
   sub->callback([options, exitCode] { *exitCode = runRewrite(*options); });

@@ -89,6 +89,14 @@ bool replacementDropped(const std::string& original, const std::string& replacem
          !listedKey(std::begin(kMimeHeaders), std::end(kMimeHeaders), original);
 }
 
+}  // namespace
+
+bool isDroppedHeader(std::string_view name) {
+  return listedKey(std::begin(kDroppedHeaders), std::end(kDroppedHeaders), name);
+}
+
+namespace {
+
 HeaderField splitHeaderLine(const std::string& line) {
   size_t colon = line.find(':');
   return HeaderField{line.substr(0, colon), line.substr(colon + 1)};

@@ -10,7 +10,9 @@
 // rewrite and is returned as `error` (the caller applies on_error); nothing is half-applied.
 #pragma once
 
+#include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "milters/edit_plan.h"
@@ -35,6 +37,15 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
                               const std::vector<HeaderField>& headers);
 
 // The Postfix-style log line for a changed message: "QID: change, change", or "" when unchanged.
+// Bounds of one message's header block: past either one relaykit-milter lets the message pass
+// unchanged (logged), and `relaykit rewrite` does the same.
+constexpr size_t kMaxMessageHeaders = 200000;
+constexpr size_t kMaxMessageHeaderBytes = 16 * 1024 * 1024;
+
+// True for a header Postfix's cleanup(8) drops (message_drop_headers' default: Bcc,
+// Content-Length, Resent-Bcc, Return-Path), compared as header_opts_find() does.
+bool isDroppedHeader(std::string_view name);
+
 std::string formatRewriteLog(const std::string& queueId, const std::vector<std::string>& changes);
 
 }  // namespace relaykit::milter

@@ -27,8 +27,8 @@ namespace {
 // Bounds on what one message may make us hold in memory; past them the message passes unchanged.
 // Postfix itself has no header count limit (only message_size_limit, 10240000 by default, and
 // header_size_limit per header): these stay above what a default Postfix accepts in practice.
-constexpr size_t kMaxHeaders = 200000;
-constexpr size_t kMaxHeaderBytes = 16 * 1024 * 1024;
+constexpr size_t kMaxHeaders = kMaxMessageHeaders;
+constexpr size_t kMaxHeaderBytes = kMaxMessageHeaderBytes;
 constexpr size_t kMaxRecipients = 10000;
 
 std::shared_ptr<const MilterConfig> gConfig;  // accessed with std::atomic_load/store

@@ -564,7 +564,10 @@ class Round:
                 "smtpd_relay_restrictions": "permit_mynetworks, reject",
                 "smtpd_recipient_restrictions": "",
                 "strict_rfc821_envelopes": "no",
-                "smtpd_reject_unlisted_sender": "no", "smtpd_reject_unlisted_recipient": "no"}
+                "smtpd_reject_unlisted_sender": "no", "smtpd_reject_unlisted_recipient": "no",
+                # One SMTP session carries every case of a round, refusals included.
+                "smtpd_soft_error_limit": "1000", "smtpd_hard_error_limit": "1000",
+                "smtpd_error_sleep_time": "0"}
 
     def write_native(self, etc, postmap):
         """Writes the native tables into etc; returns {param: "hash:..., regexp:..."} and the

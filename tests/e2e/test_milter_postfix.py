@@ -343,5 +343,77 @@ header_rules:
                 self.assertEqual(m.header("X-User"), "u")
 
 
+
+class RewriteCommandTest(MilterTestCase):
+    """`relaykit rewrite` on message files against Postfix's own header_checks on the same files
+    submitted with sendmail -C (the cases tests/e2e/explore_rewrite_offline.py found): CRLF and
+    a leading mbox From line, bare CR, "Name : value", a dropped header, a REPLACE/PREPEND text
+    carrying a newline, NUL, header_size_limit, no final newline, a header block only, no empty
+    line before the body. Then refused inputs: clear message, exit 2."""
+
+    RULES = ("/^X-Drop:/ IGNORE\n"
+             "/^Subject: (.*)/ REPLACE Subject: [ext] $1\n"
+             "/^X-To: ([^ ]+)/ PREPEND X-Copy: $1\n"
+             "/^X-Spaced: v/ REPLACE X-Spaced: seen\n")
+    FILES = {
+        "crlf-mbox": (b"From s@corp.com  Mon Jan  1 00:00:00 2024\r\nSubject: hi\r\n"
+                      b"X-Drop: 1\r\nX-Spaced \t: v\r\nContent-Length: 5\r\n"
+                      b"X-To: [192.0.2.7]\r\n next\r\nX-Cr: a\rb\r\n\r\nbody\rcr\r\n"),
+        "header-only": b"Subject: only\nX-Nul: a\x00b\nX-Keep: 1",
+        "long-no-newline": b"Subject: s\nX-Long: " + b"y" * 110000 + b"\n\nbody no newline",
+        "no-blank-line": b"X-Keep: 1\nnot a header\nmore\n",
+    }
+
+    def rewrite(self, *args):
+        return subprocess.run([harness.binary_path("relaykit"), "rewrite"] + list(args),
+                              capture_output=True, timeout=60)
+
+    def test_rewrite_command_matches_postfix_on_files(self):
+        import explore_rewrite_offline as offline  # noqa: E402 - the explorer's comparison
+        rules = os.path.join(self.tmp, "header_checks")
+        harness.write_file(rules, self.RULES)
+        config = self.write_config("header_checks_file: regexp:%s\n" % rules,
+                                   "inet:127.0.0.1:1")
+        sink = self.start_sink("sink")
+        pf = self.start_postfix(relay_port=sink.port, extra_main_cf={
+            "header_checks": "regexp:" + rules, "smtp_line_length_limit": "0"})
+        for name, data in self.FILES.items():
+            pf.sendmail(data, "s@corp.com", ["%s@example.com" % name])
+        delivered = {}
+        for m in sink.messages(wait_for=len(self.FILES)):
+            delivered[m.recipients[0]] = offline.split_delivered(m.text)
+        for name, data in self.FILES.items():
+            path = os.path.join(self.tmp, name + ".eml")
+            with open(path, "wb") as f:
+                f.write(data)
+            proc = self.rewrite("-c", config, "--sender", "s@corp.com", path)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            ours = offline.parse_message(proc.stdout.decode("utf-8", "surrogateescape"))
+            theirs = offline.parse_message(delivered["%s@example.com" % name])
+            theirs = (offline.strip_added(theirs[0], "sendmail"), theirs[1])
+            self.assertEqual(ours, theirs, name)
+
+    def test_rewrite_command_refuses_bad_inputs_clearly(self):
+        config = self.write_config("header_checks: |\n  /^X-A:/ IGNORE\n", "inet:127.0.0.1:1")
+        big = os.path.join(self.tmp, "big.eml")
+        with open(big, "wb") as f:
+            f.write(b"X-A: 1\n\n" + b"x" * 100)
+        cases = [([os.path.join(self.tmp, "missing.eml")], "No such file or directory"),
+                 ([self.tmp], "is a directory"),
+                 (["--size-limit", "50", big], "larger than the size limit (50 bytes")]
+        for args, reason in cases:
+            proc = self.rewrite("-c", config, *args)
+            self.assertEqual(proc.returncode, 2, args)
+            self.assertIn(reason, proc.stderr.decode(), args)
+            self.assertEqual(proc.stdout, b"", args)
+        binary = os.path.join(self.tmp, "binary")
+        with open(binary, "wb") as f:
+            f.write(b"\x7fELF" + bytes(range(256)) * 4)
+        proc = self.rewrite("-c", config, binary)
+        self.assertEqual(proc.returncode, 0)
+        self.assertIn(b"no header found", proc.stderr)
+        self.assertTrue(proc.stdout.startswith(b"\n"))  # the empty line cleanup inserts
+
+
 if __name__ == "__main__":
     harness.main()
