@@ -1,9 +1,13 @@
 // policy_config.cc: `policy:` YAML -> PolicyConfig, every problem reported as FILE:LINE:COL.
 #include "policyd/policy_config.h"
 
+#include <algorithm>
 #include <cctype>
 #include <fstream>
+#include <optional>
 
+#include "common/address_search.h"
+#include "common/casefold.h"
 #include "common/yaml_util.h"
 
 namespace relaykit::policy {
@@ -27,6 +31,11 @@ class Parser {
  public:
   Parser(const YamlReader& r, PolicyConfig* config) : r_(r), config_(config) {}
 
+  // A sender address or @domain as written in the YAML, folded as senderSearchKeys() folds.
+  std::string senderKey(const std::string& s) const {
+    return foldTableKey(s, config_->postfix->smtputf8Enable).value_or(toLower(s));
+  }
+
   Exemptions exemptions(const YAML::Node& node, const std::string& what) {
     Exemptions ex;
     if (!node.IsDefined() || node.IsNull()) {
@@ -36,8 +45,11 @@ class Parser {
     r_.getNetworks(node, "clients", &ex.clients);
     r_.getStringList(node, "senders", &ex.senders);
     r_.getStringList(node, "sasl_users", &ex.saslUsers);
-    ex.senders = lowered(ex.senders);
+    for (std::string& s : ex.senders) {
+      s = senderKey(s);
+    }
     ex.saslUsers = lowered(ex.saslUsers);
+    config_->matchesSenderKeys = config_->matchesSenderKeys || !ex.senders.empty();
     return ex;
   }
 
@@ -176,9 +188,11 @@ class Parser {
       rule.regexp = re;
     } else if (sender.front() == '@') {
       rule.senderKind = RelayRule::SenderKind::kDomain;
-      rule.sender = toLower(sender.substr(1));
+      rule.sender = senderKey(sender.substr(1));
+      config_->matchesSenderKeys = true;
     } else {
-      rule.sender = toLower(sender);
+      rule.sender = senderKey(sender);
+      config_->matchesSenderKeys = true;
     }
     const YAML::Node filter = YamlReader::child(node, "filter");
     rule.filter = filter.IsDefined() ? r_.asString(filter).value_or("") : "";
@@ -257,21 +271,22 @@ class Parser {
   PolicyConfig* config_;
 };
 
-bool senderMatches(const std::vector<std::string>& patterns, std::string_view sender) {
-  const std::string s = toLower(sender);
-  const std::string domain = domainOf(sender);
-  for (const std::string& p : patterns) {
-    if (p == s || (!domain.empty() && p.size() > 1 && p[0] == '@' &&
-                   p.compare(1, std::string::npos, domain) == 0)) {
-      return true;
-    }
-  }
-  return false;
-}
-
 }  // namespace
 
-bool Exemptions::matches(const PolicyRequest& request) const {
+std::vector<std::string> senderSearchKeys(std::string_view sender, const PostfixSettings& postfix) {
+  std::vector<std::string> keys;
+  const SearchPlan plan = planSearch(SearchMode::kSender, sender.empty() ? "<>" : sender, postfix);
+  for (const SearchKey& form : plan.keys) {
+    std::optional<std::string> folded = foldTableKey(form.key, postfix.smtputf8Enable);
+    if (folded && std::find(keys.begin(), keys.end(), *folded) == keys.end()) {
+      keys.push_back(std::move(*folded));
+    }
+  }
+  return keys;
+}
+
+bool Exemptions::matches(const PolicyRequest& request,
+                         const std::vector<std::string>& senderKeys) const {
   if (!clients.empty()) {
     if (auto address = IpAddress::parse(request.get("client_address"))) {
       for (const IpNetwork& net : clients) {
@@ -281,8 +296,10 @@ bool Exemptions::matches(const PolicyRequest& request) const {
       }
     }
   }
-  if (!senders.empty() && senderMatches(senders, request.get("sender"))) {
-    return true;
+  for (const std::string& s : senders) {
+    if (std::find(senderKeys.begin(), senderKeys.end(), s) != senderKeys.end()) {
+      return true;
+    }
   }
   if (!saslUsers.empty()) {
     const std::string sasl = toLower(request.get("sasl_username"));
@@ -320,6 +337,9 @@ bool LimitRule::usesRecipient() const {
 std::shared_ptr<const PolicyConfig> parsePolicyConfig(const Config& config, Diagnostics* diags) {
   auto out = std::make_shared<PolicyConfig>();
   out->file = config.file;
+  if (config.postfix) {
+    out->postfix = config.postfix;
+  }
   Diagnostics local;
   YamlReader r(config.file, &local, config.text);
   try {

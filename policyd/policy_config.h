@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/config.h"
@@ -28,12 +29,20 @@ inline constexpr const char* kDefaultLimitReply =
 inline constexpr const char* kStoreErrorReply =
     "DEFER_IF_PERMIT 4.3.0 Rate limit service unavailable, try again later";
 
+// The keys Postfix's sender_dependent_relayhost_maps / check_sender_access search would try for
+// a request's envelope sender, folded like an indexed table's keys: user+ext@domain,
+// user@domain, (local domains) user+ext and user, @domain; "<>" for the null sender. Sender
+// exemptions and relay rules written as an address or @domain match any of them, so
+// "nagios@corp.local" covers "Nagios+disk@Corp.Local" as it would in Postfix's own tables.
+std::vector<std::string> senderSearchKeys(std::string_view sender, const PostfixSettings& postfix);
+
 // Who is never limited (global `exempt:` and per-limit `exempt:`).
 struct Exemptions {
   std::vector<IpNetwork> clients;
   std::vector<std::string> senders;    // lower-cased; "user@domain" or "@domain"
   std::vector<std::string> saslUsers;  // lower-cased
-  bool matches(const PolicyRequest& request) const;
+  // senderKeys: senderSearchKeys() of the request's sender.
+  bool matches(const PolicyRequest& request, const std::vector<std::string>& senderKeys) const;
 };
 
 enum class CountUnit { kMessages, kRecipients, kBytes };
@@ -74,6 +83,10 @@ struct PolicyConfig {
   std::vector<LimitRule> limits;
   std::vector<RelayRule> relay;
   RedisStoreSettings redis;
+  // The `postfix:` section (recipient_delimiter, local domains) for sender matching.
+  std::shared_ptr<const PostfixSettings> postfix = std::make_shared<const PostfixSettings>();
+  // True when an exemption or relay rule matches senders by address or @domain (senderKeys).
+  bool matchesSenderKeys = false;
   // True when some limit or relay rule needs the recipients of a message at END-OF-MESSAGE.
   bool tracksRecipients = false;
 };

@@ -1,6 +1,7 @@
 // policy_engine.cc: stage semantics, limit planning and reply text; see policy_engine.h.
 #include "policyd/policy_engine.h"
 
+#include <algorithm>
 #include <cctype>
 #include <map>
 
@@ -20,21 +21,21 @@ std::int64_t attributeNumber(const PolicyRequest& request, std::string_view name
 }
 
 bool relayMatches(const RelayRule& rule, const PolicyRequest& request,
+                  const std::vector<std::string>& senderKeys,
                   const std::vector<std::string>* acceptedRecipients) {
-  const std::string sender = toLower(request.get("sender"));
   switch (rule.senderKind) {
     case RelayRule::SenderKind::kExact:
-      if (sender != rule.sender && !(rule.sender == "<>" && sender.empty())) {
+      if (std::find(senderKeys.begin(), senderKeys.end(), rule.sender) == senderKeys.end()) {
         return false;
       }
       break;
     case RelayRule::SenderKind::kDomain:
-      if (domainOf(sender) != rule.sender) {
+      if (std::find(senderKeys.begin(), senderKeys.end(), "@" + rule.sender) == senderKeys.end()) {
         return false;
       }
       break;
     case RelayRule::SenderKind::kRegexp:
-      if (!RE2::PartialMatch(sender, *rule.regexp)) {
+      if (!RE2::PartialMatch(toLower(request.get("sender")), *rule.regexp)) {
         return false;
       }
       break;
@@ -114,9 +115,16 @@ Plan planRequest(const PolicyConfig& config, const PolicyRequest& request,
                  const std::vector<std::string>* acceptedRecipients) {
   Plan plan;
   plan.stage = stageOf(request);
+  if (plan.stage == Stage::kOther) {
+    return plan;
+  }
+  // Only configs that match senders by address or @domain pay for the search keys.
+  const std::vector<std::string> senderKeys =
+      config.matchesSenderKeys ? senderSearchKeys(request.get("sender"), *config.postfix)
+                               : std::vector<std::string>();
   if (plan.stage == Stage::kRcpt || plan.stage == Stage::kEndOfMessage) {
     for (const RelayRule& rule : config.relay) {
-      if (relayMatches(rule, request, acceptedRecipients)) {
+      if (relayMatches(rule, request, senderKeys, acceptedRecipients)) {
         plan.filter = "FILTER " + rule.filter;
         break;
       }
@@ -125,7 +133,7 @@ Plan planRequest(const PolicyConfig& config, const PolicyRequest& request,
   if (plan.stage == Stage::kOther) {
     return plan;
   }
-  if (config.exempt.matches(request)) {
+  if (config.exempt.matches(request, senderKeys)) {
     plan.exempt = true;
     return plan;
   }
@@ -134,7 +142,7 @@ Plan planRequest(const PolicyConfig& config, const PolicyRequest& request,
   const bool expandRecipients = plan.stage != Stage::kRcpt && request.get("recipient").empty() &&
                                 acceptedRecipients != nullptr && !acceptedRecipients->empty();
   for (const LimitRule& rule : config.limits) {
-    if (rule.exempt.matches(request)) {
+    if (rule.exempt.matches(request, senderKeys)) {
       continue;
     }
     // principal -> recipients that fall under it

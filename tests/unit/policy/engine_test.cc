@@ -218,6 +218,44 @@ TEST(PolicyEngine, FilterDecisions) {
             "FILTER smtp:[127.0.0.1]:2526");
 }
 
+TEST(PolicyEngine, SendersMatchLikeSenderDependentRelayhostMaps) {
+  // Address and @domain rules and exemptions find what Postfix's own
+  // sender_dependent_relayhost_maps or check_sender_access table would: the extension stripped
+  // (recipient_delimiter), any case, a bare localpart for the local domains, "<>" for the null
+  // sender.
+  auto c = parseOk(std::string(R"(
+postfix:
+  local_domains: [relay.corp.local]
+  recipient_delimiter: "+-"
+)") + kConfig + R"(
+    - sender: cron@relay.corp.local
+      filter: "smtp:[cron-gw]:25"
+    - sender: "<>"
+      filter: "smtp:[bounces-gw]:25"
+)");
+  EXPECT_EQ(planRequest(*c, req("RCPT", "Nagios+disk@Corp.Local", "10.0.0.1")).filter,
+            "FILTER smtp:[127.0.0.1]:2526");
+  EXPECT_EQ(planRequest(*c, req("RCPT", "nagios-load@corp.local", "10.0.0.1")).filter,
+            "FILTER smtp:[127.0.0.1]:2526");
+  EXPECT_EQ(planRequest(*c, req("RCPT", "nagiosx@corp.local", "10.0.0.1")).filter, "");
+  EXPECT_EQ(planRequest(*c, req("RCPT", "nagios@corp.local.example", "10.0.0.1")).filter, "");
+  EXPECT_EQ(
+      planRequest(*c, req("RCPT", "r+x@Reports.Corp.Local", "1.2.3.4", "a@partner.com")).filter,
+      "FILTER relay:[partner-gw]:25");
+  EXPECT_EQ(
+      planRequest(*c, req("RCPT", "r@sub.reports.corp.local", "1.2.3.4", "a@partner.com")).filter,
+      "");  // @domain is that domain only, as in Postfix's tables
+  EXPECT_EQ(planRequest(*c, req("RCPT", "CRON+daily@relay.corp.local", "10.0.0.1")).filter,
+            "FILTER smtp:[cron-gw]:25");
+  EXPECT_EQ(planRequest(*c, req("RCPT", "", "10.0.0.1")).filter, "FILTER smtp:[bounces-gw]:25");
+  EXPECT_TRUE(planRequest(*c, req("RCPT", "monitoring+x@corp.com", "10.0.0.1")).exempt);
+  EXPECT_TRUE(planRequest(*c, req("RCPT", "x-y@Trusted.Example", "10.0.0.1")).exempt);
+  EXPECT_FALSE(planRequest(*c, req("RCPT", "monitoringx@corp.com", "10.0.0.1")).exempt);
+  EXPECT_TRUE(c->matchesSenderKeys);
+  EXPECT_FALSE(parseOk("policy:\n  relay:\n    - {sender: \"/^a@/\", filter: \"smtp:[x]:25\"}\n")
+                   ->matchesSenderKeys);
+}
+
 TEST(PolicyEngine, DecideRefusesWithExpandedReplyAndWarnsOnly) {
   auto c = parseOk(kConfig);
   const PolicyRequest r = req("END-OF-MESSAGE", "a@corp.com", "10.9.9.9", "", "1", "100");
