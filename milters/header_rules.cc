@@ -28,7 +28,7 @@ std::string trimLeft(std::string_view s) {
 
 }  // namespace
 
-bool isHeaderLine(std::string_view line) {
+size_t headerNameLength(std::string_view line) {
   // Postfix's is_header(3): printable ASCII up to the colon, then optionally blanks (the
   // obsolete "Name :" form, RFC 822 section 3.4.2).
   size_t i = 0;
@@ -39,13 +39,15 @@ bool isHeaderLine(std::string_view line) {
     }
     ++i;
   }
-  if (i == 0) {
-    return false;
-  }
+  const size_t name = i;
   while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) {
     ++i;
   }
-  return i < line.size() && line[i] == ':';
+  return name > 0 && i < line.size() && line[i] == ':' ? name : 0;
+}
+
+bool isHeaderLine(std::string_view line) {
+  return headerNameLength(line) > 0;
 }
 
 const char* actionName(ActionKind kind) {

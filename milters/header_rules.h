@@ -126,6 +126,9 @@ std::string unfold(std::string_view text);
 // colon, optionally followed by blanks ("Name : ..."), as Postfix's is_header(3) decides: a header
 // line, as opposed to a continuation or body line.
 bool isHeaderLine(std::string_view line);
+// The same test, returning the length of the field name ("Name" in "Name:" or "Name :"), 0 when
+// the line is not a header line.
+size_t headerNameLength(std::string_view line);
 
 // Expands $1, ${1}, $(1) and $$ in `with` from the groups of `re` matched against `text`.
 std::string expandGroups(const re2::RE2& re, std::string_view text, std::string_view with);

@@ -35,24 +35,6 @@ std::vector<std::string> lines(std::string_view text) {
   return out;
 }
 
-// Postfix's is_header(): the length of the header name ("Name" in "Name:" or "Name :"), 0 when
-// the line is not a header.
-size_t headerNameLength(std::string_view line) {
-  size_t i = 0;
-  while (i < line.size() && line[i] != ':') {
-    unsigned char c = static_cast<unsigned char>(line[i]);
-    if (c <= 32 || c >= 127) {
-      break;
-    }
-    ++i;
-  }
-  size_t name = i;
-  while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) {
-    ++i;
-  }
-  return name > 0 && i < line.size() && line[i] == ':' ? name : 0;
-}
-
 // cleanup(8) keeps header text in C strings: each piece of a line (line_length_limit bytes)
 // ends at its first NUL.
 std::string_view beforeNul(std::string_view piece) {

@@ -322,10 +322,9 @@ def _enc(v):
 # The two stacks
 # ---------------------------------------------------------------------------------------------
 
-class Stacks:
+class Stacks(harness.OwnedProcesses):
     def __init__(self, tmp):
-        self.tmp = tmp
-        self.cleanups = []
+        super().__init__(tmp)
         common = {"local_header_rewrite_clients": "", "nested_header_checks": ""}
         self.rules_path = os.path.join(tmp, "header_checks")
         harness.write_file(self.rules_path, "/^X-Never-Seen:/ DUNNO\n")
@@ -347,24 +346,6 @@ class Stacks:
         self.pf_n = self._start(harness.PostfixInstance(
             self._dir("postfix-native"), relay_port=self.sink_n.port,
             extra_main_cf=dict(common, header_checks="regexp:" + self.rules_path)))
-
-    def _dir(self, name):
-        path = os.path.join(self.tmp, name)
-        os.makedirs(path, exist_ok=True)
-        os.chmod(path, 0o755)
-        return path
-
-    def _start(self, thing):
-        thing.start()
-        self.cleanups.append(thing.stop)
-        return thing
-
-    def close(self):
-        for c in reversed(self.cleanups):
-            try:
-                c()
-            except Exception as e:  # noqa: BLE001 - cleanup goes on
-                sys.stderr.write("cleanup: %s\n" % e)
 
     def load(self, text):
         """Installs a rule set in both; returns (ok, postfix warnings, relaykit diagnostics)."""

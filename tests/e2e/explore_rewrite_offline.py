@@ -205,10 +205,9 @@ def make_variant(rng, mgen, kind, headers, body_text):
 # The oracle
 # ---------------------------------------------------------------------------------------------
 
-class Oracle:
+class Oracle(harness.OwnedProcesses):
     def __init__(self, tmp, smtp_line_limit):
-        self.tmp = tmp
-        self.cleanups = []
+        super().__init__(tmp)
         self.rules_path = os.path.join(tmp, "header_checks")
         harness.write_file(self.rules_path, "/^X-Never-Seen:/ DUNNO\n")
         self.sink = self._start(harness.SmtpSink(self._dir("sink")))
@@ -222,24 +221,6 @@ class Oracle:
         self.pf = self._start(harness.PostfixInstance(self._dir("postfix"),
                                                       relay_port=self.sink.port,
                                                       extra_main_cf=params))
-
-    def _dir(self, name):
-        path = os.path.join(self.tmp, name)
-        os.makedirs(path, exist_ok=True)
-        os.chmod(path, 0o755)
-        return path
-
-    def _start(self, thing):
-        thing.start()
-        self.cleanups.append(thing.stop)
-        return thing
-
-    def close(self):
-        for c in reversed(self.cleanups):
-            try:
-                c()
-            except Exception as e:  # noqa: BLE001 - cleanup goes on
-                sys.stderr.write("cleanup: %s\n" % e)
 
     def load(self, text):
         with open(self.rules_path, "wb") as f:

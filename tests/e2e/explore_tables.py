@@ -794,7 +794,14 @@ def deliver_cases(pf, cases, tag, sinks):
         if i is None:
             continue
         reason = "" if m.group(5) == "sent" else re.sub(r"[0-9A-F]{6,}", "QID", m.group(6))
-        outcome[i]["log"].append((m.group(2), m.group(3), m.group(4), m.group(5), reason))
+        dsn, status = m.group(4), m.group(5)
+        unresolvable = re.match(r"unable to look up host (\S+?):", reason)
+        if unresolvable:
+            # The same unresolvable next hop: the resolver of this sandbox answers "temporary
+            # failure" (4.4.4, deferred) or "not found" (5.4.4, bounced) from one try to the next,
+            # and qmgr names the destination queue after whichever recipient came first (case).
+            dsn, status, reason = "x.4.4", "unresolvable", unresolvable.group(0).lower()
+        outcome[i]["log"].append((m.group(2), m.group(3), dsn, status, reason))
     for o in outcome.values():
         o["log"] = sorted(set(o["log"]))
     for name, sink in sinks.items():
@@ -820,17 +827,14 @@ def deliver_cases(pf, cases, tag, sinks):
 # Driver
 # ---------------------------------------------------------------------------------------------
 
-class Explorer:
+class Explorer(harness.OwnedProcesses):
     def __init__(self, args):
+        super().__init__(harness.make_tmpdir("relaykit-explore-"))
         self.args = args
-        self.tmp = harness.make_tmpdir("relaykit-explore-")
-        self.cleanups = []
         self.sinks = {}
         for name in SINKS:
-            s = harness.SmtpSink(os.path.join(self.tmp, "sink-" + name))
-            s.start()
-            self.cleanups.append(s.stop)
-            self.sinks[name] = s
+            self.sinks[name] = self._start(harness.SmtpSink(os.path.join(self.tmp,
+                                                                         "sink-" + name)))
         self.ports = {n: s.port for n, s in self.sinks.items()}
         self.sm_port = harness.free_port()
         self.config = os.path.join(self.tmp, "relaykit.yaml")
@@ -840,11 +844,7 @@ class Explorer:
         self.totals = {"rounds": 0, "tables": 0, "keys": 0, "deliveries": 0, "diffs": 0}
 
     def close(self):
-        for c in reversed(self.cleanups):
-            try:
-                c()
-            except Exception as e:  # noqa: BLE001 - cleanup goes on
-                sys.stderr.write("cleanup: %s\n" % e)
+        super().close()
         if not self.args.keep and self.totals["diffs"] == 0:
             shutil.rmtree(self.tmp, ignore_errors=True)
         else:

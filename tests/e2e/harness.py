@@ -173,6 +173,36 @@ def make_tmpdir(prefix="relaykit-e2e-"):
     return path
 
 
+class OwnedProcesses:
+    """For the explorers (tests/e2e/explore_*.py): what they start under `tmp`, stopped in reverse
+    order by close(); a failing stop is reported and the others still run."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.cleanups = []
+
+    def _dir(self, name):
+        """tmp/name, created world-traversable (Postfix and smtp-sink drop privileges)."""
+        path = os.path.join(self.tmp, name)
+        os.makedirs(path, exist_ok=True)
+        os.chmod(path, 0o755)
+        return path
+
+    def _start(self, thing):
+        """Starts thing (anything with start() and stop()) and owns its stop."""
+        thing.start()
+        self.cleanups.append(thing.stop)
+        return thing
+
+    def close(self):
+        for c in reversed(self.cleanups):
+            try:
+                c()
+            except Exception as e:  # noqa: BLE001 - cleanup goes on
+                sys.stderr.write("cleanup: %s\n" % e)
+        self.cleanups = []
+
+
 # ---------------------------------------------------------------------------------------------
 # Test case base class
 # ---------------------------------------------------------------------------------------------
