@@ -4,7 +4,8 @@
 //
 //  - accept: every accepted connection gets a SessionIo (below); TCP ones TCP_NODELAY and
 //    TCP_QUICKACK (libmilter writes replies in several small writes; with Nagle plus delayed ACK
-//    that costs ~40 ms per message).
+//    that costs ~40 ms per message). ACKs are delayed so that replies carry them, except that
+//    commands answered without a reply are acknowledged as soon as they are read (quickAck()).
 //  - read/poll: libmilter reads every command with poll + read(5-byte header) + poll + read(body):
 //    four system calls per command, ~12 commands per message. Reads on session sockets are served
 //    from a per-connection buffer filled by one read(2) of up to kReadBuffer bytes, and a
@@ -93,10 +94,42 @@ bool isTcp(int fd) {
   return domain == AF_INET || domain == AF_INET6;
 }
 
-void quickAck(const SessionIo* s, int fd) {
-  if (s->tcp) {
-    int one = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+// True when the last whole milter command in data[0, n) is one this milter always answers at
+// once: option negotiation ('O') or end of message ('E'); every other command is negotiated
+// without a reply. A trailing partial command means more is on its way: false.
+bool replyDue(const char* data, size_t n) {
+  size_t i = 0;
+  char last = 0;
+  while (n - i >= 5) {
+    const auto* p = reinterpret_cast<const unsigned char*>(data + i);
+    const size_t len = (size_t{p[0]} << 24) | (size_t{p[1]} << 16) | (size_t{p[2]} << 8) | p[3];
+    if (len == 0 || len > n - i - 4) {
+      return false;
+    }
+    last = data[i + 4];
+    i += 4 + len;
+  }
+  return i == n && (last == 'O' || last == 'E');
+}
+
+// ACK policy of a TCP session. Sessions run in Linux's delayed-ACK ("pingpong") mode, set at
+// accept, so that a reply of ours carries the ACK of the command it answers (OPTNEG, end of
+// message): one segment instead of two, where the kernel's quick-ACK mode at the start of a
+// connection would acknowledge every segment on its own. Commands answered without a reply
+// (MAIL, headers, QUIT...) are acknowledged as soon as they are read (TCP_QUICKACK 1 sends the
+// pending ACK), then delayed-ACK mode is set again for what comes next: Postfix writes those
+// without waiting, and with Nagle on its side its next write would wait for a delayed ACK (up
+// to 40 ms) — here it waits only until this thread has read the data.
+void setDelayedAck(int fd) {
+  int off = 0;
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &off, sizeof(off));
+}
+
+void quickAck(const SessionIo* s, int fd, const char* data, size_t n) {
+  if (s->tcp && !replyDue(data, n)) {
+    int on = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &on, sizeof(on));
+    setDelayedAck(fd);
   }
 }
 
@@ -179,7 +212,7 @@ extern "C" int __wrap_accept(int fd, struct sockaddr* addr, socklen_t* len) {
       if (s->tcp) {
         int one = 1;
         (void)setsockopt(conn, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        (void)setsockopt(conn, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+        setDelayedAck(conn);  // the first command, OPTNEG, is answered at once
       }
     }
     delete gSessions[conn].exchange(s, std::memory_order_acq_rel);
@@ -199,7 +232,7 @@ extern "C" ssize_t __wrap_read(int fd, void* buf, size_t count) {
     if (count >= kReadBuffer) {  // large reads go straight to the caller's buffer
       ssize_t n = __real_read(fd, buf, count);
       if (n > 0) {
-        quickAck(s, fd);
+        quickAck(s, fd, nullptr, 0);
       }
       return n;
     }
@@ -207,7 +240,7 @@ extern "C" ssize_t __wrap_read(int fd, void* buf, size_t count) {
     if (n <= 0) {
       return n;
     }
-    quickAck(s, fd);
+    quickAck(s, fd, s->buf, static_cast<size_t>(n));
     s->start = 0;
     s->end = static_cast<size_t>(n);
   }
@@ -246,7 +279,7 @@ extern "C" int __wrap_poll(struct pollfd* fds, nfds_t nfds, int timeout) {
     if (fds[0].revents & POLLIN) {
       ssize_t n = recv(fds[0].fd, s->buf, kReadBuffer, MSG_DONTWAIT);
       if (n > 0) {
-        quickAck(s, fds[0].fd);
+        quickAck(s, fds[0].fd, s->buf, static_cast<size_t>(n));
         s->start = 0;
         s->end = static_cast<size_t>(n);
       } else if (n == 0) {
