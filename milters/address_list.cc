@@ -215,9 +215,10 @@ StatusOr<std::vector<Mailbox>> parseAddressList(std::string_view text) {
       ++i;
     }
     char delim = i < toks.size() ? toks[i].special() : '\0';
-    if (delim == '>') {
+    if (delim == '>' && start == i) {
       return Status::error("unexpected '>' at offset " + std::to_string(toks[i].begin));
     }
+    // A stray '>' after a bare address ends it, like ','; Postfix ignores it too.
     if (delim == ':' && !inGroup) {
       if (start == i) {
         return Status::error("group without a name at offset " + std::to_string(toks[i].begin));
@@ -272,15 +273,22 @@ StatusOr<std::vector<Mailbox>> parseAddressList(std::string_view text) {
         // Anything else starts the next address: Postfix adds the missing comma.
       }
     } else {
-      if (start < i) {
+      // Bare addresses. Like Postfix's parser, two words with nothing between them start a new
+      // address: "John Smith a@x" is three addresses ("John", "Smith", "a@x").
+      size_t from = start;
+      for (size_t k = start; k <= i && from < i; ++k) {
+        if (k < i && (k == from || !toks[k].isWord() || !toks[k - 1].isWord())) {
+          continue;
+        }
         Mailbox box;
         box.group = inGroup ? group : std::string();
-        box.routeBegin = toks[start].begin;
-        st = makeMailbox(text, toks, comments, start, i, &box);
+        box.routeBegin = toks[from].begin;
+        st = makeMailbox(text, toks, comments, from, k, &box);
         if (!st) {
           return st;
         }
         result.push_back(std::move(box));
+        from = k;
       }
       if (delim == ';') {
         inGroup = false;

@@ -206,7 +206,10 @@ header_rules:
         # inside its addr-spec (behind it, as Postfix writes them); "a@b@x" has the localpart
         # "a@b"; a missing comma and a stray ';' do not stop the rewrite; the envelope sender is
         # looked up as cleanup would (route, pointless quotes and trailing dot dropped).
-        body = SEED_MILTER.replace("headers: [From]", "headers: [From, Reply-To, Sender]")
+        # Also: two words with nothing between them are two addresses ("Name root@x" is "Name"
+        # and "root@x") and a '>' after a bare address is ignored, as Postfix reads them.
+        body = SEED_MILTER.replace("headers: [From]",
+                                   "headers: [From, Reply-To, Sender, Resent-From, Resent-Sender]")
         # As for a remote client: Postfix's cleanup does not rewrite headers before the milter.
         sink, milter, pf = self.start_milter_stack(
             body, extra_main_cf={"local_header_rewrite_clients": ""})
@@ -214,6 +217,8 @@ header_rules:
                " cron@relay.corp.local;\n"
                "Reply-To: <nagios@relay.corp.local> x@example.org\n"
                "Sender: a@b@srv3.corp.local\n"
+               "Resent-From: Name cron@relay.corp.local\n"
+               "Resent-Sender: root@relay.corp.local>\n"
                "To: ops@example.com\nSubject: forms\nMessage-ID: <forms@test>\n\nbody\n")
         with smtplib.SMTP("127.0.0.1", pf.port, timeout=30) as s:
             s.ehlo("client.test.invalid")
@@ -225,6 +230,8 @@ header_rules:
         self.assertEqual(m.header("From"), "Jo <noreply@corp.com (ops)> (team), cron@corp.com;")
         self.assertEqual(m.header("Reply-To"), "<alerts@corp.com> x@example.org")
         self.assertEqual(m.header("Sender"), '"a@b"@corp.com')
+        self.assertEqual(m.header("Resent-From"), "Name cron@corp.com")
+        self.assertEqual(m.header("Resent-Sender"), "noreply@corp.com>")
         self.assertEqual(m.sender, "noreply@corp.com")
 
     def test_unparsable_header_untouched(self):

@@ -152,13 +152,34 @@ TEST(AddressListTest, EnvelopeLookupKeyIsCleanupsLocalRewrite) {
   EXPECT_EQ(envelopeLookupKey("user%host@relay", o), "user%host@relay");
 }
 
+TEST(AddressListTest, AdjacentWordsAndStrayAngleLikePostfix) {
+  // Postfix (tok822) reads "John Smith a@x" as three addresses and ignores a '>' after a bare
+  // address; it rewrites the address in both (explore_rewrite_from.py saw it do so).
+  auto boxes = parseOk(" John Smith root@relay.corp.local");
+  ASSERT_EQ(boxes.size(), 3u);
+  EXPECT_EQ(boxes[0].address(), "John");
+  EXPECT_EQ(boxes[1].address(), "Smith");
+  EXPECT_EQ(boxes[2].address(), "root@relay.corp.local");
+  boxes = parseOk(" A B. C \"Q\" (c) root@relay.corp.local Name");
+  ASSERT_EQ(boxes.size(), 5u);
+  EXPECT_EQ(boxes[1].address(), "B.C");
+  EXPECT_EQ(boxes[3].address(), "root@relay.corp.local");
+  EXPECT_EQ(boxes[4].address(), "Name");
+  boxes = parseOk(" root@relay.corp.local>");
+  ASSERT_EQ(boxes.size(), 1u);
+  EXPECT_EQ(boxes[0].address(), "root@relay.corp.local");
+  EXPECT_EQ(spliceAddresses(" root@relay.corp.local>",
+                            {{boxes[0].specBegin, boxes[0].specEnd, "noreply@corp.com"}}),
+            " noreply@corp.com>");
+}
+
 TEST(AddressListTest, MalformedIsAnError) {
   const char* bad[] = {
       " \"unterminated <a@x>",
       " (unterminated comment a@x",
       " <a@x",
-      " a@x>",
-      " John Doe",
+      " <a@x>>",
+      " >a@x",
       " a@",
       " Team: a@x",
       " a@[1.2.3.4",
