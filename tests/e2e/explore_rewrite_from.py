@@ -349,29 +349,19 @@ def native_tables(pf, prefix, entries, regexp):
     return "hash:%s, regexp:%s" % (path, re_path)
 
 
-class Stack:
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.procs = []
-
+class Stack(harness.OwnedProcesses):
     def sub(self, name):
-        p = os.path.join(self.tmp, name)
-        os.makedirs(p, exist_ok=True)
-        os.chmod(p, 0o755)
-        return p
+        return self._dir(name)
 
     def sink(self, name):
-        s = harness.SmtpSink(self.sub("sink-" + name))
-        s.start()
-        self.procs.append(s)
-        return s
+        return self._start(harness.SmtpSink(self.sub("sink-" + name)))
 
     def postfix(self, name, sink, params):
         main = dict(COMMON_MAIN_CF)
         main.update(params)
         pf = harness.PostfixInstance(self.sub("pf-" + name), relay_port=sink.port,
                                      extra_main_cf=main)
-        self.procs.append(pf)
+        self.cleanups.append(pf.stop)  # started in start()
         pf.write_config()  # postmap -c ETC needs main.cf
         return pf
 
@@ -388,9 +378,7 @@ class Stack:
         port = harness.free_port()
         cfg = harness.write_file(os.path.join(self.sub("milter"), "relaykit.yaml"),
                                  relaykit_yaml(port))
-        self.milter = harness.RelaykitDaemon("relaykit-milter", cfg, port=port)
-        self.milter.start()
-        self.procs.append(self.milter)
+        self.milter = self._start(harness.RelaykitDaemon("relaykit-milter", cfg, port=port))
         r = self.postfix("relaykit", sinks["relaykit"], {
             "smtpd_milters": "inet:127.0.0.1:%d" % port, "milter_default_action": "tempfail",
             "milter_protocol": "6"})
@@ -399,11 +387,7 @@ class Stack:
             pf.start()
 
     def stop(self):
-        for p in reversed(self.procs):
-            try:
-                p.stop()
-            except Exception as e:  # noqa: BLE001 - cleanup goes on
-                sys.stderr.write("stop: %s\n" % e)
+        self.close()
 
 
 # ---- comparison ------------------------------------------------------------------------------
