@@ -200,4 +200,64 @@ std::optional<StrippedAddress> stripExtension(std::string_view internal,
   return out;
 }
 
+namespace {
+
+// Position of the first (or last) `c` outside quoted strings and domain literals, or npos.
+size_t findUnquoted(std::string_view s, char c, bool last) {
+  size_t found = std::string_view::npos;
+  bool quoted = false;
+  bool literal = false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char ch = s[i];
+    if (ch == '\\') {
+      ++i;
+    } else if (quoted) {
+      quoted = ch != '"';
+    } else if (literal) {
+      literal = ch != ']';
+    } else if (ch == '"') {
+      quoted = true;
+    } else if (ch == '[') {
+      literal = true;
+    } else if (ch == c) {
+      found = i;
+      if (!last) {
+        break;
+      }
+    }
+  }
+  return found;
+}
+
+}  // namespace
+
+std::string rewriteLocalContext(std::string_view sender, std::string_view myorigin) {
+  // smtpd hands cleanup the internal form, which cleanup quotes again: "a@b" becomes a@b.
+  std::string s = quoteLocalpart(unquoteLocalpart(sender));
+  if (!s.empty() && s.front() == '@') {  // source route "@a,@b:user@domain"
+    size_t colon = findUnquoted(s, ':', false);
+    if (colon != std::string::npos && colon + 1 < s.size()) {
+      s.erase(0, colon + 1);
+    }
+  }
+  if (findUnquoted(s, '@', true) == std::string::npos) {
+    size_t bang = findUnquoted(s, '!', false);
+    size_t percent = findUnquoted(s, '%', true);
+    if (bang != std::string::npos) {
+      s = s.substr(bang + 1) + "@" + s.substr(0, bang);
+    } else if (percent != std::string::npos) {
+      s[percent] = '@';
+    } else if (!myorigin.empty()) {
+      s += '@';
+      s += myorigin;
+    }
+  }
+  // One trailing dot, but not "..", "@." or a dot inside quotes.
+  if (s.size() >= 2 && s.back() == '.' && s[s.size() - 2] != '.' && s[s.size() - 2] != '@' &&
+      findUnquoted(s, '.', true) == s.size() - 1) {
+    s.pop_back();
+  }
+  return quoteLocalpart(unquoteLocalpart(s));
+}
+
 }  // namespace relaykit

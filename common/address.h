@@ -37,6 +37,14 @@ struct StrippedAddress {
 std::optional<StrippedAddress> stripExtension(std::string_view internal,
                                               std::string_view delimiters);
 
+// What cleanup(8) makes of an envelope address before canonical(5) sees it (`sender` as given in
+// MAIL FROM, angle brackets removed): smtpd unquotes it (so a bare "a@b" is a@b, domain b), then
+// trivial-rewrite's "local" context: a source route "@a,@b:" is dropped; an address without '@'
+// becomes user@host for "host!user", user@host for "user%host", else user@myorigin (when myorigin
+// is not empty); one trailing dot after the domain is dropped; the localpart is re-quoted as
+// quote_822_local does.
+std::string rewriteLocalContext(std::string_view sender, std::string_view myorigin);
+
 // ASCII case-insensitive equality (strcasecmp(3) in the C locale).
 bool equalsIgnoreCase(std::string_view a, std::string_view b);
 

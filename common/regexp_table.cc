@@ -129,12 +129,7 @@ std::unique_ptr<RegexpTable> RegexpTable::parse(std::string_view text, const Sou
     return nullptr;
   }
   if (!impl->patterns.empty()) {
-    re2::RE2::Options so;
-    so.set_log_errors(false);
-    so.set_max_mem(kSetMaxMem);
-    if (options.dialect == RegexpDialect::kPosix) {
-      so.set_encoding(re2::RE2::Options::EncodingLatin1);  // as each pattern (parser)
-    }
+    re2::RE2::Options so = tableRe2Options(options.dialect, kSetMaxMem);
     auto set = std::make_unique<re2::RE2::Set>(so, re2::RE2::UNANCHORED);
     bool ok = true;
     for (const auto& re : impl->patterns) {

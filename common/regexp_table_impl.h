@@ -7,6 +7,7 @@
 #include <re2/re2.h>
 #include <re2/set.h>
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -60,6 +61,20 @@ struct RegexpTable::Impl {
   template <typename Matched>
   int findWinner(const std::vector<int>& candidates, Matched&& matched) const;
 };
+
+// RE2 options every pattern of a table and its Set share: no logging, and for the POSIX dialect
+// Latin-1 encoding (Postfix runs regcomp(3) in the C locale: every byte is one character, `.`
+// matches Latin-1 and broken UTF-8 bytes alike; case folding stays ASCII-only through
+// regexp_translate.cc).
+inline re2::RE2::Options tableRe2Options(RegexpDialect dialect, int64_t maxMem) {
+  re2::RE2::Options o;
+  o.set_log_errors(false);
+  o.set_max_mem(maxMem);
+  if (dialect == RegexpDialect::kPosix) {
+    o.set_encoding(re2::RE2::Options::EncodingLatin1);
+  }
+  return o;
+}
 
 // Adds the rules and patterns of `text` to *impl (not the Set), reporting every problem into
 // *diags. The caller refuses the table when diags has errors.

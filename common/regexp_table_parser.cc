@@ -182,15 +182,8 @@ class Parser {
       prefix = f.empty() ? std::string() : "(?" + f + ")";
       body = toggled('A') ? "\\A(?:" + t.re2 + ")" : std::move(t.re2);
     }
-    re2::RE2::Options ro;
-    ro.set_log_errors(false);
-    ro.set_max_mem(kPatternMaxMem);
+    re2::RE2::Options ro = tableRe2Options(options_.dialect, kPatternMaxMem);
     ro.set_longest_match(options_.dialect == RegexpDialect::kPosix);
-    if (options_.dialect == RegexpDialect::kPosix) {
-      // Postfix runs regcomp(3) in the C locale: every byte is one character (`.` matches
-      // Latin-1 and broken UTF-8 bytes alike) and case folding is ASCII only.
-      ro.set_encoding(re2::RE2::Options::EncodingLatin1);
-    }
     auto re = std::make_unique<re2::RE2>(prefix + body, ro);
     if (!re->ok()) {
       // Report RE2's message about the pattern as written, without our flag prefix.

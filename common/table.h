@@ -28,6 +28,13 @@ struct PostfixSettings {
   // in mydestination: "user@myorigin." is local only if myorigin is in mydestination.
   std::string myorigin;
   std::vector<std::string> localDomains;
+  // The domain a bare localpart gets (trivial-rewrite's @$myorigin): myorigin, else the first
+  // localDomains entry (the interface lists local_domains as "myorigin + mydestination").
+  std::string_view origin() const {
+    return !myorigin.empty()      ? std::string_view(myorigin)
+           : localDomains.empty() ? std::string_view()
+                                  : std::string_view(localDomains.front());
+  }
   // recipient_delimiter: a SET of characters; the first one found in the localpart splits.
   std::string recipientDelimiter;
   // parent_domain_matches_subdomains lists transport_maps: "example.com" matches sub domains,

@@ -10,8 +10,6 @@
 //
 // Where Postfix's own parser (tok822_parse) is lenient and still finds the address, so is this
 // one: "a@b@domain" has the localpart "a@b" (the last '@' splits, as Postfix internalizes it).
-// envelopeLookupKey() is what cleanup's local-context rewrite does to an envelope sender before
-// canonical(5) sees it.
 #pragma once
 
 #include <string>
@@ -59,14 +57,6 @@ struct AddressReplacement {
 // re-externalizes a rewritten address (tok822 moves comments behind it). The obsolete source
 // route is dropped, as Postfix's rewriting does.
 std::string replacementText(const Mailbox& box, std::string_view address);
-
-// The key Postfix's canonical(5) lookup sees for envelope sender `sender` (as given in MAIL FROM,
-// angle brackets removed): smtpd unquotes it (so a bare "a@b" is a@b, domain b), then cleanup
-// rewrites it in the "local" context (trivial-rewrite): a source route "@a,@b:" is dropped; an
-// address without '@' becomes user@host for "host!user", user@host for "user%host", else
-// user@myorigin (when myorigin is not empty); one trailing dot after the domain is dropped; the
-// localpart is re-quoted as quote_822_local does. Never fails.
-std::string envelopeLookupKey(std::string_view sender, std::string_view myorigin);
 
 // Replaces the given addr-spec ranges of `text` (non-overlapping, any order).
 std::string spliceAddresses(std::string_view text, std::vector<AddressReplacement> replacements);

@@ -240,18 +240,12 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
   }
 
   if (config.senderTable && !envelope.sender.empty()) {
-    // Looked up as canonical(5) sees it after cleanup's local-context rewrite (postfix.myorigin,
-    // else the first of postfix.local_domains); when nothing matches, the sender is left to
-    // Postfix.
+    // Looked up as canonical(5) sees it after cleanup's local-context rewrite; when nothing
+    // matches, the sender is left to Postfix.
     const PostfixSettings* postfix = config.base ? config.base->postfix.get() : nullptr;
-    std::string myorigin;
-    if (postfix) {
-      myorigin = !postfix->myorigin.empty()       ? postfix->myorigin
-                 : !postfix->localDomains.empty() ? postfix->localDomains.front()
-                                                  : std::string();
-    }
     AddressMapper mapper(*config.senderTable, kMaxCanonicalRounds);
-    LookupResult r = mapper.map(envelopeLookupKey(envelope.sender, myorigin));
+    LookupResult r = mapper.map(
+        rewriteLocalContext(envelope.sender, postfix ? postfix->origin() : std::string_view()));
     if (r.isError()) {
       out.error = true;
       out.errorReason = "sender lookup for <" + envelope.sender + "> failed: " + r.reason();

@@ -27,8 +27,6 @@ namespace {
 // Bounds on what one message may make us hold in memory; past them the message passes unchanged.
 // Postfix itself has no header count limit (only message_size_limit, 10240000 by default, and
 // header_size_limit per header): these stay above what a default Postfix accepts in practice.
-constexpr size_t kMaxHeaders = kMaxMessageHeaders;
-constexpr size_t kMaxHeaderBytes = kMaxMessageHeaderBytes;
 constexpr size_t kMaxRecipients = 10000;
 
 std::shared_ptr<const MilterConfig> gConfig;  // accessed with std::atomic_load/store
@@ -285,7 +283,7 @@ sfsistat xxfiHeader(SMFICTX* ctx, char* name, char* value) {
     try {
       size_t size = std::strlen(name) + std::strlen(value);
       m.headerBytes += size;
-      if (m.headers.size() >= kMaxHeaders || m.headerBytes > kMaxHeaderBytes) {
+      if (m.headers.size() >= kMaxMessageHeaders || m.headerBytes > kMaxMessageHeaderBytes) {
         m.overflow = true;
         m.headers.clear();
         m.headers.shrink_to_fit();
@@ -323,8 +321,8 @@ sfsistat xxfiEom(SMFICTX* ctx) {
       countMessage("error");
       result = onErrorResult(cfg);
     } else if (m.overflow) {
-      logWarning(prefix + "headers larger than " + std::to_string(kMaxHeaderBytes) +
-                 " bytes or more than " + std::to_string(kMaxHeaders) +
+      logWarning(prefix + "headers larger than " + std::to_string(kMaxMessageHeaderBytes) +
+                 " bytes or more than " + std::to_string(kMaxMessageHeaders) +
                  ": message passed "
                  "unchanged");
       countMessage("skipped");

@@ -284,7 +284,8 @@ OfflineReport rewriteOffline(const MilterConfig& config, const Envelope& envelop
   ParsedMessage parsed = splitMessage(message);
   report.newSender = envelope.sender;
   report.outcome.notes = parsed.notes;
-  // What the milter gets: the headers cleanup keeps, within relaykit-milter's bounds.
+  // What the milter gets: the headers cleanup keeps, within relaykit-milter's bounds
+  // (message_rewriter.h: past them the live milter passes the message unchanged).
   std::vector<HeaderField> seen;
   size_t seenBytes = 0;
   for (const HeaderField& h : parsed.headers) {
@@ -298,10 +299,10 @@ OfflineReport rewriteOffline(const MilterConfig& config, const Envelope& envelop
     }
   }
   std::vector<HeaderField> after = seen;
-  if (seen.size() > kMilterMaxHeaders || seenBytes > kMilterMaxHeaderBytes) {
+  if (seen.size() > kMaxMessageHeaders || seenBytes > kMaxMessageHeaderBytes) {
     report.outcome.notes.push_back(
-        "more than " + std::to_string(kMilterMaxHeaders) + " headers or " +
-        std::to_string(kMilterMaxHeaderBytes) +
+        "more than " + std::to_string(kMaxMessageHeaders) + " headers or " +
+        std::to_string(kMaxMessageHeaderBytes) +
         " bytes of headers: relaykit-milter passes the message unchanged");
   } else {
     RewriteOutcome outcome = rewriteMessage(config, envelope, seen);

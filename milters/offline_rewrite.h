@@ -27,10 +27,6 @@ namespace relaykit::milter {
 // Postfix 3.7 defaults the intake reproduces.
 constexpr size_t kLineLengthLimit = 2048;    // line_length_limit: longer lines come in pieces
 constexpr size_t kHeaderSizeLimit = 102400;  // header_size_limit: cleanup drops text past it
-// relaykit-milter's own bounds (message_rewriter.h): past them the live milter lets the message
-// pass unchanged, and so does the dry run.
-constexpr size_t kMilterMaxHeaders = kMaxMessageHeaders;
-constexpr size_t kMilterMaxHeaderBytes = kMaxMessageHeaderBytes;
 // Work bound of diffHeaders()'s longest common subsequence (cells of its table).
 constexpr size_t kMaxDiffCells = 4 * 1024 * 1024;
 // Work bound (edit operations x headers) for applying the plan with Postfix's index semantics

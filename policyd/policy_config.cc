@@ -186,12 +186,8 @@ class Parser {
         r_.error(senderNode, "relay sender: bad regexp: " + re->error());
       }
       rule.regexp = re;
-    } else if (sender.front() == '@') {
-      rule.senderKind = RelayRule::SenderKind::kDomain;
-      rule.sender = senderKey(sender.substr(1));
-      config_->matchesSenderKeys = true;
     } else {
-      rule.sender = senderKey(sender);
+      rule.sender = senderKey(sender);  // an address or @domain: one of the search keys
       config_->matchesSenderKeys = true;
     }
     const YAML::Node filter = YamlReader::child(node, "filter");

@@ -60,9 +60,11 @@ struct LimitRule {
 };
 
 struct RelayRule {
-  enum class SenderKind { kExact, kDomain, kRegexp };
-  SenderKind senderKind = SenderKind::kExact;
-  std::string sender;  // lower-cased address ("<>" = null sender), the domain, or the pattern
+  enum class SenderKind { kKey, kRegexp };
+  SenderKind senderKind = SenderKind::kKey;
+  // kKey: the address or "@domain", folded as senderSearchKeys() folds ("<>" = null sender);
+  // kRegexp: the pattern.
+  std::string sender;
   std::shared_ptr<const RE2> regexp;
   std::vector<IpNetwork> clients;             // empty: any client
   std::vector<std::string> saslUsers;         // empty: any (or none)

@@ -24,13 +24,8 @@ bool relayMatches(const RelayRule& rule, const PolicyRequest& request,
                   const std::vector<std::string>& senderKeys,
                   const std::vector<std::string>* acceptedRecipients) {
   switch (rule.senderKind) {
-    case RelayRule::SenderKind::kExact:
+    case RelayRule::SenderKind::kKey:
       if (std::find(senderKeys.begin(), senderKeys.end(), rule.sender) == senderKeys.end()) {
-        return false;
-      }
-      break;
-    case RelayRule::SenderKind::kDomain:
-      if (std::find(senderKeys.begin(), senderKeys.end(), "@" + rule.sender) == senderKeys.end()) {
         return false;
       }
       break;

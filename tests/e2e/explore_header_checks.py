@@ -24,7 +24,6 @@ import argparse
 import os
 import random
 import re
-import shutil
 import smtplib
 import subprocess
 import sys
@@ -618,11 +617,7 @@ def main():
             stacks.sink_m.clear()
             sys.stdout.flush()
     finally:
-        stacks.close()
-        if args.keep or unexplained:
-            print("kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        stacks.close(keep=bool(args.keep or unexplained))
     print("seed %d: %d rule sets (%d refused by relaykit), %d messages compared, "
           "%d unexplained differences, known: %s"
           % (args.seed, args.rulesets, refused, compared, len(unexplained), known or "none"))

@@ -28,8 +28,6 @@ import base64
 import os
 import random
 import re
-import shutil
-import socket
 import sys
 import time
 
@@ -250,32 +248,8 @@ def message_bytes(case):
 
 # ---- SMTP ------------------------------------------------------------------------------------
 
-class RawSmtp:
-    """A minimal SMTP client sending MAIL FROM exactly as given."""
-
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.buf = b""
-        self.reply()
-        self.cmd("EHLO client.test.invalid")
-
-    def reply(self):
-        lines = []
-        for _ in range(100):
-            while b"\r\n" not in self.buf:
-                data = self.sock.recv(65536)
-                if not data:
-                    raise RuntimeError("connection closed")
-                self.buf += data
-            line, self.buf = self.buf.split(b"\r\n", 1)
-            lines.append(line.decode("utf-8", "replace"))
-            if len(line) < 4 or line[3:4] != b"-":
-                break
-        return int(lines[-1][:3]), "\n".join(lines)
-
-    def cmd(self, text):
-        self.sock.sendall(text.encode("utf-8") + b"\r\n")
-        return self.reply()
+class RawSmtp(harness.RawSmtpSession):
+    """Sends MAIL FROM exactly as given."""
 
     def send(self, mail_from, params, rcpt, data):
         code, text = self.cmd(("MAIL FROM:%s %s" % (mail_from, " ".join(params))).rstrip())
@@ -295,12 +269,6 @@ class RawSmtp:
         code, text = self.reply()
         return "ok" if code == 250 else "EOM %d %s" % (code, text)
 
-    def close(self):
-        try:
-            self.cmd("QUIT")
-        except (OSError, RuntimeError):
-            pass
-        self.sock.close()
 
 
 # ---- instances -------------------------------------------------------------------------------
@@ -385,9 +353,6 @@ class Stack(harness.OwnedProcesses):
         self.pfs = {"generic": g, "canonical": c, "relaykit": r}
         for pf in self.pfs.values():
             pf.start()
-
-    def stop(self):
-        self.close()
 
 
 # ---- comparison ------------------------------------------------------------------------------
@@ -591,11 +556,7 @@ def main():
         print("compared %d header values and %d envelope senders over %d messages: %s" % (
             n_headers, n_senders, len(cases), counts))
     finally:
-        stack.stop()
-        if args.keep or diffs:
-            print("kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        stack.close(keep=bool(args.keep or diffs))
     return 1 if diffs else 0
 
 

@@ -33,7 +33,6 @@ import argparse
 import os
 import random
 import re
-import shutil
 import smtplib
 import subprocess
 import sys
@@ -87,27 +86,17 @@ def split_delivered(text):
 
 def parse_message(msg):
     """Message text (LF) -> ([(name, raw value)], body text or None without a blank line)."""
-    headers = []
     lines = msg.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
         tail_nl = True
     else:
         tail_nl = False
-    i = 0
+    headers, i, blank = harness.read_header_block(lines)
     body = None
-    while i < len(lines):
-        line = lines[i]
-        if line == "":
-            body = "\n".join(lines[i + 1:]) + ("\n" if tail_nl and i + 1 < len(lines) else "")
-            break
-        if line[:1] in (" ", "\t") and headers:
-            headers[-1][1] += "\n" + line
-        else:
-            name, _, value = line.partition(":")
-            headers.append([name, value])
-        i += 1
-    return [tuple(h) for h in headers], body
+    if blank:
+        body = "\n".join(lines[i:]) + ("\n" if tail_nl and i < len(lines) else "")
+    return headers, body
 
 
 def strip_added(headers, path):
@@ -399,11 +388,7 @@ def main():
             oracle.sink.clear()
             sys.stdout.flush()
     finally:
-        oracle.close()
-        if args.keep or unexplained:
-            print("kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        oracle.close(keep=bool(args.keep or unexplained))
     print("seed %d: %d rule sets (%d refused by relaykit), %d messages compared (smtp %d, "
           "sendmail files %d), %d unexplained differences, known: %s"
           % (args.seed, args.rulesets, refused, sum(compared.values()), compared["smtp"],

@@ -28,8 +28,6 @@ import json
 import os
 import random
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -701,31 +699,11 @@ def compare_lookups(rnd, etc, specs, sm_port, keys_per_table):
 # (b) real delivery
 # ---------------------------------------------------------------------------------------------
 
-class SmtpClient:
-    """A minimal SMTP client that sends addresses byte for byte (8-bit, quotes, spaces)."""
+class SmtpClient(harness.RawSmtpSession):
+    """Sends addresses byte for byte (8-bit, quotes, spaces)."""
 
     def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.buf = b""
-        self.reply()
-        self.cmd("EHLO explorer.test")
-
-    def reply(self):
-        lines = []
-        while True:
-            while b"\r\n" not in self.buf:
-                data = self.sock.recv(65536)
-                if not data:
-                    raise ConnectionError("smtpd closed the connection")
-                self.buf += data
-            line, self.buf = self.buf.split(b"\r\n", 1)
-            lines.append(line)
-            if len(line) < 4 or line[3:4] != b"-":
-                return int(line[:3]), b"\n".join(lines).decode(errors="replace")
-
-    def cmd(self, text):
-        self.sock.sendall(text.encode("utf-8", errors="surrogateescape") + b"\r\n")
-        return self.reply()
+        super().__init__(port, helo="explorer.test")
 
     def send(self, sender, rcpts, message):
         """-> {"mail": code, "rcpt": [codes]} (the message is sent if any RCPT passed)."""
@@ -752,13 +730,6 @@ class SmtpClient:
         self.sock.sendall(data.encode("utf-8", errors="surrogateescape") + b"\r\n.\r\n")
         out["data"] = self.reply()[0]
         return out
-
-    def close(self):
-        try:
-            self.cmd("QUIT")
-        except OSError:
-            pass
-        self.sock.close()
 
 
 def header_addr(addr):
@@ -844,11 +815,7 @@ class Explorer(harness.OwnedProcesses):
         self.totals = {"rounds": 0, "tables": 0, "keys": 0, "deliveries": 0, "diffs": 0}
 
     def close(self):
-        super().close()
-        if not self.args.keep and self.totals["diffs"] == 0:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        else:
-            print("kept %s" % self.tmp)
+        super().close(keep=bool(self.args.keep or self.totals["diffs"]))
 
     def instance(self, name, params):
         params = dict(params, header_checks="regexp:" + harness.write_file(

@@ -173,6 +173,64 @@ def make_tmpdir(prefix="relaykit-e2e-"):
     return path
 
 
+def read_header_block(lines, i=0):
+    """Headers from lines[i:] (LF-split text) up to the first empty line.
+
+    Returns ([(name, raw value)], the index after the empty line, whether there was one); a
+    continuation line is joined to its header with "\n", the value keeps its leading space."""
+    headers = []
+    while i < len(lines):
+        line = lines[i]
+        if line == "":
+            return [tuple(h) for h in headers], i + 1, True
+        if line[:1] in (" ", "\t") and headers:
+            headers[-1][1] += "\n" + line
+        else:
+            name, _, value = line.partition(":")
+            headers.append([name, value])
+        i += 1
+    return [tuple(h) for h in headers], i, False
+
+
+class RawSmtpSession:
+    """A minimal SMTP client for the explorers: commands go out byte for byte (8-bit, quotes,
+    spaces and surrogate-escaped bytes as given), which smtplib would refuse or rewrite."""
+
+    MAX_REPLY_LINES = 100
+
+    def __init__(self, port, helo="client.test.invalid"):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.buf = b""
+        self.reply()
+        self.cmd("EHLO " + helo)
+
+    def reply(self):
+        """-> (code, text of every line of the reply)."""
+        lines = []
+        for _ in range(self.MAX_REPLY_LINES):
+            while b"\r\n" not in self.buf:
+                data = self.sock.recv(65536)
+                if not data:
+                    raise ConnectionError("smtpd closed the connection")
+                self.buf += data
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            lines.append(line.decode("utf-8", "replace"))
+            if len(line) < 4 or line[3:4] != b"-":
+                break
+        return int(lines[-1][:3]), "\n".join(lines)
+
+    def cmd(self, text):
+        self.sock.sendall(text.encode("utf-8", errors="surrogateescape") + b"\r\n")
+        return self.reply()
+
+    def close(self):
+        try:
+            self.cmd("QUIT")
+        except OSError:
+            pass
+        self.sock.close()
+
+
 class OwnedProcesses:
     """For the explorers (tests/e2e/explore_*.py): what they start under `tmp`, stopped in reverse
     order by close(); a failing stop is reported and the others still run."""
@@ -194,13 +252,19 @@ class OwnedProcesses:
         self.cleanups.append(thing.stop)
         return thing
 
-    def close(self):
+    def close(self, keep=None):
+        """Stops everything; then keep=True prints "kept TMP", keep=False removes tmp, and
+        keep=None (the default) leaves tmp alone."""
         for c in reversed(self.cleanups):
             try:
                 c()
             except Exception as e:  # noqa: BLE001 - cleanup goes on
                 sys.stderr.write("cleanup: %s\n" % e)
         self.cleanups = []
+        if keep:
+            print("kept %s" % self.tmp)
+        elif keep is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -644,19 +708,7 @@ class SinkMessage:
                 break
             i += 1
         # The message: headers up to the first empty line.
-        headers = []
-        while i < len(lines):
-            line = lines[i]
-            if line == "":
-                i += 1
-                break
-            if line[:1] in (" ", "\t") and headers:
-                headers[-1][1] += "\n" + line
-            else:
-                name, _, value = line.partition(":")
-                headers.append([name, value])
-            i += 1
-        self.raw_headers = [(n, v) for n, v in headers]
+        self.raw_headers, i, _ = read_header_block(lines, i)
         body_lines = lines[i:]
         # smtp-sink appends one empty line after the message; the split adds one more "".
         if body_lines and body_lines[-1] == "":

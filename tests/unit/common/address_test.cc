@@ -96,5 +96,25 @@ TEST(AddressTest, ExtensionSplitFollowsSplitAddr) {
   }
 }
 
+TEST(AddressTest, RewriteLocalContextIsCleanupsLocalRewrite) {
+  const std::string o = "relay.corp.local";
+  EXPECT_EQ(rewriteLocalContext("root@relay.corp.local", o), "root@relay.corp.local");
+  EXPECT_EQ(rewriteLocalContext("Root@relay.corp.local.", o), "Root@relay.corp.local");
+  EXPECT_EQ(rewriteLocalContext("root@x..", o), "root@x..");
+  EXPECT_EQ(rewriteLocalContext("@a.example,@b.example:admin@x.org", o), "admin@x.org");
+  EXPECT_EQ(rewriteLocalContext("\"root\"@x.org", o), "root@x.org");
+  EXPECT_EQ(rewriteLocalContext("\"r\\oot\"@x.org", o), "root@x.org");
+  EXPECT_EQ(rewriteLocalContext("\"a@b\"@x.org.", o), "\"a@b\"@x.org");
+  EXPECT_EQ(rewriteLocalContext("\"john doe\"@x.org", o), "\"john doe\"@x.org");
+  EXPECT_EQ(rewriteLocalContext("user", o), "user@relay.corp.local");
+  EXPECT_EQ(rewriteLocalContext("\"Root\"", o), "Root@relay.corp.local");
+  EXPECT_EQ(rewriteLocalContext("\"a@b\"", o), "a@b");  // smtpd unquotes: domain "b"
+  EXPECT_EQ(rewriteLocalContext("user", ""), "user");
+  EXPECT_EQ(rewriteLocalContext("host!user", o), "user@host");
+  EXPECT_EQ(rewriteLocalContext("a!b!c", o), "b!c@a");
+  EXPECT_EQ(rewriteLocalContext("user%host", o), "user@host");
+  EXPECT_EQ(rewriteLocalContext("user%host@relay", o), "user%host@relay");
+}
+
 }  // namespace
 }  // namespace relaykit

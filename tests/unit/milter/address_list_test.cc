@@ -132,26 +132,6 @@ TEST(AddressListTest, RouteAndCommentsInsideTheAddrSpec) {
   EXPECT_EQ(plain[0].routeBegin, plain[0].specBegin);
 }
 
-TEST(AddressListTest, EnvelopeLookupKeyIsCleanupsLocalRewrite) {
-  const std::string o = "relay.corp.local";
-  EXPECT_EQ(envelopeLookupKey("root@relay.corp.local", o), "root@relay.corp.local");
-  EXPECT_EQ(envelopeLookupKey("Root@relay.corp.local.", o), "Root@relay.corp.local");
-  EXPECT_EQ(envelopeLookupKey("root@x..", o), "root@x..");
-  EXPECT_EQ(envelopeLookupKey("@a.example,@b.example:admin@x.org", o), "admin@x.org");
-  EXPECT_EQ(envelopeLookupKey("\"root\"@x.org", o), "root@x.org");
-  EXPECT_EQ(envelopeLookupKey("\"r\\oot\"@x.org", o), "root@x.org");
-  EXPECT_EQ(envelopeLookupKey("\"a@b\"@x.org.", o), "\"a@b\"@x.org");
-  EXPECT_EQ(envelopeLookupKey("\"john doe\"@x.org", o), "\"john doe\"@x.org");
-  EXPECT_EQ(envelopeLookupKey("user", o), "user@relay.corp.local");
-  EXPECT_EQ(envelopeLookupKey("\"Root\"", o), "Root@relay.corp.local");
-  EXPECT_EQ(envelopeLookupKey("\"a@b\"", o), "a@b");  // smtpd unquotes: domain "b"
-  EXPECT_EQ(envelopeLookupKey("user", ""), "user");
-  EXPECT_EQ(envelopeLookupKey("host!user", o), "user@host");
-  EXPECT_EQ(envelopeLookupKey("a!b!c", o), "b!c@a");
-  EXPECT_EQ(envelopeLookupKey("user%host", o), "user@host");
-  EXPECT_EQ(envelopeLookupKey("user%host@relay", o), "user%host@relay");
-}
-
 TEST(AddressListTest, AdjacentWordsAndStrayAngleLikePostfix) {
   // Postfix (tok822) reads "John Smith a@x" as three addresses and ignores a '>' after a bare
   // address; it rewrites the address in both (explore_rewrite_from.py saw it do so).

@@ -178,7 +178,7 @@ TEST(OfflineRewriteTest, PastTheMilterBoundsTheMessagePassesUnchanged) {
   auto mc = loadMilter("  header_checks: |\n    /^X-A:/ IGNORE\n");
   ASSERT_TRUE(mc);
   std::string text;
-  for (size_t i = 0; i <= kMilterMaxHeaders; ++i) {
+  for (size_t i = 0; i <= kMaxMessageHeaders; ++i) {
     text += "X-A: 1\n";
   }
   Envelope env;
