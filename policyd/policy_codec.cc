@@ -3,10 +3,15 @@
 
 namespace relaykit::policy {
 
+namespace {
+constexpr std::size_t kReservedAttributes = 48;  // Postfix 3.7 sends ~30 attributes,
+constexpr std::size_t kReservedText = 1024;      // ~600 bytes
+}  // namespace
+
 void PolicyRequest::add(std::string_view name, std::string_view value) {
   if (spans_.empty()) {
-    spans_.reserve(48);  // Postfix 3.7 sends ~30 attributes, ~600 bytes
-    text_.reserve(1024);
+    spans_.reserve(kReservedAttributes);
+    text_.reserve(kReservedText);
   }
   Span span{static_cast<std::uint32_t>(text_.size()), static_cast<std::uint32_t>(name.size()),
             static_cast<std::uint32_t>(text_.size() + name.size()),
@@ -14,6 +19,17 @@ void PolicyRequest::add(std::string_view name, std::string_view value) {
   text_.append(name);
   text_.append(value);
   spans_.push_back(span);
+}
+
+void PolicyRequest::addLine(std::string_view line, std::size_t eq) {
+  if (spans_.empty()) {
+    spans_.reserve(kReservedAttributes);
+    text_.reserve(kReservedText);
+  }
+  const auto at = static_cast<std::uint32_t>(text_.size());
+  spans_.push_back(Span{at, static_cast<std::uint32_t>(eq), at + static_cast<std::uint32_t>(eq + 1),
+                        static_cast<std::uint32_t>(line.size() - eq - 1)});
+  text_.append(line);
 }
 
 std::string_view PolicyRequest::name(std::size_t i) const {
@@ -72,7 +88,7 @@ Status PolicyCodec::endLine(std::string_view line) {
   if (current_.size() >= kMaxAttributeCount) {
     return fail("too many attributes (limit " + std::to_string(kMaxAttributeCount) + ")");
   }
-  current_.add(line.substr(0, eq), line.substr(eq + 1));
+  current_.addLine(line, eq);
   return Status::ok();
 }
 

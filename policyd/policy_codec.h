@@ -31,6 +31,8 @@ inline constexpr std::size_t kMaxRequestBytes = 65536;
 class PolicyRequest {
  public:
   void add(std::string_view name, std::string_view value);
+  // The same for a whole `name=value` line whose '=' is at `eq`: one copy instead of two.
+  void addLine(std::string_view line, std::size_t eq);
   // The value of the last attribute with this name; empty when absent.
   std::string_view get(std::string_view name) const;
   bool has(std::string_view name) const;

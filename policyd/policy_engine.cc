@@ -140,9 +140,21 @@ Plan planRequest(const PolicyConfig& config, const PolicyRequest& request,
     if (rule.exempt.matches(request, senderKeys)) {
       continue;
     }
-    // principal -> recipients that fall under it
-    std::map<std::string, std::int64_t> principals;
+    auto charge = [&](std::string principal, std::int64_t recipients) {
+      StoreCharge c;
+      c.cost = costOf(rule, plan.stage, request, recipients);
+      if (c.cost <= 0) {
+        return;
+      }
+      c.key = storeKeyFor(principal, rule.name);
+      c.windows = rule.windows;
+      c.enforce = !rule.warnOnly;
+      plan.store.charges.push_back(std::move(c));
+      plan.rules.push_back(&rule);
+      plan.principals.push_back(std::move(principal));
+    };
     if (rule.usesRecipient() && expandRecipients) {
+      std::map<std::string, std::int64_t> principals;  // principal -> its recipients
       for (const std::string& rcpt : *acceptedRecipients) {
         PolicyRequest one = request;
         one.add("recipient", rcpt);
@@ -150,21 +162,11 @@ Plan planRequest(const PolicyConfig& config, const PolicyRequest& request,
           principals[*p]++;
         }
       }
-    } else if (auto p = principalOf(rule.key, request)) {
-      principals[*p] = recipientCount;
-    }
-    for (const auto& [principal, recipients] : principals) {
-      StoreCharge charge;
-      charge.cost = costOf(rule, plan.stage, request, recipients);
-      if (charge.cost <= 0) {
-        continue;
+      for (auto& [principal, recipients] : principals) {
+        charge(principal, recipients);
       }
-      charge.key = storeKeyFor(principal, rule.name);
-      charge.windows = rule.windows;
-      charge.enforce = !rule.warnOnly;
-      plan.store.charges.push_back(std::move(charge));
-      plan.rules.push_back(&rule);
-      plan.principals.push_back(principal);
+    } else if (auto p = principalOf(rule.key, request)) {
+      charge(std::move(*p), recipientCount);
     }
   }
   return plan;

@@ -385,32 +385,43 @@ void PolicyService::decideRequest(PolicyRequest request, std::function<void(std:
       }
     }
   }
-  auto plan =
-      std::make_shared<Plan>(planRequest(*config, request, haveAccepted ? &accepted : nullptr));
-  if (plan->store.charges.empty() || store_ == nullptr) {
+  Plan plan = planRequest(*config, request, haveAccepted ? &accepted : nullptr);
+  if (plan.store.charges.empty() || store_ == nullptr) {
     Verdict verdict;
-    verdict.action = plan->filter.empty() ? "DUNNO" : plan->filter;
-    finish(*config, request, *plan, verdict, started);
+    verdict.action = plan.filter.empty() ? "DUNNO" : plan.filter;
+    finish(*config, request, plan, verdict, started);
     reply(verdict.action);
     return;
   }
+  if (memory_ != nullptr) {  // answers at once: nothing needs to outlive this call
+    complete(*config, request, plan, memory_->evaluateNow(plan.store), started, reply);
+    return;
+  }
   auto req = std::make_shared<PolicyRequest>(std::move(request));
-  store_->evaluate(
-      plan->store, [this, config, req, plan, started, reply](StatusOr<StoreResult> result) {
-        Verdict verdict;
-        if (result.isOk()) {
-          verdict = decide(*config, *req, *plan, *result);
-        } else {
-          countProtocolError("store");
-          verdict = decideOnStoreError(*config, *plan, result.status());
-          if (answers_ != nullptr) {
-            answers_->labels({config->failOpen ? "store_error_open" : "store_error_closed"}).inc();
-          }
-        }
-        syncRedisMetrics();
-        finish(*config, *req, *plan, verdict, started);
-        reply(verdict.action);
-      });
+  auto shared = std::make_shared<Plan>(std::move(plan));
+  store_->evaluate(shared->store, [this, config, req, shared, started,
+                                   reply](StatusOr<StoreResult> result) {
+    complete(*config, *req, *shared, result, started, reply);
+  });
+}
+
+void PolicyService::complete(const PolicyConfig& config, const PolicyRequest& request,
+                             const Plan& plan, const StatusOr<StoreResult>& result,
+                             std::chrono::steady_clock::time_point started,
+                             const std::function<void(std::string)>& reply) {
+  Verdict verdict;
+  if (result.isOk()) {
+    verdict = decide(config, request, plan, *result);
+  } else {
+    countProtocolError("store");
+    verdict = decideOnStoreError(config, plan, result.status());
+    if (answers_ != nullptr) {
+      answers_->labels({config.failOpen ? "store_error_open" : "store_error_closed"}).inc();
+    }
+  }
+  syncRedisMetrics();
+  finish(config, request, plan, verdict, started);
+  reply(verdict.action);
 }
 
 void PolicyService::finish(const PolicyConfig& config, const PolicyRequest& request,

@@ -60,6 +60,10 @@ class PolicyService : public Service {
   std::string admin(const AdminCommand& command);
 
  private:
+  // The store's answer to a plan: the verdict, logged and counted (finish), then the reply.
+  void complete(const PolicyConfig& config, const PolicyRequest& request, const Plan& plan,
+                const StatusOr<StoreResult>& result, std::chrono::steady_clock::time_point started,
+                const std::function<void(std::string)>& reply);
   void finish(const PolicyConfig& config, const PolicyRequest& request, const Plan& plan,
               const Verdict& verdict, std::chrono::steady_clock::time_point started);
   void rememberRecipient(const std::string& instance, const std::string& recipient);

@@ -14,7 +14,7 @@ std::int64_t systemMicros() {
 
 StoreResult evaluateCharges(
     const StoreRequest& request, std::int64_t nowUs,
-    const std::function<std::int64_t(const std::string&, const RateWindow&)>& tatOf,
+    const std::function<std::int64_t(std::size_t, const RateWindow&)>& tatOf,
     std::vector<std::vector<std::int64_t>>* newTats) {
   StoreResult result;
   result.outcomes.resize(request.charges.size());
@@ -24,7 +24,7 @@ StoreResult evaluateCharges(
     const StoreCharge& charge = request.charges[i];
     ChargeOutcome& outcome = result.outcomes[i];
     for (const RateWindow& window : charge.windows) {
-      const GcraOutcome g = gcraCheck(tatOf(charge.key, window), nowUs, charge.cost, window);
+      const GcraOutcome g = gcraCheck(tatOf(i, window), nowUs, charge.cost, window);
       (*newTats)[i].push_back(g.newTatUs);
       if (!g.allowed) {
         outcome.allowed = false;

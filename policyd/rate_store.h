@@ -63,11 +63,12 @@ class RateStore {
 };
 
 // Pure evaluation of one request against stored TATs: shared by the memory store and the tests,
-// and mirrored by the Redis Lua script. `tatOf(key, window)` returns the stored TAT of that window
-// (by period) or 0, rescaled (gcraRescale) when it was stored under another max.
+// and mirrored by the Redis Lua script. `tatOf(i, window)` returns the stored TAT of that window
+// (by period) of request.charges[i].key, or 0, rescaled (gcraRescale) when it was stored under
+// another max.
 StoreResult evaluateCharges(
     const StoreRequest& request, std::int64_t nowUs,
-    const std::function<std::int64_t(const std::string&, const RateWindow&)>& tatOf,
+    const std::function<std::int64_t(std::size_t, const RateWindow&)>& tatOf,
     std::vector<std::vector<std::int64_t>>* newTats);
 
 }  // namespace relaykit::policy

@@ -15,8 +15,8 @@ postfwd2 (Debian postfwd, Perl, in-memory rate()) and policyd-rate-limit (Debian
 it counts at RCPT, every recipient, as it is built to), and "floor": bench/netstring_echo -P, an
 epoll server that answers DUNNO without parsing anything, i.e. what one policy round trip costs
 on this machine (no server can beat it on the same connections).
-The saturation runs of relaykit's stores and the floor are repeated --repeat times and the
-open-loop latency run --rate-runs times, interleaved across relaykit's two stores and the floor,
+The open-loop latency runs (--rate-runs of them) come first, on a rested machine, then the
+saturation runs (--repeat times), each interleaved across relaykit's two stores and the floor,
 which run side by side; ratios use medians (VM scheduling noise makes single short runs swing
 several-fold and comes and goes over seconds); the table shows each run, the summary the median
 p99 of each and the worst.
@@ -192,16 +192,20 @@ def main():
         with contextlib.ExitStack() as stack:
             for server in ours:
                 stack.enter_context(server)
-            for _ in range(max(1, args.repeat)):
-                for conns in (1, 10, 100):
-                    for server in ours:
-                        results.append(measure(load, server.port, server.name, conns, seconds))
-                        print(json.dumps(results[-1]), flush=True)
+            # Latency first, on a rested machine: after a minute of saturating both cores this
+            # VM wakes idle processes slowly for tens of seconds, whatever runs (the floor's p99
+            # at 5,000 req/s was 14-21 ms right after the saturation runs, 0.3-0.7 ms after a
+            # minute idle); the floor's own line shows the machine's state either way.
             for _ in range(max(1, args.rate_runs)):
                 for server in ours:
                     results.append(measure(load, server.port, server.name + " @rate", 100,
                                            seconds, args.rate))
                     print(json.dumps(results[-1]), flush=True)
+            for _ in range(max(1, args.repeat)):
+                for conns in (1, 10, 100):
+                    for server in ours:
+                        results.append(measure(load, server.port, server.name, conns, seconds))
+                        print(json.dumps(results[-1]), flush=True)
         redis.cli("FLUSHALL")
         for server in peers:
             with server:
