@@ -188,6 +188,28 @@ TEST(MemoryStoreAlgorithm, RecipientCostAndExpiry) {
   EXPECT_EQ(store.size(), 1u);  // "k" expired and was swept
 }
 
+TEST(MemoryStoreAlgorithm, SweepIsPacedByTheClock) {
+  Clock clock;
+  MemoryStore store(clock.fn());
+  const std::vector<RateWindow> w{{10, kSecond}};
+  for (int i = 0; i < 2000; ++i) {
+    ASSERT_TRUE(commit(store, {charge("k" + std::to_string(i), w, 1)}));
+  }
+  EXPECT_EQ(store.size(), 2000u);
+  clock.now += 10 * kSecond;  // every entry has expired
+  // Many requests at one instant examine a bounded number of buckets: most entries stay.
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_TRUE(commit(store, {charge("same-instant", w, 1)}));
+  }
+  EXPECT_GT(store.size(), 1000u);
+  // Within one second of requests, however few, the whole table has been examined.
+  for (int i = 0; i < 110; ++i) {
+    clock.now += 10000;  // 10 ms
+    EXPECT_TRUE(commit(store, {charge("paced", {{1000, kSecond}}, 1)}));
+  }
+  EXPECT_LE(store.size(), 2u);  // only "paced" (and "same-instant" unless swept) remain
+}
+
 TEST(MemoryStoreAlgorithm, FullStoreIsAnError) {
   Clock clock;
   MemoryStore store(clock.fn(), 2);
