@@ -5,9 +5,12 @@
 // and CONTINUE, in one write. It parses nothing and decides nothing: what Postfix's own side of
 // the milter protocol costs per message on this machine, with a milter that costs nothing. No
 // milter can make Postfix faster than this one does.
-//   milter_floor -u PATH      (a unix socket; runs until SIGTERM/SIGINT)
+//   milter_floor -u PATH | -p PORT    (a unix socket, or 127.0.0.1:PORT with TCP_NODELAY;
+//                                     runs until SIGTERM/SIGINT)
 // Packets over 1 MiB or malformed ones close the connection.
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <libmilter/mfapi.h>
 #include <libmilter/mfdef.h>
 #include <sys/epoll.h>
@@ -20,6 +23,7 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <unordered_map>
@@ -86,38 +90,70 @@ struct Conn {
   std::string in;
 };
 
+int listenUnix(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path)) {
+    std::fprintf(stderr, "milter_floor: socket path longer than %zu bytes\n",
+                 sizeof(addr.sun_path) - 1);
+    return -1;
+  }
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  unlink(path.c_str());
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(fd, 512) != 0) {
+    std::perror("milter_floor: listen");
+    return -1;
+  }
+  chmod(path.c_str(), 0666);  // Postfix's smtpd connects as its own user
+  return fd;
+}
+
+int listenLoopback(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(fd, 512) != 0) {
+    std::perror("milter_floor: listen");
+    return -1;
+  }
+  return fd;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string path;
+  int port = 0;
   int opt;
-  while ((opt = getopt(argc, argv, "u:")) != -1) {
+  while ((opt = getopt(argc, argv, "u:p:")) != -1) {
     if (opt == 'u') {
       path = optarg;
+    } else if (opt == 'p') {
+      port = std::atoi(optarg);
     } else {
-      std::fprintf(stderr, "usage: %s -u SOCKET_PATH\n", argv[0]);
-      return 2;
+      path.clear();
+      port = 0;
+      break;
     }
   }
-  sockaddr_un addr{};
-  if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
-    std::fprintf(stderr, "usage: %s -u SOCKET_PATH (shorter than %zu bytes)\n", argv[0],
-                 sizeof(addr.sun_path));
+  if (path.empty() == (port <= 0)) {
+    std::fprintf(stderr, "usage: %s -u SOCKET_PATH | -p PORT\n", argv[0]);
     return 2;
   }
   std::signal(SIGTERM, onSignal);
   std::signal(SIGINT, onSignal);
   std::signal(SIGPIPE, SIG_IGN);
-  const int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  unlink(path.c_str());
-  if (lfd < 0 || bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      listen(lfd, 512) != 0) {
-    std::perror("milter_floor: listen");
+  const int lfd = port > 0 ? listenLoopback(port) : listenUnix(path);
+  if (lfd < 0) {
     return 1;
   }
-  chmod(path.c_str(), 0666);  // Postfix's smtpd connects as its own user
   const int ep = epoll_create1(EPOLL_CLOEXEC);
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -134,6 +170,10 @@ int main(int argc, char** argv) {
       if (fd == lfd) {
         int c;
         while ((c = accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+          if (port > 0) {
+            const int one = 1;
+            setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+          }
           epoll_event cev{};
           cev.events = EPOLLIN;
           cev.data.fd = c;
@@ -190,6 +230,8 @@ int main(int argc, char** argv) {
       }
     }
   }
-  unlink(path.c_str());
+  if (!path.empty()) {
+    unlink(path.c_str());
+  }
   return 0;
 }

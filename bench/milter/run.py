@@ -10,7 +10,8 @@ rules rewrite the envelope sender and the From header of every message):
   native   Postfix doing the same rewriting itself: header_checks + regexp sender_canonical_maps;
   floor    bench/milter_floor on unix: (smtpd_milters): the same protocol steps and edits as
            relaykit, answered at once with no work: Postfix's own side of the milter protocol,
-           the best any milter can do here (skipped when the binary is not built).
+           the best any milter can do here (skipped when the binary is not built);
+  floor-inet  the same on inet:127.0.0.1 (TCP_NODELAY).
 Throughput is messages accepted per second (smtp-source's wall time: the milter sits in the
 acceptance path), median of --repeat runs; the queue is drained between runs. A second table
 gives messages relayed per second, from the first message in to the last one handed to the sink
@@ -18,7 +19,7 @@ gives messages relayed per second, from the first message in to the last one han
 four configurations run side by side and their runs interleave, so load drifting on a shared
 machine hits them alike. Prints both tables and each configuration's ratio to `none` (target
 >= 0.85 for unix and inet, on messages accepted per second). Usage (as root):
-  bench/milter/run.py [--build-dir build] [--repeat 3] [--quick]
+  bench/milter/run.py [--build-dir build] [--repeat 3] [--quick] [--kinds unix,inet,native,floor]
 Exits 1 when a server cannot be started or smtp-source fails.
 """
 
@@ -52,11 +53,21 @@ NATIVE_CANONICAL = ("/^root@relay\\.corp\\.local$/ noreply@corp.com\n"
 class FloorMilter:
     """bench/milter_floor on a unix socket (see the module docstring)."""
 
-    def __init__(self, tmp):
-        self.sock = os.path.join(tmp, "floor.sock")
-        self.proc = subprocess.Popen([floor_binary(), "-u", self.sock],
+    def __init__(self, tmp, inet=False):
+        if inet:
+            port = harness.free_port()
+            self.listen = "inet:127.0.0.1:%d" % port
+            args = ["-p", str(port)]
+        else:
+            sock = os.path.join(tmp, "floor.sock")
+            self.listen = "unix:" + sock
+            args = ["-u", sock]
+        self.proc = subprocess.Popen([floor_binary()] + args,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        harness.wait_until(lambda: os.path.exists(self.sock), 10, "milter_floor socket")
+        if inet:
+            harness.wait_port(port, proc=self.proc, what="milter_floor")
+        else:
+            harness.wait_until(lambda: os.path.exists(sock), 10, "milter_floor socket")
 
     def stop(self):
         harness.stop_process(self.proc)
@@ -121,9 +132,9 @@ def start_stack(kind, tmp, sink_port):
         if kind == "unix":
             harness.wait_until(lambda: os.path.exists(sock), 10, "milter socket")
         params.update({"smtpd_milters": listen, "milter_default_action": "tempfail"})
-    elif kind == "floor":
-        milter = FloorMilter(tmp)
-        params.update({"smtpd_milters": "unix:" + milter.sock, "milter_default_action": "tempfail"})
+    elif kind in ("floor", "floor-inet"):
+        milter = FloorMilter(tmp, inet=kind == "floor-inet")
+        params.update({"smtpd_milters": milter.listen, "milter_default_action": "tempfail"})
     elif kind == "native":
         hc = harness.write_file(os.path.join(tmp, "header_checks"), NATIVE_HEADER_CHECKS)
         canon = harness.write_file(os.path.join(tmp, "canonical"), NATIVE_CANONICAL)
@@ -139,13 +150,16 @@ def main():
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="fewer messages, one repetition")
+    ap.add_argument("--kinds", help="comma-separated configurations to run (none is always run)")
     args = ap.parse_args()
     os.environ["RELAYKIT_BUILD_DIR"] = os.path.abspath(args.build_dir)
     repeat = 1 if args.quick else args.repeat
     counts = {1024: 300 if args.quick else 1000, 100 * 1024: 100 if args.quick else 300}
     kinds = ["none", "unix", "inet", "native"]
     if os.access(floor_binary(), os.X_OK):
-        kinds.append("floor")
+        kinds += ["floor", "floor-inet"]
+    if args.kinds:
+        kinds = ["none"] + [k for k in kinds[1:] if k in args.kinds.split(",")]
     combos = [(s, size) for size in (1024, 100 * 1024) for s in (4, 20)]
     rates = {}
     relay_rates = {}
@@ -175,9 +189,11 @@ def main():
                     pf.wait_queue_empty(timeout=300)
                     rates.setdefault((kind, sessions, size), []).append(rate)
                     relay_rates.setdefault((kind, sessions, size), []).append(relayed)
-                    print("run %d %-6s %2d sessions %6d bytes: %7.1f msg/s accepted, %7.1f "
+                    print("run %d %-10s %2d sessions %6d bytes: %7.1f msg/s accepted, %7.1f "
                           "relayed" % (rep + 1, kind, sessions, size, rate, relayed), flush=True)
         for kind in ("unix", "inet"):
+            if kind not in stacks:
+                continue
             log = stacks[kind][1].stderr()
             if "from=<root@relay.corp.local> -> <noreply@corp.com>" not in log:
                 raise RuntimeError("the %s milter did not rewrite:\n%s" % (kind, log[-2000:]))
@@ -193,12 +209,12 @@ def main():
                          ("relayed msg/s (median)", relay_rates)):
         results = {k: statistics.median(v) for k, v in table.items()}
         print()
-        print("%-24s" % title + "".join(" %9s" % k for k in kinds) +
+        print("%-24s" % title + "".join(" %10s" % k for k in kinds) +
               "   ratio to none: " + " ".join(kinds[1:]))
         for sessions, size in combos:
             row = [results[(k, sessions, size)] for k in kinds]
             print("%2d sessions %6s       " % (sessions, "1KiB" if size == 1024 else "100KiB") +
-                  "".join(" %9.1f" % r for r in row) + "   " +
+                  "".join(" %10.1f" % r for r in row) + "   " +
                   " ".join("%.2f" % (r / row[0]) for r in row[1:]))
     return 0
 
