@@ -58,8 +58,8 @@ class MemoryStore : public RateStore {
   std::size_t maxKeys_;
   std::unordered_map<std::string, Entry> entries_;
   std::size_t sweepCursor_ = 0;
-  std::int64_t lastSweepUs_ = 0;   // clock at the last sweep
-  std::int64_t sweepCredit_ = 0;   // bucket-microseconds not yet swept (see sweep())
+  std::int64_t lastSweepUs_ = 0;  // clock at the last sweep
+  std::int64_t sweepCredit_ = 0;  // bucket-microseconds not yet swept (see sweep())
   std::int64_t lastFullSweepUs_ = INT64_MIN / 2;
 };
 

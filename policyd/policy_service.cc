@@ -399,10 +399,10 @@ void PolicyService::decideRequest(PolicyRequest request, std::function<void(std:
   }
   auto req = std::make_shared<PolicyRequest>(std::move(request));
   auto shared = std::make_shared<Plan>(std::move(plan));
-  store_->evaluate(shared->store, [this, config, req, shared, started,
-                                   reply](StatusOr<StoreResult> result) {
-    complete(*config, *req, *shared, result, started, reply);
-  });
+  store_->evaluate(shared->store,
+                   [this, config, req, shared, started, reply](StatusOr<StoreResult> result) {
+                     complete(*config, *req, *shared, result, started, reply);
+                   });
 }
 
 void PolicyService::complete(const PolicyConfig& config, const PolicyRequest& request,

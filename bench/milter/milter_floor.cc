@@ -9,10 +9,10 @@
 //                                     TCP_QUICKACK after every read; runs until SIGTERM/SIGINT)
 // Packets over 1 MiB or malformed ones close the connection.
 #include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <libmilter/mfapi.h>
 #include <libmilter/mfdef.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -51,11 +51,10 @@ void packet(std::string* out, char cmd, const std::string& data) {
 }
 
 std::string optnegReply(std::uint32_t mtaProtocol) {
-  const std::uint32_t want = SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NORCPT | SMFIP_NOBODY |
-                             SMFIP_NOEOH | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NR_CONN |
-                             SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_HDR |
-                             SMFIP_NR_EOH | SMFIP_NR_BODY | SMFIP_NR_DATA | SMFIP_NR_UNKN |
-                             SMFIP_HDR_LEADSPC;
+  const std::uint32_t want =
+      SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NORCPT | SMFIP_NOBODY | SMFIP_NOEOH | SMFIP_NOUNKNOWN |
+      SMFIP_NODATA | SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_HDR |
+      SMFIP_NR_EOH | SMFIP_NR_BODY | SMFIP_NR_DATA | SMFIP_NR_UNKN | SMFIP_HDR_LEADSPC;
   std::string data;
   putU32(&data, SMFI_PROT_VERSION);
   putU32(&data, SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGFROM | SMFIF_SETSYMLIST);
