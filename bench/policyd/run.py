@@ -14,7 +14,9 @@ Servers: relaykit-policyd with store memory and with store redis (a private redi
 postfwd2 (Debian postfwd, Perl, in-memory rate()) and policyd-rate-limit (Debian, Python, sqlite;
 it counts at RCPT, every recipient, as it is built to), and "floor": bench/netstring_echo -P, an
 epoll server that answers DUNNO without parsing anything, i.e. what one policy round trip costs
-on this machine (no server can beat it on the same connections).
+on this machine (no server can beat it on the same connections), and "floor-redis": the same
+with one Redis round trip (PING) per request on a shared pipelined connection to the bench's
+redis-server, the least a Redis-backed decision can cost here.
 The open-loop latency runs (--rate-runs of them) come first, on a rested machine, then the
 saturation runs (--repeat times), each interleaved across relaykit's two stores and the floor,
 which run side by side; ratios use medians (VM scheduling noise makes single short runs swing
@@ -110,6 +112,12 @@ def floor(build_dir, tmp):
     return Server("floor", [binary, "-p", str(port), "-P"], port, tmp)
 
 
+def floor_redis(build_dir, tmp, redis_port):
+    port = harness.free_port()
+    binary = os.path.join(build_dir, "bench", "netstring_echo")
+    return Server("floor-redis", [binary, "-p", str(port), "-P", "-R", str(redis_port)], port, tmp)
+
+
 def postfwd(tmp):
     port = harness.free_port()
     rules = os.path.join(tmp, "postfwd.cf")
@@ -177,6 +185,7 @@ def main():
                    relaykit(args.build_dir, tmp, "redis", redis.port)]
         if os.access(os.path.join(args.build_dir, "bench", "netstring_echo"), os.X_OK):
             servers.append(floor(args.build_dir, tmp))
+            servers.append(floor_redis(args.build_dir, tmp, redis.port))
         if shutil.which("postfwd"):
             servers.append(postfwd(tmp))
         if shutil.which("policyd-rate-limit"):
@@ -187,7 +196,7 @@ def main():
         # relaykit's stores and the floor run side by side, and their open-loop latency runs
         # interleave (memory, redis, floor, memory, ...): scheduling noise on a shared VM comes
         # and goes over seconds, and this way it hits them alike. The peers run one at a time.
-        ours = [s for s in servers if s.name.startswith("relaykit") or s.name == "floor"]
+        ours = [s for s in servers if s.name.startswith("relaykit") or s.name.startswith("floor")]
         peers = [s for s in servers if s not in ours]
         with contextlib.ExitStack() as stack:
             for server in ours:
@@ -248,15 +257,15 @@ def report(results, rate):
                 conns, red / pf, tag, "; floor / postfwd = %.1fx" % (fl / pf) if fl else ""))
         if mem and red:
             print("%3d conns: memory / redis  = %5.1fx (%s >= 2)" % (conns, mem / red, tag))
-    for store in ("redis", "memory", "floor"):
-        label = "floor @rate" if store == "floor" else "relaykit %s @rate" % store
+    for store in ("redis", "memory", "floor", "floor-redis"):
+        label = store + " @rate" if store.startswith("floor") else "relaykit %s @rate" % store
         runs = [r for r in results if r.get("label") == label and "p99_us" in r]
         if runs:
             p99s = sorted(r["p99_us"] / 1000.0 for r in runs)
             svc = sorted(r["service_p99_us"] / 1000.0 for r in runs)
-            print("%-6s %s, 100 conns at %d req/s, %d runs: median p99 %.2f ms from due time "
+            print("%-11s %s, 100 conns at %d req/s, %d runs: median p99 %.2f ms from due time "
                   "(worst %.2f), %.2f ms from send%s" % (
-                      store, "store" if store != "floor" else "     ", rate, len(runs),
+                      store, "store" if not store.startswith("floor") else "     ", rate, len(runs),
                       statistics.median(p99s), p99s[-1], statistics.median(svc),
                       " (target <= 2)" if store == "redis" else ""))
 

@@ -2,8 +2,10 @@
 // that answers every netstring request with a fixed reply ("NOTFOUND " by default, or -r TEXT)
 // and does no other work: what a socketmap round trip costs on this machine's loopback. With -P
 // it speaks the policy protocol instead (a request ends with an empty line; the reply is
-// "action=DUNNO"): the floor for bench/policyd.
-//   netstring_echo -p PORT [-r REPLY] [-P]     (127.0.0.1 only; runs until SIGTERM/SIGINT)
+// "action=DUNNO"): the floor for bench/policyd. With -P -R REDIS_PORT each policy request first
+// makes one round trip to a Redis server (PING, on one shared connection, pipelined), and its
+// reply goes out when the PONG comes back: the floor of a Redis-backed policy server.
+//   netstring_echo -p PORT [-r REPLY] [-P [-R REDIS_PORT]]   (127.0.0.1 only; until SIGTERM/INT)
 // Requests over 10000 bytes or malformed ones close the connection.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -14,9 +16,11 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <string>
 #include <unordered_map>
 
@@ -37,15 +41,18 @@ int main(int argc, char** argv) {
   std::string replyText = "NOTFOUND ";
   bool policy = false;
   int opt;
-  while ((opt = getopt(argc, argv, "p:r:P")) != -1) {
-    if (opt == 'p') {
+  int redisPort = 0;
+  while ((opt = getopt(argc, argv, "p:r:PR:")) != -1) {
+    if (opt == 'R') {
+      redisPort = std::atoi(optarg);
+    } else if (opt == 'p') {
       port = std::atoi(optarg);
     } else if (opt == 'r') {
       replyText = optarg;
     } else if (opt == 'P') {
       policy = true;
     } else {
-      std::fprintf(stderr, "usage: netstring_echo -p PORT [-r REPLY] [-P]\n");
+      std::fprintf(stderr, "usage: netstring_echo -p PORT [-r REPLY] [-P [-R REDIS_PORT]]\n");
       return 2;
     }
   }
@@ -70,6 +77,29 @@ int main(int argc, char** argv) {
   ev.events = EPOLLIN;
   ev.data.fd = lfd;
   epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+  // -R: the Redis connection, and the clients waiting for a PONG, oldest first (fd and the
+  // connection's serial number, so a reply never goes to a later connection on the same fd).
+  int redisFd = -1;
+  std::string redisIn;
+  std::deque<std::pair<int, std::uint64_t>> waiting;
+  std::unordered_map<int, std::uint64_t> serials;
+  std::uint64_t nextSerial = 1;
+  if (redisPort > 0) {
+    redisFd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in ra{};
+    ra.sin_family = AF_INET;
+    ra.sin_port = htons(static_cast<uint16_t>(redisPort));
+    ra.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(redisFd, reinterpret_cast<sockaddr*>(&ra), sizeof ra) != 0) {
+      std::perror("netstring_echo: connect to redis");
+      return 1;
+    }
+    setsockopt(redisFd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    epoll_event rev{};
+    rev.events = EPOLLIN;
+    rev.data.fd = redisFd;
+    epoll_ctl(ep, EPOLL_CTL_ADD, redisFd, &rev);
+  }
   std::unordered_map<int, std::string> buffers;
   epoll_event events[kMaxEvents];
   char chunk[16384];
@@ -86,7 +116,28 @@ int main(int argc, char** argv) {
           cev.data.fd = c;
           epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
           buffers[c];
+          serials[c] = nextSerial++;
         }
+        continue;
+      }
+      if (fd == redisFd) {
+        ssize_t r = read(fd, chunk, sizeof chunk);
+        if (r <= 0) {
+          std::fprintf(stderr, "netstring_echo: redis connection lost\n");
+          return 1;
+        }
+        redisIn.append(chunk, static_cast<std::size_t>(r));
+        std::size_t done = 0;
+        while (redisIn.size() - done >= 7 && !waiting.empty()) {  // "+PONG\r\n"
+          done += 7;
+          auto [client, serial] = waiting.front();
+          waiting.pop_front();
+          auto it = serials.find(client);
+          if (it != serials.end() && it->second == serial) {
+            (void)!write(client, reply.data(), reply.size());
+          }
+        }
+        redisIn.erase(0, done);
         continue;
       }
       ssize_t r = read(fd, chunk, sizeof chunk);
@@ -103,7 +154,12 @@ int main(int argc, char** argv) {
           break;
         }
         buf.erase(0, end + 2);
-        out += reply;
+        if (redisFd >= 0) {
+          waiting.emplace_back(fd, serials[fd]);
+          out += "PING\r\n";
+        } else {
+          out += reply;
+        }
       }
       while (!closeIt && !policy) {
         std::size_t colon = buf.find(':');
@@ -126,13 +182,20 @@ int main(int argc, char** argv) {
         buf.erase(0, colon + len + 2);
         out += reply;
       }
-      if (!out.empty() && write(fd, out.data(), out.size()) != static_cast<ssize_t>(out.size())) {
+      if (!out.empty() && policy && redisFd >= 0) {
+        if (write(redisFd, out.data(), out.size()) != static_cast<ssize_t>(out.size())) {
+          std::fprintf(stderr, "netstring_echo: write to redis failed\n");
+          return 1;
+        }
+      } else if (!out.empty() &&
+                 write(fd, out.data(), out.size()) != static_cast<ssize_t>(out.size())) {
         closeIt = true;
       }
       if (closeIt) {
         epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
         close(fd);
         buffers.erase(fd);
+        serials.erase(fd);
       }
     }
   }
