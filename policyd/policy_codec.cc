@@ -8,11 +8,15 @@ constexpr std::size_t kReservedAttributes = 48;  // Postfix 3.7 sends ~30 attrib
 constexpr std::size_t kReservedText = 1024;      // ~600 bytes
 }  // namespace
 
-void PolicyRequest::add(std::string_view name, std::string_view value) {
+void PolicyRequest::reserveOnFirst() {
   if (spans_.empty()) {
     spans_.reserve(kReservedAttributes);
     text_.reserve(kReservedText);
   }
+}
+
+void PolicyRequest::add(std::string_view name, std::string_view value) {
+  reserveOnFirst();
   Span span{static_cast<std::uint32_t>(text_.size()), static_cast<std::uint32_t>(name.size()),
             static_cast<std::uint32_t>(text_.size() + name.size()),
             static_cast<std::uint32_t>(value.size())};
@@ -22,10 +26,7 @@ void PolicyRequest::add(std::string_view name, std::string_view value) {
 }
 
 void PolicyRequest::addLine(std::string_view line, std::size_t eq) {
-  if (spans_.empty()) {
-    spans_.reserve(kReservedAttributes);
-    text_.reserve(kReservedText);
-  }
+  reserveOnFirst();
   const auto at = static_cast<std::uint32_t>(text_.size());
   spans_.push_back(Span{at, static_cast<std::uint32_t>(eq), at + static_cast<std::uint32_t>(eq + 1),
                         static_cast<std::uint32_t>(line.size() - eq - 1)});

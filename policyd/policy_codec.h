@@ -46,6 +46,7 @@ class PolicyRequest {
   }
 
  private:
+  void reserveOnFirst();  // one allocation each for a whole request's spans and text
   struct Span {
     std::uint32_t name, nameLength, value, valueLength;
   };
