@@ -515,11 +515,7 @@ def main():
                     help="also compare load-time diagnostics of this many malformed tables")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("needs root (private Postfix instances)")
-    rng = random.Random(args.seed)
-    print("seed %d" % args.seed)
-    tmp = harness.make_tmpdir("relaykit-explore-")
+    rng, tmp = harness.explorer_start(args.seed, "relaykit-explore-")
     stacks = Stacks(tmp)
     unexplained = []
     known = {}

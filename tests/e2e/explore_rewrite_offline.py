@@ -297,11 +297,8 @@ def main():
                          "default 998)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("needs root (private Postfix instance)")
-    rng = random.Random(args.seed)
-    print("seed %d" % args.seed)
-    tmp = harness.make_tmpdir("relaykit-explore-offline-")
+    rng, tmp = harness.explorer_start(args.seed, "relaykit-explore-offline-",
+                                      "private Postfix instance")
     oracle = Oracle(tmp, None if args.smtp_line_length_limit < 0
                     else args.smtp_line_length_limit)
     files_dir = os.path.join(tmp, "messages")

@@ -23,6 +23,7 @@ import glob
 import json
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -171,6 +172,14 @@ def make_tmpdir(prefix="relaykit-e2e-"):
     path = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
     os.chmod(path, 0o755)
     return path
+
+
+def explorer_start(seed, tmp_prefix, what="private Postfix instances"):
+    """A seeded explorer's start: needs root, prints the seed, returns (rng, fresh tmp dir)."""
+    if os.geteuid() != 0:
+        sys.exit("needs root (%s)" % what)
+    print("seed %d" % seed)
+    return random.Random(seed), make_tmpdir(tmp_prefix)
 
 
 def read_header_block(lines, i=0):
