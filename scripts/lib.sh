@@ -14,6 +14,8 @@ RELAYKIT_PACKAGES=(
   googletest libgtest-dev libgmock-dev libevent-dev libcli11-dev
   postfix redis-server swaks python3 postfwd policyd-rate-limit clang-format
   sasl2-bin libsasl2-modules
+  ccache libsystemd-dev lintian debhelper fakeroot dpkg-dev
+  opendkim opendkim-tools miltertest python3-dkim redis-sentinel
 )
 
 relaykit_log() { printf '==> %s\n' "$*" >&2; }
@@ -33,7 +35,7 @@ relaykit_missing_packages() {
 # instances on free loopback ports; a system Postfix or Redis would only get in the way.
 relaykit_stop_system_services() {
   local svc
-  for svc in postfix redis-server postfwd policyd-rate-limit; do
+  for svc in postfix redis-server redis-sentinel opendkim postfwd policyd-rate-limit; do
     if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
       systemctl stop "$svc" >/dev/null 2>&1 || true
       systemctl disable "$svc" >/dev/null 2>&1 || true
