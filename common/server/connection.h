@@ -112,6 +112,22 @@ class ConnectionHandler {
   virtual void onClose(Connection& conn) { (void)conn; }
 };
 
+// What a daemon's /health answers: Ok and Degraded are 200 (the body says "ok" or
+// "degraded: REASON"), Unavailable is 503 ("unavailable: REASON"). Degraded means the daemon
+// serves, but not everything it was configured for (e.g. rate limits unenforced while the
+// store is down with on_store_error: open).
+struct Health {
+  enum class Level { Ok, Degraded, Unavailable };
+  Level level = Level::Ok;
+  std::string reason;  // empty for Ok; one line, no secrets
+
+  static Health ok() { return Health(); }
+  static Health degraded(std::string why) { return Health{Level::Degraded, std::move(why)}; }
+  static Health unavailable(std::string why) {
+    return Health{Level::Unavailable, std::move(why)};
+  }
+};
+
 class Service {
  public:
   virtual ~Service() = default;
@@ -130,8 +146,8 @@ class Service {
   }
   // Called once when the daemon stops (loop thread), before connections are closed.
   virtual void stop() {}
-  // False makes /health answer 503.
-  virtual bool healthy() const { return true; }
+  // What /health answers (called on the loop thread for each /health request; must be cheap).
+  virtual Health health() const { return Health::ok(); }
   virtual ServerLimits limits() const { return ServerLimits(); }
   virtual std::unique_ptr<ConnectionHandler> newConnection(Connection& conn) = 0;
 };

@@ -216,7 +216,7 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
     std::unique_ptr<MetricsHttpServer> http;
     if (settings.metricsListen) {
       auto created = MetricsHttpServer::create(base, *settings.metricsListen, &metrics,
-                                               [&service] { return service.healthy(); });
+                                               [&service] { return service.health(); });
       if (!created) {
         return startupFailure(created.status().message(), fg);
       }

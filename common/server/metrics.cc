@@ -242,11 +242,23 @@ void MetricsHttpServer::handle(evhttp_request* req, void* arg) {
     evhttp_add_header(headers, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(req, 200, "OK", body);
   } else if (path == "/health" || path == "/healthz") {
-    bool ok = !self->healthy_ || self->healthy_();
-    const char* text = ok ? "ok\n" : "unhealthy\n";
-    evbuffer_add(body, text, std::strlen(text));
+    Health health = self->healthy_ ? self->healthy_() : Health::ok();
+    std::string text;
+    switch (health.level) {
+      case Health::Level::Ok:
+        text = "ok\n";
+        break;
+      case Health::Level::Degraded:
+        text = "degraded: " + health.reason + "\n";
+        break;
+      case Health::Level::Unavailable:
+        text = "unavailable: " + health.reason + "\n";
+        break;
+    }
+    const bool up = health.level != Health::Level::Unavailable;
+    evbuffer_add(body, text.data(), text.size());
     evhttp_add_header(headers, "Content-Type", "text/plain");
-    evhttp_send_reply(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", body);
+    evhttp_send_reply(req, up ? 200 : 503, up ? "OK" : "Service Unavailable", body);
   } else {
     evhttp_send_error(req, 404, "Not Found");
   }

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "common/endpoint.h"
+#include "common/server/connection.h"
 #include "common/status.h"
 
 struct event_base;
@@ -172,8 +173,9 @@ class MetricsRegistry {
   std::vector<std::unique_ptr<MetricFamilyBase>> families_;
 };
 
-// Answers GET /metrics (the registry) and GET /health ("ok", or 503 when `healthy` says no).
-using HealthCheck = std::function<bool()>;
+// Answers GET /metrics (the registry) and GET /health (200 "ok" or "degraded: REASON", 503
+// "unavailable: REASON", as `healthy` reports; 200 "ok" when there is no check).
+using HealthCheck = std::function<Health()>;
 
 class MetricsHttpServer {
  public:
