@@ -18,7 +18,9 @@ smtp-sink:
   rec-redis     the same with the Redis store;
   floor         the recommended wiring with do-nothing servers in place of relaykit's daemons
                 (bench/milter_floor, netstring_echo answering NOTFOUND, netstring_echo -P
-                answering DUNNO): what Postfix's own side of the three protocols costs here.
+                answering DUNNO): what Postfix's own side of the three protocols costs here;
+  floor-wired   the same do-nothing servers wired as wired-*: the floor per socketmap lookup
+                and per policy request, to compare relaykit's CPU per request with.
 Limits are set high enough that nothing is refused. All configurations run side by side and
 their runs interleave (none, native, ..., none, ...), so drifting load on a shared machine hits
 them alike.
@@ -55,7 +57,8 @@ SMTP_SOURCE = "/usr/sbin/smtp-source"
 SENDER = "root@relay.corp.local"
 RCPT = "ops@example.com"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-KINDS = ["none", "native", "wired-memory", "wired-redis", "rec-memory", "rec-redis", "floor"]
+KINDS = ["none", "native", "wired-memory", "wired-redis", "rec-memory", "rec-redis", "floor",
+         "floor-wired"]
 
 # The jobs of conf/relaykit.yaml, as Postfix's own tables (the native equivalent).
 NATIVE_GENERIC_HASH = ("root@relay.corp.local noreply@corp.com\n"
@@ -299,8 +302,8 @@ class Stack:
             params.update(self._native(ports))
         elif kind in ("wired-memory", "wired-redis", "rec-memory", "rec-redis"):
             params.update(self._relaykit(kind, ports, redis, n))
-        elif kind == "floor":
-            params.update(self._floor())
+        elif kind in ("floor", "floor-wired"):
+            params.update(self._floor(kind))
         self.pf = harness.PostfixInstance(os.path.join(self.tmp, "postfix"),
                                           relay_port=sink_port, extra_main_cf=params)
         self.pf.write_config()
@@ -363,7 +366,7 @@ class Stack:
             })
         return params
 
-    def _floor(self):
+    def _floor(self, kind):
         build = os.environ["RELAYKIT_BUILD_DIR"]
         sm_port, policy_port = harness.free_port(), harness.free_port()
         sock = os.path.join(self.tmp, "floor.sock")
@@ -382,16 +385,23 @@ class Stack:
         self.daemons = {"socketmapd": self.procs[0], "policyd": self.procs[1],
                         "milter": self.procs[2]}
         sm_base = "socketmap:inet:127.0.0.1:%d:" % sm_port
-        return {
+        policy_svc = ("check_policy_service { inet:127.0.0.1:%d, timeout=10s, "
+                      "default_action=DUNNO }" % policy_port)
+        params = {
             "transport_maps": sm_base + "transport",
             "sender_dependent_relayhost_maps": sm_base + "sender_relay",
             "smtpd_milters": "unix:" + sock,
             "milter_default_action": "tempfail",
             "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
-            "smtpd_end_of_data_restrictions":
-                "check_policy_service { inet:127.0.0.1:%d, timeout=10s, default_action=DUNNO }"
-                % policy_port,
+            "smtpd_end_of_data_restrictions": policy_svc,
         }
+        if kind == "floor-wired":
+            params.update({
+                "smtp_generic_maps": sm_base + "generic",
+                "sender_canonical_maps": sm_base + "canonical",
+                "smtpd_recipient_restrictions": policy_svc,
+            })
+        return params
 
     def groups(self):
         out = [Group("postfix", master_pid(self.pf))]
@@ -556,6 +566,27 @@ def report(kinds, sessions_list, runs):
                 print("  %-11s per message: %s" % (kind, ", ".join(
                     "%s %.2f" % (k, median_of(runs[(kind, sessions)], ["counts", k]))
                     for k in keys)))
+    print()
+    print("CPU µs per request (daemon CPU / its requests; floors: floor-wired's servers)")
+    for sessions in sessions_list:
+        for kind in kinds:
+            rs = runs[(kind, sessions)]
+            counts = rs[0]["counts"]
+            lookups = sum(median_of(rs, ["counts", k]) for k in counts if k.startswith("lookup"))
+            policy = sum(median_of(rs, ["counts", k]) for k in counts if k.startswith("policy"))
+            if kind == "floor-wired" and ("wired-memory", sessions) in runs:
+                ref = runs[("wired-memory", sessions)][0]["counts"]
+                lookups = sum(median_of(runs[("wired-memory", sessions)], ["counts", k])
+                              for k in ref if k.startswith("lookup"))
+                policy = sum(median_of(runs[("wired-memory", sessions)], ["counts", k])
+                             for k in ref if k.startswith("policy"))
+            parts = []
+            if lookups:
+                parts.append("socketmap %.1f" % (median_of(rs, ["cpu", "socketmapd"]) / lookups))
+            if policy:
+                parts.append("policy %.1f" % (median_of(rs, ["cpu", "policyd"]) / policy))
+            if parts:
+                print("  %2d sessions %-13s %s" % (sessions, kind, ", ".join(parts)))
     print()
     print("targets: rec-memory >= 0.85x native accepted msg/s and <= 1.25x native CPU per "
           "message; rec-redis >= 0.75x native accepted msg/s (both session counts)")
