@@ -1,6 +1,7 @@
 // table_file.cc: postmap source parsing, indexed sources and loading Postfix table files.
 #include "common/table_file.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -29,6 +30,34 @@ std::string_view trim(std::string_view s) {
 }
 
 }  // namespace
+
+IndexedSource::IndexedSource(std::string description,
+                             std::unordered_map<std::string, std::string> entries, bool smtputf8)
+    : description_(std::move(description)), entries_(std::move(entries)), smtputf8_(smtputf8) {
+  std::size_t longest = 0;
+  for (const auto& entry : entries_) {
+    longest = std::max(longest, entry.first.size());
+  }
+  hasKeyLength_.assign(longest + 1, false);
+  for (const auto& entry : entries_) {
+    hasKeyLength_[entry.first.size()] = true;
+  }
+}
+
+LookupResult IndexedSource::lookupFolded(std::string_view key, std::string_view folded,
+                                         bool smtputf8) const {
+  if (smtputf8 != smtputf8_) {
+    return lookup(key);
+  }
+  if (folded.size() >= hasKeyLength_.size() || !hasKeyLength_[folded.size()]) {
+    return LookupResult::notFound();
+  }
+  const auto it = entries_.find(std::string(folded));
+  if (it == entries_.end()) {
+    return LookupResult::notFound();
+  }
+  return LookupResult::found(it->second);
+}
 
 LookupResult IndexedSource::lookup(std::string_view key) const {
   const std::optional<std::string> folded = foldTableKey(key, smtputf8_);
