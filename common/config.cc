@@ -26,6 +26,14 @@ const std::vector<std::string> kSourceKinds = {"entries", "regexp", "pcre", "fil
 const std::vector<std::string> kRedisKeys = {"address", "database", "password_file", "timeout_ms",
                                              "key_prefix"};
 
+std::string joinKeys(const std::vector<std::string>& keys) {
+  std::string out;
+  for (const auto& k : keys) {
+    out += out.empty() ? k : ", " + k;
+  }
+  return out;
+}
+
 void parsePostfix(const YamlReader& r, const YAML::Node& node, PostfixSettings* out) {
   if (!node.IsDefined() || node.IsNull()) {
     return;
@@ -319,19 +327,51 @@ void parseRedis(const YamlReader& r, const YAML::Node& node, RedisSettings* out)
   r.getString(node, "key_prefix", &out->keyPrefix);
 }
 
+// An empty file, only comments, or a document yaml-cpp reads as null (a lone "~", or a first
+// line it cannot read, like a lone ','): refused, never taken as "no tables". The error points at
+// the first thing that is neither blank nor a comment (1:1 when there is none).
+void reportNullDocument(const std::string& file, const std::string& text, Diagnostics* diags) {
+  int line = 1;
+  int column = 1;
+  bool inComment = false;
+  for (char c : text) {
+    if (c == '\n') {
+      ++line;
+      column = 1;
+      inComment = false;
+      continue;
+    }
+    if (!inComment && c == '#') {
+      inComment = true;
+    }
+    if (!inComment && c != ' ' && c != '\t' && c != '\r') {
+      diags->error(SourceLocation{file, line, column},
+                   "expected a map of sections (" + joinKeys(kTopLevelKeys) +
+                       "), got null: YAML parsing stopped here and the rest of the file "
+                       "would be ignored");
+      return;
+    }
+    ++column;
+  }
+  diags->error(SourceLocation{file, 1, 1},
+               "the configuration is empty (only blank lines or comments): expected a map of "
+               "sections (" +
+                   joinKeys(kTopLevelKeys) + ")");
+}
+
 std::shared_ptr<const Config> compile(const YAML::Node& root, const std::string& file,
                                       const std::string& text, Diagnostics* diags) {
   YamlReader r(file, diags, text);
   auto config = std::make_shared<Config>();
   config->file = file;
   config->text = text;
-  YAML::Node top = root;
-  if (top.IsDefined() && !top.IsNull()) {
-    if (!r.checkMap(top, "the configuration", kTopLevelKeys) && !top.IsMap()) {
-      return nullptr;
-    }
-  } else {
-    top = YAML::Node(YAML::NodeType::Map);
+  const YAML::Node top = root;
+  if (!top.IsDefined() || top.IsNull()) {
+    reportNullDocument(file, text, diags);
+    return nullptr;
+  }
+  if (!r.checkMap(top, "the configuration", kTopLevelKeys) && !top.IsMap()) {
+    return nullptr;
   }
   auto postfix = std::make_shared<PostfixSettings>();
   parsePostfix(r, YamlReader::child(top, "postfix"), postfix.get());

@@ -4,11 +4,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 #include "common/address.h"
+#include "common/bounded_file.h"
 #include "common/casefold.h"
 #include "common/logical_lines.h"
 
@@ -122,22 +121,6 @@ std::unordered_map<std::string, std::string> parsePostmapSource(std::string_view
   return entries;
 }
 
-bool readWholeFile(const std::string& path, std::string* contents, std::string* error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    *error = std::strerror(errno);
-    return false;
-  }
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  if (in.bad()) {
-    *error = std::strerror(errno);
-    return false;
-  }
-  *contents = buf.str();
-  return true;
-}
-
 std::unique_ptr<TableSource> loadTableFileSource(std::string_view spec, const SourceLocation& where,
                                                  bool allowSubstitution, Diagnostics* diags,
                                                  bool smtputf8) {
@@ -154,12 +137,12 @@ std::unique_ptr<TableSource> loadTableFileSource(std::string_view spec, const So
         where, "unsupported table type \"" + type + "\" (supported: hash, texthash, regexp, pcre)");
     return nullptr;
   }
-  std::string text;
-  std::string why;
-  if (!readWholeFile(path, &text, &why)) {
-    diags->error(where, "cannot read " + path + ": " + why);
+  StatusOr<std::string> content = readBoundedFile(path, kMaxTableFileBytes);
+  if (!content) {
+    diags->error(where, content.status().message());
     return nullptr;
   }
+  const std::string& text = *content;
   const SourceLocation origin{path, 1, 0};
   if (type == "regexp" || type == "pcre") {
     RegexpTable::Options options{type == "regexp" ? RegexpDialect::kPosix : RegexpDialect::kPcre,

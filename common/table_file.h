@@ -64,7 +64,4 @@ std::unordered_map<std::string, std::string> parsePostmapSource(std::string_view
                                                                 Diagnostics* diags,
                                                                 bool smtputf8 = true);
 
-// Reads a whole file. Returns false and sets *error (strerror text) when it cannot.
-bool readWholeFile(const std::string& path, std::string* contents, std::string* error);
-
 }  // namespace relaykit

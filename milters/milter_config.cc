@@ -9,6 +9,7 @@
 #include <iterator>
 
 #include "common/address.h"
+#include "common/bounded_file.h"
 #include "common/regexp_table.h"
 #include "common/yaml_util.h"
 
@@ -62,12 +63,13 @@ std::shared_ptr<const RegexpTable> loadHeaderChecksFile(const YamlReader& r, con
   } else if (spec.rfind("regexp:", 0) == 0) {
     path = spec.substr(7);
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    r.error(node, "cannot read header_checks_file " + path + ": " + std::strerror(errno));
+  StatusOr<std::string> content =
+      readBoundedFile(path, kMaxRuleFileBytes, "header_checks_file " + path);
+  if (!content) {
+    r.error(node, content.status().message());
     return nullptr;
   }
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string& text = *content;
   SourceLocation origin{path, 1, 0};
   std::shared_ptr<const RegexpTable> table = RegexpTable::parse(text, origin, options, diags);
   validateHeaderChecks(table.get(), diags);
