@@ -225,6 +225,29 @@ void parseTables(const YamlReader& r, const YAML::Node& node,
   }
 }
 
+// A TCP endpoint without a host ("inet::PORT", ":PORT") would listen on every interface without
+// saying so: refused. An explicit wildcard (0.0.0.0, [::]) is accepted with a warning. Returns
+// false after reporting an error.
+bool checkBindHost(const YamlReader& r, const YAML::Node& node, const char* key,
+                   const Endpoint& ep) {
+  if (ep.kind != Endpoint::Kind::kInet) {
+    return true;
+  }
+  const std::string port = std::to_string(ep.port);
+  if (ep.host.empty()) {
+    r.error(node, std::string(key) + " \"" + node.Scalar() +
+                      "\" has no host and would listen on every interface: write 127.0.0.1:" +
+                      port + " (this host only), or 0.0.0.0:" + port + " / [::]:" + port +
+                      " to listen on every interface on purpose");
+    return false;
+  }
+  if (ep.host == "0.0.0.0" || ep.host == "::") {
+    r.warning(node, std::string(key) + " \"" + node.Scalar() +
+                        "\" listens on every interface: make sure a firewall keeps others out");
+  }
+  return true;
+}
+
 void parseEndpointList(const YamlReader& r, const YAML::Node& node, std::vector<Endpoint>* out) {
   auto items = r.asStringList(node);
   if (!items) {
@@ -238,9 +261,12 @@ void parseEndpointList(const YamlReader& r, const YAML::Node& node, std::vector<
   bool ok = true;
   std::size_t index = 0;
   for (const auto& text : *items) {
+    const YAML::Node item = node.IsSequence() ? node[index] : node;
     auto ep = Endpoint::parse(text);
     if (!ep) {
-      r.error(node.IsSequence() ? node[index] : node, ep.status().message());
+      r.error(item, ep.status().message());
+      ok = false;
+    } else if (!checkBindHost(r, item, "listen", *ep)) {
       ok = false;
     } else {
       parsed.push_back(*ep);
@@ -289,7 +315,7 @@ void parseDaemon(const YamlReader& r, const YAML::Node& node, const char* sectio
       auto ep = Endpoint::parse(*text, /*allowBareHostPort=*/true);
       if (!ep) {
         r.error(metrics, ep.status().message());
-      } else {
+      } else if (checkBindHost(r, metrics, "metrics_listen", *ep)) {
         out->metricsListen = *ep;
       }
     }

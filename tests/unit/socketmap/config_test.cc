@@ -127,6 +127,23 @@ TEST(ConfigTest, EmptyOrNullDocumentIsRefused) {
   EXPECT_NE(problems("!,\n"), "");
 }
 
+TEST(ConfigTest, HostlessEndpointsAreRefused) {
+  EXPECT_EQ(problems("socketmap:\n  metrics_listen: \":9441\"\n"),
+            "t.yaml:2:19: metrics_listen \":9441\" has no host and would listen on every "
+            "interface: write 127.0.0.1:9441 (this host only), or 0.0.0.0:9441 / [::]:9441 to "
+            "listen on every interface on purpose\n");
+  EXPECT_EQ(problems("milter:\n  listen: [\"inet:127.0.0.1:1\", \"inet::10042\"]\n"),
+            "t.yaml:2:32: listen \"inet::10042\" has no host and would listen on every "
+            "interface: write 127.0.0.1:10042 (this host only), or 0.0.0.0:10042 / [::]:10042 to "
+            "listen on every interface on purpose\n");
+  EXPECT_EQ(problems("policy:\n  metrics_listen: 0.0.0.0:9443\nsocketmap:\n  listen: "
+                     "\"inet:[::]:10041\"\n"),
+            "t.yaml:4:11: warning: listen \"inet:[::]:10041\" listens on every interface: make "
+            "sure a firewall keeps others out\n"
+            "t.yaml:2:19: warning: metrics_listen \"0.0.0.0:9443\" listens on every interface: "
+            "make sure a firewall keeps others out\n");
+}
+
 TEST(ConfigTest, UnknownTopLevelKey) {
   EXPECT_EQ(problems("postfix: {}\nsocketmapd:\n  listen: inet:1.2.3.4:1\n"),
             "t.yaml:2:1: unknown key \"socketmapd\" in the configuration (allowed: postfix, "
