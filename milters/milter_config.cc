@@ -211,6 +211,18 @@ void parseRule(const YamlReader& r, const YAML::Node& node, std::vector<HeaderRu
       }
     }
   }
+  if (YAML::Node with = YamlReader::child(node, "with"); with && rule.match && ok) {
+    StatusOr<WithTemplate> compiled =
+        WithTemplate::compile(rule.with, rule.match->NumberOfCapturingGroups());
+    if (!compiled) {
+      r.error(with, compiled.status().message());
+      ok = false;
+    } else {
+      rule.withTemplate = std::move(*compiled);
+    }
+  } else if (ok) {
+    rule.withTemplate = *WithTemplate::compile(rule.with, 0);
+  }
   if (YAML::Node when = YamlReader::child(node, "when")) {
     ok = parseCondition(r, when, &rule.when, 0) && ok;
   }
