@@ -3,6 +3,7 @@
 // access here is guarded so nothing escapes; parse exceptions are caught in parseYamlText.
 #include "common/yaml_util.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <set>
@@ -458,6 +459,17 @@ SourceLocation markLocation(const std::string& file, const YAML::Mark& mark) {
 
 std::optional<YAML::Node> parseYamlText(const std::string& text, const std::string& file,
                                         Diagnostics* diags) {
+  // YAML is text: yaml-cpp would take a NUL inside a quoted key as a character, elsewhere as an
+  // odd escape error. Refused where it is, before parsing.
+  if (const std::size_t nul = text.find('\0'); nul != std::string::npos) {
+    const std::size_t lineStart = text.rfind('\n', nul);
+    SourceLocation loc;
+    loc.file = file;
+    loc.line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + nul, '\n'));
+    loc.column = static_cast<int>(nul - (lineStart == std::string::npos ? 0 : lineStart + 1)) + 1;
+    diags->error(loc, "NUL byte: a configuration file is text");
+    return std::nullopt;
+  }
   try {
     YAML::Node root = YAML::Load(text);
     // YAML::Load reads the first document and silently ignores the rest of the text: a second
