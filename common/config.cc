@@ -71,7 +71,8 @@ std::optional<SearchMode> parseSearchMode(const YamlReader& r, const YAML::Node&
 
 // One item of `sources:`; returns nullptr after reporting on error.
 std::unique_ptr<TableSource> parseSource(const YamlReader& r, const YAML::Node& item,
-                                         bool allowSubstitution, bool smtputf8) {
+                                         bool allowSubstitution, bool smtputf8,
+                                         std::vector<NamedFile>* files) {
   if (!item.IsDefined() || !item.IsMap() || item.size() == 0) {
     r.error(item, "expected a source: a map with one of entries, regexp, pcre, file; got " +
                       YamlReader::describe(item));
@@ -137,6 +138,11 @@ std::unique_ptr<TableSource> parseSource(const YamlReader& r, const YAML::Node& 
   auto spec = r.asString(value);
   if (!spec) {
     return nullptr;
+  }
+  if (const std::size_t colon = spec->find(':');
+      files != nullptr && colon != std::string::npos && colon + 1 < spec->size()) {
+    files->push_back(
+        NamedFile{spec->substr(colon + 1), r.where(value), "table file", std::nullopt});
   }
   return loadTableFileSource(*spec, r.where(value), allowSubstitution, diags, smtputf8);
 }
@@ -210,7 +216,8 @@ void parseTables(const YamlReader& r, const YAML::Node& node,
       ok = false;
     } else {
       for (const auto& item : sourcesNode) {
-        auto source = parseSource(r, item, allowSubstitution, postfix->smtputf8Enable);
+        auto source =
+            parseSource(r, item, allowSubstitution, postfix->smtputf8Enable, &config->files);
         if (source == nullptr) {
           ok = false;
           continue;
@@ -308,6 +315,9 @@ void parseDaemon(const YamlReader& r, const YAML::Node& node, const char* sectio
   }
   r.getString(node, "socket_owner", &out->socketOwner);
   r.getString(node, "user", &out->user);
+  if (YAML::Node user = YamlReader::child(node, "user")) {
+    out->userWhere = r.where(user);
+  }
   YAML::Node metrics = YamlReader::child(node, "metrics_listen");
   if (metrics.IsDefined()) {
     auto text = r.asString(metrics);
@@ -346,6 +356,7 @@ void parseRedis(const YamlReader& r, const YAML::Node& node, RedisSettings* out)
   }
   r.getInt(node, "database", &out->database, 0, kMaxRedisDatabase);
   r.getString(node, "password_file", &out->passwordFile);
+  out->passwordFileWhere = r.where(YamlReader::child(node, "password_file"));
   int timeoutMs = kDefaultRedisTimeoutMs;
   if (r.getInt(node, "timeout_ms", &timeoutMs, 1, kMaxRedisTimeoutMs)) {
     out->timeout = std::chrono::milliseconds(timeoutMs);
@@ -385,12 +396,34 @@ void reportNullDocument(const std::string& file, const std::string& text, Diagno
                    joinKeys(kTopLevelKeys) + ")");
 }
 
+// The files other sections name (table files are collected while parsing tables).
+void collectNamedFiles(const YamlReader& r, Config* config) {
+  if (config->redis.present && !config->redis.passwordFile.empty()) {
+    config->files.push_back(NamedFile{config->redis.passwordFile, config->redis.passwordFileWhere,
+                                      "redis password_file", DaemonSection::kPolicy});
+  }
+  if (YAML::Node hf = YamlReader::child(config->milterNode, "header_checks_file");
+      hf.IsDefined() && hf.IsScalar()) {
+    std::string path = hf.Scalar();
+    for (const char* prefix : {"regexp:", "pcre:"}) {
+      if (path.rfind(prefix, 0) == 0) {
+        path = path.substr(std::string_view(prefix).size());
+      }
+    }
+    config->files.push_back(
+        NamedFile{path, r.where(hf), "header_checks_file", DaemonSection::kMilter});
+  }
+}
+
 std::shared_ptr<const Config> compile(const YAML::Node& root, const std::string& file,
-                                      const std::string& text, Diagnostics* diags) {
+                                      const std::string& text, Diagnostics* diags,
+                                      bool keepOnError = false) {
   YamlReader r(file, diags, text);
   auto config = std::make_shared<Config>();
   config->file = file;
   config->text = text;
+  config->files.push_back(
+      NamedFile{file, SourceLocation{file, 0, 0}, "configuration", std::nullopt});
   const YAML::Node top = root;
   if (!top.IsDefined() || top.IsNull()) {
     reportNullDocument(file, text, diags);
@@ -412,7 +445,8 @@ std::shared_ptr<const Config> compile(const YAML::Node& root, const std::string&
   parseDaemon(r, config->policyNode, "policy", kDefaultPolicyListen, /*strict=*/false,
               &config->policy);
   parseRedis(r, YamlReader::child(top, "redis"), &config->redis);
-  if (diags->hasErrors()) {
+  collectNamedFiles(r, config.get());
+  if (diags->hasErrors() && !keepOnError) {
     return nullptr;
   }
   return config;
@@ -483,6 +517,22 @@ std::shared_ptr<const Config> loadConfigText(const std::string& text, const std:
   } catch (const YAML::Exception& e) {
     // Defensive: every access is guarded, but never let yaml-cpp escape the boundary.
     SourceLocation loc{file, e.mark.is_null() ? 0 : e.mark.line + 1,
+                       e.mark.is_null() ? 0 : e.mark.column + 1};
+    diags->error(loc, e.msg);
+    return nullptr;
+  }
+}
+
+std::shared_ptr<const Config> loadConfigForCheck(const std::string& path, Diagnostics* diags) {
+  std::string text;
+  auto root = loadYamlFile(path, diags, &text);
+  if (!root) {
+    return nullptr;
+  }
+  try {
+    return compile(*root, path, text, diags, /*keepOnError=*/true);
+  } catch (const YAML::Exception& e) {
+    SourceLocation loc{path, e.mark.is_null() ? 0 : e.mark.line + 1,
                        e.mark.is_null() ? 0 : e.mark.column + 1};
     diags->error(loc, e.msg);
     return nullptr;

@@ -14,6 +14,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/file_access.h"
 #include "common/server/listener.h"
 #include "common/server/logging.h"
 #include "common/server/privileges.h"
@@ -253,8 +254,11 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
   if (options->check) {
     Diagnostics diags;
     auto config = loadServiceConfig(options->configPath, service, /*install=*/false, &diags);
+    if (config) {
+      checkDaemonAccess(*config, service.section(), &diags);
+    }
     printDiagnostics(diags, stderr);
-    return config ? 0 : 1;
+    return config && !diags.hasErrors() ? 0 : 1;
   }
   const bool fg = options->foreground;
   initLogging(program, fg);
