@@ -1,6 +1,8 @@
 // check_command.cc: `relaykit check -c FILE`: loads the file as every daemon would, runs every
-// component's section validator, and prints every problem (warnings included) as
-// FILE:LINE:COL: message on stderr. Exit 0 when there is no error, 1 otherwise.
+// component's section validator (also when the shared sections have errors), checks that each
+// daemon's `user:` exists and can read the config and every file it names (file_access.h), and
+// prints every problem (warnings included) as FILE:LINE:COL: message on stderr. Exit 0 when
+// there is no error, 1 otherwise.
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -8,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/section_validators.h"
 #include "common/config.h"
+#include "common/file_access.h"
 
 namespace relaykit {
 
@@ -15,10 +18,16 @@ namespace {
 
 int runCheck(const std::string& path) {
   Diagnostics diags;
-  auto config = loadConfig(path, &diags);
+  // A partly compiled config too, so the component sections are checked even when a shared
+  // section has errors: every problem of the file in one run.
+  auto config = loadConfigForCheck(path, &diags);
   if (config != nullptr) {
     for (const auto& v : sectionValidators()) {
       v.validate(*config, &diags);
+    }
+    for (DaemonSection section :
+         {DaemonSection::kSocketmap, DaemonSection::kMilter, DaemonSection::kPolicy}) {
+      checkDaemonAccess(*config, section, &diags);
     }
   }
   std::string text = diags.formatAll();

@@ -2,7 +2,10 @@
 // (mail_addr_find.c, mail_addr_map.c, trivial-rewrite transport.c; see address_search.h).
 #include "common/address_search.h"
 
+#include <optional>
+
 #include "common/address.h"
+#include "common/casefold.h"
 
 namespace relaykit {
 namespace {
@@ -11,6 +14,14 @@ constexpr std::string_view kNullSender = "<>";
 constexpr std::string_view kTransportWildcard = "*";
 
 // mail_addr_find(3)'s test: myorigin as is, then resolve_local(3) (one trailing dot stripped).
+SearchKey plainKey(std::string_view key, bool full, bool split) {
+  SearchKey form;
+  form.key = key;
+  form.full = full;
+  form.extensionSplit = split;
+  return form;
+}
+
 bool isLocalDomain(std::string_view domain, const PostfixSettings& postfix) {
   if (!postfix.myorigin.empty() && equalsIgnoreCase(domain, postfix.myorigin)) {
     return true;
@@ -29,65 +40,6 @@ bool isLocalDomain(std::string_view domain, const PostfixSettings& postfix) {
   return false;
 }
 
-// Adds `external`, and for external-first searches also `internal` when it differs.
-void addForm(SearchPlan* plan, std::string external, std::string_view internal, bool full,
-             bool split, bool externalFirst) {
-  const bool differs = externalFirst && external != internal;
-  plan->keys.push_back(SearchKey{std::move(external), full, split});
-  if (differs) {
-    plan->keys.push_back(SearchKey{std::string(internal), full, split});
-  }
-}
-
-void planMailAddrFind(SearchPlan* plan, std::string_view key, const PostfixSettings& postfix,
-                      bool externalFirst) {
-  const std::string& internal = plan->internal;
-  addForm(plan, std::string(key), internal, true, false, externalFirst);
-  const auto stripped = stripExtension(internal, postfix.recipientDelimiter);
-  if (stripped) {
-    plan->extension = stripped->extension;
-    addForm(plan, quoteLocalpart(stripped->address), stripped->address, false, true, externalFirst);
-  }
-  const size_t at = internal.rfind('@');
-  if (at == std::string::npos) {
-    return;
-  }
-  if (isLocalDomain(std::string_view(internal).substr(at + 1), postfix)) {
-    const std::string local = internal.substr(0, at);
-    addForm(plan, quoteLocalpart(local, true), local, false, false, externalFirst);
-    if (stripped) {
-      const std::string bare = stripped->address.substr(0, stripped->address.rfind('@'));
-      addForm(plan, quoteLocalpart(bare, true), bare, false, true, externalFirst);
-    }
-  }
-  plan->keys.push_back(SearchKey{internal.substr(at), false, false});
-}
-
-void planTransport(SearchPlan* plan, std::string_view key, const PostfixSettings& postfix) {
-  const std::string& internal = plan->internal;
-  const size_t at = internal.rfind('@');
-  if (at == std::string::npos) {
-    plan->keys.push_back(SearchKey{std::string(key), true, false});
-    return;
-  }
-  addForm(plan, std::string(key), internal, true, false, true);
-  const auto stripped = stripExtension(internal, postfix.recipientDelimiter);
-  if (stripped) {
-    plan->extension = stripped->extension;
-    addForm(plan, quoteLocalpart(stripped->address), stripped->address, false, true, true);
-  }
-  std::string_view name = std::string_view(internal).substr(at + 1);
-  while (!name.empty()) {
-    plan->keys.push_back(SearchKey{std::string(name), false, false});
-    const size_t dot = name.find('.', 1);
-    if (dot == std::string_view::npos) {
-      break;
-    }
-    name = name.substr(postfix.parentDomainMatchesSubdomains ? dot + 1 : dot);
-  }
-  plan->keys.push_back(SearchKey{std::string(kTransportWildcard), true, false});
-}
-
 // Inserts `extension` before the last '@' of one external-form address.
 std::string addExtension(std::string_view address, std::string_view extension) {
   std::string internal = unquoteLocalpart(address);
@@ -102,28 +54,120 @@ std::string addExtension(std::string_view address, std::string_view extension) {
 
 }  // namespace
 
-SearchPlan planSearch(SearchMode mode, std::string_view key, const PostfixSettings& postfix) {
-  SearchPlan plan;
-  plan.internal = unquoteLocalpart(key);
+std::string_view SearchPlan::own(std::string text) {
+  owned_.push_back(std::move(text));
+  return owned_.back();
+}
+
+std::size_t SearchPlan::ownedBytes() const {
+  std::size_t bytes =
+      internal.capacity() + extension.capacity() + keys.capacity() * sizeof(SearchKey);
+  for (const std::string& s : owned_) {
+    bytes += s.capacity();
+  }
+  return bytes;
+}
+
+// Adds `external`, and for external-first searches also `internalForm` when it differs.
+void SearchPlan::addForm(std::string external, std::string_view internalForm, bool full, bool split,
+                         bool externalFirst) {
+  const bool differs = externalFirst && external != internalForm;
+  const std::string_view ext = own(std::move(external));
+  keys.push_back(plainKey(ext, full, split));
+  if (differs) {
+    keys.push_back(plainKey(own(std::string(internalForm)), full, split));
+  }
+}
+
+void SearchPlan::planMailAddrFind(std::string_view key, const PostfixSettings& postfix,
+                                  bool externalFirst) {
+  addForm(std::string(key), internal, true, false, externalFirst);
+  const auto stripped = stripExtension(internal, postfix.recipientDelimiter);
+  if (stripped) {
+    extension = stripped->extension;
+    addForm(quoteLocalpart(stripped->address), stripped->address, false, true, externalFirst);
+  }
+  const size_t at = internal.rfind('@');
+  if (at == std::string::npos) {
+    return;
+  }
+  if (isLocalDomain(std::string_view(internal).substr(at + 1), postfix)) {
+    const std::string local = internal.substr(0, at);
+    addForm(quoteLocalpart(local, true), local, false, false, externalFirst);
+    if (stripped) {
+      const std::string bare = stripped->address.substr(0, stripped->address.rfind('@'));
+      addForm(quoteLocalpart(bare, true), bare, false, true, externalFirst);
+    }
+  }
+  keys.push_back(plainKey(std::string_view(internal).substr(at), false, false));
+}
+
+void SearchPlan::planTransport(std::string_view key, const PostfixSettings& postfix) {
+  const size_t at = internal.rfind('@');
+  if (at == std::string::npos) {
+    keys.push_back(plainKey(own(std::string(key)), true, false));
+    return;
+  }
+  addForm(std::string(key), internal, true, false, true);
+  const auto stripped = stripExtension(internal, postfix.recipientDelimiter);
+  if (stripped) {
+    extension = stripped->extension;
+    addForm(quoteLocalpart(stripped->address), stripped->address, false, true, true);
+  }
+  // The domain and its parents: suffixes of the domain starting at a dot (".parent") or just
+  // after one ("parent"), each a view of `internal`, with the matching suffix of the domain
+  // folded once (case folding maps '.' to itself and nothing else to '.', so the dots of both
+  // correspond one to one).
+  const std::string_view domain = std::string_view(internal).substr(at + 1);
+  const std::optional<std::string> foldedText = foldTableKey(domain, postfix.smtputf8Enable);
+  const std::string_view folded = foldedText ? own(*foldedText) : std::string_view();
+  bool prefolded = foldedText.has_value();
+  size_t start = 0;
+  size_t foldedStart = 0;
+  while (start < domain.size()) {
+    keys.push_back(SearchKey{domain.substr(start), false, false, prefolded,
+                             prefolded ? folded.substr(foldedStart) : std::string_view()});
+    const size_t dot = domain.find('.', start + 1);
+    if (dot == std::string_view::npos) {
+      break;
+    }
+    start = postfix.parentDomainMatchesSubdomains ? dot + 1 : dot;
+    if (prefolded) {
+      const size_t foldedDot = folded.find('.', foldedStart + 1);
+      if (foldedDot == std::string_view::npos) {
+        prefolded = false;  // cannot happen (see above); the sources then fold themselves
+      } else {
+        foldedStart = postfix.parentDomainMatchesSubdomains ? foldedDot + 1 : foldedDot;
+      }
+    }
+  }
+  keys.push_back(plainKey(kTransportWildcard, true, false));
+}
+
+SearchPlan::SearchPlan(SearchMode mode, std::string_view key, const PostfixSettings& postfix)
+    : internal(unquoteLocalpart(key)) {
   if (key.empty() || mode == SearchMode::kExact ||
       (mode == SearchMode::kSender && key == kNullSender)) {
-    plan.keys.push_back(SearchKey{std::string(key), true, false});
-    return plan;
+    keys.push_back(plainKey(own(std::string(key)), true, false));
+    return;
   }
   switch (mode) {
     case SearchMode::kAddress:
-      planMailAddrFind(&plan, key, postfix, false);
+      planMailAddrFind(key, postfix, false);
       break;
     case SearchMode::kSender:
-      planMailAddrFind(&plan, key, postfix, true);
+      planMailAddrFind(key, postfix, true);
       break;
     case SearchMode::kTransport:
-      planTransport(&plan, key, postfix);
+      planTransport(key, postfix);
       break;
     case SearchMode::kExact:
       break;
   }
-  return plan;
+}
+
+SearchPlan planSearch(SearchMode mode, std::string_view key, const PostfixSettings& postfix) {
+  return SearchPlan(mode, key, postfix);
 }
 
 std::string finishAddressResult(std::string_view value, const SearchPlan& plan,

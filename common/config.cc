@@ -26,6 +26,14 @@ const std::vector<std::string> kSourceKinds = {"entries", "regexp", "pcre", "fil
 const std::vector<std::string> kRedisKeys = {"address", "database", "password_file", "timeout_ms",
                                              "key_prefix"};
 
+std::string joinKeys(const std::vector<std::string>& keys) {
+  std::string out;
+  for (const auto& k : keys) {
+    out += out.empty() ? k : ", " + k;
+  }
+  return out;
+}
+
 void parsePostfix(const YamlReader& r, const YAML::Node& node, PostfixSettings* out) {
   if (!node.IsDefined() || node.IsNull()) {
     return;
@@ -63,7 +71,8 @@ std::optional<SearchMode> parseSearchMode(const YamlReader& r, const YAML::Node&
 
 // One item of `sources:`; returns nullptr after reporting on error.
 std::unique_ptr<TableSource> parseSource(const YamlReader& r, const YAML::Node& item,
-                                         bool allowSubstitution, bool smtputf8) {
+                                         bool allowSubstitution, bool smtputf8,
+                                         std::vector<NamedFile>* files) {
   if (!item.IsDefined() || !item.IsMap() || item.size() == 0) {
     r.error(item, "expected a source: a map with one of entries, regexp, pcre, file; got " +
                       YamlReader::describe(item));
@@ -129,6 +138,11 @@ std::unique_ptr<TableSource> parseSource(const YamlReader& r, const YAML::Node& 
   auto spec = r.asString(value);
   if (!spec) {
     return nullptr;
+  }
+  if (const std::size_t colon = spec->find(':');
+      files != nullptr && colon != std::string::npos && colon + 1 < spec->size()) {
+    files->push_back(
+        NamedFile{spec->substr(colon + 1), r.where(value), "table file", std::nullopt});
   }
   return loadTableFileSource(*spec, r.where(value), allowSubstitution, diags, smtputf8);
 }
@@ -202,7 +216,8 @@ void parseTables(const YamlReader& r, const YAML::Node& node,
       ok = false;
     } else {
       for (const auto& item : sourcesNode) {
-        auto source = parseSource(r, item, allowSubstitution, postfix->smtputf8Enable);
+        auto source =
+            parseSource(r, item, allowSubstitution, postfix->smtputf8Enable, &config->files);
         if (source == nullptr) {
           ok = false;
           continue;
@@ -215,6 +230,29 @@ void parseTables(const YamlReader& r, const YAML::Node& node,
           std::make_shared<const Table>(name, options, std::move(sources), postfix);
     }
   }
+}
+
+// A TCP endpoint without a host ("inet::PORT", ":PORT") would listen on every interface without
+// saying so: refused. An explicit wildcard (0.0.0.0, [::]) is accepted with a warning. Returns
+// false after reporting an error.
+bool checkBindHost(const YamlReader& r, const YAML::Node& node, const char* key,
+                   const Endpoint& ep) {
+  if (ep.kind != Endpoint::Kind::kInet) {
+    return true;
+  }
+  const std::string port = std::to_string(ep.port);
+  if (ep.host.empty()) {
+    r.error(node, std::string(key) + " \"" + node.Scalar() +
+                      "\" has no host and would listen on every interface: write 127.0.0.1:" +
+                      port + " (this host only), or 0.0.0.0:" + port + " / [::]:" + port +
+                      " to listen on every interface on purpose");
+    return false;
+  }
+  if (ep.host == "0.0.0.0" || ep.host == "::") {
+    r.warning(node, std::string(key) + " \"" + node.Scalar() +
+                        "\" listens on every interface: make sure a firewall keeps others out");
+  }
+  return true;
 }
 
 void parseEndpointList(const YamlReader& r, const YAML::Node& node, std::vector<Endpoint>* out) {
@@ -230,9 +268,12 @@ void parseEndpointList(const YamlReader& r, const YAML::Node& node, std::vector<
   bool ok = true;
   std::size_t index = 0;
   for (const auto& text : *items) {
+    const YAML::Node item = node.IsSequence() ? node[index] : node;
     auto ep = Endpoint::parse(text);
     if (!ep) {
-      r.error(node.IsSequence() ? node[index] : node, ep.status().message());
+      r.error(item, ep.status().message());
+      ok = false;
+    } else if (!checkBindHost(r, item, "listen", *ep)) {
       ok = false;
     } else {
       parsed.push_back(*ep);
@@ -274,6 +315,9 @@ void parseDaemon(const YamlReader& r, const YAML::Node& node, const char* sectio
   }
   r.getString(node, "socket_owner", &out->socketOwner);
   r.getString(node, "user", &out->user);
+  if (YAML::Node user = YamlReader::child(node, "user")) {
+    out->userWhere = r.where(user);
+  }
   YAML::Node metrics = YamlReader::child(node, "metrics_listen");
   if (metrics.IsDefined()) {
     auto text = r.asString(metrics);
@@ -281,7 +325,7 @@ void parseDaemon(const YamlReader& r, const YAML::Node& node, const char* sectio
       auto ep = Endpoint::parse(*text, /*allowBareHostPort=*/true);
       if (!ep) {
         r.error(metrics, ep.status().message());
-      } else {
+      } else if (checkBindHost(r, metrics, "metrics_listen", *ep)) {
         out->metricsListen = *ep;
       }
     }
@@ -312,6 +356,7 @@ void parseRedis(const YamlReader& r, const YAML::Node& node, RedisSettings* out)
   }
   r.getInt(node, "database", &out->database, 0, kMaxRedisDatabase);
   r.getString(node, "password_file", &out->passwordFile);
+  out->passwordFileWhere = r.where(YamlReader::child(node, "password_file"));
   int timeoutMs = kDefaultRedisTimeoutMs;
   if (r.getInt(node, "timeout_ms", &timeoutMs, 1, kMaxRedisTimeoutMs)) {
     out->timeout = std::chrono::milliseconds(timeoutMs);
@@ -319,19 +364,73 @@ void parseRedis(const YamlReader& r, const YAML::Node& node, RedisSettings* out)
   r.getString(node, "key_prefix", &out->keyPrefix);
 }
 
+// An empty file, only comments, or a document yaml-cpp reads as null (a lone "~", or a first
+// line it cannot read, like a lone ','): refused, never taken as "no tables". The error points at
+// the first thing that is neither blank nor a comment (1:1 when there is none).
+void reportNullDocument(const std::string& file, const std::string& text, Diagnostics* diags) {
+  int line = 1;
+  int column = 1;
+  bool inComment = false;
+  for (char c : text) {
+    if (c == '\n') {
+      ++line;
+      column = 1;
+      inComment = false;
+      continue;
+    }
+    if (!inComment && c == '#') {
+      inComment = true;
+    }
+    if (!inComment && c != ' ' && c != '\t' && c != '\r') {
+      diags->error(SourceLocation{file, line, column},
+                   "expected a map of sections (" + joinKeys(kTopLevelKeys) +
+                       "), got null: YAML parsing stopped here and the rest of the file "
+                       "would be ignored");
+      return;
+    }
+    ++column;
+  }
+  diags->error(SourceLocation{file, 1, 1},
+               "the configuration is empty (only blank lines or comments): expected a map of "
+               "sections (" +
+                   joinKeys(kTopLevelKeys) + ")");
+}
+
+// The files other sections name (table files are collected while parsing tables).
+void collectNamedFiles(const YamlReader& r, Config* config) {
+  if (config->redis.present && !config->redis.passwordFile.empty()) {
+    config->files.push_back(NamedFile{config->redis.passwordFile, config->redis.passwordFileWhere,
+                                      "redis password_file", DaemonSection::kPolicy});
+  }
+  if (YAML::Node hf = YamlReader::child(config->milterNode, "header_checks_file");
+      hf.IsDefined() && hf.IsScalar()) {
+    std::string path = hf.Scalar();
+    for (const char* prefix : {"regexp:", "pcre:"}) {
+      if (path.rfind(prefix, 0) == 0) {
+        path = path.substr(std::string_view(prefix).size());
+      }
+    }
+    config->files.push_back(
+        NamedFile{path, r.where(hf), "header_checks_file", DaemonSection::kMilter});
+  }
+}
+
 std::shared_ptr<const Config> compile(const YAML::Node& root, const std::string& file,
-                                      const std::string& text, Diagnostics* diags) {
+                                      const std::string& text, Diagnostics* diags,
+                                      bool keepOnError = false) {
   YamlReader r(file, diags, text);
   auto config = std::make_shared<Config>();
   config->file = file;
   config->text = text;
-  YAML::Node top = root;
-  if (top.IsDefined() && !top.IsNull()) {
-    if (!r.checkMap(top, "the configuration", kTopLevelKeys) && !top.IsMap()) {
-      return nullptr;
-    }
-  } else {
-    top = YAML::Node(YAML::NodeType::Map);
+  config->files.push_back(
+      NamedFile{file, SourceLocation{file, 0, 0}, "configuration", std::nullopt});
+  const YAML::Node top = root;
+  if (!top.IsDefined() || top.IsNull()) {
+    reportNullDocument(file, text, diags);
+    return nullptr;
+  }
+  if (!r.checkMap(top, "the configuration", kTopLevelKeys) && !top.IsMap()) {
+    return nullptr;
   }
   auto postfix = std::make_shared<PostfixSettings>();
   parsePostfix(r, YamlReader::child(top, "postfix"), postfix.get());
@@ -346,7 +445,8 @@ std::shared_ptr<const Config> compile(const YAML::Node& root, const std::string&
   parseDaemon(r, config->policyNode, "policy", kDefaultPolicyListen, /*strict=*/false,
               &config->policy);
   parseRedis(r, YamlReader::child(top, "redis"), &config->redis);
-  if (diags->hasErrors()) {
+  collectNamedFiles(r, config.get());
+  if (diags->hasErrors() && !keepOnError) {
     return nullptr;
   }
   return config;
@@ -417,6 +517,22 @@ std::shared_ptr<const Config> loadConfigText(const std::string& text, const std:
   } catch (const YAML::Exception& e) {
     // Defensive: every access is guarded, but never let yaml-cpp escape the boundary.
     SourceLocation loc{file, e.mark.is_null() ? 0 : e.mark.line + 1,
+                       e.mark.is_null() ? 0 : e.mark.column + 1};
+    diags->error(loc, e.msg);
+    return nullptr;
+  }
+}
+
+std::shared_ptr<const Config> loadConfigForCheck(const std::string& path, Diagnostics* diags) {
+  std::string text;
+  auto root = loadYamlFile(path, diags, &text);
+  if (!root) {
+    return nullptr;
+  }
+  try {
+    return compile(*root, path, text, diags, /*keepOnError=*/true);
+  } catch (const YAML::Exception& e) {
+    SourceLocation loc{path, e.mark.is_null() ? 0 : e.mark.line + 1,
                        e.mark.is_null() ? 0 : e.mark.column + 1};
     diags->error(loc, e.msg);
     return nullptr;

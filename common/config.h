@@ -44,12 +44,23 @@ enum class DaemonSection { kSocketmap, kMilter, kPolicy };
 const char* daemonSectionName(DaemonSection section);
 
 // Keys every daemon section takes.
+// A file the configuration names (read at start-up and at every reload), for `relaykit check`'s
+// access checks (common/file_access.h).
+struct NamedFile {
+  std::string path;
+  SourceLocation where;  // where the file is named (the config file itself: FILE:0:0)
+  std::string what;      // "configuration", "table file", "redis password_file", ...
+  // The daemon that reads it; absent: every daemon (the config, table files).
+  std::optional<DaemonSection> onlyFor;
+};
+
 struct DaemonSettings {
   std::vector<Endpoint> listen;             // at least one (the section's default when absent)
   SourceLocation listenWhere;               // where `listen:` was written (line 0: default)
   std::optional<std::uint32_t> socketMode;  // unix: endpoints; absent: left to the umask
   std::string socketOwner;                // "user" or "user:group" for unix: endpoints; empty: keep
   std::string user;                       // drop to this user after binding; empty: keep identity
+  SourceLocation userWhere;               // where `user:` was written (line 0: absent)
   std::optional<Endpoint> metricsListen;  // /metrics and /health; absent: off
   bool present = false;                   // the section was written in the file
 };
@@ -67,6 +78,7 @@ struct RedisSettings {
   Endpoint address;      // inet:HOST:PORT or unix:PATH
   int database = 0;
   std::string passwordFile;  // empty: no AUTH
+  SourceLocation passwordFileWhere;
   std::chrono::milliseconds timeout{kDefaultRedisTimeoutMs};
   std::string keyPrefix = kDefaultRedisKeyPrefix;
 };
@@ -87,6 +99,9 @@ struct Config {
   YAML::Node milterNode;
   YAML::Node policyNode;
   std::string text;  // the file's content
+  // Every file the configuration names, the configuration itself first. Components that read
+  // more files (key files) add theirs in config.cc's collectNamedFiles.
+  std::vector<NamedFile> files;
 
   const DaemonSettings& daemon(DaemonSection section) const;
   // The named table, or nullptr.
@@ -97,6 +112,10 @@ struct Config {
 // Loads and compiles `path`. Returns nullptr when there is any error (all reported into diags);
 // warnings are reported too and do not refuse the config.
 std::shared_ptr<const Config> loadConfig(const std::string& path, Diagnostics* diags);
+// For `relaykit check`: like loadConfig, but also returns the partly compiled Config when there
+// were errors (so component validators can report their problems too). nullptr only when the
+// file cannot be read or parsed as YAML.
+std::shared_ptr<const Config> loadConfigForCheck(const std::string& path, Diagnostics* diags);
 // The same from text (tests); `file` names it in messages.
 std::shared_ptr<const Config> loadConfigText(const std::string& text, const std::string& file,
                                              Diagnostics* diags);

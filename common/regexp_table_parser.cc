@@ -259,7 +259,13 @@ class Parser {
               "bad replacement syntax: non-numeric replacement index \"" + name + "\"");
         return false;
       }
-      const long n = name.size() > 6 ? 1000000 : std::stol(name);
+      // At most 6 digits are read (a larger index is out of range anyway): no overflow.
+      long n = name.size() > 6 ? 1000000 : 0;
+      if (name.size() <= 6) {
+        for (char c : name) {
+          n = n * 10 + (c - '0');
+        }
+      }
       if (n < 1) {
         error(base + dollar,
               "bad replacement syntax: out-of-range replacement index \"" + name + "\"");

@@ -1,5 +1,6 @@
 // status.h: errors as values on the data path (no exceptions across callbacks).
-// Status is ok or carries a message; StatusOr<T> holds a value or a non-ok Status.
+// Status is ok or carries a kind and a message; StatusOr<T> holds a value or a non-ok Status.
+// Callers branch on kind(), never on the message's words (the message is for people).
 #pragma once
 
 #include <cassert>
@@ -9,22 +10,34 @@
 
 namespace relaykit {
 
+// What went wrong, for callers that act on it (a metric label, a retry, a different answer).
+enum class ErrorKind {
+  kNone,              // ok
+  kInvalid,           // malformed or refused input (the default)
+  kTooLarge,          // over a named limit (a file, a request, a key)
+  kNotFound,          // no such file, user or entry
+  kPermissionDenied,  // the OS refused access
+  kNotRegularFile,    // a FIFO, directory, device or socket where a file was expected
+  kIo,                // a read or write failed
+};
+
 class Status {
  public:
   Status() = default;
   static Status ok() { return Status(); }
-  static Status error(std::string message) {
+  static Status error(std::string message, ErrorKind kind = ErrorKind::kInvalid) {
     Status s;
-    s.ok_ = false;
+    s.kind_ = kind == ErrorKind::kNone ? ErrorKind::kInvalid : kind;
     s.message_ = std::move(message);
     return s;
   }
-  bool isOk() const { return ok_; }
-  explicit operator bool() const { return ok_; }
+  bool isOk() const { return kind_ == ErrorKind::kNone; }
+  explicit operator bool() const { return isOk(); }
+  ErrorKind kind() const { return kind_; }
   const std::string& message() const { return message_; }
 
  private:
-  bool ok_ = true;
+  ErrorKind kind_ = ErrorKind::kNone;
   std::string message_;
 };
 

@@ -27,13 +27,19 @@ LookupResult Table::lookup(std::string_view key) const {
   if (postfix_->smtputf8Enable && !isValidUtf8(key)) {
     return LookupResult::notFound();  // Postfix's dict_utf8 layer never asks any table
   }
+  if (key.size() > kMaxLookupKeyBytes) {
+    return LookupResult::permError("key longer than " + std::to_string(kMaxLookupKeyBytes) +
+                                   " bytes");
+  }
   const SearchPlan plan = planSearch(options_.search, key, *postfix_);
   for (const SearchKey& form : plan.keys) {
     for (const auto& source : sources_) {
       if (source->isPattern() && !form.full) {
         continue;
       }
-      LookupResult r = source->lookup(form.key);
+      LookupResult r = form.prefolded
+                           ? source->lookupFolded(form.key, form.folded, postfix_->smtputf8Enable)
+                           : source->lookup(form.key);
       if (r.isNotFound()) {
         continue;
       }
@@ -41,8 +47,8 @@ LookupResult Table::lookup(std::string_view key) const {
         return r;
       }
       if (r.value().empty()) {
-        return LookupResult::tempError(source->describe() + " lookup of \"" + form.key +
-                                       "\" returns an empty string result");
+        return LookupResult::tempError(source->describe() + " lookup of \"" +
+                                       std::string(form.key) + "\" returns an empty string result");
       }
       if (options_.search == SearchMode::kAddress) {
         return LookupResult::found(

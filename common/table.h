@@ -46,6 +46,10 @@ struct PostfixSettings {
   bool smtputf8Enable = true;
 };
 
+// Longest key a Table looks up (a socketmap request is at most kMaxSocketmapRequestBytes, map
+// name included); a longer key (`relaykit query`, a policy attribute) is a permanent error.
+inline constexpr std::size_t kMaxLookupKeyBytes = 100000;
+
 enum class SearchMode {
   kExact,      // the key as given
   kAddress,    // generic(5)/canonical(5): mail_addr_map semantics
@@ -62,6 +66,15 @@ class TableSource {
   // Looks up one key form. Indexed sources fold the key to lower case themselves (as Postfix
   // does for hash tables); pattern sources see the key as given.
   virtual LookupResult lookup(std::string_view key) const = 0;
+  // Looks up a partial key form whose folded text the caller already has: `folded` is
+  // foldTableKey(key, smtputf8). Indexed sources use it to skip folding and to answer NotFound
+  // in O(1) when they hold no key of that length; the default asks lookup(key).
+  virtual LookupResult lookupFolded(std::string_view key, std::string_view folded,
+                                    bool smtputf8) const {
+    (void)folded;
+    (void)smtputf8;
+    return lookup(key);
+  }
   // "entries", "regexp", "hash:/etc/postfix/generic", ... for logs and `relaykit check`.
   virtual std::string describe() const = 0;
 };
@@ -86,6 +99,7 @@ class Table {
   // substitutions expand to nothing) ends the search with a TEMPORARY error: Postfix's
   // maps_find() stops at that table too and fails the lookup with DICT_ERR_RETRY ("returns
   // an empty string result"), so the mail is deferred. Key forms per mode: address_search.h.
+  // A key over kMaxLookupKeyBytes is a permanent error. Linear in the key (address_search.h).
   LookupResult lookup(std::string_view key) const;
 
   const std::string& name() const { return name_; }

@@ -1,13 +1,13 @@
 // table_file.cc: postmap source parsing, indexed sources and loading Postfix table files.
 #include "common/table_file.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 #include "common/address.h"
+#include "common/bounded_file.h"
 #include "common/casefold.h"
 #include "common/logical_lines.h"
 
@@ -29,6 +29,34 @@ std::string_view trim(std::string_view s) {
 }
 
 }  // namespace
+
+IndexedSource::IndexedSource(std::string description,
+                             std::unordered_map<std::string, std::string> entries, bool smtputf8)
+    : description_(std::move(description)), entries_(std::move(entries)), smtputf8_(smtputf8) {
+  std::size_t longest = 0;
+  for (const auto& entry : entries_) {
+    longest = std::max(longest, entry.first.size());
+  }
+  hasKeyLength_.assign(longest + 1, false);
+  for (const auto& entry : entries_) {
+    hasKeyLength_[entry.first.size()] = true;
+  }
+}
+
+LookupResult IndexedSource::lookupFolded(std::string_view key, std::string_view folded,
+                                         bool smtputf8) const {
+  if (smtputf8 != smtputf8_) {
+    return lookup(key);
+  }
+  if (folded.size() >= hasKeyLength_.size() || !hasKeyLength_[folded.size()]) {
+    return LookupResult::notFound();
+  }
+  const auto it = entries_.find(std::string(folded));
+  if (it == entries_.end()) {
+    return LookupResult::notFound();
+  }
+  return LookupResult::found(it->second);
+}
 
 LookupResult IndexedSource::lookup(std::string_view key) const {
   const std::optional<std::string> folded = foldTableKey(key, smtputf8_);
@@ -93,22 +121,6 @@ std::unordered_map<std::string, std::string> parsePostmapSource(std::string_view
   return entries;
 }
 
-bool readWholeFile(const std::string& path, std::string* contents, std::string* error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    *error = std::strerror(errno);
-    return false;
-  }
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  if (in.bad()) {
-    *error = std::strerror(errno);
-    return false;
-  }
-  *contents = buf.str();
-  return true;
-}
-
 std::unique_ptr<TableSource> loadTableFileSource(std::string_view spec, const SourceLocation& where,
                                                  bool allowSubstitution, Diagnostics* diags,
                                                  bool smtputf8) {
@@ -125,12 +137,12 @@ std::unique_ptr<TableSource> loadTableFileSource(std::string_view spec, const So
         where, "unsupported table type \"" + type + "\" (supported: hash, texthash, regexp, pcre)");
     return nullptr;
   }
-  std::string text;
-  std::string why;
-  if (!readWholeFile(path, &text, &why)) {
-    diags->error(where, "cannot read " + path + ": " + why);
+  StatusOr<std::string> content = readBoundedFile(path, kMaxTableFileBytes);
+  if (!content) {
+    diags->error(where, content.status().message());
     return nullptr;
   }
+  const std::string& text = *content;
   const SourceLocation origin{path, 1, 0};
   if (type == "regexp" || type == "pcre") {
     RegexpTable::Options options{type == "regexp" ? RegexpDialect::kPosix : RegexpDialect::kPcre,

@@ -23,11 +23,13 @@ namespace relaykit {
 class IndexedSource : public TableSource {
  public:
   IndexedSource(std::string description, std::unordered_map<std::string, std::string> entries,
-                bool smtputf8 = true)
-      : description_(std::move(description)), entries_(std::move(entries)), smtputf8_(smtputf8) {}
+                bool smtputf8 = true);
   bool isPattern() const override { return false; }
   // Found(value) or NotFound; the key is folded to lower case first.
   LookupResult lookup(std::string_view key) const override;
+  // O(1) NotFound when no key has folded.size() bytes; else one hash lookup of `folded`.
+  LookupResult lookupFolded(std::string_view key, std::string_view folded,
+                            bool smtputf8) const override;
   std::string describe() const override { return description_; }
   size_t size() const { return entries_.size(); }
 
@@ -35,6 +37,7 @@ class IndexedSource : public TableSource {
   std::string description_;
   std::unordered_map<std::string, std::string> entries_;  // folded key -> value
   bool smtputf8_;                                         // foldTableKey's mode
+  std::vector<bool> hasKeyLength_;                        // [n]: some folded key is n bytes long
 };
 
 // A pattern source: a compiled regexp_table(5)/pcre_table(5), asked only with full keys.
@@ -60,8 +63,5 @@ std::unordered_map<std::string, std::string> parsePostmapSource(std::string_view
                                                                 const SourceLocation& origin,
                                                                 Diagnostics* diags,
                                                                 bool smtputf8 = true);
-
-// Reads a whole file. Returns false and sets *error (strerror text) when it cannot.
-bool readWholeFile(const std::string& path, std::string* contents, std::string* error);
 
 }  // namespace relaykit

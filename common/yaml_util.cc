@@ -3,11 +3,13 @@
 // access here is guarded so nothing escapes; parse exceptions are caught in parseYamlText.
 #include "common/yaml_util.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <set>
 #include <sstream>
+
+#include <yaml-cpp/eventhandler.h>
 
 namespace relaykit {
 
@@ -419,48 +421,88 @@ bool YamlReader::getDuration(const YAML::Node& map, const char* key, std::chrono
 
 // ---- parsing ----
 
+namespace {
+
+// Records where the next document starts; ignores everything else (a parse pass that builds
+// nothing).
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override { start_ = mark; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+  const YAML::Mark& start() const { return start_; }
+
+ private:
+  YAML::Mark start_ = YAML::Mark::null_mark();
+};
+
+SourceLocation markLocation(const std::string& file, const YAML::Mark& mark) {
+  SourceLocation loc;
+  loc.file = file;
+  if (!mark.is_null()) {
+    loc.line = mark.line + 1;
+    loc.column = mark.column + 1;
+  }
+  return loc;
+}
+
+}  // namespace
+
 std::optional<YAML::Node> parseYamlText(const std::string& text, const std::string& file,
                                         Diagnostics* diags) {
-  try {
-    return YAML::Load(text);
-  } catch (const YAML::Exception& e) {
+  // YAML is text: yaml-cpp would take a NUL inside a quoted key as a character, elsewhere as an
+  // odd escape error. Refused where it is, before parsing.
+  if (const std::size_t nul = text.find('\0'); nul != std::string::npos) {
+    const std::size_t lineStart = text.rfind('\n', nul);
     SourceLocation loc;
     loc.file = file;
-    if (!e.mark.is_null()) {
-      loc.line = e.mark.line + 1;
-      loc.column = e.mark.column + 1;
+    loc.line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + nul, '\n'));
+    loc.column = static_cast<int>(nul - (lineStart == std::string::npos ? 0 : lineStart + 1)) + 1;
+    diags->error(loc, "NUL byte: a configuration file is text");
+    return std::nullopt;
+  }
+  try {
+    YAML::Node root = YAML::Load(text);
+    // YAML::Load reads the first document and silently ignores the rest of the text: a second
+    // document, or everything after a spot where yaml-cpp's parser stops advancing (a first
+    // line with a lone ',' or "!,": then every further HandleNextDocument() answers "one more
+    // document" forever, which is why YAML::LoadAll never returns on such text). One more
+    // document step (never a loop) tells both apart from a file that was read to its end.
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    DocumentStarts starts;
+    if (parser.HandleNextDocument(starts) && parser.HandleNextDocument(starts)) {
+      diags->error(markLocation(file, starts.start()),
+                   "YAML parsing stopped here: the text from here on would be ignored (a "
+                   "second document, or a line yaml-cpp cannot read; one document expected)");
+      return std::nullopt;
     }
-    diags->error(loc, e.msg.empty() ? std::string("invalid YAML") : e.msg);
+    return root;
+  } catch (const YAML::Exception& e) {
+    diags->error(markLocation(file, e.mark), e.msg.empty() ? std::string("invalid YAML") : e.msg);
     return std::nullopt;
   }
 }
 
 std::optional<YAML::Node> loadYamlFile(const std::string& path, Diagnostics* diags,
                                        std::string* text) {
-  SourceLocation loc;
-  loc.file = path;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    diags->error(loc, "cannot read configuration: " + std::string(std::strerror(errno)));
+  StatusOr<std::string> content = readBoundedFile(path, kMaxConfigFileBytes, "configuration");
+  if (!content) {
+    diags->error(SourceLocation{path, 0, 0}, content.status().message());
     return std::nullopt;
   }
-  std::string content;
-  char buf[65536];
-  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-    content.append(buf, static_cast<std::size_t>(in.gcount()));
-    if (content.size() > kMaxConfigFileBytes) {
-      diags->error(loc, "cannot read configuration: larger than " +
-                            std::to_string(kMaxConfigFileBytes) + " bytes");
-      return std::nullopt;
-    }
-  }
-  if (in.bad()) {
-    diags->error(loc, "cannot read configuration: read error");
-    return std::nullopt;
-  }
-  auto node = parseYamlText(content, path, diags);
+  auto node = parseYamlText(*content, path, diags);
   if (text != nullptr) {
-    *text = std::move(content);
+    *text = std::move(*content);
   }
   return node;
 }

@@ -28,14 +28,12 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "common/bounded_file.h"
 #include "common/diagnostics.h"
 #include "common/ip_network.h"
 #include "common/status.h"
 
 namespace relaykit {
-
-// Largest configuration file we read (a misconfigured path to a huge file fails fast).
-inline constexpr std::size_t kMaxConfigFileBytes = 64 * 1024 * 1024;
 
 class YamlReader {
  public:
@@ -122,12 +120,15 @@ class YamlReader {
   std::string text_;
 };
 
-// Parses YAML text. On a syntax error reports "FILE:LINE:COL: message" and returns nullopt.
-// An empty document yields a Null node.
+// Parses YAML text holding ONE document. On a syntax error reports "FILE:LINE:COL: message" and
+// returns nullopt; so does text after the first document (a second document, or where yaml-cpp's
+// parser stops advancing, e.g. a first line with a lone ','). Never calls YAML::LoadAll (which
+// never returns on "!,"). An empty document yields a Null node.
 std::optional<YAML::Node> parseYamlText(const std::string& text, const std::string& file,
                                         Diagnostics* diags);
-// Reads and parses a file; a missing or unreadable file is reported as
-// "FILE:0:0: cannot read configuration: REASON". `text` receives the content when not null.
+// Reads (readBoundedFile, kMaxConfigFileBytes: regular files only) and parses a file; a missing,
+// unreadable, non-regular or oversized file is reported as "FILE:0:0: cannot read FILE: REASON".
+// `text` receives the content when not null.
 std::optional<YAML::Node> loadYamlFile(const std::string& path, Diagnostics* diags,
                                        std::string* text = nullptr);
 

@@ -11,9 +11,6 @@
 namespace relaykit::milter {
 namespace {
 
-// Most capture groups a `with` text can refer to ($0..$9 and ${NN} up to this).
-constexpr int kMaxGroups = 32;
-
 bool partial(const std::shared_ptr<const re2::RE2>& re, std::string_view text) {
   return re && re2::RE2::PartialMatch(re2::StringPiece(text.data(), text.size()), *re);
 }
@@ -207,25 +204,22 @@ std::string unfold(std::string_view text) {
   return out;
 }
 
-std::string expandGroups(const re2::RE2& re, std::string_view text, std::string_view with) {
-  if (with.find('$') == std::string_view::npos) {
-    return std::string(with);
-  }
-  int groups = std::min(re.NumberOfCapturingGroups(), kMaxGroups);
-  std::vector<re2::StringPiece> sub(static_cast<size_t>(groups) + 1);
-  if (!re.Match(re2::StringPiece(text.data(), text.size()), 0, text.size(), re2::RE2::UNANCHORED,
-                sub.data(), groups + 1)) {
-    return std::string(with);
-  }
-  std::string out;
+StatusOr<WithTemplate> WithTemplate::compile(std::string_view with, int groups) {
+  WithTemplate t;
+  auto literal = [&t](char c) {
+    if (t.pieces_.empty() || t.pieces_.back().group >= 0) {
+      t.pieces_.push_back(Piece{std::string(), -1});
+    }
+    t.pieces_.back().literal.push_back(c);
+  };
   for (size_t i = 0; i < with.size(); ++i) {
     if (with[i] != '$' || i + 1 >= with.size()) {
-      out.push_back(with[i]);
+      literal(with[i]);
       continue;
     }
-    char next = with[i + 1];
+    const char next = with[i + 1];
     if (next == '$') {
-      out.push_back('$');
+      literal('$');
       ++i;
       continue;
     }
@@ -240,16 +234,68 @@ std::string expandGroups(const re2::RE2& re, std::string_view text, std::string_
       ++j;
     }
     if (j == start || (close != '\0' && (j >= with.size() || with[j] != close))) {
-      out.push_back('$');
+      literal('$');
       continue;
     }
-    int n = std::stoi(std::string(with.substr(start, j - start)));
-    if (n <= groups && sub[static_cast<size_t>(n)].data() != nullptr) {
-      out.append(sub[static_cast<size_t>(n)].data(), sub[static_cast<size_t>(n)].size());
+    // The digits are bounded before they are read: no conversion can overflow.
+    const std::string_view digits = with.substr(start, j - start);
+    int n = 0;
+    if (digits.size() <= kMaxGroupDigits) {
+      for (char c : digits) {
+        n = n * 10 + (c - '0');
+      }
     }
+    if (digits.size() > kMaxGroupDigits || n > groups) {
+      return Status::error(std::string(with.substr(i, (close != '\0' ? j + 1 : j) - i)) +
+                               " refers to group " + std::string(digits) + " but the pattern has " +
+                               (groups == 0 ? std::string("no groups")
+                                            : "only " + std::to_string(groups) + " group" +
+                                                  (groups == 1 ? "" : "s")),
+                           ErrorKind::kInvalid);
+    }
+    t.pieces_.push_back(Piece{std::string(), n});
+    t.maxGroup_ = std::max(t.maxGroup_, n);
     i = close != '\0' ? j : j - 1;
   }
+  return t;
+}
+
+bool WithTemplate::hasGroups() const {
+  for (const Piece& p : pieces_) {
+    if (p.group >= 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string WithTemplate::expand(const re2::RE2& re, std::string_view text) const {
+  if (!hasGroups()) {
+    return pieces_.empty() ? std::string() : pieces_.front().literal;
+  }
+  const int groups = std::min(re.NumberOfCapturingGroups(), maxGroup_);
+  std::vector<re2::StringPiece> sub(static_cast<size_t>(groups) + 1);
+  const bool matched = re.Match(re2::StringPiece(text.data(), text.size()), 0, text.size(),
+                                re2::RE2::UNANCHORED, sub.data(), groups + 1);
+  std::string out;
+  for (const Piece& p : pieces_) {
+    if (p.group < 0) {
+      out += p.literal;
+    } else if (matched && p.group <= groups &&
+               sub[static_cast<size_t>(p.group)].data() != nullptr) {
+      out.append(sub[static_cast<size_t>(p.group)].data(),
+                 sub[static_cast<size_t>(p.group)].size());
+    }
+  }
   return out;
+}
+
+std::string expandGroups(const re2::RE2& re, std::string_view text, std::string_view with) {
+  if (with.find('$') == std::string_view::npos) {
+    return std::string(with);
+  }
+  StatusOr<WithTemplate> t = WithTemplate::compile(with, re.NumberOfCapturingGroups());
+  return t ? t->expand(re, text) : std::string(with);
 }
 
 HeaderRuleSet::HeaderRuleSet(std::shared_ptr<const RegexpTable> headerChecks,
@@ -325,7 +371,7 @@ std::optional<RuleDecision> HeaderRuleSet::decide(const HeaderField& header,
     }
     Action action;
     action.kind = rule.action;
-    action.text = expandGroups(*rule.match, *text, rule.with);
+    action.text = rule.withTemplate.expand(*rule.match, *text);
     if ((action.kind == ActionKind::kReplace || action.kind == ActionKind::kPrepend) &&
         !isHeaderLine(action.text)) {
       if (problem) {

@@ -75,11 +75,35 @@ struct Condition {
   bool usesClient() const;  // client address or name
 };
 
+// Most groups a `with:` reference may name ($1..$99; RE2 patterns rarely have more).
+inline constexpr size_t kMaxGroupDigits = 2;
+
+// `with:` text compiled once at load time: literal pieces and $n references ($1, ${1}, $(1);
+// $$ is a '$'; a '$' not followed by a reference stays as is). compile() refuses a reference to a
+// group the pattern does not have (and more than kMaxGroupDigits digits) with a message for
+// FILE:LINE:COL; expand() cannot fail (an unmatched group expands to nothing).
+class WithTemplate {
+ public:
+  static StatusOr<WithTemplate> compile(std::string_view with, int groups);
+  bool hasGroups() const;
+  // The text with each $n replaced by group n of `re` matched against `text`.
+  std::string expand(const re2::RE2& re, std::string_view text) const;
+
+ private:
+  struct Piece {
+    std::string literal;
+    int group = -1;  // >= 0: a group reference (0: the whole match)
+  };
+  std::vector<Piece> pieces_;
+  int maxGroup_ = 0;  // the highest group referenced
+};
+
 struct HeaderRule {
   std::shared_ptr<const re2::RE2> match;  // against "Name: value", unfolded
   ActionKind action = ActionKind::kDunno;
-  std::string with;     // REPLACE/PREPEND header line, WARN/INFO text; $1.. expanded
-  bool decode = false;  // match against RFC 2047-decoded text
+  std::string with;           // REPLACE/PREPEND header line, WARN/INFO text; $1.. expanded
+  WithTemplate withTemplate;  // `with` compiled against `match` (set by the config parser)
+  bool decode = false;        // match against RFC 2047-decoded text
   Condition when;
   SourceLocation where;
   std::string label;  // for logs: the pattern
@@ -130,7 +154,8 @@ bool isHeaderLine(std::string_view line);
 // the line is not a header line.
 size_t headerNameLength(std::string_view line);
 
-// Expands $1, ${1}, $(1) and $$ in `with` from the groups of `re` matched against `text`.
+// Expands $1, ${1}, $(1) and $$ in `with` from the groups of `re` matched against `text` (a
+// reference to a group `re` does not have leaves `with` unexpanded). Rules use WithTemplate.
 std::string expandGroups(const re2::RE2& re, std::string_view text, std::string_view with);
 
 }  // namespace relaykit::milter

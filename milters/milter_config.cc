@@ -9,6 +9,7 @@
 #include <iterator>
 
 #include "common/address.h"
+#include "common/bounded_file.h"
 #include "common/regexp_table.h"
 #include "common/yaml_util.h"
 
@@ -62,12 +63,13 @@ std::shared_ptr<const RegexpTable> loadHeaderChecksFile(const YamlReader& r, con
   } else if (spec.rfind("regexp:", 0) == 0) {
     path = spec.substr(7);
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    r.error(node, "cannot read header_checks_file " + path + ": " + std::strerror(errno));
+  StatusOr<std::string> content =
+      readBoundedFile(path, kMaxRuleFileBytes, "header_checks_file " + path);
+  if (!content) {
+    r.error(node, content.status().message());
     return nullptr;
   }
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string& text = *content;
   SourceLocation origin{path, 1, 0};
   std::shared_ptr<const RegexpTable> table = RegexpTable::parse(text, origin, options, diags);
   validateHeaderChecks(table.get(), diags);
@@ -208,6 +210,18 @@ void parseRule(const YamlReader& r, const YAML::Node& node, std::vector<HeaderRu
         ok = false;
       }
     }
+  }
+  if (YAML::Node with = YamlReader::child(node, "with"); with && rule.match && ok) {
+    StatusOr<WithTemplate> compiled =
+        WithTemplate::compile(rule.with, rule.match->NumberOfCapturingGroups());
+    if (!compiled) {
+      r.error(with, compiled.status().message());
+      ok = false;
+    } else {
+      rule.withTemplate = std::move(*compiled);
+    }
+  } else if (ok) {
+    rule.withTemplate = *WithTemplate::compile(rule.with, 0);
   }
   if (YAML::Node when = YamlReader::child(node, "when")) {
     ok = parseCondition(r, when, &rule.when, 0) && ok;

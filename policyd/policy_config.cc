@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "common/address_search.h"
+#include "common/bounded_file.h"
 #include "common/casefold.h"
 #include "common/yaml_util.h"
 
@@ -355,10 +356,13 @@ std::shared_ptr<const PolicyConfig> parsePolicyConfig(const Config& config, Diag
   rs.timeoutMs = static_cast<int>(config.redis.timeout.count());
   rs.keyPrefix = config.redis.keyPrefix;
   if (out->useRedis && !config.redis.passwordFile.empty()) {
-    std::ifstream in(config.redis.passwordFile);
-    if (!in || !std::getline(in, rs.password)) {
+    StatusOr<std::string> secret =
+        readBoundedFile(config.redis.passwordFile, kMaxSecretFileBytes, "redis password_file");
+    if (!secret) {
       local.error(config.redis.where,
-                  "redis password_file \"" + config.redis.passwordFile + "\" cannot be read");
+                  secret.status().message() + " (" + config.redis.passwordFile + ")");
+    } else {
+      rs.password = secret->substr(0, secret->find('\n'));
     }
     while (!rs.password.empty() && std::isspace(static_cast<unsigned char>(rs.password.back()))) {
       rs.password.pop_back();

@@ -3,12 +3,18 @@
 #include "common/server/daemon.h"
 
 #include <event2/event.h>
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
+#include <exception>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 
+#include "common/file_access.h"
 #include "common/server/listener.h"
 #include "common/server/logging.h"
 #include "common/server/privileges.h"
@@ -50,6 +56,12 @@ bool sameDaemonSettings(const DaemonSettings& a, const DaemonSettings& b) {
          a.user == b.user && a.metricsListen == b.metricsListen;
 }
 
+// Reload runs in two halves so the loop keeps answering while a large file compiles:
+//  - a worker thread reads and compiles the file (loadConfig: YAML, tables) and validates the
+//    service's part (Service::configure with install=false), touching nothing the loop uses;
+//  - it then writes one byte to a pipe; the loop thread takes the result and installs it
+//    (Service::configure with install=true on the compiled Config: a snapshot swap).
+// One reload at a time: a SIGHUP during a reload marks another one to follow.
 struct LoopContext {
   std::string configPath;
   Service* service = nullptr;
@@ -58,33 +70,100 @@ struct LoopContext {
   Counter* reloadsOk = nullptr;
   Counter* reloadsRefused = nullptr;
   Gauge* lastReloadOk = nullptr;
+  // Reload state: touched on the loop thread, except `compiled`/`compileDiags` which the worker
+  // fills before writing to doneFds[1] (the pipe orders the accesses).
+  int doneFds[2] = {-1, -1};
+  std::thread worker;
+  bool reloading = false;
+  bool reloadAgain = false;
+  std::shared_ptr<const Config> compiled;
+  Diagnostics compileDiags;
 };
+
+std::size_t countErrors(const Diagnostics& diags) {
+  std::size_t errors = 0;
+  for (const auto& d : diags.all()) {
+    errors += d.severity == Diagnostic::Severity::kError ? 1 : 0;
+  }
+  return errors;
+}
+
+void refuseReload(LoopContext* ctx, std::size_t errors) {
+  logError("reload refused (" + std::to_string(errors) +
+           " problem(s) above): still serving the previous configuration");
+  ctx->reloadsRefused->inc();
+  ctx->lastReloadOk->set(0);
+}
+
+void startReload(LoopContext* ctx) {
+  ctx->reloading = true;
+  logInfo("reloading configuration from " + ctx->configPath);
+  ctx->worker = std::thread([ctx] {
+    Diagnostics diags;
+    std::shared_ptr<const Config> config;
+    try {
+      config = loadServiceConfig(ctx->configPath, *ctx->service, /*install=*/false, &diags);
+    } catch (const std::exception& e) {
+      diags.error(SourceLocation{ctx->configPath, 0, 0},
+                  std::string("configuration could not be compiled: ") + e.what());
+      config = nullptr;
+    }
+    ctx->compiled = std::move(config);
+    ctx->compileDiags = std::move(diags);
+    const char done = 1;
+    while (write(ctx->doneFds[1], &done, 1) < 0 && errno == EINTR) {
+    }
+  });
+}
 
 void onReload(evutil_socket_t, short, void* arg) {
   auto* ctx = static_cast<LoopContext*>(arg);
-  logInfo("reloading configuration from " + ctx->configPath);
-  Diagnostics diags;
-  auto config = loadServiceConfig(ctx->configPath, *ctx->service, /*install=*/true, &diags);
-  logDiagnostics(diags);
-  if (!config) {
-    std::size_t errors = 0;
-    for (const auto& d : diags.all()) {
-      errors += d.severity == Diagnostic::Severity::kError ? 1 : 0;
-    }
-    logError("reload refused (" + std::to_string(errors) +
-             " problem(s) above): still serving the previous configuration");
-    ctx->reloadsRefused->inc();
-    ctx->lastReloadOk->set(0);
+  if (ctx->reloading) {
+    ctx->reloadAgain = true;
+    logInfo("reload requested while one is in progress: another one follows it");
     return;
   }
-  if (!sameDaemonSettings(config->daemon(ctx->service->section()), ctx->running)) {
-    logWarning(
-        "listen, socket, user or metrics_listen settings changed: they take effect at "
-        "the next restart");
+  startReload(ctx);
+}
+
+// The worker finished (loop thread): install its result, start the next reload if one waits.
+void onReloadCompiled(evutil_socket_t fd, short, void* arg) {
+  auto* ctx = static_cast<LoopContext*>(arg);
+  char buf[16];
+  while (read(fd, buf, sizeof buf) > 0) {
   }
-  ctx->reloadsOk->inc();
-  ctx->lastReloadOk->set(1);
-  logInfo("configuration reloaded");
+  if (!ctx->reloading) {
+    return;
+  }
+  ctx->worker.join();
+  ctx->reloading = false;
+  std::shared_ptr<const Config> config = std::move(ctx->compiled);
+  Diagnostics diags = std::move(ctx->compileDiags);
+  ctx->compileDiags = Diagnostics();
+  logDiagnostics(diags);
+  if (!config) {
+    refuseReload(ctx, countErrors(diags));
+  } else {
+    Diagnostics installDiags;
+    if (!ctx->service->configure(config, &installDiags, /*install=*/true) ||
+        installDiags.hasErrors()) {
+      logDiagnostics(installDiags);
+      refuseReload(ctx, countErrors(installDiags));
+    } else {
+      if (!sameDaemonSettings(config->daemon(ctx->service->section()), ctx->running)) {
+        logWarning(
+            "listen, socket, user or metrics_listen settings changed: they take effect at "
+            "the next restart");
+      }
+      ctx->reloadsOk->inc();
+      ctx->lastReloadOk->set(1);
+      logInfo("configuration reloaded");
+    }
+  }
+  if (ctx->reloadAgain) {
+    ctx->reloadAgain = false;
+    startReload(ctx);
+  }
 }
 
 void onStop(evutil_socket_t sig, short, void* arg) {
@@ -175,8 +254,11 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
   if (options->check) {
     Diagnostics diags;
     auto config = loadServiceConfig(options->configPath, service, /*install=*/false, &diags);
+    if (config) {
+      checkDaemonAccess(*config, service.section(), &diags);
+    }
     printDiagnostics(diags, stderr);
-    return config ? 0 : 1;
+    return config && !diags.hasErrors() ? 0 : 1;
   }
   const bool fg = options->foreground;
   initLogging(program, fg);
@@ -246,6 +328,13 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
                             .get();
     ctx.lastReloadOk->set(1);
 
+    if (pipe2(ctx.doneFds, O_CLOEXEC | O_NONBLOCK) != 0) {
+      return startupFailure(std::string("cannot create the reload pipe: ") + std::strerror(errno),
+                            fg);
+    }
+    event* reloadDone =
+        event_new(base, ctx.doneFds[0], EV_READ | EV_PERSIST, &onReloadCompiled, &ctx);
+    event_add(reloadDone, nullptr);
     event* hup = evsignal_new(base, SIGHUP, &onReload, &ctx);
     event* term = evsignal_new(base, SIGTERM, &onStop, &ctx);
     event* intr = evsignal_new(base, SIGINT, &onStop, &ctx);
@@ -262,6 +351,13 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
       logError("event loop failed");
       result = 1;
     }
+    if (ctx.worker.joinable()) {
+      logInfo("waiting for the configuration reload in progress to finish");
+      ctx.worker.join();
+    }
+    event_free(reloadDone);
+    close(ctx.doneFds[0]);
+    close(ctx.doneFds[1]);
     service.stop();
     server.shutdown();
     for (const auto& ep : settings.listen) {

@@ -8,9 +8,13 @@
 //  2. loads the config and lets the Service compile and install its state (errors: exit 1);
 //  3. binds every `listen` endpoint of the service's section (and metrics_listen), THEN drops
 //     privileges to `user`, then calls Service::start and logs "ready: listening on ...";
-//  4. runs a libevent loop: SIGHUP reloads (loadConfig + Service::configure(install=true); a bad
-//     file is refused, its problems logged, and the old snapshot keeps serving; listen/user/
-//     metrics changes need a restart and are logged as such), SIGTERM/SIGINT stop cleanly
+//  4. runs a libevent loop: SIGHUP reloads OFF the loop: a worker thread runs loadConfig +
+//     Service::configure(install=false) (so configure(install=false) must touch nothing the loop
+//     uses), then the loop thread installs the result with Service::configure(install=true) on
+//     the compiled Config (keep that cheap: a snapshot swap). Requests keep being answered while
+//     a large file compiles. A bad file is refused, its problems logged, and the old snapshot
+//     keeps serving; a SIGHUP during a reload queues one more; listen/user/metrics changes need
+//     a restart and are logged as such; SIGTERM/SIGINT stop cleanly
 //     (listeners closed, Service::stop, connections closed, "stopped" logged, exit 0).
 // Snapshot policy: the skeleton only installs snapshots; each Service decides whether a
 // connection pins the snapshot it started with or takes the latest per request (socketmapd:

@@ -67,7 +67,7 @@ std::vector<std::string> forms(SearchMode mode, const std::string& key,
                                std::shared_ptr<const PostfixSettings> s = settings()) {
   std::vector<std::string> out;
   for (const auto& k : planSearch(mode, key, *s).keys) {
-    out.push_back(k.key + (k.full ? "" : " (partial)"));
+    out.push_back(std::string(k.key) + (k.full ? "" : " (partial)"));
   }
   return out;
 }

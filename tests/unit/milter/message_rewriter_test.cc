@@ -431,6 +431,45 @@ TEST(MilterConfigTest, ReportsEveryProblemWithLocation) {
   }
 }
 
+TEST(MilterConfigTest, WithGroupReferencesAreCompiledAndCheckedAtLoad) {
+  std::string errors;
+  auto bad = load(R"(
+  header_rules:
+    - match: '^X-A: (.*)'
+      action: replace
+      with: 'X-A: $99999999999'
+    - match: '^X-B: (a)(b)'
+      action: warn
+      with: 'saw ${3}'
+    - match: '^X-C: c'
+      action: info
+      with: 'saw $(1)'
+)",
+                  &errors);
+  EXPECT_FALSE(bad);
+  EXPECT_NE(errors.find("test.yaml:28:13: $99999999999 refers to group 99999999999 but the "
+                        "pattern has only 1 group"),
+            std::string::npos)
+      << errors;
+  EXPECT_NE(errors.find("test.yaml:31:13: ${3} refers to group 3 but the pattern has only 2 "
+                        "groups"),
+            std::string::npos)
+      << errors;
+  EXPECT_NE(errors.find("test.yaml:34:13: $(1) refers to group 1 but the pattern has no groups"),
+            std::string::npos)
+      << errors;
+
+  auto mc = load(R"(
+  header_rules:
+    - match: '^X-A: (\w+) (\w+)'
+      action: replace
+      with: 'X-A: ${2}-$1 $$ $0 $x ${1'
+)");
+  ASSERT_TRUE(mc);
+  RewriteOutcome out = rewriteMessage(*mc, env(), {{"X-A", " one two"}});
+  EXPECT_EQ(render(out.headers), "X-A: two-one $ X-A: one two $x ${1\n");
+}
+
 TEST(MilterConfigTest, MaxSessions) {
   auto mc = load("  max_sessions: 8\n");
   ASSERT_TRUE(mc);

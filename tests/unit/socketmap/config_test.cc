@@ -92,9 +92,9 @@ redis:
   EXPECT_EQ(config->findTable("generic")->lookup("x@srv12.corp.local").value(), "x@corp.com");
 }
 
-TEST(ConfigTest, EmptyFileGivesDefaults) {
+TEST(ConfigTest, EmptyMapGivesDefaults) {
   Diagnostics diags;
-  auto config = load("", &diags);
+  auto config = load("{}", &diags);
   ASSERT_NE(config, nullptr);
   EXPECT_EQ(config->socketmap.listen[0].toString(), kDefaultSocketmapListen);
   EXPECT_EQ(config->milter.listen[0].toString(), kDefaultMilterListen);
@@ -102,6 +102,46 @@ TEST(ConfigTest, EmptyFileGivesDefaults) {
   EXPECT_FALSE(config->socketmap.metricsListen.has_value());
   EXPECT_FALSE(config->milterNode.IsDefined());
   EXPECT_TRUE(config->tables.empty());
+}
+
+TEST(ConfigTest, EmptyOrNullDocumentIsRefused) {
+  const std::string sections = "(postfix, tables, socketmap, milter, policy, redis)";
+  EXPECT_EQ(problems(""),
+            "t.yaml:1:1: the configuration is empty (only blank lines or comments): "
+            "expected a map of sections " +
+                sections + "\n");
+  EXPECT_EQ(problems("# only a comment\n\n   # another\n"),
+            "t.yaml:1:1: the configuration is empty (only blank lines or comments): expected a "
+            "map of sections " +
+                sections + "\n");
+  const std::string stopped =
+      "YAML parsing stopped here: the text from here on would be ignored (a second document, or "
+      "a line yaml-cpp cannot read; one document expected)\n";
+  // yaml-cpp reads a first line with a lone ',' as a null document and stops there.
+  EXPECT_EQ(problems(",\ntables:\n  t:\n    sources: [{entries: {a: b}}]\n"),
+            "t.yaml:1:1: " + stopped);
+  EXPECT_EQ(problems("# c\n  ~\n"), "t.yaml:2:3: expected a map of sections " + sections +
+                                        ", got null: YAML parsing stopped here and the rest of "
+                                        "the file would be ignored\n");
+  EXPECT_EQ(problems("postfix: {}\n---\ntables: {}\n"), "t.yaml:2:1: " + stopped);
+  EXPECT_NE(problems("!,\n"), "");
+}
+
+TEST(ConfigTest, HostlessEndpointsAreRefused) {
+  EXPECT_EQ(problems("socketmap:\n  metrics_listen: \":9441\"\n"),
+            "t.yaml:2:19: metrics_listen \":9441\" has no host and would listen on every "
+            "interface: write 127.0.0.1:9441 (this host only), or 0.0.0.0:9441 / [::]:9441 to "
+            "listen on every interface on purpose\n");
+  EXPECT_EQ(problems("milter:\n  listen: [\"inet:127.0.0.1:1\", \"inet::10042\"]\n"),
+            "t.yaml:2:32: listen \"inet::10042\" has no host and would listen on every "
+            "interface: write 127.0.0.1:10042 (this host only), or 0.0.0.0:10042 / [::]:10042 to "
+            "listen on every interface on purpose\n");
+  EXPECT_EQ(problems("policy:\n  metrics_listen: 0.0.0.0:9443\nsocketmap:\n  listen: "
+                     "\"inet:[::]:10041\"\n"),
+            "t.yaml:4:11: warning: listen \"inet:[::]:10041\" listens on every interface: make "
+            "sure a firewall keeps others out\n"
+            "t.yaml:2:19: warning: metrics_listen \"0.0.0.0:9443\" listens on every interface: "
+            "make sure a firewall keeps others out\n");
 }
 
 TEST(ConfigTest, UnknownTopLevelKey) {
