@@ -27,6 +27,7 @@
 #include "common/config.h"
 #include "common/diagnostics.h"
 #include "common/server/connection.h"
+#include "common/server/connection_limits.h"
 #include "common/server/metrics.h"
 
 namespace relaykit {
@@ -54,6 +55,10 @@ std::shared_ptr<const Config> loadServiceConfig(const std::string& path, Service
 // Opens a listener for each endpoint of `settings` (socket_mode/socket_owner applied to unix
 // ones). On error closes what it opened and returns the error.
 StatusOr<std::vector<int>> bindEndpoints(const DaemonSettings& settings);
+
+// The peer policy of a daemon section: root and postfix trusted, plus allowed_users (who are
+// then the only users let in, with root). For daemons that build their own Server.
+PeerPolicy peerPolicyFor(const DaemonSettings& settings);
 
 // The whole daemon. Returns the process exit code.
 int runDaemon(int argc, char** argv, const std::string& program, Service& service);
