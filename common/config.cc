@@ -386,8 +386,8 @@ const char* daemonSectionName(DaemonSection section) {
 }
 
 const std::vector<std::string>& commonDaemonKeys() {
-  static const std::vector<std::string> keys = {"listen", "socket_mode", "socket_owner", "user",
-                                                "metrics_listen", "allowed_users"};
+  static const std::vector<std::string> keys = {"listen", "socket_mode",    "socket_owner",
+                                                "user",   "metrics_listen", "allowed_users"};
   return keys;
 }
 

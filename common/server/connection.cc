@@ -392,11 +392,10 @@ void Connection::onDeadline(int, short, void* arg) {
                            std::to_string(c->limits_.requestTimeout.count()) + " s");
       return;
     case Phase::kDraining:
-      c->closeForError("write_timeout",
-                       "closing connection from " + c->peer_ + ": " +
-                           std::to_string(evbuffer_get_length(c->output_)) +
-                           " bytes of replies not read within " +
-                           std::to_string(c->limits_.writeTimeout.count()) + " s");
+      c->closeForError("write_timeout", "closing connection from " + c->peer_ + ": " +
+                                            std::to_string(evbuffer_get_length(c->output_)) +
+                                            " bytes of replies not read within " +
+                                            std::to_string(c->limits_.writeTimeout.count()) + " s");
       return;
   }
 }

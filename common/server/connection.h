@@ -181,9 +181,7 @@ struct Health {
 
   static Health ok() { return Health(); }
   static Health degraded(std::string why) { return Health{Level::Degraded, std::move(why)}; }
-  static Health unavailable(std::string why) {
-    return Health{Level::Unavailable, std::move(why)};
-  }
+  static Health unavailable(std::string why) { return Health{Level::Unavailable, std::move(why)}; }
 };
 
 class Service {

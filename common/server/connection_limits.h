@@ -31,10 +31,10 @@ inline constexpr std::size_t kMinConnectionBudget = 16;
 
 // The connection table's caps, derived from ServerLimits and RLIMIT_NOFILE.
 struct ConnectionCaps {
-  std::size_t total = 0;      // live connections, all peers
-  std::size_t reserved = 0;   // part of `total` only trusted peers may use
-  std::size_t perUser = 0;    // live connections of one untrusted local uid
-  std::size_t perAddress = 0; // live connections of one remote address
+  std::size_t total = 0;       // live connections, all peers
+  std::size_t reserved = 0;    // part of `total` only trusted peers may use
+  std::size_t perUser = 0;     // live connections of one untrusted local uid
+  std::size_t perAddress = 0;  // live connections of one remote address
   std::size_t shared() const { return total - reserved; }
 };
 
@@ -88,9 +88,9 @@ struct AdmissionCounts {
 
 struct AdmissionDecision {
   enum class Action {
-    kAdmit,      // room: take it
-    kEvict,      // take it after evicting the oldest idle connection within `scope`
-    kRefuse,     // close the new connection
+    kAdmit,   // room: take it
+    kEvict,   // take it after evicting the oldest idle connection within `scope`
+    kRefuse,  // close the new connection
   };
   enum class Scope {
     kAny,        // any idle connection (untrusted ones first)
@@ -113,7 +113,7 @@ AdmissionDecision decideAdmission(const AdmissionCounts& counts, bool trusted, s
 // One live connection as the eviction choice sees it.
 struct EvictionCandidate {
   std::uint64_t id = 0;
-  bool idle = false;          // no request in progress, nothing queued to write
+  bool idle = false;  // no request in progress, nothing queued to write
   bool trusted = false;
   std::string peerKey;
   std::int64_t idleSinceMs = 0;  // monotonic time of its last activity

@@ -47,8 +47,7 @@ std::string describeListen(const DaemonSettings& settings, const std::vector<int
 
 bool sameDaemonSettings(const DaemonSettings& a, const DaemonSettings& b) {
   return a.listen == b.listen && a.socketMode == b.socketMode && a.socketOwner == b.socketOwner &&
-         a.user == b.user && a.metricsListen == b.metricsListen &&
-         a.allowedUsers == b.allowedUsers;
+         a.user == b.user && a.metricsListen == b.metricsListen && a.allowedUsers == b.allowedUsers;
 }
 
 struct LoopContext {
@@ -263,6 +262,7 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
         return startupFailure(created.status().message(), fg);
       }
       http = std::move(*created);
+      http->countInto(&metrics);
     }
     Status dropped = dropPrivileges(settings.user);
     if (!dropped) {

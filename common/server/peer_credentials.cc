@@ -101,8 +101,7 @@ PeerIdentity PeerResolver::resolve(int fd, const sockaddr* addr, socklen_t len) 
     }
     return PeerIdentity::unknown();
   }
-  if (addr == nullptr || len <= 0 ||
-      (addr->sa_family != AF_INET && addr->sa_family != AF_INET6)) {
+  if (addr == nullptr || len <= 0 || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6)) {
     return PeerIdentity::unknown();
   }
   if (!isLoopbackAddress(addr)) {
@@ -136,7 +135,6 @@ std::optional<uid_t> PeerResolver::loopbackTcpUid(const sockaddr_storage& peerIn
     timeval tv{0, kSockDiagTimeoutMs * 1000};
     setsockopt(netlink_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   }
-  static std::uint32_t sequence = 0;
   struct {
     nlmsghdr header;
     inet_diag_req_v2 request;
@@ -144,7 +142,7 @@ std::optional<uid_t> PeerResolver::loopbackTcpUid(const sockaddr_storage& peerIn
   message.header.nlmsg_len = sizeof message;
   message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
   message.header.nlmsg_flags = NLM_F_REQUEST;
-  message.header.nlmsg_seq = ++sequence;
+  message.header.nlmsg_seq = ++sequence_;
   message.request.sdiag_family = static_cast<__u8>(peer.ss_family);
   message.request.sdiag_protocol = IPPROTO_TCP;
   message.request.idiag_states = ~0U;

@@ -12,6 +12,7 @@
 
 #include <sys/socket.h>
 
+#include <cstdint>
 #include <optional>
 
 #include "common/server/connection_limits.h"
@@ -36,6 +37,7 @@ class PeerResolver {
  private:
   int netlink_ = -1;  // opened on first use, kept
   bool netlinkFailed_ = false;
+  std::uint32_t sequence_ = 0;
 };
 
 // True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104.

@@ -70,8 +70,8 @@ std::uint64_t raiseOpenFileLimit() {
     rlimit raised = rl;
     raised.rlim_cur = rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &raised) != 0) {
-      logWarning(std::string("cannot raise the open-file limit to ") +
-                 std::to_string(rl.rlim_max) + ": " + std::strerror(errno));
+      logWarning(std::string("cannot raise the open-file limit to ") + std::to_string(rl.rlim_max) +
+                 ": " + std::strerror(errno));
     }
   }
   return openFileLimit();
@@ -116,9 +116,10 @@ void Server::setMetrics(MetricsRegistry* registry, const std::string& name) {
       "New connections closed at once, by server and reason (total, shared, per_peer, "
       "not_allowed)",
       {"server", "reason"});
-  evicted_ = &registry->counter(
-      "relaykit_connections_evicted_total",
-      "Idle connections closed to make room for a new one, by server and reason", {"server", "reason"});
+  evicted_ =
+      &registry->counter("relaykit_connections_evicted_total",
+                         "Idle connections closed to make room for a new one, by server and reason",
+                         {"server", "reason"});
   errors_ = &registry->counter(
       "relaykit_connection_errors_total",
       "Connections closed by the skeleton, by server and reason (exception, request_timeout, "
@@ -188,13 +189,12 @@ void Server::onAccept(evconnlistener*, int fd, sockaddr* addr, int len, void* ar
   }
 }
 
-void Server::refuse(int fd, const char* reason, const std::string& who,
-                    const PeerIdentity& peer) {
+void Server::refuse(int fd, const char* reason, const std::string& who, const PeerIdentity& peer) {
   if (refused_ != nullptr) {
     refused_->labels({metricsName_, reason}).inc();
   }
   if (refusedSinceLog_++ % kRefusedLogEvery == 0) {
- logWarning("refusing connection from " + who + " (" + peer.describe() + "): " +
+    logWarning("refusing connection from " + who + " (" + peer.describe() + "): " +
                (std::string(reason) == "not_allowed"
                     ? std::string("user not in allowed_users")
                     : "connection limit (" + std::string(reason) + ") reached with " +
@@ -235,8 +235,7 @@ bool Server::makeRoom(const AdmissionDecision& decision, const std::string& peer
   if (evictedSinceLog_++ % kEvictedLogEvery == 0) {
     logWarning("connection limit (" + std::string(decision.reason) +
                ") reached: closing the oldest idle connection, from " + conn->peer() +
-               ", to admit " + who + " (logged once per " +
-               std::to_string(kEvictedLogEvery) + ")");
+               ", to admit " + who + " (logged once per " + std::to_string(kEvictedLogEvery) + ")");
   }
   conn->close();
   return true;
@@ -264,8 +263,7 @@ void Server::accept(int fd, sockaddr* addr, int len) {
   }
   AdmissionDecision decision = decideAdmission(counts, trusted, peerCap, caps_);
   if (decision.action != AdmissionDecision::Action::kAdmit) {
-    if (decision.action == AdmissionDecision::Action::kRefuse ||
-        !makeRoom(decision, key, name)) {
+    if (decision.action == AdmissionDecision::Action::kRefuse || !makeRoom(decision, key, name)) {
       refuse(fd, decision.reason, name, peer);
       return;
     }

@@ -274,9 +274,10 @@ TEST(ConfigTest, LoadsFromFile) {
   Diagnostics diags;
   auto config = loadConfig(path, &diags);
   EXPECT_EQ(config, nullptr);
-  EXPECT_EQ(diags.formatAll(), std::string(path) +
-                                   ":3:3: unknown key \"bad\" in socketmap (allowed: listen, "
-                                   "socket_mode, socket_owner, user, metrics_listen, allowed_users)\n");
+  EXPECT_EQ(diags.formatAll(),
+            std::string(path) +
+                ":3:3: unknown key \"bad\" in socketmap (allowed: listen, "
+                "socket_mode, socket_owner, user, metrics_listen, allowed_users)\n");
   unlink(path);
 }
 

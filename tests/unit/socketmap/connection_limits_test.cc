@@ -95,10 +95,9 @@ EvictionCandidate candidate(std::uint64_t id, bool idle, bool trusted, std::stri
 
 TEST(EvictionTest, OldestIdleOfTheScope) {
   std::vector<EvictionCandidate> all = {
-      candidate(1, true, true, "", 10),          // oldest, trusted
-      candidate(2, false, false, "uid:7", 5),    // busy: never
-      candidate(3, true, false, "uid:7", 30),
-      candidate(4, true, false, "uid:8", 20),
+      candidate(1, true, true, "", 10),        // oldest, trusted
+      candidate(2, false, false, "uid:7", 5),  // busy: never
+      candidate(3, true, false, "uid:7", 30), candidate(4, true, false, "uid:8", 20),
       candidate(5, true, true, "", 15),
   };
   EXPECT_EQ(chooseEviction(all, Scope::kAny, ""), 4u);  // untrusted before trusted
@@ -261,8 +260,9 @@ TEST_F(SkeletonTest, AThrowingHandlerClosesOnlyItsConnection) {
   writeAll(other, "hello\n");
   EXPECT_EQ(readFor(other, 300, &eof), "ok\n");
   EXPECT_FALSE(eof);
-  EXPECT_NE(metrics().find("relaykit_connection_errors_total{server=\"test\",reason=\"exception\"} 1"),
-            std::string::npos)
+  EXPECT_NE(
+      metrics().find("relaykit_connection_errors_total{server=\"test\",reason=\"exception\"} 1"),
+      std::string::npos)
       << metrics();
   close(bad);
   close(other);
@@ -352,8 +352,9 @@ TEST_F(SkeletonTest, AFullTableEvictsTheOldestIdleConnection) {
   EXPECT_TRUE(eof) << "the oldest idle connection was not evicted";
   writeAll(fds.back(), "b\n");
   EXPECT_EQ(readFor(fds.back(), 500, &eof), "ok\n");
-  EXPECT_NE(metrics().find("relaykit_connections_evicted_total{server=\"test\",reason=\"total\"} 1"),
-            std::string::npos)
+  EXPECT_NE(
+      metrics().find("relaykit_connections_evicted_total{server=\"test\",reason=\"total\"} 1"),
+      std::string::npos)
       << metrics();
   for (int fd : fds) {
     close(fd);
