@@ -6,8 +6,11 @@
 //     stderr instead of syslog facility mail), --check (print every problem as FILE:LINE:COL:
 //     message on stderr, exit 0 when the file is valid, 1 otherwise);
 //  2. loads the config and lets the Service compile and install its state (errors: exit 1);
-//  3. binds every `listen` endpoint of the service's section (and metrics_listen), THEN drops
-//     privileges to `user`, then calls Service::start and logs "ready: listening on ...";
+//  3. raises the soft RLIMIT_NOFILE to the hard limit (the connection caps are sized below it,
+//     docs/connection-limits.md), binds every `listen` endpoint of the service's section (and
+//     metrics_listen), THEN drops privileges to `user`, then calls Service::start and logs
+//     "ready: listening on ..."; connections are admitted by the section's allowed_users and the
+//     skeleton's per-peer limits (server.h);
 //  4. runs a libevent loop: SIGHUP reloads (loadConfig + Service::configure(install=true); a bad
 //     file is refused, its problems logged, and the old snapshot keeps serving; listen/user/
 //     metrics changes need a restart and are logged as such), SIGTERM/SIGINT stop cleanly
