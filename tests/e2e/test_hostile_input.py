@@ -73,6 +73,17 @@ def proc_stats(pid):
     return rss, len(os.listdir("/proc/%d/fd" % pid))
 
 
+def wait_fds_at_most(pid, limit, timeout=5.0):
+    """Waits until the process has at most `limit` open fds (closes are processed asynchronously);
+    returns the last count."""
+    deadline = time.monotonic() + timeout
+    while True:
+        count = proc_stats(pid)[1]
+        if count <= limit or time.monotonic() >= deadline:
+            return count
+        time.sleep(0.05)
+
+
 def raise_own_fd_limit():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -242,6 +253,7 @@ class HostileBase(harness.E2ETestCase):
             d.binary = wrapper
         self.addCleanup(d.stop)
         d.start()
+        harness.wait_port(self.metrics_port, proc=d.proc, what="metrics endpoint")
         self.register_log(SOCKETMAPD, d.stderr_path)
         self.smd = d
         return d
@@ -360,8 +372,8 @@ class SocketmapHostileTest(HostileBase):
                 s.sendall(netstring("t a@example.com"))
                 self.assertEqual(read_reply(s, b","), netstring("OK b@example.com"))
         self.assert_socketmap_healthy()
-        after = proc_stats(self.smd.pid)
-        self.assertLessEqual(after[1], before[1] + 2, "fds leaked")
+        self.assertLessEqual(wait_fds_at_most(self.smd.pid, before[1] + 2), before[1] + 2,
+                             "fds leaked")
 
     def test_pipelined_requests_are_answered_in_order(self):
         with connect(self.map_port) as s:
@@ -395,8 +407,7 @@ class SocketmapHostileTest(HostileBase):
         # Other clients are served meanwhile.
         self.assert_socketmap_healthy()
         s.close()
-        time.sleep(0.3)
-        self.assertLessEqual(proc_stats(self.smd.pid)[1], fds0 + 2)
+        self.assertLessEqual(wait_fds_at_most(self.smd.pid, fds0 + 2), fds0 + 2)
 
     def test_slow_clients_meet_the_request_and_write_deadlines(self):
         # A client dripping one byte per second, and one that pipelines big replies and never
@@ -451,7 +462,7 @@ class SocketmapHostileTest(HostileBase):
         finally:
             flood.close()
         persistent.close()
-        time.sleep(0.5)
+        wait_fds_at_most(self.smd.pid, fds0 + FD_SLACK)
         rss2, fds2 = proc_stats(self.smd.pid)
         self.assertLessEqual(fds2, fds0 + FD_SLACK)
         self.assertLess(rss2 - rss0, RSS_SLACK_KB)
@@ -500,8 +511,7 @@ class SocketmapHostileTest(HostileBase):
         for _ in range(1500):
             s = socket.create_connection(("127.0.0.1", self.map_port), timeout=2)
             s.close()
-        time.sleep(0.5)
-        self.assertLessEqual(proc_stats(self.smd.pid)[1], fds0 + 2)
+        self.assertLessEqual(wait_fds_at_most(self.smd.pid, fds0 + 2), fds0 + 2)
         self.assert_socketmap_healthy()
 
     def test_many_hostile_connections_at_once(self):
@@ -515,8 +525,7 @@ class SocketmapHostileTest(HostileBase):
             self.assertEqual(data, b"")
             self.assertTrue(closed)
             s.close()
-        time.sleep(0.3)
-        self.assertLessEqual(proc_stats(self.smd.pid)[1], fds0 + 2)
+        self.assertLessEqual(wait_fds_at_most(self.smd.pid, fds0 + 2), fds0 + 2)
         self.assert_socketmap_healthy()
 
 
@@ -680,8 +689,7 @@ class PolicyHostileTest(HostileBase):
             else:
                 self.assertEqual(read_reply(s, b"\n\n"), expect)
         self.assert_policy_healthy()
-        time.sleep(0.1)
-        self.assertLessEqual(proc_stats(self.pd.pid)[1], fds0 + 2)
+        self.assertLessEqual(wait_fds_at_most(self.pd.pid, fds0 + 2), fds0 + 2)
 
     def test_request_one_byte_at_a_time_is_answered_once(self):
         with connect(self.policy_port) as s:
@@ -717,7 +725,7 @@ class PolicyHostileTest(HostileBase):
             self.assert_policy_healthy()
         finally:
             flood.close()
-        time.sleep(0.5)
+        wait_fds_at_most(self.pd.pid, fds0 + FD_SLACK)
         rss1, fds1 = proc_stats(self.pd.pid)
         self.assertLessEqual(fds1, fds0 + FD_SLACK)
         self.assertLess(rss1 - rss0, RSS_SLACK_KB)
@@ -729,8 +737,7 @@ class PolicyHostileTest(HostileBase):
             self.assert_policy_healthy()
         finally:
             flood.close()
-        time.sleep(0.5)
-        self.assertLessEqual(proc_stats(self.pd.pid)[1], fds0 + FD_SLACK)
+        self.assertLessEqual(wait_fds_at_most(self.pd.pid, fds0 + FD_SLACK), fds0 + FD_SLACK)
 
     def test_half_requests_from_many_connections(self):
         socks = [connect(self.policy_port) for _ in range(100)]
@@ -799,8 +806,7 @@ class MetricsHttpHostileTest(HostileBase):
         text = self.http(b"GET /metrics HTTP/1.0\r\n\r\n")
         self.assertIn(b"relaykit_socketmap_connections", text)
         self.assert_socketmap_healthy()
-        time.sleep(0.1)
-        self.assertLessEqual(proc_stats(self.smd.pid)[1], fds0 + 2)
+        self.assertLessEqual(wait_fds_at_most(self.smd.pid, fds0 + 2), fds0 + 2)
 
     def test_keep_alive_and_pipelined_requests(self):
         with connect(self.metrics_port) as s:
