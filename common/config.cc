@@ -2,6 +2,8 @@
 // Every problem is reported (not just the first); any error refuses the whole file.
 #include "common/config.h"
 
+#include <pwd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <set>
@@ -318,6 +320,23 @@ void parseDaemon(const YamlReader& r, const YAML::Node& node, const char* sectio
   if (YAML::Node user = YamlReader::child(node, "user")) {
     out->userWhere = r.where(user);
   }
+  YAML::Node allowed = YamlReader::child(node, "allowed_users");
+  std::vector<std::string> allowedUsers;
+  if (allowed.IsDefined() && r.getStringList(node, "allowed_users", &allowedUsers)) {
+    bool ok = true;
+    for (const auto& name : allowedUsers) {
+      const passwd* pw = getpwnam(name.c_str());
+      if (pw == nullptr) {
+        r.error(allowed, "allowed_users: unknown user \"" + name + "\"");
+        ok = false;
+      } else {
+        out->allowedUids.push_back(pw->pw_uid);
+      }
+    }
+    if (ok) {
+      out->allowedUsers = std::move(allowedUsers);
+    }
+  }
   YAML::Node metrics = YamlReader::child(node, "metrics_listen");
   if (metrics.IsDefined()) {
     auto text = r.asString(metrics);
@@ -467,8 +486,8 @@ const char* daemonSectionName(DaemonSection section) {
 }
 
 const std::vector<std::string>& commonDaemonKeys() {
-  static const std::vector<std::string> keys = {"listen", "socket_mode", "socket_owner", "user",
-                                                "metrics_listen"};
+  static const std::vector<std::string> keys = {"listen", "socket_mode",    "socket_owner",
+                                                "user",   "metrics_listen", "allowed_users"};
   return keys;
 }
 

@@ -62,7 +62,11 @@ struct DaemonSettings {
   std::string user;                       // drop to this user after binding; empty: keep identity
   SourceLocation userWhere;               // where `user:` was written (line 0: absent)
   std::optional<Endpoint> metricsListen;  // /metrics and /health; absent: off
-  bool present = false;                   // the section was written in the file
+  // allowed_users: only these local users (and root) may connect (docs/connection-limits.md);
+  // resolved to uids at load. Absent: every peer is accepted.
+  std::optional<std::vector<std::string>> allowedUsers;
+  std::vector<std::uint32_t> allowedUids;
+  bool present = false;  // the section was written in the file
 };
 
 // The common daemon keys, in the order they are documented.

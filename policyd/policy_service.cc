@@ -84,6 +84,9 @@ class PolicyHandler : public ConnectionHandler {
     }
   }
 
+  // Part of a request is in the codec: the skeleton's request deadline runs.
+  bool midRequest() const override { return codec_.midRequest(); }
+
  private:
   // Answers queued requests in order, one at a time; stops while one waits for the store. The
   // store calls back either inside decideRequest (memory store, errors) or later from the event

@@ -55,7 +55,9 @@ class SocketmapHandler : public ConnectionHandler {
   }
 
   void onData(Connection& conn, evbuffer* input) override {
-    while (conn.isOpen() && evbuffer_get_length(input) > 0) {
+    // Stops while the replies queued for a client that does not read them are over the output
+    // cap: the rest stays in `input` until the client reads (or the write deadline closes it).
+    while (conn.isOpen() && !conn.outputBlocked() && evbuffer_get_length(input) > 0) {
       evbuffer_iovec vec[kPeekChains];
       int chains = evbuffer_peek(input, -1, nullptr, vec, kPeekChains);
       std::size_t consumed = 0;
@@ -100,6 +102,9 @@ class SocketmapHandler : public ConnectionHandler {
       service_->connections()->dec();
     }
   }
+
+  // Part of a netstring is in the decoder: the request deadline runs.
+  bool midRequest() const override { return decoder_.inProgress(); }
 
  private:
   SocketmapService* service_;

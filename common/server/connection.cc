@@ -3,8 +3,11 @@
 // Reading: one read(2) of up to kReadChunk bytes per readable event (level-triggered, so a larger
 // backlog simply fires again), appended to the input evbuffer the handler consumes. Writing: a
 // reply goes out with one send(2) when nothing is queued; what the kernel does not take waits in
-// the output evbuffer and goes out with writev(2) when the socket is writable. The idle timeout is
-// the read event's timeout (re-armed by every readable event).
+// the output evbuffer and goes out with writev(2) when the socket is writable. One timer per
+// connection holds the deadline of its phase: idle (idleTimeout from the last completed request),
+// request (requestTimeout from the request's first byte, never restarted by later bytes) or
+// draining (writeTimeout from the moment queued output went over the cap, or closeAfterWrite()).
+// Every call into the handler is guarded: an exception closes this connection only.
 #include "common/server/connection.h"
 
 #include <event2/buffer.h>
@@ -15,6 +18,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 
 #include "common/server/logging.h"
 #include "common/server/server.h"
@@ -25,10 +29,28 @@ namespace {
 // Bytes taken from the socket per readable event.
 constexpr std::size_t kReadChunk = 16 * 1024;
 
+std::int64_t monotonicMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
 
+bool runGuarded(const char* what, const std::function<void()>& body) {
+  try {
+    body();
+    return true;
+  } catch (const std::exception& e) {
+    logError(std::string(what) + ": unexpected exception: " + e.what());
+  } catch (...) {
+    logError(std::string(what) + ": unexpected exception");
+  }
+  return false;
+}
+
 Connection::Connection(Server* server, int fd, std::uint64_t id, std::string peer)
-    : server_(server), fd_(fd), id_(id), peer_(std::move(peer)) {}
+    : server_(server), fd_(fd), lastActivityMs_(monotonicMs()), id_(id), peer_(std::move(peer)) {}
 
 Connection::~Connection() {
   if (readEvent_ != nullptr) {
@@ -36,6 +58,9 @@ Connection::~Connection() {
   }
   if (writeEvent_ != nullptr) {
     event_free(writeEvent_);
+  }
+  if (deadline_ != nullptr) {
+    event_free(deadline_);
   }
   if (input_ != nullptr) {
     evbuffer_free(input_);
@@ -57,32 +82,111 @@ void Connection::setHandler(std::unique_ptr<ConnectionHandler> handler) {
 }
 
 bool Connection::start(const ServerLimits& limits) {
-  maxInputBytes_ = limits.maxInputBytes;
-  idleTimeout_ = limits.idleTimeout;
+  limits_ = limits;
   evutil_make_socket_nonblocking(fd_);
   readEvent_ = event_new(server_->base(), fd_, EV_READ | EV_PERSIST, &Connection::onReadable, this);
   writeEvent_ =
       event_new(server_->base(), fd_, EV_WRITE | EV_PERSIST, &Connection::onWritable, this);
+  deadline_ = event_new(server_->base(), -1, 0, &Connection::onDeadline, this);
   input_ = evbuffer_new();
   output_ = evbuffer_new();
-  if (readEvent_ == nullptr || writeEvent_ == nullptr || input_ == nullptr || output_ == nullptr) {
+  if (readEvent_ == nullptr || writeEvent_ == nullptr || deadline_ == nullptr ||
+      input_ == nullptr || output_ == nullptr) {
     return false;
   }
-  armRead();
+  enterPhase(Phase::kIdle, limits_.idleTimeout);
+  updateReadEvent();
   return true;
 }
 
-void Connection::armRead() {
-  timeval idle{};
-  idle.tv_sec = static_cast<time_t>(idleTimeout_.count());
-  event_add(readEvent_, idleTimeout_.count() > 0 ? &idle : nullptr);
-  reading_ = true;
+std::size_t Connection::queuedOutputBytes() const {
+  return output_ != nullptr ? evbuffer_get_length(output_) : 0;
+}
+
+bool Connection::isIdle() const {
+  return fd_ >= 0 && phase_ == Phase::kIdle && queuedOutputBytes() == 0;
+}
+
+void Connection::enterPhase(Phase phase, std::chrono::seconds timeout) {
+  phase_ = phase;
+  if (deadline_ == nullptr) {
+    return;
+  }
+  if (timeout.count() > 0) {
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(timeout.count());
+    event_add(deadline_, &tv);
+  } else {
+    event_del(deadline_);
+  }
+}
+
+void Connection::updateReadEvent() {
+  if (fd_ < 0) {
+    return;
+  }
+  const bool want = !closing_ && !handlerPaused_ && !outputBlocked_;
+  if (want && !reading_) {
+    event_add(readEvent_, nullptr);
+    reading_ = true;
+  } else if (!want && reading_) {
+    event_del(readEvent_);
+    reading_ = false;
+  }
+}
+
+bool Connection::handlerMidRequest() {
+  if (!handler_) {
+    return false;
+  }
+  bool mid = false;
+  if (!runGuarded("midRequest", [&] { mid = handler_->midRequest(); })) {
+    return false;
+  }
+  return mid;
+}
+
+void Connection::settle() {
+  if (fd_ < 0) {
+    return;
+  }
+  const std::size_t queued = evbuffer_get_length(output_);
+  bool unblocked = false;
+  if (!outputBlocked_ && queued > limits_.maxOutputBytes) {
+    outputBlocked_ = true;
+    enterPhase(Phase::kDraining, limits_.writeTimeout);
+  } else if (outputBlocked_ && queued <= limits_.maxOutputBytes / 2) {
+    outputBlocked_ = false;
+    unblocked = true;
+  }
+  if (closing_) {
+    if (phase_ != Phase::kDraining) {
+      enterPhase(Phase::kDraining, limits_.writeTimeout);
+    }
+  } else if (!outputBlocked_) {
+    if (evbuffer_get_length(input_) > 0 || handlerMidRequest()) {
+      if (phase_ != Phase::kRequest) {
+        // A request whose first byte came before the output cleared: its clock starts now.
+        enterPhase(Phase::kRequest, limits_.requestTimeout);
+      }
+    } else {
+      // The request is complete: the idle clock starts again.
+      lastActivityMs_ = monotonicMs();
+      enterPhase(Phase::kIdle, limits_.idleTimeout);
+    }
+  }
+  updateReadEvent();
+  // Pipelined requests held back while the output was blocked: serve them from the loop.
+  if (unblocked && reading_ && evbuffer_get_length(input_) > 0) {
+    event_active(readEvent_, EV_READ, 0);
+  }
 }
 
 void Connection::send(std::string_view reply) {
   if (fd_ < 0 || reply.empty()) {
     return;
   }
+  lastActivityMs_ = monotonicMs();
   if (evbuffer_get_length(output_) == 0) {
     // Nothing queued before it: write now, in one send(2). Whatever the kernel does not take is
     // queued below (order is kept) and written when the socket is writable.
@@ -101,6 +205,11 @@ void Connection::send(std::string_view reply) {
   }
   evbuffer_add(output_, reply.data(), reply.size());
   event_add(writeEvent_, nullptr);
+  if (!outputBlocked_ && evbuffer_get_length(output_) > limits_.maxOutputBytes) {
+    outputBlocked_ = true;
+    enterPhase(Phase::kDraining, limits_.writeTimeout);
+    updateReadEvent();
+  }
 }
 
 void Connection::closeAfterWrite() {
@@ -108,10 +217,12 @@ void Connection::closeAfterWrite() {
     return;
   }
   closing_ = true;
-  pauseReading();
+  updateReadEvent();
   if (evbuffer_get_length(output_) == 0) {
     close();
+    return;
   }
+  enterPhase(Phase::kDraining, limits_.writeTimeout);
 }
 
 void Connection::close() {
@@ -121,29 +232,40 @@ void Connection::close() {
   auto self = shared_from_this();  // we may be erased from the server's table below
   event_del(readEvent_);
   event_del(writeEvent_);
+  event_del(deadline_);
   ::close(fd_);
   fd_ = -1;
   reading_ = false;
   if (handler_) {
-    handler_->onClose(*this);
+    if (!runGuarded("onClose", [&] { handler_->onClose(*this); })) {
+      server_->countConnectionError("exception");
+    }
   }
   server_->forget(id_);
 }
 
-void Connection::pauseReading() {
-  if (fd_ >= 0 && reading_) {
-    event_del(readEvent_);
-    reading_ = false;
+void Connection::closeForError(const char* reason, const std::string& logLine) {
+  if (fd_ < 0) {
+    return;
   }
+  logWarning(logLine);
+  server_->countConnectionError(reason);
+  close();
+}
+
+void Connection::pauseReading() {
+  handlerPaused_ = true;
+  updateReadEvent();
 }
 
 void Connection::resumeReading() {
-  if (fd_ < 0 || closing_ || reading_) {
+  if (fd_ < 0 || !handlerPaused_) {
     return;
   }
-  armRead();
+  handlerPaused_ = false;
+  updateReadEvent();
   // Bytes may already be buffered (a pipelined request): hand them over from the loop.
-  if (evbuffer_get_length(input_) > 0) {
+  if (reading_ && evbuffer_get_length(input_) > 0) {
     event_active(readEvent_, EV_READ, 0);
   }
 }
@@ -153,25 +275,48 @@ void Connection::dispatchInput() {
     evbuffer_drain(input_, evbuffer_get_length(input_));
     return;
   }
-  handler_->onData(*this, input_);
-  if (fd_ >= 0 && !closing_ && evbuffer_get_length(input_) > maxInputBytes_) {
-    logWarning("closing connection from " + peer_ + ": more than " +
-               std::to_string(maxInputBytes_) + " bytes of unprocessed input");
-    close();
+  bool ok = true;
+  try {
+    handler_->onData(*this, input_);
+  } catch (const std::exception& e) {
+    ok = false;
+    closeForError("exception", "closing connection from " + peer_ +
+                                   ": unexpected exception in the request handler: " + e.what());
+  } catch (...) {
+    ok = false;
+    closeForError("exception",
+                  "closing connection from " + peer_ + ": unexpected exception in the handler");
   }
+  if (!ok || fd_ < 0) {
+    return;
+  }
+  if (!closing_ && evbuffer_get_length(input_) > limits_.maxInputBytes) {
+    closeForError("input_limit", "closing connection from " + peer_ + ": more than " +
+                                     std::to_string(limits_.maxInputBytes) +
+                                     " bytes of unprocessed input");
+    return;
+  }
+  settle();
 }
 
 void Connection::onReadable(int fd, short what, void* arg) {
+  (void)what;
   auto* c = static_cast<Connection*>(arg);
   auto self = c->shared_from_this();
-  if (what & EV_TIMEOUT) {
-    logInfo("closing idle connection from " + c->peer_);
-    c->close();
+  if (c->fd_ < 0) {
     return;
   }
+  if (c->outputBlocked_ || c->handlerPaused_ || c->closing_) {
+    return;  // an activation queued before reading was switched off
+  }
+  const bool wasIdle = c->phase_ == Phase::kIdle && evbuffer_get_length(c->input_) == 0;
   char buf[kReadChunk];
   ssize_t n = ::read(fd, buf, sizeof buf);
   if (n > 0) {
+    if (wasIdle) {
+      // The first byte of a request: the whole request must be in by requestTimeout.
+      c->enterPhase(Phase::kRequest, c->limits_.requestTimeout);
+    }
     evbuffer_add(c->input_, buf, static_cast<std::size_t>(n));
     c->dispatchInput();
     return;
@@ -185,7 +330,10 @@ void Connection::onReadable(int fd, short what, void* arg) {
   }
   if (n == 0) {
     if (c->handler_ && !c->closing_) {
-      c->handler_->onEof(*c, evbuffer_get_length(c->input_));
+      const std::size_t unconsumed = evbuffer_get_length(c->input_);
+      if (!runGuarded("onEof", [&] { c->handler_->onEof(*c, unconsumed); })) {
+        c->server_->countConnectionError("exception");
+      }
     }
   } else {
     logDebug("connection from " + c->peer_ + ": read: " + std::strerror(errno));
@@ -197,23 +345,58 @@ void Connection::onWritable(int fd, short what, void* arg) {
   (void)what;
   auto* c = static_cast<Connection*>(arg);
   auto self = c->shared_from_this();
+  if (c->fd_ < 0) {
+    return;
+  }
   while (evbuffer_get_length(c->output_) > 0) {
     int n = evbuffer_write(c->output_, fd);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-        return;  // still writable later: the event stays armed
+        break;  // still writable later: the event stays armed
       }
       logDebug("connection from " + c->peer_ + ": write: " + std::strerror(errno));
       c->close();
       return;
     }
     if (n == 0) {
+      break;
+    }
+  }
+  if (evbuffer_get_length(c->output_) == 0) {
+    event_del(c->writeEvent_);
+    if (c->closing_) {
+      c->close();
       return;
     }
   }
-  event_del(c->writeEvent_);
-  if (c->closing_) {
-    c->close();
+  if (c->outputBlocked_) {
+    c->settle();
+  }
+}
+
+void Connection::onDeadline(int, short, void* arg) {
+  auto* c = static_cast<Connection*>(arg);
+  auto self = c->shared_from_this();
+  if (c->fd_ < 0) {
+    return;
+  }
+  switch (c->phase_) {
+    case Phase::kIdle:
+      logInfo("closing idle connection from " + c->peer_);
+      c->server_->countConnectionError("idle_timeout");
+      c->close();
+      return;
+    case Phase::kRequest:
+      c->closeForError("request_timeout",
+                       "closing connection from " + c->peer_ + ": request not complete after " +
+                           std::to_string(c->limits_.requestTimeout.count()) + " s");
+      return;
+    case Phase::kDraining:
+      c->closeForError("write_timeout", "closing connection from " + c->peer_ + ": " +
+                                            std::to_string(evbuffer_get_length(c->output_)) +
+                                            " bytes of replies not read within " +
+                                            std::to_string(c->limits_.writeTimeout.count()) + " s");
+      return;
   }
 }
 

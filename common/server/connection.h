@@ -10,14 +10,26 @@
 //    Nagle/delayed-ACK stalls cannot happen;
 //  - closeAfterWrite() stops reading and closes once the queued replies are written;
 //  - input is bounded (ServerLimits::maxInputBytes of unconsumed bytes, then the connection is
-//    logged and closed), idle connections are closed after ServerLimits::idleTimeout;
-//  - everything runs on the event-loop thread; handler methods must not block and must not throw.
-//    Async work (hiredis replies) keeps a std::weak_ptr<Connection> (weak()) and checks it is still
-//    open before replying; pauseReading() holds further requests meanwhile.
+//    logged and closed);
+//  - deadlines that do not restart on every byte (docs/connection-limits.md): a connection with no
+//    request in progress closes after ServerLimits::idleTimeout; a request must be complete within
+//    ServerLimits::requestTimeout of its first byte (a request is in progress while unconsumed
+//    input is buffered or the handler's midRequest() says so);
+//  - output is bounded: over ServerLimits::maxOutputBytes of queued replies the connection stops
+//    reading (outputBlocked(); handlers that loop over pipelined requests stop there) and resumes
+//    once the client has read it down to half; a client that does not read it down within
+//    ServerLimits::writeTimeout is closed;
+//  - everything runs on the event-loop thread; handler methods must not block and should not
+//    throw: the skeleton catches what they throw, closes that connection only, logs it and
+//    counts it (relaykit_connection_errors_total{reason="exception"}). Async work (hiredis
+//    replies) keeps a std::weak_ptr<Connection> (weak()) and checks it is still open before
+//    replying; pauseReading() holds further requests meanwhile. Callbacks a service registers
+//    itself (its own timers, hiredis) should run their body through runGuarded().
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -36,15 +48,35 @@ class MetricsRegistry;
 class Server;
 class ConnectionHandler;
 
-// Per-connection limits; each daemon may set its own (Service::limits()).
+// Per-connection and per-server limits; each daemon may set its own (Service::limits()).
+// docs/connection-limits.md explains each and how the connection caps are derived.
 struct ServerLimits {
-  // Longer than Postfix's own 10 s idle close for socketmap/policy clients.
+  // No request in progress for this long: closed. Longer than Postfix's own 10 s idle close for
+  // socketmap clients. Restarts when a request completes, not on every byte.
   std::chrono::seconds idleTimeout{60};
+  // A request must be complete this long after its first byte (0: no deadline). Postfix sends a
+  // request in one write; only a client dripping bytes hits it.
+  std::chrono::seconds requestTimeout{10};
+  // Queued output over maxOutputBytes (or the last replies after closeAfterWrite()) must be read
+  // down within this, else the connection is closed.
+  std::chrono::seconds writeTimeout{10};
   // Unconsumed input allowed before the connection is refused as abusive.
   std::size_t maxInputBytes = 256 * 1024;
-  // Connections beyond this are accepted and closed at once (with a rate-limited log line).
+  // Queued reply bytes over which the connection stops reading (a client pipelining requests
+  // without reading replies). One Postfix socketmap reply is at most 100,000 bytes.
+  std::size_t maxOutputBytes = 256 * 1024;
+  // Live connections wanted; the skeleton lowers it to fit RLIMIT_NOFILE (computeConnectionCaps).
   std::size_t maxConnections = 4096;
+  // Part of maxConnections only trusted peers (root, postfix, allowed_users) may use.
+  std::size_t reservedConnections = 256;
+  // Live connections of one untrusted local user (uid) and of one remote address.
+  std::size_t maxConnectionsPerUser = 64;
+  std::size_t maxConnectionsPerAddress = 256;
 };
+
+// Runs `body`, catching any exception: logs it with `what` and returns false. For callbacks a
+// service registers on the loop itself (timers, hiredis replies): nothing may throw into libevent.
+bool runGuarded(const char* what, const std::function<void()>& body);
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
@@ -69,30 +101,51 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void close();
   void pauseReading();
   void resumeReading();
+  // True while queued output is over ServerLimits::maxOutputBytes: a handler answering pipelined
+  // requests in a loop stops taking requests (they stay in the input buffer until it drains).
+  bool outputBlocked() const { return outputBlocked_; }
+  // Bytes of replies queued and not yet taken by the kernel.
+  std::size_t queuedOutputBytes() const;
+  // No request in progress and nothing queued: what eviction looks at.
+  bool isIdle() const;
+  // Monotonic milliseconds of the last request completed or reply sent (connect time at first).
+  std::int64_t lastActivityMs() const { return lastActivityMs_; }
 
   // Used by the skeleton.
   void setHandler(std::unique_ptr<ConnectionHandler> handler);
   // Returns false if the events cannot be set up (the caller drops the connection).
   bool start(const ServerLimits& limits);
+  // Closes as an error of kind `reason` (counted per server; "exception", "request_timeout", ...).
+  void closeForError(const char* reason, const std::string& logLine);
 
  private:
+  enum class Phase { kIdle, kRequest, kDraining };
   static void onReadable(int fd, short what, void* arg);
   static void onWritable(int fd, short what, void* arg);
-  void armRead();
+  static void onDeadline(int fd, short what, void* arg);
+  void updateReadEvent();
   void dispatchInput();
+  // After input was handled or output written: the phase, its deadline, and reading on or off.
+  void settle();
+  void enterPhase(Phase phase, std::chrono::seconds timeout);
+  bool handlerMidRequest();
 
   Server* server_;
   int fd_;
   event* readEvent_ = nullptr;
   event* writeEvent_ = nullptr;
+  event* deadline_ = nullptr;
   evbuffer* input_ = nullptr;
   evbuffer* output_ = nullptr;
-  std::chrono::seconds idleTimeout_{60};
-  bool reading_ = false;
+  ServerLimits limits_;
+  bool reading_ = false;        // the read event is armed
+  bool handlerPaused_ = false;  // pauseReading() by the handler
+  bool outputBlocked_ = false;  // over maxOutputBytes: not reading until drained to half
+  Phase phase_ = Phase::kIdle;
+  std::int64_t lastActivityMs_ = 0;
   std::uint64_t id_;
   std::string peer_;
   std::unique_ptr<ConnectionHandler> handler_;
-  std::size_t maxInputBytes_ = 0;
   bool closing_ = false;
 };
 
@@ -110,6 +163,11 @@ class ConnectionHandler {
   }
   // The connection is gone (any reason); called once, before the handler is destroyed.
   virtual void onClose(Connection& conn) { (void)conn; }
+  // True while the handler holds part of a request it consumed from `input` (a decoder in the
+  // middle of a message). Unconsumed input counts as a request in progress anyway; a handler
+  // that drains partial requests into its own decoder must say so here, or a client dripping one
+  // byte at a time is only subject to the idle timeout.
+  virtual bool midRequest() const { return false; }
 };
 
 // What a daemon's /health answers: Ok and Degraded are 200 (the body says "ok" or
@@ -123,9 +181,7 @@ struct Health {
 
   static Health ok() { return Health(); }
   static Health degraded(std::string why) { return Health{Level::Degraded, std::move(why)}; }
-  static Health unavailable(std::string why) {
-    return Health{Level::Unavailable, std::move(why)};
-  }
+  static Health unavailable(std::string why) { return Health{Level::Unavailable, std::move(why)}; }
 };
 
 class Service {

@@ -53,7 +53,7 @@ std::string describeListen(const DaemonSettings& settings, const std::vector<int
 
 bool sameDaemonSettings(const DaemonSettings& a, const DaemonSettings& b) {
   return a.listen == b.listen && a.socketMode == b.socketMode && a.socketOwner == b.socketOwner &&
-         a.user == b.user && a.metricsListen == b.metricsListen;
+         a.user == b.user && a.metricsListen == b.metricsListen && a.allowedUsers == b.allowedUsers;
 }
 
 // Reload runs in two halves so the loop keeps answering while a large file compiles:
@@ -166,6 +166,25 @@ void onReloadCompiled(evutil_socket_t fd, short, void* arg) {
   }
 }
 
+// allowed_users can only be checked where the kernel names the peer's user.
+void warnUncheckableAllowedUsers(const DaemonSettings& settings) {
+  if (!settings.allowedUsers) {
+    return;
+  }
+  for (const auto& ep : settings.listen) {
+    if (ep.kind != Endpoint::Kind::kInet) {
+      continue;
+    }
+    const bool loopback = ep.host == "127.0.0.1" || ep.host == "::1" || ep.host == "localhost" ||
+                          ep.host.rfind("127.", 0) == 0;
+    if (!loopback) {
+      logWarning("allowed_users: " + ep.toString() +
+                 " is not a loopback address: connections from other hosts are refused "
+                 "(their user cannot be known)");
+    }
+  }
+}
+
 void onStop(evutil_socket_t sig, short, void* arg) {
   auto* ctx = static_cast<LoopContext*>(arg);
   logInfo(std::string("stopping on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT"));
@@ -173,6 +192,17 @@ void onStop(evutil_socket_t sig, short, void* arg) {
 }
 
 }  // namespace
+
+PeerPolicy peerPolicyFor(const DaemonSettings& settings) {
+  PeerPolicy policy;
+  policy.trustedUids = defaultTrustedUids();
+  if (settings.allowedUsers) {
+    std::vector<uid_t> uids(settings.allowedUids.begin(), settings.allowedUids.end());
+    policy.trustedUids.insert(policy.trustedUids.end(), uids.begin(), uids.end());
+    policy.allowedUids = std::move(uids);
+  }
+  return policy;
+}
 
 MetricsRegistry& daemonMetrics() {
   static MetricsRegistry* registry = new MetricsRegistry();  // lives until exit
@@ -276,6 +306,8 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
   const DaemonSettings settings = config->daemon(service.section());
   config.reset();
 
+  // Before any socket: the connection caps are sized from the limit in force.
+  const std::uint64_t fileLimit = raiseOpenFileLimit();
   event_base* base = event_base_new();
   if (base == nullptr) {
     return startupFailure("cannot create the event loop", fg);
@@ -288,6 +320,7 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
   int result = 0;
   {
     Server server(base, &service, service.limits());
+    server.setPeerPolicy(peerPolicyFor(settings));
     for (std::size_t i = 0; i < fds->size(); ++i) {
       Status s = server.addListener((*fds)[i], settings.listen[i].toString());
       if (!s) {
@@ -295,6 +328,14 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
       }
     }
     MetricsRegistry& metrics = daemonMetrics();
+    server.setMetrics(&metrics, daemonSectionName(service.section()));
+    logInfo("connection limits: " + std::to_string(server.caps().total) + " connections (" +
+            std::to_string(server.caps().reserved) + " reserved for root/postfix" +
+            (settings.allowedUsers ? std::string("/allowed_users") : std::string()) + "), " +
+            std::to_string(server.caps().perUser) + " per other local user, " +
+            std::to_string(server.caps().perAddress) + " per remote address; open-file limit " +
+            std::to_string(fileLimit));
+    warnUncheckableAllowedUsers(settings);
     std::unique_ptr<MetricsHttpServer> http;
     if (settings.metricsListen) {
       auto created = MetricsHttpServer::create(base, *settings.metricsListen, &metrics,
@@ -303,6 +344,7 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
         return startupFailure(created.status().message(), fg);
       }
       http = std::move(*created);
+      http->countInto(&metrics);
     }
     Status dropped = dropPrivileges(settings.user);
     if (!dropped) {

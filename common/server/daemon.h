@@ -6,8 +6,11 @@
 //     stderr instead of syslog facility mail), --check (print every problem as FILE:LINE:COL:
 //     message on stderr, exit 0 when the file is valid, 1 otherwise);
 //  2. loads the config and lets the Service compile and install its state (errors: exit 1);
-//  3. binds every `listen` endpoint of the service's section (and metrics_listen), THEN drops
-//     privileges to `user`, then calls Service::start and logs "ready: listening on ...";
+//  3. raises the soft RLIMIT_NOFILE to the hard limit (the connection caps are sized below it,
+//     docs/connection-limits.md), binds every `listen` endpoint of the service's section (and
+//     metrics_listen), THEN drops privileges to `user`, then calls Service::start and logs
+//     "ready: listening on ..."; connections are admitted by the section's allowed_users and the
+//     skeleton's per-peer limits (server.h);
 //  4. runs a libevent loop: SIGHUP reloads OFF the loop: a worker thread runs loadConfig +
 //     Service::configure(install=false) (so configure(install=false) must touch nothing the loop
 //     uses), then the loop thread installs the result with Service::configure(install=true) on
@@ -31,6 +34,7 @@
 #include "common/config.h"
 #include "common/diagnostics.h"
 #include "common/server/connection.h"
+#include "common/server/connection_limits.h"
 #include "common/server/metrics.h"
 
 namespace relaykit {
@@ -58,6 +62,10 @@ std::shared_ptr<const Config> loadServiceConfig(const std::string& path, Service
 // Opens a listener for each endpoint of `settings` (socket_mode/socket_owner applied to unix
 // ones). On error closes what it opened and returns the error.
 StatusOr<std::vector<int>> bindEndpoints(const DaemonSettings& settings);
+
+// The peer policy of a daemon section: root and postfix trusted, plus allowed_users (who are
+// then the only users let in, with root). For daemons that build their own Server.
+PeerPolicy peerPolicyFor(const DaemonSettings& settings);
 
 // The whole daemon. Returns the process exit code.
 int runDaemon(int argc, char** argv, const std::string& program, Service& service);

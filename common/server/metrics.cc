@@ -1,18 +1,11 @@
-// metrics.cc: registry, text exposition rendering and the evhttp endpoint; see metrics.h.
+// metrics.cc: registry and text exposition rendering; see metrics.h (the HTTP endpoint is in
+// metrics_http.cc).
 #include "common/server/metrics.h"
-
-#include <event2/buffer.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <event2/thread.h>
-#include <unistd.h>
 
 #include <cassert>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-
-#include "common/server/listener.h"
 
 namespace relaykit {
 
@@ -219,119 +212,6 @@ std::string MetricsRegistry::render() const {
     f->render(&out);
   }
   return out;
-}
-
-// ---- HTTP ----
-
-void MetricsHttpServer::handle(evhttp_request* req, void* arg) {
-  auto* self = static_cast<MetricsHttpServer*>(arg);
-  const char* uri = evhttp_request_get_uri(req);
-  std::string path = uri != nullptr ? uri : "";
-  auto q = path.find('?');
-  if (q != std::string::npos) {
-    path.resize(q);
-  }
-  evbuffer* body = evbuffer_new();
-  evkeyvalq* headers = evhttp_request_get_output_headers(req);
-  if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
-      evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
-    evhttp_send_error(req, 405, "Method Not Allowed");
-  } else if (path == "/metrics") {
-    std::string text = self->registry_->render();
-    evbuffer_add(body, text.data(), text.size());
-    evhttp_add_header(headers, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-    evhttp_send_reply(req, 200, "OK", body);
-  } else if (path == "/health" || path == "/healthz") {
-    Health health = self->healthy_ ? self->healthy_() : Health::ok();
-    std::string text;
-    switch (health.level) {
-      case Health::Level::Ok:
-        text = "ok\n";
-        break;
-      case Health::Level::Degraded:
-        text = "degraded: " + health.reason + "\n";
-        break;
-      case Health::Level::Unavailable:
-        text = "unavailable: " + health.reason + "\n";
-        break;
-    }
-    const bool up = health.level != Health::Level::Unavailable;
-    evbuffer_add(body, text.data(), text.size());
-    evhttp_add_header(headers, "Content-Type", "text/plain");
-    evhttp_send_reply(req, up ? 200 : 503, up ? "OK" : "Service Unavailable", body);
-  } else {
-    evhttp_send_error(req, 404, "Not Found");
-  }
-  evbuffer_free(body);
-}
-
-StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::create(
-    event_base* base, const Endpoint& endpoint, const MetricsRegistry* registry,
-    HealthCheck healthy) {
-  auto fd = openListener(endpoint);
-  if (!fd) {
-    return Status::error("metrics_listen: " + fd.status().message());
-  }
-  std::unique_ptr<MetricsHttpServer> server(new MetricsHttpServer());
-  server->registry_ = registry;
-  server->healthy_ = std::move(healthy);
-  server->port_ = localPort(*fd);
-  server->http_ = evhttp_new(base);
-  if (server->http_ == nullptr || evhttp_accept_socket(server->http_, *fd) != 0) {
-    close(*fd);
-    return Status::error("metrics_listen: cannot serve HTTP on " + endpoint.toString());
-  }
-  evhttp_set_allowed_methods(server->http_, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-  evhttp_set_gencb(server->http_, &MetricsHttpServer::handle, server.get());
-  return StatusOr<std::unique_ptr<MetricsHttpServer>>(std::move(server));
-}
-
-MetricsHttpServer::~MetricsHttpServer() {
-  if (http_ != nullptr) {
-    evhttp_free(http_);  // closes the bound socket too
-  }
-}
-
-StatusOr<std::unique_ptr<MetricsThread>> MetricsThread::start(const Endpoint& endpoint,
-                                                              const MetricsRegistry* registry,
-                                                              HealthCheck healthy) {
-  static std::once_flag threadsOnce;
-  std::call_once(threadsOnce, [] { evthread_use_pthreads(); });
-  std::unique_ptr<MetricsThread> t(new MetricsThread());
-  t->base_ = event_base_new();
-  if (t->base_ == nullptr) {
-    return Status::error("metrics_listen: cannot create an event loop");
-  }
-  auto server = MetricsHttpServer::create(t->base_, endpoint, registry, std::move(healthy));
-  if (!server) {
-    event_base_free(t->base_);
-    t->base_ = nullptr;
-    return server.status();
-  }
-  t->server_ = std::move(*server);
-  // event_base_loopbreak from another thread is lost if it comes before the loop starts (the loop
-  // clears the flag on entry); an activated event is not.
-  t->stop_ = event_new(
-      t->base_, -1, 0,
-      [](evutil_socket_t, short, void* arg) {
-        event_base_loopbreak(static_cast<event_base*>(arg));
-      },
-      t->base_);
-  event_base* base = t->base_;
-  t->thread_ = std::thread([base] { event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY); });
-  return StatusOr<std::unique_ptr<MetricsThread>>(std::move(t));
-}
-
-MetricsThread::~MetricsThread() {
-  if (base_ != nullptr) {
-    event_active(stop_, EV_READ, 0);
-    if (thread_.joinable()) {
-      thread_.join();
-    }
-    event_free(stop_);
-    server_.reset();
-    event_base_free(base_);
-  }
 }
 
 }  // namespace relaykit

@@ -8,10 +8,12 @@
 // series and rendering take the family's mutex. Keep label values bounded (map names, answer kinds,
 // never keys or addresses).
 //
-// The HTTP side (evhttp) answers GET /metrics and GET /health on `metrics_listen`, either on the
-// daemon's own event base (MetricsHttpServer) or on a thread of its own (MetricsThread, for the
-// milter, whose main thread runs libmilter's loop). Both bind when created, i.e. before the daemon
-// drops privileges.
+// The HTTP side answers GET /metrics and GET /health on `metrics_listen`, either on the daemon's
+// own event base (MetricsHttpServer) or on a thread of its own (MetricsThread, for daemons that
+// run another loop). Both bind when created, i.e. before the daemon drops privileges. It runs on
+// the shared connection skeleton (server.h) with its own small limits (kMaxMetricsConnections,
+// timeouts, the bounded request codec of http_request.h): HTTP/1.0 and 1.1 keep-alive, GET and
+// HEAD only, no request bodies (docs/connection-limits.md).
 #pragma once
 
 #include <atomic>
@@ -29,11 +31,15 @@
 #include "common/status.h"
 
 struct event_base;
-struct evhttp;
-struct evhttp_request;
 struct event;
 
 namespace relaykit {
+
+class Server;
+
+// Connections the metrics endpoint holds at once (a scraper needs one or two), and per peer.
+inline constexpr std::size_t kMaxMetricsConnections = 32;
+inline constexpr std::size_t kMaxMetricsConnectionsPerPeer = 8;
 
 using LabelValues = std::vector<std::string>;
 
@@ -188,13 +194,13 @@ class MetricsHttpServer {
   MetricsHttpServer(const MetricsHttpServer&) = delete;
   MetricsHttpServer& operator=(const MetricsHttpServer&) = delete;
   std::uint16_t port() const { return port_; }  // the bound port (for port 0)
+  // Counts the endpoint's own refused/evicted connections and errors (server="metrics").
+  void countInto(MetricsRegistry* registry);
 
  private:
   MetricsHttpServer() = default;
-  static void handle(struct evhttp_request* req, void* arg);
-  evhttp* http_ = nullptr;
-  const MetricsRegistry* registry_ = nullptr;
-  HealthCheck healthy_;
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<Server> server_;
   std::uint16_t port_ = 0;
 };
 

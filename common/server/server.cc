@@ -5,14 +5,19 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
+#include <pwd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <exception>
 
 #include "common/server/listener.h"
 #include "common/server/logging.h"
+#include "common/server/metrics.h"
 
 namespace relaykit {
 
@@ -22,6 +27,10 @@ namespace {
 constexpr int kAcceptPauseMs = 100;
 // Log at most one "too many connections" line per this many refused connections.
 constexpr std::uint64_t kRefusedLogEvery = 100;
+// Log at most one eviction line per this many evictions.
+constexpr std::uint64_t kEvictedLogEvery = 100;
+// The user Postfix's daemons run as (mail_owner's default), trusted by default.
+constexpr char kPostfixUser[] = "postfix";
 
 std::string peerName(const sockaddr* addr, int len) {
   char buf[INET6_ADDRSTRLEN] = {0};
@@ -47,8 +56,42 @@ void reenableListener(evutil_socket_t, short, void* arg) {
 
 }  // namespace
 
+std::uint64_t openFileLimit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    return 1024;
+  }
+  return rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : static_cast<std::uint64_t>(rl.rlim_cur);
+}
+
+std::uint64_t raiseOpenFileLimit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rlimit raised = rl;
+    raised.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) != 0) {
+      logWarning(std::string("cannot raise the open-file limit to ") + std::to_string(rl.rlim_max) +
+                 ": " + std::strerror(errno));
+    }
+  }
+  return openFileLimit();
+}
+
+std::vector<uid_t> defaultTrustedUids() {
+  std::vector<uid_t> uids{0};
+  if (const passwd* pw = getpwnam(kPostfixUser)) {
+    uids.push_back(pw->pw_uid);
+  }
+  return uids;
+}
+
 Server::Server(event_base* base, Service* service, ServerLimits limits)
-    : base_(base), service_(service), limits_(limits) {}
+    : base_(base), service_(service), limits_(limits) {
+  caps_ = computeConnectionCaps(limits_.maxConnections, limits_.reservedConnections,
+                                limits_.maxConnectionsPerUser, limits_.maxConnectionsPerAddress,
+                                openFileLimit());
+  policy_.trustedUids = defaultTrustedUids();
+}
 
 Server::~Server() {
   shutdown();
@@ -66,6 +109,41 @@ Status Server::addListener(int listenFd, std::string description) {
   return Status::ok();
 }
 
+void Server::setMetrics(MetricsRegistry* registry, const std::string& name) {
+  metricsName_ = name;
+  refused_ = &registry->counter(
+      "relaykit_connections_refused_total",
+      "New connections closed at once, by server and reason (total, shared, per_peer, "
+      "not_allowed)",
+      {"server", "reason"});
+  evicted_ =
+      &registry->counter("relaykit_connections_evicted_total",
+                         "Idle connections closed to make room for a new one, by server and reason",
+                         {"server", "reason"});
+  errors_ = &registry->counter(
+      "relaykit_connection_errors_total",
+      "Connections closed by the skeleton, by server and reason (exception, request_timeout, "
+      "write_timeout, input_limit, idle_timeout)",
+      {"server", "reason"});
+  registry
+      ->gauge("relaykit_connection_limit",
+              "Connection caps in force, by server and kind (total, reserved, per_user, "
+              "per_address)",
+              {"server", "kind"})
+      .labels({name, "total"})
+      .set(static_cast<double>(caps_.total));
+  auto& limit = registry->gauge("relaykit_connection_limit", "", {"server", "kind"});
+  limit.labels({name, "reserved"}).set(static_cast<double>(caps_.reserved));
+  limit.labels({name, "per_user"}).set(static_cast<double>(caps_.perUser));
+  limit.labels({name, "per_address"}).set(static_cast<double>(caps_.perAddress));
+}
+
+void Server::countConnectionError(const char* reason) {
+  if (errors_ != nullptr) {
+    errors_->labels({metricsName_, reason}).inc();
+  }
+}
+
 void Server::shutdown() {
   for (auto* l : listeners_) {
     evconnlistener_free(l);
@@ -73,34 +151,154 @@ void Server::shutdown() {
   listeners_.clear();
   auto connections = std::move(connections_);
   connections_.clear();
-  for (auto& [id, conn] : connections) {
-    conn->close();
+  for (auto& [id, entry] : connections) {
+    entry.conn->close();
   }
+  untrusted_ = 0;
+  perPeer_.clear();
 }
 
 void Server::forget(std::uint64_t id) {
-  connections_.erase(id);
+  auto it = connections_.find(id);
+  if (it == connections_.end()) {
+    return;
+  }
+  if (!it->second.trusted && untrusted_ > 0) {
+    --untrusted_;
+  }
+  if (!it->second.peerKey.empty()) {
+    auto p = perPeer_.find(it->second.peerKey);
+    if (p != perPeer_.end() && --p->second == 0) {
+      perPeer_.erase(p);
+    }
+  }
+  connections_.erase(it);
 }
 
 void Server::onAccept(evconnlistener*, int fd, sockaddr* addr, int len, void* arg) {
   auto* self = static_cast<Server*>(arg);
-  if (self->connections_.size() >= self->limits_.maxConnections) {
-    if (self->refusedSinceLog_++ % kRefusedLogEvery == 0) {
-      logWarning("too many connections (" + std::to_string(self->connections_.size()) +
-                 "): refusing " + peerName(addr, len));
+  try {
+    self->accept(fd, addr, len);
+  } catch (const std::exception& e) {
+    // The connection may or may not be in the table; a half-set-up one is closed by its owner.
+    logError(std::string("accept: unexpected exception: ") + e.what());
+    self->countConnectionError("exception");
+  } catch (...) {
+    logError("accept: unexpected exception");
+    self->countConnectionError("exception");
+  }
+}
+
+void Server::refuse(int fd, const char* reason, const std::string& who, const PeerIdentity& peer) {
+  if (refused_ != nullptr) {
+    refused_->labels({metricsName_, reason}).inc();
+  }
+  if (refusedSinceLog_++ % kRefusedLogEvery == 0) {
+    logWarning("refusing connection from " + who + " (" + peer.describe() + "): " +
+               (std::string(reason) == "not_allowed"
+                    ? std::string("user not in allowed_users")
+                    : "connection limit (" + std::string(reason) + ") reached with " +
+                          std::to_string(connections_.size()) + " connections") +
+               " (logged once per " + std::to_string(kRefusedLogEvery) + ")");
+  }
+  close(fd);
+}
+
+bool Server::makeRoom(const AdmissionDecision& decision, const std::string& peerKey,
+                      const std::string& who) {
+  std::vector<EvictionCandidate> candidates;
+  candidates.reserve(connections_.size());
+  for (const auto& [id, entry] : connections_) {
+    if (decision.scope == AdmissionDecision::Scope::kSamePeer && entry.peerKey != peerKey) {
+      continue;
     }
-    close(fd);
+    EvictionCandidate c;
+    c.id = id;
+    c.idle = entry.conn->isIdle();
+    c.trusted = entry.trusted;
+    c.peerKey = entry.peerKey;
+    c.idleSinceMs = entry.conn->lastActivityMs();
+    candidates.push_back(std::move(c));
+  }
+  auto victim = chooseEviction(candidates, decision.scope, peerKey);
+  if (!victim) {
+    return false;
+  }
+  auto it = connections_.find(*victim);
+  if (it == connections_.end()) {
+    return false;
+  }
+  std::shared_ptr<Connection> conn = it->second.conn;
+  if (evicted_ != nullptr) {
+    evicted_->labels({metricsName_, decision.reason}).inc();
+  }
+  if (evictedSinceLog_++ % kEvictedLogEvery == 0) {
+    logWarning("connection limit (" + std::string(decision.reason) +
+               ") reached: closing the oldest idle connection, from " + conn->peer() +
+               ", to admit " + who + " (logged once per " + std::to_string(kEvictedLogEvery) + ")");
+  }
+  conn->close();
+  return true;
+}
+
+void Server::accept(int fd, sockaddr* addr, int len) {
+  const std::string name = peerName(addr, len);
+  const PeerIdentity peer = resolver_.resolve(fd, addr, static_cast<socklen_t>(len));
+  if (!policy_.isAllowed(peer)) {
+    refuse(fd, "not_allowed", name, peer);
     return;
   }
+  const bool trusted = policy_.isTrusted(peer);
+  const std::string key = trusted ? std::string() : peer.key();
+  std::size_t peerCap = 0;
+  if (!key.empty()) {
+    peerCap = peer.kind == PeerIdentity::Kind::kAddress ? caps_.perAddress : caps_.perUser;
+  }
+  AdmissionCounts counts;
+  counts.total = connections_.size();
+  counts.untrusted = untrusted_;
+  if (!key.empty()) {
+    auto p = perPeer_.find(key);
+    counts.samePeer = p != perPeer_.end() ? p->second : 0;
+  }
+  AdmissionDecision decision = decideAdmission(counts, trusted, peerCap, caps_);
+  if (decision.action != AdmissionDecision::Action::kAdmit) {
+    if (decision.action == AdmissionDecision::Action::kRefuse || !makeRoom(decision, key, name)) {
+      refuse(fd, decision.reason, name, peer);
+      return;
+    }
+  }
   setTcpNoDelay(fd);
-  std::uint64_t id = self->nextId_++;
-  auto conn = std::make_shared<Connection>(self, fd, id, peerName(addr, len));
-  if (!conn->start(self->limits_)) {
-    logWarning("cannot set up a connection from " + peerName(addr, len));
+  std::uint64_t id = nextId_++;
+  auto conn = std::make_shared<Connection>(this, fd, id, name);
+  if (!conn->start(limits_)) {
+    logWarning("cannot set up a connection from " + name);
     return;  // conn's destructor closes fd
   }
-  conn->setHandler(self->service_->newConnection(*conn));
-  self->connections_[id] = conn;
+  Entry entry;
+  entry.conn = conn;
+  entry.peerKey = key;
+  entry.trusted = trusted;
+  connections_[id] = entry;
+  if (!trusted) {
+    ++untrusted_;
+  }
+  if (!key.empty()) {
+    ++perPeer_[key];
+  }
+  std::unique_ptr<ConnectionHandler> handler;
+  try {
+    handler = service_->newConnection(*conn);
+  } catch (const std::exception& e) {
+    conn->closeForError("exception", "closing connection from " + name +
+                                         ": unexpected exception setting it up: " + e.what());
+    return;
+  }
+  if (!handler) {
+    conn->close();
+    return;
+  }
+  conn->setHandler(std::move(handler));
 }
 
 void Server::onAcceptError(evconnlistener* listener, void*) {

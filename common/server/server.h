@@ -1,23 +1,45 @@
 // server.h: accepts connections on listening sockets and runs them on one libevent loop.
 //
 // A Server is bound to an event base and a Service; it owns the listeners handed to it and every
-// live Connection. Accepted TCP sockets get TCP_NODELAY. Over ServerLimits::maxConnections, new
-// connections are closed at once. Not thread-safe: use it on the loop thread only.
+// live Connection. Accepted TCP sockets get TCP_NODELAY. Each accepted connection is admitted by
+// the rules of connection_limits.h (docs/connection-limits.md): its peer is identified (uid by
+// SO_PEERCRED or sock_diag, else remote address), refused when a PeerPolicy's allowed users do not
+// include it, and when the table is full the oldest idle connection its class may displace is
+// evicted; only when there is none is the new connection closed at once (rate-limited log line).
+// Caps come from ServerLimits, lowered to fit the soft RLIMIT_NOFILE at construction. Refused and
+// evicted connections and per-connection errors are counted when setMetrics() was called. Not
+// thread-safe: use it on the loop thread only.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/server/connection.h"
+#include "common/server/connection_limits.h"
+#include "common/server/peer_credentials.h"
 
 struct evconnlistener;
 struct event_base;
 struct sockaddr;
 
 namespace relaykit {
+
+class Counter;
+template <typename T>
+class MetricFamily;
+using CounterFamily = MetricFamily<Counter>;
+
+// Raises the soft RLIMIT_NOFILE to the hard limit (systemd starts services with a soft limit of
+// 1024 and a much higher hard one). Returns the soft limit in force afterwards.
+std::uint64_t raiseOpenFileLimit();
+// The soft RLIMIT_NOFILE now.
+std::uint64_t openFileLimit();
+// The uids trusted by default: root and the `postfix` user (when it exists).
+std::vector<uid_t> defaultTrustedUids();
 
 class Server {
  public:
@@ -28,6 +50,15 @@ class Server {
 
   // Serves connections accepted on `listenFd` (a bound, listening socket; the Server owns it).
   Status addListener(int listenFd, std::string description);
+  // Who is trusted and who is let in (default: root and postfix trusted, everyone allowed).
+  void setPeerPolicy(PeerPolicy policy) { policy_ = std::move(policy); }
+  // Counts refusals, evictions and connection errors under label server="NAME" in `registry`
+  // (relaykit_connections_refused_total, relaykit_connections_evicted_total,
+  // relaykit_connection_errors_total) and publishes the caps (relaykit_connection_limit).
+  void setMetrics(MetricsRegistry* registry, const std::string& name);
+  const ConnectionCaps& caps() const { return caps_; }
+  // Called by Connection on an error close ("exception", "request_timeout", ...).
+  void countConnectionError(const char* reason);
   // Stops accepting and closes every connection (clean stop).
   void shutdown();
   std::size_t connectionCount() const { return connections_.size(); }
@@ -41,13 +72,34 @@ class Server {
   static void onAccept(evconnlistener* listener, int fd, sockaddr* addr, int len, void* arg);
   static void onAcceptError(evconnlistener* listener, void* arg);
 
+  struct Entry {
+    std::shared_ptr<Connection> conn;
+    std::string peerKey;  // "" when the peer has no per-peer cap
+    bool trusted = false;
+  };
+  void accept(int fd, sockaddr* addr, int len);
+  // Makes room for a peer as `decision` says; false when no connection may be evicted.
+  bool makeRoom(const AdmissionDecision& decision, const std::string& peerKey,
+                const std::string& who);
+  void refuse(int fd, const char* reason, const std::string& who, const PeerIdentity& peer);
+
   event_base* base_;
   Service* service_;
   ServerLimits limits_;
+  ConnectionCaps caps_;
+  PeerPolicy policy_;
+  PeerResolver resolver_;
   std::vector<evconnlistener*> listeners_;
-  std::map<std::uint64_t, std::shared_ptr<Connection>> connections_;
+  std::map<std::uint64_t, Entry> connections_;
+  std::size_t untrusted_ = 0;
+  std::unordered_map<std::string, std::size_t> perPeer_;
   std::uint64_t nextId_ = 1;
   std::uint64_t refusedSinceLog_ = 0;
+  std::uint64_t evictedSinceLog_ = 0;
+  CounterFamily* refused_ = nullptr;
+  CounterFamily* evicted_ = nullptr;
+  CounterFamily* errors_ = nullptr;
+  std::string metricsName_;
 };
 
 }  // namespace relaykit

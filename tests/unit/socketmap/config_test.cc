@@ -153,7 +153,7 @@ TEST(ConfigTest, UnknownTopLevelKey) {
 TEST(ConfigTest, UnknownKeysInSections) {
   EXPECT_EQ(problems("socketmap:\n  listen: inet:127.0.0.1:1\n  usr: relaykit\n"),
             "t.yaml:3:3: unknown key \"usr\" in socketmap (allowed: listen, socket_mode, "
-            "socket_owner, user, metrics_listen)\n");
+            "socket_owner, user, metrics_listen, allowed_users)\n");
   EXPECT_EQ(problems("tables:\n  t:\n    serch: exact\n    sources: [{entries: {a: b}}]\n"),
             "t.yaml:3:5: unknown key \"serch\" in table \"t\" (allowed: search, "
             "propagate_unmatched_extensions, sources)\n");
@@ -170,9 +170,21 @@ TEST(ConfigTest, MilterAndPolicyKeysAreLeftToTheirComponents) {
   EXPECT_TRUE(isCommonDaemonKey("metrics_listen"));
   EXPECT_FALSE(isCommonDaemonKey("on_error"));
   auto keys = allowedKeysWithDaemonKeys({"on_error"});
-  ASSERT_EQ(keys.size(), 6u);
+  ASSERT_EQ(keys.size(), 7u);
   EXPECT_EQ(keys[0], "on_error");
   EXPECT_EQ(keys[1], "listen");
+}
+
+TEST(ConfigTest, AllowedUsersAreResolvedAtLoad) {
+  Diagnostics diags;
+  auto config = load("policy:\n  allowed_users: [root, nobody]\n", &diags);
+  ASSERT_NE(config, nullptr) << diags.formatAll();
+  ASSERT_TRUE(config->policy.allowedUsers.has_value());
+  EXPECT_EQ(config->policy.allowedUids.size(), 2u);
+  EXPECT_EQ(config->policy.allowedUids[0], 0u);
+  EXPECT_FALSE(config->socketmap.allowedUsers.has_value());
+  EXPECT_EQ(problems("socketmap:\n  allowed_users: [no-such-user-relaykit]\n"),
+            "t.yaml:2:18: allowed_users: unknown user \"no-such-user-relaykit\"\n");
 }
 
 TEST(ConfigTest, WrongTypes) {
@@ -302,9 +314,10 @@ TEST(ConfigTest, LoadsFromFile) {
   Diagnostics diags;
   auto config = loadConfig(path, &diags);
   EXPECT_EQ(config, nullptr);
-  EXPECT_EQ(diags.formatAll(), std::string(path) +
-                                   ":3:3: unknown key \"bad\" in socketmap (allowed: listen, "
-                                   "socket_mode, socket_owner, user, metrics_listen)\n");
+  EXPECT_EQ(diags.formatAll(),
+            std::string(path) +
+                ":3:3: unknown key \"bad\" in socketmap (allowed: listen, "
+                "socket_mode, socket_owner, user, metrics_listen, allowed_users)\n");
   unlink(path);
 }
 
