@@ -60,9 +60,13 @@ class Parser {
       r_.error(map, what + ": needs both max and per");
       return;
     }
-    auto max = r_.asInt(maxNode, 1);
+    auto max = r_.asInt(maxNode, 1, kMaxWindowMax);
     auto per = r_.asDuration(perNode);
     if (!max || !per) {
+      return;
+    }
+    if (per->count() > kMaxWindowPeriodMs) {
+      r_.error(perNode, what + ": per: at most 366d");
       return;
     }
     RateWindow w{*max, static_cast<std::int64_t>(per->count()) * 1000};

@@ -72,6 +72,11 @@ struct RelayRule {
   std::string filter;                         // transport:nexthop
 };
 
+// Bounds of one window (`max`, `per`): far beyond any real limit, small enough that every GCRA
+// product (cost x period, cost <= max) is exact enough in a double and no TAT nears INT64_MAX.
+inline constexpr std::int64_t kMaxWindowMax = 1000000000000000;               // 10^15 units
+inline constexpr std::int64_t kMaxWindowPeriodMs = 366LL * 24 * 3600 * 1000;  // 366 days
+
 // sockaddr_un holds 108 bytes with the terminating NUL.
 inline constexpr std::size_t kMaxAdminSocketPath = 107;
 

@@ -59,6 +59,12 @@ class PolicyHandler : public ConnectionHandler {
       evbuffer_drain(input, consumed);
     }
     for (PolicyRequest& r : requests) {
+      if (Status s = checkRequest(r); !s.isOk()) {
+        logWarning("closing policy connection from " + conn.peer() + ": " + s.message());
+        service_->countProtocolError("malformed");
+        conn.close();
+        return;
+      }
       queue_.push_back(std::move(r));
     }
     if (queue_.size() > kMaxQueuedRequests) {
