@@ -14,8 +14,9 @@ namespace relaykit::policy {
 
 namespace {
 
-const std::vector<std::string> kLimitKeys = {"name",    "key",   "count",     "max",   "per",
-                                             "windows", "reply", "warn_only", "exempt"};
+const std::vector<std::string> kLimitKeys = {
+    "name",    "key",   "count",     "max",    "per",
+    "windows", "reply", "warn_only", "exempt", "recipient_delimiter"};
 const std::vector<std::string> kRelayKeys = {"sender", "filter", "client", "sasl_user",
                                              "recipient_domain"};
 const std::vector<std::string> kExemptKeys = {"clients", "senders", "sasl_users"};
@@ -159,6 +160,24 @@ class Parser {
           !std::isdigit(static_cast<unsigned char>(t[1])) ||
           !std::isdigit(static_cast<unsigned char>(t[2])) || t[3] != ' ') {
         r_.error(reply, what + ": reply must start with a 4NN or 5NN code and a space");
+      }
+    }
+    rule.recipientDelimiter = config_->postfix->recipientDelimiter.empty()
+                                  ? std::string(kDefaultLimitDelimiter)
+                                  : config_->postfix->recipientDelimiter;
+    if (const YAML::Node d = YamlReader::child(node, "recipient_delimiter"); d.IsDefined()) {
+      const std::optional<std::string> set = r_.asString(d);
+      if (set && (set->size() > kMaxDelimiterSet ||
+                  set->find_first_of(std::string("@\0", 2)) != std::string::npos)) {
+        r_.error(d, what + ": recipient_delimiter: at most " + std::to_string(kMaxDelimiterSet) +
+                        " characters, not '@'");
+      } else if (set) {
+        rule.recipientDelimiter = *set;
+      }
+    }
+    for (KeyPart& part : rule.key) {
+      if (part.kind == KeyPart::Kind::kAttribute && isAddressAttribute(part.attribute)) {
+        part.extensionDelimiters = rule.recipientDelimiter;
       }
     }
     r_.getBool(node, "warn_only", &rule.warnOnly);

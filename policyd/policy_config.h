@@ -48,8 +48,16 @@ struct Exemptions {
 enum class CountUnit { kMessages, kRecipients, kBytes };
 const char* countUnitName(CountUnit unit);
 
+// The extension delimiters a limit folds when neither it nor the `postfix:` section names any
+// (see policyd/README.md, "Address extensions").
+inline constexpr const char* kDefaultLimitDelimiter = "+";
+inline constexpr std::size_t kMaxDelimiterSet = 16;
+
 struct LimitRule {
   std::string name;
+  // recipient_delimiter: the set of characters that split an address extension off the sender
+  // and recipient parts of the key ("" keeps extensions).
+  std::string recipientDelimiter;
   std::vector<KeyPart> key;
   CountUnit count = CountUnit::kMessages;
   std::vector<RateWindow> windows;
