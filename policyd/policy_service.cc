@@ -358,17 +358,23 @@ void PolicyService::logStoreError(const std::string& line) {
 }
 
 void PolicyService::rememberRecipient(const std::string& instance, const std::string& recipient) {
-  if (instance.empty() || recipient.empty()) {
-    return;
+  const RecipientTracker::Result result = recipients_.remember(instance, recipient);
+  if (result == RecipientTracker::Result::kMessageFull) {
+    countProtocolError("untracked_recipients");
+    logWarning("message instance " + instance.substr(0, 64) + ": more than " +
+               std::to_string(kMaxTrackedRecipients) + " recipients or " +
+               std::to_string(kMaxTrackedBytesPerMessage) +
+               " bytes of them; the rest are not charged to recipient-keyed limits");
   }
-  if (recipients_.size() >= kMaxTrackedInstances && recipients_.count(instance) == 0) {
-    logWarning("more than " + std::to_string(kMaxTrackedInstances) +
-               " open messages tracked; forgetting their recipients");
-    recipients_.clear();
-  }
-  std::vector<std::string>& list = recipients_[instance];
-  if (list.size() < kMaxTrackedRecipients) {
-    list.push_back(recipient);
+  // Evictions come in floods (one per new message while full): one line per second at most.
+  const auto now = std::chrono::steady_clock::now();
+  if (recipients_.evicted() != seenEvictions_ && now - lastEvictionLog_ >= kStoreErrorLogInterval) {
+    countProtocolError("untracked_recipients");
+    logWarning("open messages tracked beyond " + std::to_string(kMaxTrackedInstances) + " or " +
+               std::to_string(kMaxTrackedBytes) + " bytes: forgot the recipients of " +
+               std::to_string(recipients_.evicted() - seenEvictions_) + " oldest message(s)");
+    seenEvictions_ = recipients_.evicted();
+    lastEvictionLog_ = now;
   }
 }
 
@@ -382,13 +388,13 @@ void PolicyService::decideRequest(PolicyRequest request, std::function<void(std:
   std::vector<std::string> accepted;
   bool haveAccepted = false;
   if (config->tracksRecipients && stage != Stage::kRcpt) {
-    auto it = recipients_.find(std::string(request.get("instance")));
-    if (it != recipients_.end()) {
-      accepted = stage == Stage::kEndOfMessage ? std::move(it->second) : it->second;
+    TrackedRecipients tracked;
+    if (stage == Stage::kEndOfMessage) {
+      haveAccepted = recipients_.take(request.get("instance"), &tracked);
+      accepted = std::move(tracked.recipients);
+    } else if (const TrackedRecipients* t = recipients_.find(request.get("instance"))) {
+      accepted = t->recipients;
       haveAccepted = true;
-      if (stage == Stage::kEndOfMessage) {
-        recipients_.erase(it);
-      }
     }
   }
   Plan plan = planRequest(*config, request, haveAccepted ? &accepted : nullptr);

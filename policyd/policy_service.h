@@ -26,6 +26,7 @@
 #include "policyd/policy_config.h"
 #include "policyd/policy_engine.h"
 #include "policyd/rate_store.h"
+#include "policyd/recipient_tracker.h"
 #include "policyd/redis_store.h"
 
 namespace relaykit::policy {
@@ -34,9 +35,6 @@ namespace relaykit::policy {
 inline constexpr std::chrono::seconds kPolicyIdleTimeout{600};
 // Requests queued on one connection (Postfix sends one at a time; more is abuse).
 inline constexpr std::size_t kMaxQueuedRequests = 16;
-// Recipients remembered per message `instance` between RCPT and END-OF-MESSAGE.
-inline constexpr std::size_t kMaxTrackedInstances = 100000;
-inline constexpr std::size_t kMaxTrackedRecipients = 1000;
 // Store errors are logged at most this often (the rest are counted in the next line).
 inline constexpr std::chrono::seconds kStoreErrorLogInterval{1};
 
@@ -83,7 +81,9 @@ class PolicyService : public Service {
   std::unique_ptr<Server> adminServer_;
   event* metricsTimer_ = nullptr;  // refreshes the Redis gauges once a second
   std::string storeName_ = "memory";
-  std::unordered_map<std::string, std::vector<std::string>> recipients_;  // instance -> accepted
+  RecipientTracker recipients_;  // instance -> accepted at RCPT (bounded: recipient_tracker.h)
+  std::size_t seenEvictions_ = 0;
+  std::chrono::steady_clock::time_point lastEvictionLog_{};
   // Metrics (set in start()).
   CounterFamily* requests_ = nullptr;
   CounterFamily* answers_ = nullptr;
