@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -20,6 +21,9 @@ namespace relaykit::policy {
 
 namespace {
 
+// TIME seconds beyond this (year ~33658) cannot be a real clock, and their microseconds would
+// overflow.
+constexpr std::int64_t kMaxRedisTimeSeconds = 1000000000000;
 // SCAN batch size and a bound on the keys one command walks through.
 constexpr int kScanCount = 1000;
 constexpr std::size_t kMaxScannedKeys = 10000000;
@@ -46,6 +50,29 @@ StatusOr<Reply> command(redisContext* c, const std::vector<std::string>& args) {
     return Status::error(std::string("redis: ") + reply->str);
   }
   return reply;
+}
+
+// A decimal integer read from Redis (TIME fields, stored TATs): checked, never thrown. Redis
+// data can be written by anyone who can reach Redis, so it is parsed as untrusted input.
+StatusOr<std::int64_t> parseRedisInteger(std::string_view text, const std::string& what) {
+  std::int64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || value < 0) {
+    std::string shown;
+    for (char c : text.substr(0, 40)) {
+      shown += (c >= 0x20 && c < 0x7f) ? c : '?';
+    }
+    return Status::error("redis: malformed " + what + " \"" + shown +
+                         (text.size() > 40 ? "...\"" : "\"") +
+                         " (expected a non-negative decimal integer)");
+  }
+  return value;
+}
+
+std::string_view replyText(const redisReply* r) {
+  return r != nullptr && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
+             ? std::string_view(r->str, r->len)
+             : std::string_view();
 }
 
 std::string globEscape(const std::string& s) {
@@ -135,8 +162,15 @@ StatusOr<std::vector<WindowState>> RedisAdmin::show(const LimitTarget& target) {
   if (t->type != REDIS_REPLY_ARRAY || t->elements != 2) {
     return Status::error("redis: unexpected TIME reply");
   }
-  const std::int64_t now =
-      std::stoll(t->element[0]->str) * 1000000 + std::stoll(t->element[1]->str);
+  StatusOr<std::int64_t> seconds = parseRedisInteger(replyText(t->element[0]), "TIME seconds");
+  StatusOr<std::int64_t> micros = parseRedisInteger(replyText(t->element[1]), "TIME microseconds");
+  if (!seconds.isOk() || !micros.isOk()) {
+    return seconds.isOk() ? micros.status() : seconds.status();
+  }
+  if (*seconds > kMaxRedisTimeSeconds || *micros >= 1000000) {
+    return Status::error("redis: TIME out of range");
+  }
+  const std::int64_t now = *seconds * 1000000 + *micros;
   std::vector<WindowState> out;
   for (const RateWindow& w : target.rule->windows) {
     auto r = command(c_, {"HGET", prefix_ + target.key, std::to_string(w.periodUs)});
@@ -146,11 +180,20 @@ StatusOr<std::vector<WindowState>> RedisAdmin::show(const LimitTarget& target) {
     WindowState state;
     state.window = w;
     if ((*r)->type == REDIS_REPLY_STRING) {  // "TAT:MAX"
-      const std::string value((*r)->str, (*r)->len);
+      const std::string_view value((*r)->str, (*r)->len);
       const auto colon = value.find(':');
-      state.tatUs = std::stoll(value.substr(0, colon));
-      if (colon != std::string::npos) {
-        state.tatUs = gcraRescale(state.tatUs, now, std::stoll(value.substr(colon + 1)), w.max);
+      const std::string what = "counter in " + prefix_ + target.key;
+      StatusOr<std::int64_t> tat = parseRedisInteger(value.substr(0, colon), what);
+      if (!tat.isOk()) {
+        return tat.status();
+      }
+      state.tatUs = *tat;
+      if (colon != std::string_view::npos) {
+        StatusOr<std::int64_t> max = parseRedisInteger(value.substr(colon + 1), what);
+        if (!max.isOk()) {
+          return max.status();
+        }
+        state.tatUs = gcraRescale(state.tatUs, now, *max, w.max);
       }
     }
     state.remaining = gcraRemaining(state.tatUs, now, w);
