@@ -300,6 +300,22 @@ void PolicyService::stop() {
   memory_ = nullptr;
 }
 
+Health PolicyService::health() const {
+  if (redis_ == nullptr || redis_->stats().connected) {
+    return Health::ok();
+  }
+  const RedisStoreSettings& r = redis_->settings();
+  const std::string where =
+      r.unixPath.empty() ? r.host + ":" + std::to_string(r.port) : "unix:" + r.unixPath;
+  std::shared_ptr<const PolicyConfig> config = config_.get();
+  if (config != nullptr && config->failOpen) {
+    return Health::degraded("store unreachable (redis at " + where +
+                            "); on_store_error: open, rate limits not enforced");
+  }
+  return Health::unavailable("store unreachable (redis at " + where +
+                             "); on_store_error: closed, limited mail is deferred");
+}
+
 ServerLimits PolicyService::limits() const {
   ServerLimits limits;
   limits.idleTimeout = kPolicyIdleTimeout;

@@ -46,6 +46,10 @@ class PolicyService : public Service {
   Status start(event_base* base, MetricsRegistry* metrics) override;
   void stop() override;
   ServerLimits limits() const override;
+  // /health: with the Redis store and no connection to it, unavailable (503) under
+  // on_store_error: closed (every limited request is deferred) and degraded (200) under open
+  // (mail flows, limits are not enforced); ok otherwise.
+  Health health() const override;
   std::unique_ptr<ConnectionHandler> newConnection(Connection& conn) override;
 
   // For the handlers.
