@@ -66,6 +66,7 @@ struct RedisSettings {
   SourceLocation where;  // the section, for messages
   Endpoint address;      // inet:HOST:PORT or unix:PATH
   int database = 0;
+  std::string username;      // ACL user (AUTH username password); empty: the default user
   std::string passwordFile;  // empty: no AUTH
   std::chrono::milliseconds timeout{kDefaultRedisTimeoutMs};
   std::string keyPrefix = kDefaultRedisKeyPrefix;

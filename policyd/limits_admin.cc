@@ -141,8 +141,16 @@ StatusOr<RedisAdmin> RedisAdmin::connect(const RedisStoreSettings& s) {
   redisSetTimeout(c, tv);
   RedisAdmin admin(c, s.keyPrefix);
   if (!s.password.empty()) {
-    if (auto r = command(c, {"AUTH", s.password}); !r.isOk()) {
-      return r.status();
+    std::vector<std::string> auth = {"AUTH"};
+    if (!s.username.empty()) {
+      auth.push_back(s.username);
+    }
+    auth.push_back(s.password);
+    if (auto r = command(c, auth); !r.isOk()) {
+      // The reply names no secret (WRONGPASS ...); nor does this line.
+      return Status::error("redis at " + where + ": AUTH" +
+                           (s.username.empty() ? "" : " as user \"" + s.username + "\"") +
+                           " failed: " + r.status().message());
     }
   }
   if (s.database != 0) {

@@ -375,6 +375,7 @@ std::shared_ptr<const PolicyConfig> parsePolicyConfig(const Config& config, Diag
     rs.port = address.port;
   }
   rs.database = config.redis.database;
+  rs.username = config.redis.username;
   rs.timeoutMs = static_cast<int>(config.redis.timeout.count());
   rs.keyPrefix = config.redis.keyPrefix;
   if (out->useRedis && !config.redis.passwordFile.empty()) {
@@ -386,6 +387,10 @@ std::shared_ptr<const PolicyConfig> parsePolicyConfig(const Config& config, Diag
     while (!rs.password.empty() && std::isspace(static_cast<unsigned char>(rs.password.back()))) {
       rs.password.pop_back();
     }
+  }
+  if (out->useRedis && !config.redis.username.empty() && config.redis.passwordFile.empty()) {
+    local.error(config.redis.where, "redis username \"" + config.redis.username +
+                                        "\" needs password_file (AUTH username password)");
   }
   if (out->useRedis && !config.redis.present) {
     local.warning(SourceLocation{config.file, 0, 0},

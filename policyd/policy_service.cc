@@ -193,9 +193,10 @@ bool PolicyService::configure(const std::shared_ptr<const Config>& config, Diagn
       const RedisStoreSettings& a = old->redis;
       const RedisStoreSettings& b = policy->redis;
       if (old->useRedis != policy->useRedis ||
-          (policy->useRedis && (a.host != b.host || a.port != b.port || a.unixPath != b.unixPath ||
-                                a.database != b.database || a.password != b.password ||
-                                a.timeoutMs != b.timeoutMs || a.keyPrefix != b.keyPrefix))) {
+          (policy->useRedis &&
+           (a.host != b.host || a.port != b.port || a.unixPath != b.unixPath ||
+            a.database != b.database || a.username != b.username || a.password != b.password ||
+            a.timeoutMs != b.timeoutMs || a.keyPrefix != b.keyPrefix))) {
         logWarning("policy store or redis: settings changed: they take effect after a restart");
       }
     }

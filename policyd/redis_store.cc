@@ -9,6 +9,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 #include "common/server/logging.h"
 #include "policyd/redis_script.h"
@@ -70,15 +71,13 @@ struct RedisStoreCallbacks {
       logWarning(std::string("redis: connect failed: ") + ac->errstr);
       store->ac_ = nullptr;  // hiredis frees the context after this callback
       store->connected_ = false;
+      store->transportUp_ = false;
       store->stats_.connected = false;
       store->scheduleReconnect();
       return;
     }
-    store->connected_ = true;
-    store->stats_.connected = true;
-    store->stats_.connects++;
-    store->backoffMs_ = kMinBackoffMs;
-    logInfo("redis: connected");
+    store->transportUp_ = true;
+    store->setupDone();
   }
   static void onDisconnect(const redisAsyncContext* ac, int status) {
     auto* store = static_cast<RedisStore*>(ac->data);
@@ -89,6 +88,7 @@ struct RedisStoreCallbacks {
                (status == REDIS_OK ? "" : std::string(": ") + ac->errstr));
     store->ac_ = nullptr;  // hiredis frees the context after this callback
     store->connected_ = false;
+    store->transportUp_ = false;
     store->stats_.connected = false;
     store->scheduleReconnect();
   }
@@ -98,12 +98,17 @@ struct RedisStoreCallbacks {
   }
   static void onSetupReply(redisAsyncContext* ac, void* reply, void* privdata) {
     auto* r = static_cast<redisReply*>(reply);
+    auto* store = static_cast<RedisStore*>(ac->data);
     if (r != nullptr && r->type == REDIS_REPLY_ERROR) {
       logError(std::string("redis: ") + static_cast<const char*>(privdata) + " failed: " + r->str);
-      auto* store = static_cast<RedisStore*>(ac->data);
       if (store != nullptr && ac == store->ac_) {
         redisAsyncDisconnect(ac);
       }
+      return;
+    }
+    if (r != nullptr && store != nullptr && ac == store->ac_) {
+      --store->setupPending_;
+      store->setupDone();
     }
   }
   static void onTimer(evutil_socket_t, short, void* arg) {
@@ -139,6 +144,17 @@ void RedisStore::start() {
   connect();
 }
 
+void RedisStore::setupDone() {
+  if (!transportUp_ || setupPending_ > 0 || connected_) {
+    return;
+  }
+  connected_ = true;
+  stats_.connected = true;
+  stats_.connects++;
+  backoffMs_ = kMinBackoffMs;
+  logInfo("redis: connected");
+}
+
 void RedisStore::scheduleReconnect() {
   const timeval tv = msToTimeval(backoffMs_);
   backoffMs_ = std::min(backoffMs_ * 2, kMaxBackoffMs);
@@ -167,13 +183,25 @@ void RedisStore::connect() {
   redisAsyncSetConnectCallback(ac, RedisStoreCallbacks::onConnect);
   redisAsyncSetDisconnectCallback(ac, RedisStoreCallbacks::onDisconnect);
   lastReplyUs_ = systemMicros();
+  transportUp_ = false;
+  setupPending_ = 0;
   if (!settings_.password.empty()) {
-    const char* argv[2] = {"AUTH", settings_.password.c_str()};
-    const size_t lens[2] = {4, settings_.password.size()};
-    redisAsyncCommandArgv(ac, RedisStoreCallbacks::onSetupReply, const_cast<char*>("AUTH"), 2, argv,
-                          lens);
+    ++setupPending_;
+    // The password is only ever an argument: the error line names the user, never the secret.
+    authWhat_ = settings_.username.empty() ? "AUTH" : "AUTH as user \"" + settings_.username + "\"";
+    std::vector<const char*> argv = {"AUTH"};
+    std::vector<size_t> lens = {4};
+    if (!settings_.username.empty()) {
+      argv.push_back(settings_.username.c_str());
+      lens.push_back(settings_.username.size());
+    }
+    argv.push_back(settings_.password.c_str());
+    lens.push_back(settings_.password.size());
+    redisAsyncCommandArgv(ac, RedisStoreCallbacks::onSetupReply, authWhat_.data(),
+                          static_cast<int>(argv.size()), argv.data(), lens.data());
   }
   if (settings_.database != 0) {
+    ++setupPending_;
     redisAsyncCommand(ac, RedisStoreCallbacks::onSetupReply, const_cast<char*>("SELECT"),
                       "SELECT %d", settings_.database);
   }
@@ -187,6 +215,7 @@ void RedisStore::connectionLost(const char* why) {
   redisAsyncContext* ac = ac_;
   ac_ = nullptr;
   connected_ = false;
+  transportUp_ = false;
   stats_.connected = false;
   ac->data = nullptr;
   redisAsyncFree(ac);

@@ -25,7 +25,8 @@ struct RedisStoreSettings {
   int port = 6379;
   std::string unixPath;
   int database = 0;
-  std::string password;  // empty: no AUTH
+  std::string username;  // ACL user: AUTH username password; empty: AUTH password
+  std::string password;  // empty: no AUTH (never logged)
   int timeoutMs = 50;
   std::string keyPrefix = "relaykit:";
 };
@@ -70,11 +71,17 @@ class RedisStore : public RateStore {
   std::string scriptSha_;
   redisAsyncContext* ac_ = nullptr;
   bool connected_ = false;
+  // The connection counts as up (stats, /health) once TCP is connected and every setup command
+  // (AUTH, SELECT) has succeeded.
+  bool transportUp_ = false;
+  int setupPending_ = 0;
+  void setupDone();
   event* reconnectTimer_ = nullptr;
   int backoffMs_ = 100;
   std::int64_t lastReplyUs_ = 0;
   RedisStoreStats stats_;
   std::shared_ptr<bool> alive_;
+  std::string authWhat_;  // "AUTH" or "AUTH as user \"NAME\"" (for the error line)
 };
 
 }  // namespace relaykit::policy

@@ -103,6 +103,38 @@ class PolicyHealthTest(harness.E2ETestCase):
         code, body = self.wait_health(metrics, 503, "unavailable: store unreachable")
         self.assertEqual(code, 503)
 
+    def test_acl_user_right_and_wrong_password(self):
+        # An ACL user with only the commands the rate script needs (policyd/README.md).
+        redis = self.start_redis()
+        self.assertEqual(redis.cli("ACL", "SETUSER", "relaykit", "on", ">right-Secret-1",
+                                   "resetkeys", "~relaykit:*", "resetchannels", "-@all",
+                                   "+evalsha", "+eval", "+time", "+hmget", "+hset", "+pexpire"),
+                         "OK")
+        for password, healthy in (("wrong-Secret-2", False), ("right-Secret-1", True)):
+            port, metrics = harness.free_port(), harness.free_port()
+            pass_file = os.path.join(self.tmp, "redis.pass")
+            harness.write_file(pass_file, password + "\n", mode=0o600)
+            path = os.path.join(self.tmp, "relaykit.yaml")
+            harness.write_file(path, (
+                "policy:\n  listen: inet:127.0.0.1:%d\n  metrics_listen: 127.0.0.1:%d\n"
+                "  store: redis\n  on_store_error: closed\n"
+                "  limits:\n    - {name: c, key: [client_address], max: 100, per: 1h}\n"
+                "redis:\n  address: 127.0.0.1:%d\n  username: relaykit\n"
+                "  password_file: %s\n  timeout_ms: 200\n")
+                % (port, metrics, redis.port, pass_file))
+            d = self.start_daemon("relaykit-policyd", path, port=port)
+            if healthy:
+                self.assertEqual(self.wait_health(metrics, 200, "ok"), (200, "ok\n"))
+                self.assertEqual(ask(d.port, request()), "action=DUNNO\n\n")
+                self.assertEqual(redis.cli("EXISTS", redis.cli("KEYS", "relaykit:*")), "1")
+            else:
+                harness.wait_until(lambda: "AUTH as user" in d.stderr(), 10, "AUTH error line")
+                self.assertIn('redis: AUTH as user "relaykit" failed: WRONGPASS', d.stderr())
+                self.assertTrue(ask(d.port, request()).startswith("action=DEFER_IF_PERMIT "))
+                self.wait_health(metrics, 503, "unavailable: store unreachable")
+            self.assertNotIn(password, d.stderr())
+            d.stop()
+
     def test_memory_store_is_ok(self):
         port, metrics = harness.free_port(), harness.free_port()
         path = os.path.join(self.tmp, "relaykit.yaml")
