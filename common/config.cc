@@ -23,8 +23,8 @@ const std::vector<std::string> kPostfixKeys = {"myorigin", "local_domains", "rec
                                                "smtputf8_enable"};
 const std::vector<std::string> kTableKeys = {"search", "propagate_unmatched_extensions", "sources"};
 const std::vector<std::string> kSourceKinds = {"entries", "regexp", "pcre", "file"};
-const std::vector<std::string> kRedisKeys = {"address",       "database",   "username",
-                                             "password_file", "timeout_ms", "key_prefix"};
+const std::vector<std::string> kRedisKeys = {"address",    "database",   "password_file",
+                                             "timeout_ms", "key_prefix", "username"};
 
 void parsePostfix(const YamlReader& r, const YAML::Node& node, PostfixSettings* out) {
   if (!node.IsDefined() || node.IsNull()) {
