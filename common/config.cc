@@ -24,7 +24,8 @@ const std::vector<std::string> kPostfixKeys = {"myorigin", "local_domains", "rec
 const std::vector<std::string> kTableKeys = {"search", "propagate_unmatched_extensions", "sources"};
 const std::vector<std::string> kSourceKinds = {"entries", "regexp", "pcre", "file"};
 const std::vector<std::string> kRedisKeys = {"address",    "database",   "password_file",
-                                             "timeout_ms", "key_prefix", "username"};
+                                             "timeout_ms", "key_prefix", "username",
+                                             "sentinels",  "master_name"};
 
 void parsePostfix(const YamlReader& r, const YAML::Node& node, PostfixSettings* out) {
   if (!node.IsDefined() || node.IsNull()) {
@@ -318,6 +319,24 @@ void parseRedis(const YamlReader& r, const YAML::Node& node, RedisSettings* out)
     out->timeout = std::chrono::milliseconds(timeoutMs);
   }
   r.getString(node, "key_prefix", &out->keyPrefix);
+  std::vector<std::string> sentinels;
+  if (r.getStringList(node, "sentinels", &sentinels)) {
+    const YAML::Node where = YamlReader::child(node, "sentinels");
+    for (const std::string& text : sentinels) {
+      auto ep = Endpoint::parse(text, /*allowBareHostPort=*/true);
+      if (!ep || ep->kind != Endpoint::Kind::kInet) {
+        r.error(where, "sentinels: expected host:port, got \"" + text + "\"");
+      } else {
+        out->sentinels.push_back(*ep);
+      }
+    }
+  }
+  r.getString(node, "master_name", &out->masterName);
+  if (!out->sentinels.empty() && out->masterName.empty()) {
+    r.error(node, "redis: sentinels needs master_name");
+  } else if (out->sentinels.empty() && !out->masterName.empty()) {
+    r.error(node, "redis: master_name needs sentinels");
+  }
 }
 
 std::shared_ptr<const Config> compile(const YAML::Node& root, const std::string& file,

@@ -70,6 +70,9 @@ struct RedisSettings {
   std::string passwordFile;  // empty: no AUTH
   std::chrono::milliseconds timeout{kDefaultRedisTimeoutMs};
   std::string keyPrefix = kDefaultRedisKeyPrefix;
+  // Sentinel: `sentinels: [host:port, ...]` and `master_name:`; address is then not used.
+  std::vector<Endpoint> sentinels;
+  std::string masterName;
 };
 
 struct Config {

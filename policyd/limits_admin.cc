@@ -123,7 +123,62 @@ RedisAdmin::~RedisAdmin() {
 RedisAdmin::RedisAdmin(RedisAdmin&& other) noexcept
     : c_(std::exchange(other.c_, nullptr)), prefix_(std::move(other.prefix_)) {}
 
-StatusOr<RedisAdmin> RedisAdmin::connect(const RedisStoreSettings& s) {
+namespace {
+
+// Sentinel: the primary of s.masterName as the first sentinel that answers reports it.
+StatusOr<RedisStoreSettings> discoverPrimary(const RedisStoreSettings& s) {
+  const int ms = std::max(s.timeoutMs, 1000);
+  const timeval tv{ms / 1000, (ms % 1000) * 1000};
+  std::string errors;
+  for (const auto& [host, port] : s.sentinels) {
+    const std::string where = host + ":" + std::to_string(port);
+    redisContext* c = redisConnectWithTimeout(host.c_str(), port, tv);
+    if (c == nullptr || c->err != 0) {
+      errors += "; sentinel " + where + ": " + (c != nullptr ? c->errstr : "out of memory");
+      if (c != nullptr) {
+        redisFree(c);
+      }
+      continue;
+    }
+    redisSetTimeout(c, tv);
+    auto r = command(c, {"SENTINEL", "get-master-addr-by-name", s.masterName});
+    redisFree(c);
+    if (!r.isOk()) {
+      errors += "; sentinel " + where + ": " + r.status().message();
+      continue;
+    }
+    const redisReply* a = r->get();
+    if (a->type != REDIS_REPLY_ARRAY || a->elements != 2 ||
+        a->element[0]->type != REDIS_REPLY_STRING || a->element[1]->type != REDIS_REPLY_STRING) {
+      errors += "; sentinel " + where + ": no primary known for \"" + s.masterName + "\"";
+      continue;
+    }
+    StatusOr<std::int64_t> p = parseRedisInteger(replyText(a->element[1]), "primary port");
+    if (!p.isOk() || *p <= 0 || *p > 65535) {
+      errors += "; sentinel " + where + ": malformed primary port";
+      continue;
+    }
+    RedisStoreSettings out = s;
+    out.sentinels.clear();
+    out.host.assign(a->element[0]->str, a->element[0]->len);
+    out.port = static_cast<int>(*p);
+    out.unixPath.clear();
+    return out;
+  }
+  return Status::error("no sentinel reported a primary for \"" + s.masterName + "\"" + errors);
+}
+
+}  // namespace
+
+StatusOr<RedisAdmin> RedisAdmin::connect(const RedisStoreSettings& settings) {
+  RedisStoreSettings s = settings;
+  if (!settings.sentinels.empty()) {
+    StatusOr<RedisStoreSettings> primary = discoverPrimary(settings);
+    if (!primary.isOk()) {
+      return primary.status();
+    }
+    s = *primary;
+  }
   const int ms = std::max(s.timeoutMs, 1000);
   const timeval tv{ms / 1000, (ms % 1000) * 1000};
   redisContext* c = s.unixPath.empty() ? redisConnectWithTimeout(s.host.c_str(), s.port, tv)
@@ -156,6 +211,17 @@ StatusOr<RedisAdmin> RedisAdmin::connect(const RedisStoreSettings& s) {
   if (s.database != 0) {
     if (auto r = command(c, {"SELECT", std::to_string(s.database)}); !r.isOk()) {
       return r.status();
+    }
+  }
+  if (!settings.sentinels.empty()) {  // resets and shows go to the primary only
+    auto r = command(c, {"ROLE"});
+    if (!r.isOk()) {
+      return r.status();
+    }
+    const redisReply* role = r->get();
+    if (role->type != REDIS_REPLY_ARRAY || role->elements < 1 ||
+        replyText(role->element[0]) != "master") {
+      return Status::error("redis at " + where + " is not the primary (ROLE)");
     }
   }
   return admin;

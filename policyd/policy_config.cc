@@ -374,6 +374,10 @@ std::shared_ptr<const PolicyConfig> parsePolicyConfig(const Config& config, Diag
     rs.host = address.host.empty() ? "127.0.0.1" : address.host;
     rs.port = address.port;
   }
+  for (const Endpoint& sentinel : config.redis.sentinels) {
+    rs.sentinels.emplace_back(sentinel.host, sentinel.port);
+  }
+  rs.masterName = config.redis.masterName;
   rs.database = config.redis.database;
   rs.username = config.redis.username;
   rs.timeoutMs = static_cast<int>(config.redis.timeout.count());

@@ -195,7 +195,8 @@ bool PolicyService::configure(const std::shared_ptr<const Config>& config, Diagn
       if (old->useRedis != policy->useRedis ||
           (policy->useRedis &&
            (a.host != b.host || a.port != b.port || a.unixPath != b.unixPath ||
-            a.database != b.database || a.username != b.username || a.password != b.password ||
+            a.database != b.database || a.username != b.username || a.sentinels != b.sentinels ||
+            a.masterName != b.masterName || a.password != b.password ||
             a.timeoutMs != b.timeoutMs || a.keyPrefix != b.keyPrefix))) {
         logWarning("policy store or redis: settings changed: they take effect after a restart");
       }
@@ -255,9 +256,29 @@ Status PolicyService::start(event_base* base, MetricsRegistry* metrics) {
                           ->counter("relaykit_policy_redis_connects_total",
                                     "Successful Redis connections (reconnects included)")
                           .get();
+    if (!config->redis.sentinels.empty()) {
+      redisFailovers_ = &metrics
+                             ->counter("relaykit_policy_redis_failovers_total",
+                                       "Changes of the Redis primary reported by the sentinels")
+                             .get();
+      redisPrimary_ = &metrics->gauge("relaykit_policy_redis_primary",
+                                      "1 for the Redis primary in use (sentinels)", {"address"});
+      redisNoPrimary_ = &metrics
+                             ->gauge("relaykit_policy_redis_no_primary_seconds",
+                                     "Seconds since the connection to a Redis primary was lost "
+                                     "(0 while connected)")
+                             .get();
+    }
     const RedisStoreSettings& r = config->redis;
-    logInfo("rate-limit store: redis at " +
-            (r.unixPath.empty() ? r.host + ":" + std::to_string(r.port) : "unix:" + r.unixPath) +
+    std::string sentinels;
+    for (const auto& [host, port] : r.sentinels) {
+      sentinels += (sentinels.empty() ? "" : ",") + host + ":" + std::to_string(port);
+    }
+    logInfo("rate-limit store: redis " +
+            (!r.sentinels.empty()
+                 ? "primary of \"" + r.masterName + "\" from sentinels " + sentinels
+             : r.unixPath.empty() ? "at " + r.host + ":" + std::to_string(r.port)
+                                  : "at unix:" + r.unixPath) +
             ", timeout " + std::to_string(r.timeoutMs) + " ms, on_store_error " +
             (config->failOpen ? "open" : "closed"));
   } else {
@@ -306,8 +327,13 @@ Health PolicyService::health() const {
     return Health::ok();
   }
   const RedisStoreSettings& r = redis_->settings();
+  const RedisStoreStats& stats = redis_->stats();
   const std::string where =
-      r.unixPath.empty() ? r.host + ":" + std::to_string(r.port) : "unix:" + r.unixPath;
+      !r.sentinels.empty()
+          ? "primary of \"" + r.masterName + "\"" +
+                (stats.primary.empty() ? ", none known" : ", last " + stats.primary)
+      : r.unixPath.empty() ? r.host + ":" + std::to_string(r.port)
+                           : "unix:" + r.unixPath;
   std::shared_ptr<const PolicyConfig> config = config_.get();
   if (config != nullptr && config->failOpen) {
     return Health::degraded("store unreachable (redis at " + where +
@@ -356,6 +382,28 @@ void PolicyService::syncRedisMetrics() {
   redisConnects_->inc(s.connects - seenConnects_);
   seenTimeouts_ = s.timeouts;
   seenConnects_ = s.connects;
+  if (redisFailovers_ != nullptr) {
+    redisFailovers_->inc(s.failovers - seenFailovers_);
+    seenFailovers_ = s.failovers;
+    if (s.primary != shownPrimary_) {
+      if (!shownPrimary_.empty()) {
+        redisPrimary_->labels({shownPrimary_}).set(0);
+      }
+      redisPrimary_->labels({s.primary}).set(1);
+      shownPrimary_ = s.primary;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (s.connected) {
+      primaryLost_ = false;
+      redisNoPrimary_->set(0);
+    } else {
+      if (!primaryLost_) {
+        primaryLost_ = true;
+        primaryLostAt_ = now;
+      }
+      redisNoPrimary_->set(std::chrono::duration<double>(now - primaryLostAt_).count());
+    }
+  }
 }
 
 void PolicyService::logStoreError(const std::string& line) {

@@ -104,6 +104,14 @@ class PolicyService : public Service {
   Gauge* redisUp_ = nullptr;
   Counter* redisTimeouts_ = nullptr;
   Counter* redisConnects_ = nullptr;
+  // Sentinel only (null otherwise).
+  Counter* redisFailovers_ = nullptr;
+  GaugeFamily* redisPrimary_ = nullptr;
+  Gauge* redisNoPrimary_ = nullptr;
+  std::string shownPrimary_;
+  std::uint64_t seenFailovers_ = 0;
+  std::chrono::steady_clock::time_point primaryLostAt_{};
+  bool primaryLost_ = false;
   std::chrono::steady_clock::time_point lastStoreErrorLog_{};
   std::uint64_t suppressedStoreErrors_ = 0;
   std::uint64_t seenTimeouts_ = 0;

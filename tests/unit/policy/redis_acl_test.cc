@@ -155,5 +155,25 @@ TEST(RedisAclConfig, UsernameNeedsPasswordFile) {
       << diags.formatAll();
 }
 
+TEST(RedisSentinelConfig, SentinelsAndMasterNameGoTogether) {
+  Diagnostics diags;
+  auto config = loadConfigText(
+      "policy:\n  store: redis\nredis:\n  sentinels: [127.0.0.1:26379, \"[::1]:26380\"]\n"
+      "  master_name: mymaster\n",
+      "t.yaml", &diags);
+  ASSERT_NE(config, nullptr) << diags.formatAll();
+  auto policy = parsePolicyConfig(*config, &diags);
+  ASSERT_NE(policy, nullptr) << diags.formatAll();
+  ASSERT_EQ(policy->redis.sentinels.size(), 2u);
+  EXPECT_EQ(policy->redis.sentinels[0], std::make_pair(std::string("127.0.0.1"), 26379));
+  EXPECT_EQ(policy->redis.masterName, "mymaster");
+  for (const char* bad : {"redis:\n  sentinels: [127.0.0.1:26379]\n", "redis:\n  master_name: m\n",
+                          "redis:\n  sentinels: [unix:/x]\n  master_name: m\n"}) {
+    Diagnostics d;
+    EXPECT_EQ(loadConfigText(bad, "t.yaml", &d), nullptr) << bad;
+    EXPECT_NE(d.formatAll().find("redis"), std::string::npos) << d.formatAll();
+  }
+}
+
 }  // namespace
 }  // namespace relaykit::policy
