@@ -25,8 +25,9 @@ const std::vector<std::string> kPostfixKeys = {"myorigin", "local_domains", "rec
                                                "smtputf8_enable"};
 const std::vector<std::string> kTableKeys = {"search", "propagate_unmatched_extensions", "sources"};
 const std::vector<std::string> kSourceKinds = {"entries", "regexp", "pcre", "file"};
-const std::vector<std::string> kRedisKeys = {"address", "database", "password_file", "timeout_ms",
-                                             "key_prefix"};
+const std::vector<std::string> kRedisKeys = {"address",    "database",   "password_file",
+                                             "timeout_ms", "key_prefix", "username",
+                                             "sentinels",  "master_name"};
 
 std::string joinKeys(const std::vector<std::string>& keys) {
   std::string out;
@@ -374,6 +375,7 @@ void parseRedis(const YamlReader& r, const YAML::Node& node, RedisSettings* out)
     }
   }
   r.getInt(node, "database", &out->database, 0, kMaxRedisDatabase);
+  r.getString(node, "username", &out->username);
   r.getString(node, "password_file", &out->passwordFile);
   out->passwordFileWhere = r.where(YamlReader::child(node, "password_file"));
   int timeoutMs = kDefaultRedisTimeoutMs;
@@ -381,6 +383,24 @@ void parseRedis(const YamlReader& r, const YAML::Node& node, RedisSettings* out)
     out->timeout = std::chrono::milliseconds(timeoutMs);
   }
   r.getString(node, "key_prefix", &out->keyPrefix);
+  std::vector<std::string> sentinels;
+  if (r.getStringList(node, "sentinels", &sentinels)) {
+    const YAML::Node where = YamlReader::child(node, "sentinels");
+    for (const std::string& text : sentinels) {
+      auto ep = Endpoint::parse(text, /*allowBareHostPort=*/true);
+      if (!ep || ep->kind != Endpoint::Kind::kInet) {
+        r.error(where, "sentinels: expected host:port, got \"" + text + "\"");
+      } else {
+        out->sentinels.push_back(*ep);
+      }
+    }
+  }
+  r.getString(node, "master_name", &out->masterName);
+  if (!out->sentinels.empty() && out->masterName.empty()) {
+    r.error(node, "redis: sentinels needs master_name");
+  } else if (out->sentinels.empty() && !out->masterName.empty()) {
+    r.error(node, "redis: master_name needs sentinels");
+  }
 }
 
 // An empty file, only comments, or a document yaml-cpp reads as null (a lone "~", or a first

@@ -81,10 +81,14 @@ struct RedisSettings {
   SourceLocation where;  // the section, for messages
   Endpoint address;      // inet:HOST:PORT or unix:PATH
   int database = 0;
+  std::string username;      // ACL user (AUTH username password); empty: the default user
   std::string passwordFile;  // empty: no AUTH
   SourceLocation passwordFileWhere;
   std::chrono::milliseconds timeout{kDefaultRedisTimeoutMs};
   std::string keyPrefix = kDefaultRedisKeyPrefix;
+  // Sentinel: `sentinels: [host:port, ...]` and `master_name:`; address is then not used.
+  std::vector<Endpoint> sentinels;
+  std::string masterName;
 };
 
 struct Config {

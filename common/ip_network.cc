@@ -8,6 +8,11 @@
 namespace relaykit {
 
 StatusOr<IpAddress> IpAddress::parse(std::string_view text) {
+  // inet_pton reads a C string: a NUL inside the text would end it early.
+  if (text.empty() || text.size() > kMaxIpAddressText ||
+      text.find('\0') != std::string_view::npos) {
+    return Status::error("invalid IP address");
+  }
   std::string s(text);
   if (s.size() >= 2 && s.front() == '[' && s.back() == ']') {
     s = s.substr(1, s.size() - 2);
@@ -102,6 +107,16 @@ StatusOr<IpNetwork> IpNetwork::parse(std::string_view text) {
     }
     net.prefixLength = value;
   }
+  maskTo(&net.address, net.prefixLength);
+  return net;
+}
+
+IpNetwork IpNetwork::of(const IpAddress& address, int prefixLength) {
+  IpNetwork net;
+  net.address = address;
+  net.prefixLength = prefixLength < 0                     ? 0
+                     : prefixLength > address.bitLength() ? address.bitLength()
+                                                          : prefixLength;
   maskTo(&net.address, net.prefixLength);
   return net;
 }

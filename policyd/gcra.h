@@ -23,11 +23,14 @@ struct GcraOutcome {
   std::int64_t retryAfterUs = 0;  // when refused: wait this long before the same cost fits
 };
 
-// The TAT increment for `cost` units: floor(cost * period / max), computed in doubles.
+// The TAT increment for `cost` units: floor(cost * period / max), computed in doubles and
+// saturated to [0, INT64_MAX] (0 for a cost <= 0).
 std::int64_t gcraIncrement(std::int64_t cost, const RateWindow& window);
 
 // Would a charge of `cost` at `nowUs` fit, given the stored `tatUs` (0 when none)?
-// A cost of 0 always fits. A cost larger than max never fits (retryAfterUs = period).
+// A cost of 0 always fits. A cost larger than max never fits (retryAfterUs = period, newTatUs =
+// max(tatUs, nowUs): nothing to charge); it is refused before any increment is computed, so any
+// cost is safe. TAT arithmetic saturates at INT64_MAX instead of overflowing.
 GcraOutcome gcraCheck(std::int64_t tatUs, std::int64_t nowUs, std::int64_t cost,
                       const RateWindow& window);
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -20,6 +21,9 @@ namespace relaykit::policy {
 
 namespace {
 
+// TIME seconds beyond this (year ~33658) cannot be a real clock, and their microseconds would
+// overflow.
+constexpr std::int64_t kMaxRedisTimeSeconds = 1000000000000;
 // SCAN batch size and a bound on the keys one command walks through.
 constexpr int kScanCount = 1000;
 constexpr std::size_t kMaxScannedKeys = 10000000;
@@ -46,6 +50,29 @@ StatusOr<Reply> command(redisContext* c, const std::vector<std::string>& args) {
     return Status::error(std::string("redis: ") + reply->str);
   }
   return reply;
+}
+
+// A decimal integer read from Redis (TIME fields, stored TATs): checked, never thrown. Redis
+// data can be written by anyone who can reach Redis, so it is parsed as untrusted input.
+StatusOr<std::int64_t> parseRedisInteger(std::string_view text, const std::string& what) {
+  std::int64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || value < 0) {
+    std::string shown;
+    for (char c : text.substr(0, 40)) {
+      shown += (c >= 0x20 && c < 0x7f) ? c : '?';
+    }
+    return Status::error("redis: malformed " + what + " \"" + shown +
+                         (text.size() > 40 ? "...\"" : "\"") +
+                         " (expected a non-negative decimal integer)");
+  }
+  return value;
+}
+
+std::string_view replyText(const redisReply* r) {
+  return r != nullptr && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
+             ? std::string_view(r->str, r->len)
+             : std::string_view();
 }
 
 std::string globEscape(const std::string& s) {
@@ -96,7 +123,62 @@ RedisAdmin::~RedisAdmin() {
 RedisAdmin::RedisAdmin(RedisAdmin&& other) noexcept
     : c_(std::exchange(other.c_, nullptr)), prefix_(std::move(other.prefix_)) {}
 
-StatusOr<RedisAdmin> RedisAdmin::connect(const RedisStoreSettings& s) {
+namespace {
+
+// Sentinel: the primary of s.masterName as the first sentinel that answers reports it.
+StatusOr<RedisStoreSettings> discoverPrimary(const RedisStoreSettings& s) {
+  const int ms = std::max(s.timeoutMs, 1000);
+  const timeval tv{ms / 1000, (ms % 1000) * 1000};
+  std::string errors;
+  for (const auto& [host, port] : s.sentinels) {
+    const std::string where = host + ":" + std::to_string(port);
+    redisContext* c = redisConnectWithTimeout(host.c_str(), port, tv);
+    if (c == nullptr || c->err != 0) {
+      errors += "; sentinel " + where + ": " + (c != nullptr ? c->errstr : "out of memory");
+      if (c != nullptr) {
+        redisFree(c);
+      }
+      continue;
+    }
+    redisSetTimeout(c, tv);
+    auto r = command(c, {"SENTINEL", "get-master-addr-by-name", s.masterName});
+    redisFree(c);
+    if (!r.isOk()) {
+      errors += "; sentinel " + where + ": " + r.status().message();
+      continue;
+    }
+    const redisReply* a = r->get();
+    if (a->type != REDIS_REPLY_ARRAY || a->elements != 2 ||
+        a->element[0]->type != REDIS_REPLY_STRING || a->element[1]->type != REDIS_REPLY_STRING) {
+      errors += "; sentinel " + where + ": no primary known for \"" + s.masterName + "\"";
+      continue;
+    }
+    StatusOr<std::int64_t> p = parseRedisInteger(replyText(a->element[1]), "primary port");
+    if (!p.isOk() || *p <= 0 || *p > 65535) {
+      errors += "; sentinel " + where + ": malformed primary port";
+      continue;
+    }
+    RedisStoreSettings out = s;
+    out.sentinels.clear();
+    out.host.assign(a->element[0]->str, a->element[0]->len);
+    out.port = static_cast<int>(*p);
+    out.unixPath.clear();
+    return out;
+  }
+  return Status::error("no sentinel reported a primary for \"" + s.masterName + "\"" + errors);
+}
+
+}  // namespace
+
+StatusOr<RedisAdmin> RedisAdmin::connect(const RedisStoreSettings& settings) {
+  RedisStoreSettings s = settings;
+  if (!settings.sentinels.empty()) {
+    StatusOr<RedisStoreSettings> primary = discoverPrimary(settings);
+    if (!primary.isOk()) {
+      return primary.status();
+    }
+    s = *primary;
+  }
   const int ms = std::max(s.timeoutMs, 1000);
   const timeval tv{ms / 1000, (ms % 1000) * 1000};
   redisContext* c = s.unixPath.empty() ? redisConnectWithTimeout(s.host.c_str(), s.port, tv)
@@ -114,13 +196,32 @@ StatusOr<RedisAdmin> RedisAdmin::connect(const RedisStoreSettings& s) {
   redisSetTimeout(c, tv);
   RedisAdmin admin(c, s.keyPrefix);
   if (!s.password.empty()) {
-    if (auto r = command(c, {"AUTH", s.password}); !r.isOk()) {
-      return r.status();
+    std::vector<std::string> auth = {"AUTH"};
+    if (!s.username.empty()) {
+      auth.push_back(s.username);
+    }
+    auth.push_back(s.password);
+    if (auto r = command(c, auth); !r.isOk()) {
+      // The reply names no secret (WRONGPASS ...); nor does this line.
+      return Status::error("redis at " + where + ": AUTH" +
+                           (s.username.empty() ? "" : " as user \"" + s.username + "\"") +
+                           " failed: " + r.status().message());
     }
   }
   if (s.database != 0) {
     if (auto r = command(c, {"SELECT", std::to_string(s.database)}); !r.isOk()) {
       return r.status();
+    }
+  }
+  if (!settings.sentinels.empty()) {  // resets and shows go to the primary only
+    auto r = command(c, {"ROLE"});
+    if (!r.isOk()) {
+      return r.status();
+    }
+    const redisReply* role = r->get();
+    if (role->type != REDIS_REPLY_ARRAY || role->elements < 1 ||
+        replyText(role->element[0]) != "master") {
+      return Status::error("redis at " + where + " is not the primary (ROLE)");
     }
   }
   return admin;
@@ -135,8 +236,15 @@ StatusOr<std::vector<WindowState>> RedisAdmin::show(const LimitTarget& target) {
   if (t->type != REDIS_REPLY_ARRAY || t->elements != 2) {
     return Status::error("redis: unexpected TIME reply");
   }
-  const std::int64_t now =
-      std::stoll(t->element[0]->str) * 1000000 + std::stoll(t->element[1]->str);
+  StatusOr<std::int64_t> seconds = parseRedisInteger(replyText(t->element[0]), "TIME seconds");
+  StatusOr<std::int64_t> micros = parseRedisInteger(replyText(t->element[1]), "TIME microseconds");
+  if (!seconds.isOk() || !micros.isOk()) {
+    return seconds.isOk() ? micros.status() : seconds.status();
+  }
+  if (*seconds > kMaxRedisTimeSeconds || *micros >= 1000000) {
+    return Status::error("redis: TIME out of range");
+  }
+  const std::int64_t now = *seconds * 1000000 + *micros;
   std::vector<WindowState> out;
   for (const RateWindow& w : target.rule->windows) {
     auto r = command(c_, {"HGET", prefix_ + target.key, std::to_string(w.periodUs)});
@@ -146,11 +254,20 @@ StatusOr<std::vector<WindowState>> RedisAdmin::show(const LimitTarget& target) {
     WindowState state;
     state.window = w;
     if ((*r)->type == REDIS_REPLY_STRING) {  // "TAT:MAX"
-      const std::string value((*r)->str, (*r)->len);
+      const std::string_view value((*r)->str, (*r)->len);
       const auto colon = value.find(':');
-      state.tatUs = std::stoll(value.substr(0, colon));
-      if (colon != std::string::npos) {
-        state.tatUs = gcraRescale(state.tatUs, now, std::stoll(value.substr(colon + 1)), w.max);
+      const std::string what = "counter in " + prefix_ + target.key;
+      StatusOr<std::int64_t> tat = parseRedisInteger(value.substr(0, colon), what);
+      if (!tat.isOk()) {
+        return tat.status();
+      }
+      state.tatUs = *tat;
+      if (colon != std::string_view::npos) {
+        StatusOr<std::int64_t> max = parseRedisInteger(value.substr(colon + 1), what);
+        if (!max.isOk()) {
+          return max.status();
+        }
+        state.tatUs = gcraRescale(state.tatUs, now, *max, w.max);
       }
     }
     state.remaining = gcraRemaining(state.tatUs, now, w);

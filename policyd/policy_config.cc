@@ -15,8 +15,9 @@ namespace relaykit::policy {
 
 namespace {
 
-const std::vector<std::string> kLimitKeys = {"name",    "key",   "count",     "max",   "per",
-                                             "windows", "reply", "warn_only", "exempt"};
+const std::vector<std::string> kLimitKeys = {
+    "name",    "key",   "count",     "max",    "per",
+    "windows", "reply", "warn_only", "exempt", "recipient_delimiter"};
 const std::vector<std::string> kRelayKeys = {"sender", "filter", "client", "sasl_user",
                                              "recipient_domain"};
 const std::vector<std::string> kExemptKeys = {"clients", "senders", "sasl_users"};
@@ -61,9 +62,13 @@ class Parser {
       r_.error(map, what + ": needs both max and per");
       return;
     }
-    auto max = r_.asInt(maxNode, 1);
+    auto max = r_.asInt(maxNode, 1, kMaxWindowMax);
     auto per = r_.asDuration(perNode);
     if (!max || !per) {
+      return;
+    }
+    if (per->count() > kMaxWindowPeriodMs) {
+      r_.error(perNode, what + ": per: at most 366d");
       return;
     }
     RateWindow w{*max, static_cast<std::int64_t>(per->count()) * 1000};
@@ -156,6 +161,24 @@ class Parser {
           !std::isdigit(static_cast<unsigned char>(t[1])) ||
           !std::isdigit(static_cast<unsigned char>(t[2])) || t[3] != ' ') {
         r_.error(reply, what + ": reply must start with a 4NN or 5NN code and a space");
+      }
+    }
+    rule.recipientDelimiter = config_->postfix->recipientDelimiter.empty()
+                                  ? std::string(kDefaultLimitDelimiter)
+                                  : config_->postfix->recipientDelimiter;
+    if (const YAML::Node d = YamlReader::child(node, "recipient_delimiter"); d.IsDefined()) {
+      const std::optional<std::string> set = r_.asString(d);
+      if (set && (set->size() > kMaxDelimiterSet ||
+                  set->find_first_of(std::string("@\0", 2)) != std::string::npos)) {
+        r_.error(d, what + ": recipient_delimiter: at most " + std::to_string(kMaxDelimiterSet) +
+                        " characters, not '@'");
+      } else if (set) {
+        rule.recipientDelimiter = *set;
+      }
+    }
+    for (KeyPart& part : rule.key) {
+      if (part.kind == KeyPart::Kind::kAttribute && isAddressAttribute(part.attribute)) {
+        part.extensionDelimiters = rule.recipientDelimiter;
       }
     }
     r_.getBool(node, "warn_only", &rule.warnOnly);
@@ -352,7 +375,12 @@ std::shared_ptr<const PolicyConfig> parsePolicyConfig(const Config& config, Diag
     rs.host = address.host.empty() ? "127.0.0.1" : address.host;
     rs.port = address.port;
   }
+  for (const Endpoint& sentinel : config.redis.sentinels) {
+    rs.sentinels.emplace_back(sentinel.host, sentinel.port);
+  }
+  rs.masterName = config.redis.masterName;
   rs.database = config.redis.database;
+  rs.username = config.redis.username;
   rs.timeoutMs = static_cast<int>(config.redis.timeout.count());
   rs.keyPrefix = config.redis.keyPrefix;
   if (out->useRedis && !config.redis.passwordFile.empty()) {
@@ -367,6 +395,10 @@ std::shared_ptr<const PolicyConfig> parsePolicyConfig(const Config& config, Diag
     while (!rs.password.empty() && std::isspace(static_cast<unsigned char>(rs.password.back()))) {
       rs.password.pop_back();
     }
+  }
+  if (out->useRedis && !config.redis.username.empty() && config.redis.passwordFile.empty()) {
+    local.error(config.redis.where, "redis username \"" + config.redis.username +
+                                        "\" needs password_file (AUTH username password)");
   }
   if (out->useRedis && !config.redis.present) {
     local.warning(SourceLocation{config.file, 0, 0},

@@ -48,8 +48,16 @@ struct Exemptions {
 enum class CountUnit { kMessages, kRecipients, kBytes };
 const char* countUnitName(CountUnit unit);
 
+// The extension delimiters a limit folds when neither it nor the `postfix:` section names any
+// (see policyd/README.md, "Address extensions").
+inline constexpr const char* kDefaultLimitDelimiter = "+";
+inline constexpr std::size_t kMaxDelimiterSet = 16;
+
 struct LimitRule {
   std::string name;
+  // recipient_delimiter: the set of characters that split an address extension off the sender
+  // and recipient parts of the key ("" keeps extensions).
+  std::string recipientDelimiter;
   std::vector<KeyPart> key;
   CountUnit count = CountUnit::kMessages;
   std::vector<RateWindow> windows;
@@ -71,6 +79,11 @@ struct RelayRule {
   std::vector<std::string> recipientDomains;  // empty: any
   std::string filter;                         // transport:nexthop
 };
+
+// Bounds of one window (`max`, `per`): far beyond any real limit, small enough that every GCRA
+// product (cost x period, cost <= max) is exact enough in a double and no TAT nears INT64_MAX.
+inline constexpr std::int64_t kMaxWindowMax = 1000000000000000;               // 10^15 units
+inline constexpr std::int64_t kMaxWindowPeriodMs = 366LL * 24 * 3600 * 1000;  // 366 days
 
 // sockaddr_un holds 108 bytes with the terminating NUL.
 inline constexpr std::size_t kMaxAdminSocketPath = 107;

@@ -3,21 +3,51 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <map>
+#include <optional>
 
 namespace relaykit::policy {
 
 namespace {
 
-std::int64_t attributeNumber(const PolicyRequest& request, std::string_view name) {
-  std::int64_t n = 0;
-  for (char c : request.get(name)) {
-    if (!std::isdigit(static_cast<unsigned char>(c)) || n > (INT64_MAX - 9) / 10) {
-      return 0;
-    }
-    n = n * 10 + (c - '0');
+struct NumericAttribute {
+  const char* name;
+  std::int64_t max;
+};
+constexpr NumericAttribute kNumericAttributes[] = {
+    {"size", kMaxSizeAttribute}, {"recipient_count", kMaxRecipientCountAttribute}};
+
+// The value of a numeric attribute: nullopt unless empty (0) or at most kMaxNumberDigits digits
+// with a value <= max.
+std::optional<std::int64_t> parseNumber(std::string_view text, std::int64_t max) {
+  if (text.empty()) {
+    return 0;
   }
-  return n;
+  if (text.size() > kMaxNumberDigits) {
+    return std::nullopt;
+  }
+  std::uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end != text.data() + text.size() ||
+      n > static_cast<std::uint64_t>(max)) {
+    return std::nullopt;
+  }
+  return static_cast<std::int64_t>(n);
+}
+
+// A numeric attribute for the engine: checked by checkRequest(); an unchecked request (tests,
+// callers that skip the check) gets 0 for garbage and the bound for an oversize number, so a
+// huge value can only make a limit stricter, never overflow.
+std::int64_t attributeNumber(const PolicyRequest& request, std::string_view name,
+                             std::int64_t max) {
+  const std::string_view text = request.get(name);
+  if (auto n = parseNumber(text, max)) {
+    return *n;
+  }
+  const bool digits = !text.empty() && std::all_of(text.begin(), text.end(),
+                                                   [](char c) { return c >= '0' && c <= '9'; });
+  return digits ? max : 0;
 }
 
 bool relayMatches(const RelayRule& rule, const PolicyRequest& request,
@@ -85,12 +115,28 @@ std::int64_t costOf(const LimitRule& rule, Stage stage, const PolicyRequest& req
     case CountUnit::kRecipients:
       return stage == Stage::kRcpt ? 1 : std::max<std::int64_t>(recipients, 1);
     case CountUnit::kBytes:
-      return attributeNumber(request, "size");
+      return attributeNumber(request, "size", kMaxSizeAttribute);
   }
   return 0;
 }
 
 }  // namespace
+
+Status checkRequest(const PolicyRequest& request) {
+  for (const NumericAttribute& a : kNumericAttributes) {
+    const std::string_view text = request.get(a.name);
+    if (!parseNumber(text, a.max)) {
+      std::string shown;  // the start of the value, printable ASCII only (it goes to the log)
+      for (char c : text.substr(0, 32)) {
+        shown += (c >= 0x20 && c < 0x7f) ? c : '?';
+      }
+      return Status::error(std::string("bad ") + a.name + " attribute \"" + shown +
+                           (text.size() > 32 ? "...\"" : "\"") + ": expected a number up to " +
+                           std::to_string(a.max));
+    }
+  }
+  return Status::ok();
+}
 
 Stage stageOf(const PolicyRequest& request) {
   const std::string_view state = request.get("protocol_state");
@@ -133,7 +179,8 @@ Plan planRequest(const PolicyConfig& config, const PolicyRequest& request,
     return plan;
   }
   plan.store.commit = plan.stage == Stage::kEndOfMessage;
-  const std::int64_t recipientCount = attributeNumber(request, "recipient_count");
+  const std::int64_t recipientCount =
+      attributeNumber(request, "recipient_count", kMaxRecipientCountAttribute);
   const bool expandRecipients = plan.stage != Stage::kRcpt && request.get("recipient").empty() &&
                                 acceptedRecipients != nullptr && !acceptedRecipients->empty();
   for (const LimitRule& rule : config.limits) {

@@ -24,6 +24,19 @@
 
 namespace relaykit::policy {
 
+// Bounds of the numeric attributes the engine reads (decimal digits only, empty = absent).
+// Postfix never sends more (its sizes are off_t, its recipient counts bounded by
+// smtpd_recipient_limit); a request beyond them is malformed (checkRequest).
+inline constexpr std::int64_t kMaxSizeAttribute = std::int64_t{1} << 50;  // 1 PiB
+inline constexpr std::int64_t kMaxRecipientCountAttribute = 10000000;
+// Digits of a numeric attribute (leading zeros included): no bounded value needs more.
+inline constexpr std::size_t kMaxNumberDigits = 20;
+
+// Checks the numeric attributes the engine uses (`size`, `recipient_count`): empty, or decimal
+// digits within their bounds. An error means the request is malformed: the service closes the
+// connection without a reply, as for any other malformed input.
+Status checkRequest(const PolicyRequest& request);
+
 enum class Stage { kRcpt, kData, kEndOfMessage, kOther };
 Stage stageOf(const PolicyRequest& request);
 

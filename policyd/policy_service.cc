@@ -59,6 +59,12 @@ class PolicyHandler : public ConnectionHandler {
       evbuffer_drain(input, consumed);
     }
     for (PolicyRequest& r : requests) {
+      if (Status s = checkRequest(r); !s.isOk()) {
+        logWarning("closing policy connection from " + conn.peer() + ": " + s.message());
+        service_->countProtocolError("malformed");
+        conn.close();
+        return;
+      }
       queue_.push_back(std::move(r));
     }
     if (queue_.size() > kMaxQueuedRequests) {
@@ -190,9 +196,11 @@ bool PolicyService::configure(const std::shared_ptr<const Config>& config, Diagn
       const RedisStoreSettings& a = old->redis;
       const RedisStoreSettings& b = policy->redis;
       if (old->useRedis != policy->useRedis ||
-          (policy->useRedis && (a.host != b.host || a.port != b.port || a.unixPath != b.unixPath ||
-                                a.database != b.database || a.password != b.password ||
-                                a.timeoutMs != b.timeoutMs || a.keyPrefix != b.keyPrefix))) {
+          (policy->useRedis &&
+           (a.host != b.host || a.port != b.port || a.unixPath != b.unixPath ||
+            a.database != b.database || a.username != b.username || a.sentinels != b.sentinels ||
+            a.masterName != b.masterName || a.password != b.password ||
+            a.timeoutMs != b.timeoutMs || a.keyPrefix != b.keyPrefix))) {
         logWarning("policy store or redis: settings changed: they take effect after a restart");
       }
     }
@@ -251,9 +259,29 @@ Status PolicyService::start(event_base* base, MetricsRegistry* metrics) {
                           ->counter("relaykit_policy_redis_connects_total",
                                     "Successful Redis connections (reconnects included)")
                           .get();
+    if (!config->redis.sentinels.empty()) {
+      redisFailovers_ = &metrics
+                             ->counter("relaykit_policy_redis_failovers_total",
+                                       "Changes of the Redis primary reported by the sentinels")
+                             .get();
+      redisPrimary_ = &metrics->gauge("relaykit_policy_redis_primary",
+                                      "1 for the Redis primary in use (sentinels)", {"address"});
+      redisNoPrimary_ = &metrics
+                             ->gauge("relaykit_policy_redis_no_primary_seconds",
+                                     "Seconds since the connection to a Redis primary was lost "
+                                     "(0 while connected)")
+                             .get();
+    }
     const RedisStoreSettings& r = config->redis;
-    logInfo("rate-limit store: redis at " +
-            (r.unixPath.empty() ? r.host + ":" + std::to_string(r.port) : "unix:" + r.unixPath) +
+    std::string sentinels;
+    for (const auto& [host, port] : r.sentinels) {
+      sentinels += (sentinels.empty() ? "" : ",") + host + ":" + std::to_string(port);
+    }
+    logInfo("rate-limit store: redis " +
+            (!r.sentinels.empty()
+                 ? "primary of \"" + r.masterName + "\" from sentinels " + sentinels
+             : r.unixPath.empty() ? "at " + r.host + ":" + std::to_string(r.port)
+                                  : "at unix:" + r.unixPath) +
             ", timeout " + std::to_string(r.timeoutMs) + " ms, on_store_error " +
             (config->failOpen ? "open" : "closed"));
   } else {
@@ -297,6 +325,27 @@ void PolicyService::stop() {
   memory_ = nullptr;
 }
 
+Health PolicyService::health() const {
+  if (redis_ == nullptr || redis_->stats().connected) {
+    return Health::ok();
+  }
+  const RedisStoreSettings& r = redis_->settings();
+  const RedisStoreStats& stats = redis_->stats();
+  const std::string where =
+      !r.sentinels.empty()
+          ? "primary of \"" + r.masterName + "\"" +
+                (stats.primary.empty() ? ", none known" : ", last " + stats.primary)
+      : r.unixPath.empty() ? r.host + ":" + std::to_string(r.port)
+                           : "unix:" + r.unixPath;
+  std::shared_ptr<const PolicyConfig> config = config_.get();
+  if (config != nullptr && config->failOpen) {
+    return Health::degraded("store unreachable (redis at " + where +
+                            "); on_store_error: open, rate limits not enforced");
+  }
+  return Health::unavailable("store unreachable (redis at " + where +
+                             "); on_store_error: closed, limited mail is deferred");
+}
+
 ServerLimits PolicyService::limits() const {
   ServerLimits limits;
   limits.idleTimeout = kPolicyIdleTimeout;
@@ -336,6 +385,28 @@ void PolicyService::syncRedisMetrics() {
   redisConnects_->inc(s.connects - seenConnects_);
   seenTimeouts_ = s.timeouts;
   seenConnects_ = s.connects;
+  if (redisFailovers_ != nullptr) {
+    redisFailovers_->inc(s.failovers - seenFailovers_);
+    seenFailovers_ = s.failovers;
+    if (s.primary != shownPrimary_) {
+      if (!shownPrimary_.empty()) {
+        redisPrimary_->labels({shownPrimary_}).set(0);
+      }
+      redisPrimary_->labels({s.primary}).set(1);
+      shownPrimary_ = s.primary;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (s.connected) {
+      primaryLost_ = false;
+      redisNoPrimary_->set(0);
+    } else {
+      if (!primaryLost_) {
+        primaryLost_ = true;
+        primaryLostAt_ = now;
+      }
+      redisNoPrimary_->set(std::chrono::duration<double>(now - primaryLostAt_).count());
+    }
+  }
 }
 
 void PolicyService::logStoreError(const std::string& line) {
@@ -355,17 +426,23 @@ void PolicyService::logStoreError(const std::string& line) {
 }
 
 void PolicyService::rememberRecipient(const std::string& instance, const std::string& recipient) {
-  if (instance.empty() || recipient.empty()) {
-    return;
+  const RecipientTracker::Result result = recipients_.remember(instance, recipient);
+  if (result == RecipientTracker::Result::kMessageFull) {
+    countProtocolError("untracked_recipients");
+    logWarning("message instance " + instance.substr(0, 64) + ": more than " +
+               std::to_string(kMaxTrackedRecipients) + " recipients or " +
+               std::to_string(kMaxTrackedBytesPerMessage) +
+               " bytes of them; the rest are not charged to recipient-keyed limits");
   }
-  if (recipients_.size() >= kMaxTrackedInstances && recipients_.count(instance) == 0) {
-    logWarning("more than " + std::to_string(kMaxTrackedInstances) +
-               " open messages tracked; forgetting their recipients");
-    recipients_.clear();
-  }
-  std::vector<std::string>& list = recipients_[instance];
-  if (list.size() < kMaxTrackedRecipients) {
-    list.push_back(recipient);
+  // Evictions come in floods (one per new message while full): one line per second at most.
+  const auto now = std::chrono::steady_clock::now();
+  if (recipients_.evicted() != seenEvictions_ && now - lastEvictionLog_ >= kStoreErrorLogInterval) {
+    countProtocolError("untracked_recipients");
+    logWarning("open messages tracked beyond " + std::to_string(kMaxTrackedInstances) + " or " +
+               std::to_string(kMaxTrackedBytes) + " bytes: forgot the recipients of " +
+               std::to_string(recipients_.evicted() - seenEvictions_) + " oldest message(s)");
+    seenEvictions_ = recipients_.evicted();
+    lastEvictionLog_ = now;
   }
 }
 
@@ -379,13 +456,13 @@ void PolicyService::decideRequest(PolicyRequest request, std::function<void(std:
   std::vector<std::string> accepted;
   bool haveAccepted = false;
   if (config->tracksRecipients && stage != Stage::kRcpt) {
-    auto it = recipients_.find(std::string(request.get("instance")));
-    if (it != recipients_.end()) {
-      accepted = stage == Stage::kEndOfMessage ? std::move(it->second) : it->second;
+    TrackedRecipients tracked;
+    if (stage == Stage::kEndOfMessage) {
+      haveAccepted = recipients_.take(request.get("instance"), &tracked);
+      accepted = std::move(tracked.recipients);
+    } else if (const TrackedRecipients* t = recipients_.find(request.get("instance"))) {
+      accepted = t->recipients;
       haveAccepted = true;
-      if (stage == Stage::kEndOfMessage) {
-        recipients_.erase(it);
-      }
     }
   }
   Plan plan = planRequest(*config, request, haveAccepted ? &accepted : nullptr);

@@ -26,6 +26,7 @@
 #include "policyd/policy_config.h"
 #include "policyd/policy_engine.h"
 #include "policyd/rate_store.h"
+#include "policyd/recipient_tracker.h"
 #include "policyd/redis_store.h"
 
 namespace relaykit::policy {
@@ -34,9 +35,6 @@ namespace relaykit::policy {
 inline constexpr std::chrono::seconds kPolicyIdleTimeout{600};
 // Requests queued on one connection (Postfix sends one at a time; more is abuse).
 inline constexpr std::size_t kMaxQueuedRequests = 16;
-// Recipients remembered per message `instance` between RCPT and END-OF-MESSAGE.
-inline constexpr std::size_t kMaxTrackedInstances = 100000;
-inline constexpr std::size_t kMaxTrackedRecipients = 1000;
 // Store errors are logged at most this often (the rest are counted in the next line).
 inline constexpr std::chrono::seconds kStoreErrorLogInterval{1};
 
@@ -48,6 +46,10 @@ class PolicyService : public Service {
   Status start(event_base* base, MetricsRegistry* metrics) override;
   void stop() override;
   ServerLimits limits() const override;
+  // /health: with the Redis store and no connection to it, unavailable (503) under
+  // on_store_error: closed (every limited request is deferred) and degraded (200) under open
+  // (mail flows, limits are not enforced); ok otherwise.
+  Health health() const override;
   std::unique_ptr<ConnectionHandler> newConnection(Connection& conn) override;
 
   // For the handlers.
@@ -83,7 +85,9 @@ class PolicyService : public Service {
   std::unique_ptr<Server> adminServer_;
   event* metricsTimer_ = nullptr;  // refreshes the Redis gauges once a second
   std::string storeName_ = "memory";
-  std::unordered_map<std::string, std::vector<std::string>> recipients_;  // instance -> accepted
+  RecipientTracker recipients_;  // instance -> accepted at RCPT (bounded: recipient_tracker.h)
+  std::size_t seenEvictions_ = 0;
+  std::chrono::steady_clock::time_point lastEvictionLog_{};
   // Metrics (set in start()).
   CounterFamily* requests_ = nullptr;
   CounterFamily* answers_ = nullptr;
@@ -100,6 +104,14 @@ class PolicyService : public Service {
   Gauge* redisUp_ = nullptr;
   Counter* redisTimeouts_ = nullptr;
   Counter* redisConnects_ = nullptr;
+  // Sentinel only (null otherwise).
+  Counter* redisFailovers_ = nullptr;
+  GaugeFamily* redisPrimary_ = nullptr;
+  Gauge* redisNoPrimary_ = nullptr;
+  std::string shownPrimary_;
+  std::uint64_t seenFailovers_ = 0;
+  std::chrono::steady_clock::time_point primaryLostAt_{};
+  bool primaryLost_ = false;
   std::chrono::steady_clock::time_point lastStoreErrorLog_{};
   std::uint64_t suppressedStoreErrors_ = 0;
   std::uint64_t seenTimeouts_ = 0;

@@ -1,45 +1,17 @@
 // rate_key.cc: principal extraction, store keys and client networks; see rate_key.h.
 #include "policyd/rate_key.h"
 
-#include <arpa/inet.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include <cctype>
-#include <cstdio>
-#include <cstring>
+
+#include "common/address.h"
+#include "common/ip_network.h"
 
 namespace relaykit::policy {
 
 namespace {
-
-bool parseIp(std::string_view text, int* family, unsigned char* bytes) {
-  char buf[INET6_ADDRSTRLEN + 1];
-  if (text.empty() || text.size() >= sizeof(buf)) {
-    return false;
-  }
-  std::memcpy(buf, text.data(), text.size());
-  buf[text.size()] = '\0';
-  if (inet_pton(AF_INET, buf, bytes) == 1) {
-    *family = AF_INET;
-    return true;
-  }
-  if (inet_pton(AF_INET6, buf, bytes) == 1) {
-    *family = AF_INET6;
-    return true;
-  }
-  return false;
-}
-
-void maskBytes(unsigned char* bytes, int len, int prefix) {
-  for (int i = 0; i < len; ++i) {
-    const int bits = prefix - 8 * i;
-    if (bits >= 8) {
-      continue;
-    }
-    bytes[i] &= bits <= 0 ? 0 : static_cast<unsigned char>(0xff << (8 - bits));
-  }
-}
 
 bool parsePrefix(std::string_view text, int max, int* out) {
   if (text.empty() || text.size() > 3) {
@@ -133,7 +105,32 @@ std::string keyPartValue(const KeyPart& part, const PolicyRequest& request) {
     case KeyPart::Kind::kAttribute:
       break;
   }
-  return toLower(request.get(part.attribute));
+  const std::string_view value = request.get(part.attribute);
+  if (part.attribute == "client_address") {
+    // The same text for every spelling of one address (::ffff:192.0.2.1 is 192.0.2.1).
+    if (auto address = IpAddress::parse(value)) {
+      return address->toString();
+    }
+  }
+  if (!part.extensionDelimiters.empty() && isAddressAttribute(part.attribute)) {
+    if (auto stripped = stripExtension(value, part.extensionDelimiters)) {
+      return toLower(stripped->address);
+    }
+  }
+  return toLower(value);
+}
+
+bool isAddressAttribute(std::string_view attribute) {
+  return attribute == "sender" || attribute == "recipient" || attribute == "original_recipient";
+}
+
+static void appendPrincipalValue(std::string* principal, std::string_view value) {
+  for (char c : value) {
+    if (c == kPrincipalSeparator) {
+      *principal += kPrincipalSeparator;  // doubled: a value's own separator bytes
+    }
+    *principal += c;
+  }
 }
 
 std::optional<std::string> principalOf(const std::vector<KeyPart>& parts,
@@ -145,11 +142,11 @@ std::optional<std::string> principalOf(const std::vector<KeyPart>& parts,
       return std::nullopt;
     }
     if (!principal.empty()) {
-      principal += '\x1f';
+      principal += kPrincipalSeparator;
     }
     principal += part.text;
     principal += '=';
-    principal += value;
+    appendPrincipalValue(&principal, value);
   }
   return principal;
 }
@@ -193,16 +190,11 @@ std::string storeKeyFor(const std::string& principal, const std::string& limitNa
 }
 
 std::string maskAddress(std::string_view address, int v4Prefix, int v6Prefix) {
-  int family = 0;
-  unsigned char bytes[16] = {};
-  if (!parseIp(address, &family, bytes)) {
+  StatusOr<IpAddress> parsed = IpAddress::parse(address);
+  if (!parsed) {
     return {};
   }
-  const int prefix = family == AF_INET ? v4Prefix : v6Prefix;
-  maskBytes(bytes, family == AF_INET ? 4 : 16, prefix);
-  char buf[INET6_ADDRSTRLEN];
-  inet_ntop(family, bytes, buf, sizeof(buf));
-  return std::string(buf) + "/" + std::to_string(prefix);
+  return IpNetwork::of(*parsed, parsed->v6 ? v6Prefix : v4Prefix).toString();
 }
 
 }  // namespace relaykit::policy

@@ -56,13 +56,17 @@ for i = 1, #KEYS do
       end
     end
     local base = math.max(tat, now)
-    local newtat = base + math.floor(cost * period / max)
+    local newtat = base
     if cost > max then
+      -- Never fits: refused before any increment is computed (gcraCheck does the same).
       allowed = false
       retry = math.max(retry, period)
-    elseif newtat - now > period then
-      allowed = false
-      retry = math.max(retry, newtat - now - period)
+    else
+      newtat = base + math.floor(cost * period / max)
+      if newtat - now > period then
+        allowed = false
+        retry = math.max(retry, newtat - now - period)
+      end
     end
     if commit then
       writes[#writes + 1] = fields[w]

@@ -7,8 +7,12 @@
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <string_view>
+#include <vector>
 
 #include "common/server/logging.h"
 #include "policyd/redis_script.h"
@@ -18,6 +22,8 @@ namespace relaykit::policy {
 namespace {
 constexpr int kMinBackoffMs = 100;
 constexpr int kMaxBackoffMs = 5000;
+// A sentinel query gets at least this long (timeout_ms may be tighter than a TCP connect).
+constexpr int kMinDiscoveryTimeoutMs = 200;
 
 std::string sha1Hex(const char* text) {
   unsigned char digest[SHA_DIGEST_LENGTH];
@@ -70,15 +76,13 @@ struct RedisStoreCallbacks {
       logWarning(std::string("redis: connect failed: ") + ac->errstr);
       store->ac_ = nullptr;  // hiredis frees the context after this callback
       store->connected_ = false;
+      store->transportUp_ = false;
       store->stats_.connected = false;
       store->scheduleReconnect();
       return;
     }
-    store->connected_ = true;
-    store->stats_.connected = true;
-    store->stats_.connects++;
-    store->backoffMs_ = kMinBackoffMs;
-    logInfo("redis: connected");
+    store->transportUp_ = true;
+    store->setupDone();
   }
   static void onDisconnect(const redisAsyncContext* ac, int status) {
     auto* store = static_cast<RedisStore*>(ac->data);
@@ -89,6 +93,7 @@ struct RedisStoreCallbacks {
                (status == REDIS_OK ? "" : std::string(": ") + ac->errstr));
     store->ac_ = nullptr;  // hiredis frees the context after this callback
     store->connected_ = false;
+    store->transportUp_ = false;
     store->stats_.connected = false;
     store->scheduleReconnect();
   }
@@ -98,13 +103,51 @@ struct RedisStoreCallbacks {
   }
   static void onSetupReply(redisAsyncContext* ac, void* reply, void* privdata) {
     auto* r = static_cast<redisReply*>(reply);
+    auto* store = static_cast<RedisStore*>(ac->data);
     if (r != nullptr && r->type == REDIS_REPLY_ERROR) {
       logError(std::string("redis: ") + static_cast<const char*>(privdata) + " failed: " + r->str);
-      auto* store = static_cast<RedisStore*>(ac->data);
       if (store != nullptr && ac == store->ac_) {
         redisAsyncDisconnect(ac);
       }
+      return;
     }
+    if (r != nullptr && store != nullptr && ac == store->ac_) {
+      --store->setupPending_;
+      store->setupDone();
+    }
+  }
+  static void onSentinelConnect(const redisAsyncContext* ac, int status) {
+    auto* store = static_cast<RedisStore*>(ac->data);
+    if (status == REDIS_OK || store == nullptr || ac != store->sentinelAc_) {
+      return;
+    }
+    store->sentinelAc_ = nullptr;  // hiredis frees the context after this callback
+    store->discoveryFailed(std::string("cannot connect: ") + ac->errstr);
+  }
+  static void onSentinelDisconnect(const redisAsyncContext* ac, int) {
+    auto* store = static_cast<RedisStore*>(ac->data);
+    if (store == nullptr || ac != store->sentinelAc_) {
+      return;
+    }
+    store->sentinelAc_ = nullptr;
+    store->discoveryFailed("closed the connection");
+  }
+  static void onSentinelReply(redisAsyncContext* ac, void* reply, void*) {
+    auto* store = static_cast<RedisStore*>(ac->data);
+    if (store != nullptr) {
+      store->onSentinelReply(ac, reply);
+    }
+  }
+  static void onRoleReply(redisAsyncContext* ac, void* reply, void*) {
+    auto* store = static_cast<RedisStore*>(ac->data);
+    if (store != nullptr && ac == store->ac_) {
+      store->onRoleReply(ac, reply);
+    }
+  }
+  static void onDiscoveryTimer(evutil_socket_t, short, void* arg) {
+    auto* store = static_cast<RedisStore*>(arg);
+    store->dropSentinel();
+    store->discoveryFailed("no answer in time");
   }
   static void onTimer(evutil_socket_t, short, void* arg) {
     auto* pending = static_cast<RedisStore::Pending*>(arg);
@@ -121,11 +164,18 @@ RedisStore::RedisStore(event_base* base, RedisStoreSettings settings, MicrosCloc
       testClock_(std::move(testClock)),
       scriptSha_(sha1Hex(kRateLimitScript)) {
   reconnectTimer_ = evtimer_new(base_, RedisStoreCallbacks::onReconnectTimer, this);
+  discoveryTimer_ = evtimer_new(base_, RedisStoreCallbacks::onDiscoveryTimer, this);
+  host_ = settings_.host;
+  port_ = settings_.port;
 }
 
 RedisStore::~RedisStore() {
   if (reconnectTimer_ != nullptr) {
     event_free(reconnectTimer_);
+  }
+  dropSentinel();
+  if (discoveryTimer_ != nullptr) {
+    event_free(discoveryTimer_);
   }
   if (ac_ != nullptr) {
     redisAsyncContext* ac = ac_;
@@ -139,18 +189,162 @@ void RedisStore::start() {
   connect();
 }
 
+void RedisStore::setupDone() {
+  if (!transportUp_ || setupPending_ > 0 || connected_) {
+    return;
+  }
+  connected_ = true;
+  stats_.connected = true;
+  stats_.connects++;
+  backoffMs_ = kMinBackoffMs;
+  logInfo("redis: connected");
+}
+
 void RedisStore::scheduleReconnect() {
+  needDiscovery_ = true;  // with sentinels: ask again which server is the primary
   const timeval tv = msToTimeval(backoffMs_);
   backoffMs_ = std::min(backoffMs_ * 2, kMaxBackoffMs);
   evtimer_add(reconnectTimer_, &tv);
 }
 
 void RedisStore::connect() {
-  if (ac_ != nullptr) {
+  if (ac_ != nullptr || sentinelAc_ != nullptr) {
     return;
   }
-  redisAsyncContext* ac = settings_.unixPath.empty()
-                              ? redisAsyncConnect(settings_.host.c_str(), settings_.port)
+  if (!settings_.sentinels.empty() && needDiscovery_) {
+    sentinelTries_ = 0;
+    discover();
+    return;
+  }
+  connectData();
+}
+
+void RedisStore::dropSentinel() {
+  if (discoveryTimer_ != nullptr) {
+    evtimer_del(discoveryTimer_);
+  }
+  if (sentinelAc_ != nullptr) {
+    redisAsyncContext* ac = sentinelAc_;
+    sentinelAc_ = nullptr;
+    ac->data = nullptr;
+    redisAsyncFree(ac);
+  }
+}
+
+void RedisStore::discover() {
+  const auto& [host, port] = settings_.sentinels[sentinelIndex_ % settings_.sentinels.size()];
+  redisAsyncContext* ac = redisAsyncConnect(host.c_str(), port);
+  if (ac == nullptr || ac->err) {
+    const std::string why = ac != nullptr ? ac->errstr : "out of memory";
+    if (ac != nullptr) {
+      redisAsyncFree(ac);
+    }
+    discoveryFailed("cannot connect: " + why);
+    return;
+  }
+  ac->data = this;
+  sentinelAc_ = ac;
+  redisLibeventAttach(ac, base_);
+  redisAsyncSetConnectCallback(ac, RedisStoreCallbacks::onSentinelConnect);
+  redisAsyncSetDisconnectCallback(ac, RedisStoreCallbacks::onSentinelDisconnect);
+  const char* argv[3] = {"SENTINEL", "get-master-addr-by-name", settings_.masterName.c_str()};
+  const size_t lens[3] = {8, 23, settings_.masterName.size()};
+  redisAsyncCommandArgv(ac, RedisStoreCallbacks::onSentinelReply, nullptr, 3, argv, lens);
+  const timeval tv = msToTimeval(std::max(settings_.timeoutMs, kMinDiscoveryTimeoutMs));
+  evtimer_add(discoveryTimer_, &tv);
+}
+
+void RedisStore::discoveryFailed(const std::string& why) {
+  const auto& [host, port] = settings_.sentinels[sentinelIndex_ % settings_.sentinels.size()];
+  logWarning("redis: sentinel " + host + ":" + std::to_string(port) + ": " + why);
+  ++sentinelIndex_;
+  if (++sentinelTries_ < settings_.sentinels.size()) {
+    discover();  // the next sentinel at once
+    return;
+  }
+  logWarning("redis: no sentinel reported a primary for \"" + settings_.masterName +
+             "\"; asking again with backoff");
+  scheduleReconnect();
+}
+
+void RedisStore::onSentinelReply(redisAsyncContext* ac, void* replyPtr) {
+  if (ac != sentinelAc_) {
+    return;
+  }
+  auto* reply = static_cast<redisReply*>(replyPtr);
+  std::string host;
+  int port = 0;
+  std::string why = "no reply";
+  if (reply != nullptr && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+      reply->element[0]->type == REDIS_REPLY_STRING &&
+      reply->element[1]->type == REDIS_REPLY_STRING) {
+    host.assign(reply->element[0]->str, reply->element[0]->len);
+    const std::string_view p(reply->element[1]->str, reply->element[1]->len);
+    const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
+    if (ec != std::errc() || end != p.data() + p.size() || port <= 0 || port > 65535) {
+      port = 0;
+      why = "malformed primary address";
+    }
+  } else if (reply != nullptr && reply->type == REDIS_REPLY_NIL) {
+    why = "does not know master_name \"" + settings_.masterName + "\"";
+  } else if (reply != nullptr && reply->type == REDIS_REPLY_ERROR) {
+    why = std::string(reply->str, reply->len);
+  }
+  // Done with this sentinel connection (freed by hiredis after this callback).
+  sentinelAc_ = nullptr;
+  ac->data = nullptr;
+  evtimer_del(discoveryTimer_);
+  redisAsyncDisconnect(ac);
+  if (port == 0) {
+    discoveryFailed(why);
+    return;
+  }
+  const std::string primary = host + ":" + std::to_string(port);
+  stats_.discoveries++;
+  if (primary != stats_.primary) {
+    if (!stats_.primary.empty()) {
+      stats_.failovers++;
+    }
+    logInfo("redis: sentinels report primary " + primary + " for \"" + settings_.masterName + "\"" +
+            (stats_.primary.empty() ? "" : " (was " + stats_.primary + ")"));
+    stats_.primary = primary;
+  }
+  host_ = host;
+  port_ = port;
+  needDiscovery_ = false;
+  sentinelTries_ = 0;
+  connectData();
+}
+
+void RedisStore::onRoleReply(redisAsyncContext* ac, void* replyPtr) {
+  auto* reply = static_cast<redisReply*>(replyPtr);
+  if (reply == nullptr) {
+    return;  // the connection is going away anyway
+  }
+  const bool primary = reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+                       reply->element[0]->type == REDIS_REPLY_STRING &&
+                       std::string_view(reply->element[0]->str, reply->element[0]->len) == "master";
+  if (!primary) {
+    std::string role = "unknown";
+    if (reply->type == REDIS_REPLY_ERROR) {
+      role = std::string(reply->str, reply->len);
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+               reply->element[0]->type == REDIS_REPLY_STRING) {
+      role.assign(reply->element[0]->str, reply->element[0]->len);
+    }
+    logWarning("redis: " + host_ + ":" + std::to_string(port_) +
+               " is not the primary (ROLE: " + role + "); asking the sentinels again");
+    needDiscovery_ = true;
+    redisAsyncDisconnect(ac);
+    return;
+  }
+  --setupPending_;
+  setupDone();
+}
+
+void RedisStore::connectData() {
+  redisAsyncContext* ac = settings_.unixPath.empty() || !settings_.sentinels.empty()
+                              ? redisAsyncConnect(host_.c_str(), port_)
                               : redisAsyncConnectUnix(settings_.unixPath.c_str());
   if (ac == nullptr || ac->err) {
     logWarning(std::string("redis: connect failed: ") +
@@ -167,15 +361,32 @@ void RedisStore::connect() {
   redisAsyncSetConnectCallback(ac, RedisStoreCallbacks::onConnect);
   redisAsyncSetDisconnectCallback(ac, RedisStoreCallbacks::onDisconnect);
   lastReplyUs_ = systemMicros();
+  transportUp_ = false;
+  setupPending_ = 0;
   if (!settings_.password.empty()) {
-    const char* argv[2] = {"AUTH", settings_.password.c_str()};
-    const size_t lens[2] = {4, settings_.password.size()};
-    redisAsyncCommandArgv(ac, RedisStoreCallbacks::onSetupReply, const_cast<char*>("AUTH"), 2, argv,
-                          lens);
+    ++setupPending_;
+    // The password is only ever an argument: the error line names the user, never the secret.
+    authWhat_ = settings_.username.empty() ? "AUTH" : "AUTH as user \"" + settings_.username + "\"";
+    std::vector<const char*> argv = {"AUTH"};
+    std::vector<size_t> lens = {4};
+    if (!settings_.username.empty()) {
+      argv.push_back(settings_.username.c_str());
+      lens.push_back(settings_.username.size());
+    }
+    argv.push_back(settings_.password.c_str());
+    lens.push_back(settings_.password.size());
+    redisAsyncCommandArgv(ac, RedisStoreCallbacks::onSetupReply, authWhat_.data(),
+                          static_cast<int>(argv.size()), argv.data(), lens.data());
   }
   if (settings_.database != 0) {
+    ++setupPending_;
     redisAsyncCommand(ac, RedisStoreCallbacks::onSetupReply, const_cast<char*>("SELECT"),
                       "SELECT %d", settings_.database);
+  }
+  if (!settings_.sentinels.empty()) {
+    // Writes only go to the primary: the server a sentinel named must say so itself.
+    ++setupPending_;
+    redisAsyncCommand(ac, RedisStoreCallbacks::onRoleReply, nullptr, "ROLE");
   }
 }
 
@@ -187,6 +398,7 @@ void RedisStore::connectionLost(const char* why) {
   redisAsyncContext* ac = ac_;
   ac_ = nullptr;
   connected_ = false;
+  transportUp_ = false;
   stats_.connected = false;
   ac->data = nullptr;
   redisAsyncFree(ac);
@@ -289,6 +501,12 @@ void RedisStore::onReply(Pending* pending, void* replyPtr) {
   StatusOr<StoreResult> result = Status::error("unexpected redis reply");
   if (reply->type == REDIS_REPLY_ERROR) {
     result = Status::error(std::string("redis error: ") + reply->str);
+    if (std::strncmp(reply->str, "READONLY", 8) == 0 && !settings_.sentinels.empty() &&
+        ac_ != nullptr) {
+      // The primary was demoted under us (a failover): find the new one.
+      needDiscovery_ = true;
+      redisAsyncDisconnect(ac_);
+    }
   } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 + 2 * pending->chargeCount) {
     StoreResult r;
     r.committed = reply->element[0]->integer == 1;

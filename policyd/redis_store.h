@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "policyd/rate_store.h"
 
@@ -25,9 +27,14 @@ struct RedisStoreSettings {
   int port = 6379;
   std::string unixPath;
   int database = 0;
-  std::string password;  // empty: no AUTH
+  std::string username;  // ACL user: AUTH username password; empty: AUTH password
+  std::string password;  // empty: no AUTH (never logged)
   int timeoutMs = 50;
   std::string keyPrefix = "relaykit:";
+  // Sentinel: when not empty, the primary of `masterName` is asked of these sentinels (in order,
+  // the next on error) and host/port above are not used.
+  std::vector<std::pair<std::string, int>> sentinels;
+  std::string masterName;
 };
 
 struct RedisStoreStats {
@@ -37,6 +44,10 @@ struct RedisStoreStats {
   std::uint64_t connects = 0;  // successful connections (the first one included)
   std::uint64_t noscript = 0;
   bool connected = false;
+  // Sentinel only.
+  std::string primary;            // "host:port" last reported by a sentinel ("" before)
+  std::uint64_t failovers = 0;    // times the reported primary changed
+  std::uint64_t discoveries = 0;  // sentinel queries answered with a primary
 };
 
 class RedisStore : public RateStore {
@@ -58,6 +69,13 @@ class RedisStore : public RateStore {
  private:
   friend struct RedisStoreCallbacks;
   void connect();
+  void connectData();
+  // Sentinel discovery: asks sentinels_[sentinelIndex_] for the primary, asynchronously.
+  void discover();
+  void discoveryFailed(const std::string& why);
+  void onSentinelReply(redisAsyncContext* ac, void* reply);
+  void onRoleReply(redisAsyncContext* ac, void* reply);
+  void dropSentinel();
   void connectionLost(const char* why);
   void scheduleReconnect();
   void send(Pending* pending, bool withScript);
@@ -70,11 +88,25 @@ class RedisStore : public RateStore {
   std::string scriptSha_;
   redisAsyncContext* ac_ = nullptr;
   bool connected_ = false;
+  // The connection counts as up (stats, /health) once TCP is connected and every setup command
+  // (AUTH, SELECT) has succeeded.
+  bool transportUp_ = false;
+  int setupPending_ = 0;
+  void setupDone();
   event* reconnectTimer_ = nullptr;
   int backoffMs_ = 100;
   std::int64_t lastReplyUs_ = 0;
   RedisStoreStats stats_;
   std::shared_ptr<bool> alive_;
+  // Sentinel state: the primary in use, whether to ask again before the next connection.
+  std::string host_;
+  int port_ = 0;
+  bool needDiscovery_ = true;
+  redisAsyncContext* sentinelAc_ = nullptr;
+  event* discoveryTimer_ = nullptr;
+  std::size_t sentinelIndex_ = 0;
+  std::size_t sentinelTries_ = 0;
+  std::string authWhat_;  // "AUTH" or "AUTH as user \"NAME\"" (for the error line)
 };
 
 }  // namespace relaykit::policy

@@ -2,6 +2,7 @@
 // Redis store writes are found from the attributes, shown by Redis's clock, counted and reset.
 #include <event2/event.h>
 #include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
 
 #include <chrono>
 #include <thread>
@@ -103,6 +104,47 @@ TEST(LimitsAdmin, ShowCountResetAgainstRedis) {
   EXPECT_EQ(*admin->resetAll("per-sasl"), 1);
   EXPECT_EQ(*admin->resetAll(""), 1);
   EXPECT_TRUE(admin->count("")->empty());
+}
+
+// Values in Redis are untrusted: anyone who reaches Redis can write them. A malformed or
+// oversize counter is a clear error naming the key, never an exception (std::stoll threw here).
+TEST(LimitsAdmin, MalformedCountersInRedisAreClearErrors) {
+  if (!testing::redisAvailable()) {
+    GTEST_SKIP() << "redis-server not installed";
+  }
+  testing::RedisTestServer server;
+  ASSERT_TRUE(server.start());
+  auto config = configFor(server.port());
+  ASSERT_NE(config, nullptr);
+  auto targets = limitTargets(*config, *requestFromWords({"client_address=10.9.9.9"}), "per-net");
+  ASSERT_EQ(targets.size(), 1u);
+  const std::string key = config->redis.keyPrefix + targets[0].key;
+  const std::string field = std::to_string(targets[0].rule->windows[0].periodUs);
+  redisContext* c = redisConnect("127.0.0.1", server.port());
+  ASSERT_TRUE(c != nullptr && c->err == 0);
+  auto admin = RedisAdmin::connect(config->redis);
+  ASSERT_TRUE(admin.isOk());
+  for (const std::string& bad :
+       {std::string("abc:5"), std::string("99999999999999999999999:5"), std::string("12:x"),
+        std::string(""), std::string("-5:5"), std::string("5\n\x01:5"), std::string("1:5:7")}) {
+    auto* r =
+        static_cast<redisReply*>(redisCommand(c, "HSET %b %b %b", key.data(), key.size(),
+                                              field.data(), field.size(), bad.data(), bad.size()));
+    ASSERT_NE(r, nullptr);
+    freeReplyObject(r);
+    auto shown = admin->show(targets[0]);
+    ASSERT_FALSE(shown.isOk()) << bad;
+    const std::string& message = shown.status().message();
+    EXPECT_NE(message.find("redis: malformed counter in " + key), std::string::npos) << message;
+    for (char ch : message) {
+      EXPECT_TRUE(ch >= 0x20 && ch < 0x7f) << message;
+    }
+  }
+  auto* r = static_cast<redisReply*>(
+      redisCommand(c, "HSET %s %s 1700000000000000:5", key.c_str(), field.c_str()));
+  freeReplyObject(r);
+  EXPECT_TRUE(admin->show(targets[0]).isOk());
+  redisFree(c);
 }
 
 TEST(LimitsAdmin, UnreachableRedisIsAnError) {

@@ -176,6 +176,20 @@ TEST_P(StoreConformance, CostAboveMaxNeverFits) {
   EXPECT_EQ(r.outcomes[0].retryAfterUs, kMinute);
 }
 
+// The fuzz finding: a bytes limit (1000 per hour) and a size of 99999999999999, warn-only: the
+// message passes, nothing is charged, and the full allowance is still there afterwards.
+TEST_P(StoreConformance, HugeWarnOnlyCostIsNotCharged) {
+  const std::vector<RateWindow> w{{1000, 3600 * kSecond}};
+  StoreResult r =
+      run({c("rl:{h}:b", w, 99999999999999, false), c("rl:{o}:m", {{5, kMinute}}, 1)}, true);
+  EXPECT_TRUE(r.committed);
+  EXPECT_FALSE(r.outcomes[0].allowed);
+  EXPECT_EQ(r.outcomes[0].retryAfterUs, 3600 * kSecond);
+  EXPECT_TRUE(r.outcomes[1].allowed);
+  EXPECT_TRUE(charge({c("rl:{h}:b", w, 1000)}));
+  EXPECT_FALSE(charge({c("rl:{h}:b", w, 1)}));
+}
+
 TEST_P(StoreConformance, BytesWithFractionalIntervals) {
   const std::vector<RateWindow> w{{1000000, 3600 * kSecond}};  // 1 MB per hour
   EXPECT_TRUE(charge({c("rl:{a}:b", w, 333333)}));

@@ -159,7 +159,7 @@ TEST(ConfigTest, UnknownKeysInSections) {
             "propagate_unmatched_extensions, sources)\n");
   EXPECT_EQ(problems("redis:\n  adress: x\n"),
             "t.yaml:2:3: unknown key \"adress\" in redis (allowed: address, database, "
-            "password_file, timeout_ms, key_prefix)\n");
+            "password_file, timeout_ms, key_prefix, username, sentinels, master_name)\n");
 }
 
 TEST(ConfigTest, MilterAndPolicyKeysAreLeftToTheirComponents) {
