@@ -1,8 +1,9 @@
 // address_search_fuzz.cc: Postfix's partial-key searches (common/address_search.h) and a small
 // table searched with them (common/table.h), in every search mode.
 // Input: [mode/settings byte] key NUL result value. Properties: every plan starts with the full
-// key form; a lookup never fails with an error other than the documented "empty result"; the
-// result processing (finishAddressResult) never fails.
+// key form and is linear in the key (all its key forms together at most kMaxPlanBytesPerKeyByte
+// bytes per key byte, plus a constant); a found value is never empty; the result processing
+// (finishAddressResult) never fails.
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,16 @@ using namespace relaykit;
 using relaykit::fuzz::printable;
 
 namespace {
+
+// Every key form is at most the key plus a few bytes, and there are a handful of forms.
+constexpr size_t kMaxPlanBytesPerKeyByte = 16;
+constexpr size_t kMaxPlanBytesConstant = 256;
+
+// PENDING, owned by the config branch (issue 10: every search mode linear in the key): the
+// transport search holds one copy of every parent-domain suffix, quadratic in the key
+// ("x@" followed by many dots). Reproducer: tests/fuzz/pending/address_search/. The linearity
+// check skips that mode until the fix lands; then delete this constant and its use.
+constexpr bool kPendingTransportQuadratic = true;
 
 constexpr SearchMode kModes[] = {SearchMode::kExact, SearchMode::kAddress, SearchMode::kTransport,
                                  SearchMode::kSender};
@@ -78,6 +89,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (int mode = 0; mode < 4; ++mode) {
     SearchPlan plan = planSearch(kModes[mode], key, *postfix);
     FUZZ_CHECK(!plan.keys.empty() && plan.keys.front().full, "plan for " + printable(key));
+    size_t planBytes = 0;
+    for (const SearchKey& k : plan.keys) {
+      planBytes += k.key.size();
+    }
+    if (!(kPendingTransportQuadratic && kModes[mode] == SearchMode::kTransport)) {
+      FUZZ_CHECK(planBytes <= kMaxPlanBytesPerKeyByte * key.size() + kMaxPlanBytesConstant,
+                 "plan of " + std::to_string(planBytes) + " bytes for a key of " +
+                     std::to_string(key.size()));
+    }
     if (!value.empty()) {
       for (const SearchKey& k : plan.keys) {
         (void)finishAddressResult(value, plan, k, (flags & 2) != 0);
