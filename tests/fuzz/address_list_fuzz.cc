@@ -33,6 +33,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     expected.push_back(address);
   }
   std::string rewritten = relaykit::milter::rewriteAddressList(text, *boxes, replacements);
+  if (rewritten.size() > relaykit::milter::kMaxAddressListBytes) {
+    return 0;  // longer addresses than the input's (only with inputs far above -max_len=4096)
+  }
   auto again = relaykit::milter::parseAddressList(rewritten);
   FUZZ_CHECK(again.isOk(), printable(text) + " rewritten as " + printable(rewritten) + ": " +
                                again.status().message());
