@@ -180,17 +180,40 @@ std::string Mailbox::address() const {
 }
 
 std::string Mailbox::displayText() const {
-  // Decode encoded-words in the raw phrase, then drop the quotes and quoted-pairs.
-  std::string decoded = decodeEncodedWords(displayName);
-  std::string out;
-  for (size_t i = 0; i < decoded.size(); ++i) {
-    if (decoded[i] == '\\' && i + 1 < decoded.size()) {
-      out.push_back(decoded[++i]);
-    } else if (decoded[i] != '"') {
-      out.push_back(decoded[i]);
+  // Quotes and quoted-pairs are resolved first, and encoded-words decoded in what remains, so a
+  // '"' or '\\' that an encoded-word decodes to is text, never syntax. Comments are kept as
+  // written (a '"' inside one is a character).
+  std::string unquoted;
+  bool quoted = false;
+  int commentDepth = 0;
+  for (size_t i = 0; i < displayName.size(); ++i) {
+    char c = displayName[i];
+    if (quoted || commentDepth > 0) {
+      if (c == '\\' && i + 1 < displayName.size()) {
+        if (commentDepth > 0) {
+          unquoted.push_back(c);
+        }
+        unquoted.push_back(displayName[++i]);
+        continue;
+      }
+      if (quoted && c == '"') {
+        quoted = false;
+        continue;
+      }
+      if (commentDepth > 0) {
+        commentDepth += c == '(' ? 1 : c == ')' ? -1 : 0;
+      }
+      unquoted.push_back(c);
+    } else if (c == '"') {
+      quoted = true;
+    } else {
+      if (c == '(') {
+        commentDepth = 1;
+      }
+      unquoted.push_back(c);
     }
   }
-  return out;
+  return decodeEncodedWords(unquoted);
 }
 
 StatusOr<std::vector<Mailbox>> parseAddressList(std::string_view text) {
@@ -207,6 +230,8 @@ StatusOr<std::vector<Mailbox>> parseAddressList(std::string_view text) {
   std::vector<Mailbox> result;
   bool inGroup = false;
   std::string group;
+  // The end of the last address when no list separator has followed it yet.
+  size_t unseparatedEnd = std::string::npos;
   size_t i = 0;
   while (i < toks.size()) {
     size_t start = i;
@@ -261,13 +286,16 @@ StatusOr<std::vector<Mailbox>> parseAddressList(std::string_view text) {
         if (!st) {
           return st;
         }
+        box.missingSeparatorAt = unseparatedEnd;
         result.push_back(std::move(box));
       }
+      unseparatedEnd = toks[i].end;
       ++i;  // '>'
       if (i < toks.size()) {
         char s = toks[i].special();
         if (s == ',' || s == ';') {
           inGroup = inGroup && s != ';';
+          unseparatedEnd = std::string::npos;
           ++i;
         }
         // Anything else starts the next address: Postfix adds the missing comma.
@@ -287,6 +315,8 @@ StatusOr<std::vector<Mailbox>> parseAddressList(std::string_view text) {
         if (!st) {
           return st;
         }
+        box.missingSeparatorAt = unseparatedEnd;
+        unseparatedEnd = toks[k - 1].end;
         result.push_back(std::move(box));
         from = k;
       }
@@ -294,6 +324,7 @@ StatusOr<std::vector<Mailbox>> parseAddressList(std::string_view text) {
         inGroup = false;
       }
       if (i < toks.size()) {
+        unseparatedEnd = std::string::npos;  // ',', ';' or a stray '>' ends the address
         ++i;
       }
     }
@@ -317,14 +348,18 @@ std::string replacementText(const Mailbox& box, std::string_view address) {
 }
 
 std::string spliceAddresses(std::string_view text, std::vector<AddressReplacement> replacements) {
-  std::sort(replacements.begin(), replacements.end(),
-            [](const AddressReplacement& a, const AddressReplacement& b) {
-              return a.specBegin < b.specBegin;
-            });
+  // Stable, and an insertion (empty range) before a replacement that starts at the same place.
+  std::stable_sort(replacements.begin(), replacements.end(),
+                   [](const AddressReplacement& a, const AddressReplacement& b) {
+                     if (a.specBegin != b.specBegin) {
+                       return a.specBegin < b.specBegin;
+                     }
+                     return a.specEnd == a.specBegin && b.specEnd != b.specBegin;
+                   });
   std::string out;
   size_t pos = 0;
   for (const AddressReplacement& r : replacements) {
-    if (r.specBegin < pos || r.specEnd > text.size()) {
+    if (r.specBegin < pos || r.specEnd < r.specBegin || r.specEnd > text.size()) {
       continue;  // overlapping or out of range: ignore (callers pass parser output)
     }
     out.append(text.substr(pos, r.specBegin - pos));
@@ -333,6 +368,22 @@ std::string spliceAddresses(std::string_view text, std::vector<AddressReplacemen
   }
   out.append(text.substr(pos));
   return out;
+}
+
+std::string rewriteAddressList(std::string_view text, const std::vector<Mailbox>& boxes,
+                               std::vector<AddressReplacement> replacements) {
+  if (replacements.empty()) {
+    return std::string(text);
+  }
+  for (const Mailbox& box : boxes) {
+    size_t at = box.missingSeparatorAt;
+    if (at == std::string::npos || at > text.size()) {
+      continue;
+    }
+    bool spaceFollows = at < text.size() && isWsp(text[at]);
+    replacements.push_back({at, at, spaceFollows ? "," : ", "});
+  }
+  return spliceAddresses(text, std::move(replacements));
 }
 
 }  // namespace relaykit::milter

@@ -33,6 +33,10 @@ struct Mailbox {
   size_t routeBegin = 0;  // where an obsolete source route "@a,@b:" starts; specBegin if none
   std::vector<std::string> comments;  // comments inside the addr-spec ("(c)"), in order
   bool angle = false;                 // written as <addr-spec>
+  // Where the list separator before this mailbox is missing: the end of the previous address
+  // when nothing separated the two ("a b", "\"\"x", "<a@x>b@y"); npos when a ',' or ';' did.
+  // Postfix's parser splits there too, and writes ", " there when it rewrites the header.
+  size_t missingSeparatorAt = std::string::npos;
 
   // The address in Postfix's external form, as a socketmap key: the localpart quoted only when it
   // must be ("john doe"@x), then @domain. Just the localpart when there is no domain.
@@ -60,5 +64,12 @@ std::string replacementText(const Mailbox& box, std::string_view address);
 
 // Replaces the given addr-spec ranges of `text` (non-overlapping, any order).
 std::string spliceAddresses(std::string_view text, std::vector<AddressReplacement> replacements);
+
+// A header rewritten as Postfix's header rewriting writes it: `text` (parsed into `boxes`) with
+// the replacements spliced in and, when there is any replacement, ", " (or "," before
+// whitespace) where a mailbox's list separator is missing, so adjacent addresses stay apart
+// ("\"\"x" becomes "r0@x, r1@x", never "r0@xr1@x"). No replacement: `text` unchanged.
+std::string rewriteAddressList(std::string_view text, const std::vector<Mailbox>& boxes,
+                               std::vector<AddressReplacement> replacements);
 
 }  // namespace relaykit::milter

@@ -157,7 +157,7 @@ bool rewriteAddresses(AddressMapper* mapper, HeaderField* header, RewriteOutcome
     }
   }
   if (!replacements.empty()) {
-    header->value = spliceAddresses(header->value, std::move(replacements));
+    header->value = rewriteAddressList(header->value, *boxes, std::move(replacements));
     out->changes.push_back("header " + header->name + " " + summary);
   }
   return true;

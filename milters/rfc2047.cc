@@ -263,18 +263,20 @@ std::string latin1ToUtf8(std::string_view latin1) {
 }
 
 std::string encodePhrase(std::string_view utf8) {
-  bool ascii = true;
+  // Text a reader would decode differently must itself be encoded: 8-bit bytes, control
+  // characters other than TAB (not even a quoted-string carries CR or LF safely), and "=?",
+  // which could start an encoded-word (inside a quoted-string too: decoders accept that).
+  bool encode = utf8.find("=?") != std::string_view::npos;
   bool needsQuotes = utf8.empty();
   for (unsigned char c : utf8) {
-    if (c >= 0x80) {
-      ascii = false;
-    } else if (c < 0x20 || c == 0x7F ||
-               std::string_view("()<>[]:;@\\,.\"").find(static_cast<char>(c)) !=
-                   std::string_view::npos) {
+    if (c >= 0x80 || (c < 0x20 && c != '\t') || c == 0x7F) {
+      encode = true;
+    } else if (c == '\t' || std::string_view("()<>[]:;@\\,.\"").find(static_cast<char>(c)) !=
+                                std::string_view::npos) {
       needsQuotes = true;
     }
   }
-  if (ascii) {
+  if (!encode) {
     bool doubleSpace = !utf8.empty() && (utf8.find("  ") != std::string_view::npos ||
                                          utf8.front() == ' ' || utf8.back() == ' ');
     if (!needsQuotes && !doubleSpace) {

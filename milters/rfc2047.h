@@ -6,7 +6,9 @@
 // in an unknown charset, is kept verbatim: decode never fails. encodePhrase() produces the shortest
 // safe form of a display name: as is when it is a plain atom sequence, a quoted-string when it is
 // ASCII with specials, and UTF-8 encoded-words (each at most 75 characters, never splitting a
-// character) when it holds non-ASCII text.
+// character) when it holds non-ASCII text, control characters (TAB aside) or "=?" (text that
+// would otherwise read as an encoded-word). Any bytes survive encodePhrase() then a mailbox's
+// displayText() (milters/address_list.h) unchanged.
 #pragma once
 
 #include <string>

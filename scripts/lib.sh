@@ -16,6 +16,7 @@ RELAYKIT_PACKAGES=(
   sasl2-bin libsasl2-modules
   ccache libsystemd-dev lintian debhelper fakeroot dpkg-dev
   opendkim opendkim-tools miltertest python3-dkim redis-sentinel
+  clang libclang-rt-14-dev
 )
 
 relaykit_log() { printf '==> %s\n' "$*" >&2; }

@@ -207,7 +207,9 @@ header_rules:
         # "a@b"; a missing comma and a stray ';' do not stop the rewrite; the envelope sender is
         # looked up as cleanup would (route, pointless quotes and trailing dot dropped).
         # Also: two words with nothing between them are two addresses ("Name root@x" is "Name"
-        # and "root@x") and a '>' after a bare address is ignored, as Postfix reads them.
+        # and "root@x") and a '>' after a bare address is ignored, as Postfix reads them; when a
+        # header is rewritten, ", " goes where such a separator was missing, as Postfix's
+        # smtp_generic_maps and canonical_maps write it ("Name, R@x", "<R@x>, x@y").
         body = SEED_MILTER.replace("headers: [From]",
                                    "headers: [From, Reply-To, Sender, Resent-From, Resent-Sender]")
         # As for a remote client: Postfix's cleanup does not rewrite headers before the milter.
@@ -228,9 +230,9 @@ header_rules:
             self.assertEqual(s.data(msg.replace("\n", "\r\n").encode())[0], 250)
         m = self.one_message(sink)
         self.assertEqual(m.header("From"), "Jo <noreply@corp.com (ops)> (team), cron@corp.com;")
-        self.assertEqual(m.header("Reply-To"), "<alerts@corp.com> x@example.org")
+        self.assertEqual(m.header("Reply-To"), "<alerts@corp.com>, x@example.org")
         self.assertEqual(m.header("Sender"), '"a@b"@corp.com')
-        self.assertEqual(m.header("Resent-From"), "Name cron@corp.com")
+        self.assertEqual(m.header("Resent-From"), "Name, cron@corp.com")
         self.assertEqual(m.header("Resent-Sender"), "noreply@corp.com>")
         self.assertEqual(m.sender, "noreply@corp.com")
 

@@ -153,6 +153,50 @@ TEST(AddressListTest, AdjacentWordsAndStrayAngleLikePostfix) {
             " noreply@corp.com>");
 }
 
+TEST(AddressListTest, RewriteWritesTheMissingSeparatorLikePostfix) {
+  // Postfix reads adjacent words as separate addresses and, when it rewrites the header, writes
+  // ", " between them (probed with smtp_generic_maps and canonical_maps: '""x' becomes
+  // "R@example.com, R@example.com", "<a@b>c@d" becomes "<R@example.com>, R@example.com").
+  struct Case {
+    const char* in;
+    const char* out;
+  } cases[] = {
+      {"\"\"x", "r0@example.com, r1@example.com"},
+      {"a\":a\"", "r0@example.com, r1@example.com"},
+      {" a b", " r0@example.com, r1@example.com"},
+      {" <a@b.example>c@d.example", " <r0@example.com>, r1@example.com"},
+      {" <a@b.example><c@d.example>", " <r0@example.com>, <r1@example.com>"},
+      {" a.\"\"b", " r0@example.com, r1@example.com"},
+      {" a@x, b@y", " r0@example.com, r1@example.com"},
+      {" G: a b;, c", " G: r0@example.com, r1@example.com;, r2@example.com"},
+  };
+  for (const Case& c : cases) {
+    auto boxes = parseOk(c.in);
+    std::vector<AddressReplacement> replacements;
+    for (size_t i = 0; i < boxes.size(); ++i) {
+      replacements.push_back(
+          {boxes[i].routeBegin, boxes[i].specEnd, "r" + std::to_string(i) + "@example.com"});
+    }
+    EXPECT_EQ(rewriteAddressList(c.in, boxes, replacements), c.out) << c.in;
+    EXPECT_EQ(rewriteAddressList(c.in, boxes, {}), c.in) << c.in;
+  }
+  auto boxes = parseOk(" a b c");
+  EXPECT_EQ(rewriteAddressList(" a b c", boxes, {{boxes[1].specBegin, boxes[1].specEnd, "n@x"}}),
+            " a, n@x, c");
+}
+
+TEST(AddressListTest, DisplayTextKeepsQuotesAndBackslashesOfEncodedWords) {
+  // "a\"b\\c" in an encoded-word is text: decoding must not be followed by unquoting.
+  auto boxes = parseOk(" =?UTF-8?B?YSJiXGM=?= <x@y>");
+  ASSERT_EQ(boxes.size(), 1u);
+  EXPECT_EQ(boxes[0].displayText(), "a\"b\\c");
+  boxes = parseOk(" =?UTF-8?Q?=22q=22?= \"x\\\"y\" <x@y>");
+  ASSERT_EQ(boxes.size(), 1u);
+  EXPECT_EQ(boxes[0].displayText(), "\"q\" x\"y");
+  boxes = parseOk(" Jo (a \"comment\") Doe <x@y>");
+  EXPECT_EQ(boxes[0].displayText(), "Jo (a \"comment\") Doe");
+}
+
 TEST(AddressListTest, MalformedIsAnError) {
   const char* bad[] = {
       " \"unterminated <a@x>",

@@ -214,6 +214,27 @@ TEST(MessageRewriterTest, RewriteFromKeepsDisplayNamesAndHandlesSeveralFromHeade
             "<noreply@corp.com>, header From <x@olddomain.example> -> <x@newdomain.example>");
 }
 
+TEST(MessageRewriterTest, RewriteFromKeepsAdjacentAddressesApartLikePostfix) {
+  // Two addresses with nothing between them (a fuzz finding): Postfix's header rewriting
+  // (smtp_generic_maps and canonical_maps on a From header) writes ", " between them; splicing the
+  // rewritten addresses in without it glued them into one address.
+  auto mc = load(R"(
+  rewrite_from:
+    table: generic
+)");
+  std::vector<HeaderField> in = {{"From", " root@relay.corp.local\"x\"@localhost"},
+                                 {"From", " <root@relay.corp.local>x@localhost"},
+                                 {"From", " John root@relay.corp.local"},
+                                 {"From", " John other@example.org"}};
+  RewriteOutcome out = rewriteMessage(*mc, env(), in);
+  ASSERT_FALSE(out.error);
+  EXPECT_EQ(render(out.headers),
+            "From: noreply@corp.com, noreply@corp.com\n"
+            "From: <noreply@corp.com>, noreply@corp.com\n"
+            "From: John, noreply@corp.com\n"
+            "From: John other@example.org\n");
+}
+
 TEST(MessageRewriterTest, RulesRunBeforeRewriteFrom) {
   auto mc = load(R"(
   header_rules:

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "milters/address_list.h"
+
 namespace relaykit::milter {
 namespace {
 
@@ -59,6 +61,35 @@ TEST(Rfc2047Test, EncodePhraseUtf8RoundTrips) {
   std::string enc = encodePhrase(name);
   EXPECT_EQ(enc.rfind("=?UTF-8?B?", 0), 0u);
   EXPECT_EQ(decodeEncodedWords(enc), name);
+}
+
+// The display text of "PHRASE <a@example.com>" (what a reader of the header sees).
+std::string displayTextOf(const std::string& phrase) {
+  auto boxes = parseAddressList(phrase + " <a@example.com>");
+  EXPECT_TRUE(boxes.isOk() && boxes->size() == 1u) << phrase;
+  return boxes.isOk() && boxes->size() == 1u ? (*boxes)[0].displayText() : std::string("?");
+}
+
+TEST(Rfc2047Test, EncodeThenDecodeGivesTheTextBack) {
+  // Fuzz findings: ASCII that looks like an encoded-word passed through unchanged (and so
+  // decoded to "a"), and '"' or '\\' inside encoded text were lost when taking the display text.
+  const std::string texts[] = {"=?utf-8?q?a?=",
+                               "x =?UTF-8?B?YQ==?= y",
+                               "\xC3\xA9 \"q\" \\x",
+                               "J\xC3\xB6rg \"the boss\" M\xC3\xBCller",
+                               "a\r\nb",
+                               "tab\there",
+                               "Doe, John",
+                               "say \"hi\"",
+                               "back\\slash",
+                               ""};
+  for (const std::string& text : texts) {
+    std::string phrase = encodePhrase(text);
+    EXPECT_EQ(displayTextOf(phrase), text) << phrase;
+  }
+  EXPECT_EQ(encodePhrase("=?utf-8?q?a?=").rfind("=?UTF-8?B?", 0), 0u);
+  EXPECT_EQ(encodePhrase("a\r\nb").rfind("=?UTF-8?B?", 0), 0u);
+  EXPECT_EQ(encodePhrase("a=b?c"), "a=b?c");
 }
 
 TEST(Rfc2047Test, LongUtf8SplitsIntoShortWordsOnCharacterBoundaries) {
