@@ -58,6 +58,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // "127.0.0.1:40112", "[::1]:40112" or "unix" (for log lines).
   const std::string& peer() const { return peer_; }
   bool isOpen() const { return fd_ >= 0; }
+  // The socket, for socket options (the milter's TCP_QUICKACK); -1 once closed. Reading and
+  // writing stay with the Connection.
+  int fd() const { return fd_; }
   std::weak_ptr<Connection> weak() { return weak_from_this(); }
   event_base* base() const;
 
@@ -123,9 +126,7 @@ struct Health {
 
   static Health ok() { return Health(); }
   static Health degraded(std::string why) { return Health{Level::Degraded, std::move(why)}; }
-  static Health unavailable(std::string why) {
-    return Health{Level::Unavailable, std::move(why)};
-  }
+  static Health unavailable(std::string why) { return Health{Level::Unavailable, std::move(why)}; }
 };
 
 class Service {
