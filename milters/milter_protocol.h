@@ -67,7 +67,7 @@ class MilterPacketDecoder {
   // "packet length 0", "packet length 4294967295 over the limit of 131070", ...
   const std::string& error() const { return error_; }
   // True while part of a packet has been received (EOF or a deadline now would truncate it).
-  bool inProgress() const { return have_ > 0 || state_ == State::kPacket; }
+  bool inProgress() const { return have_ > 0; }
 
  private:
   void fail(std::string why);
