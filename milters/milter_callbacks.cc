@@ -28,16 +28,20 @@ constexpr size_t kMaxRecipients = 10000;
 
 std::shared_ptr<const MilterConfig> gConfig;  // accessed with std::atomic_load/store
 
+// The series are looked up once (a label lookup takes the family's mutex).
 struct Metrics {
-  CounterFamily* messages = nullptr;  // result: changed | unchanged | error | skipped
-  CounterFamily* changes = nullptr;   // kind: header | sender
-  HistogramFamily* eomSeconds = nullptr;
+  Counter* changed = nullptr;  // relaykit_milter_messages_total{result=...}
+  Counter* unchanged = nullptr;
+  Counter* error = nullptr;
+  Counter* skipped = nullptr;
+  Counter* changes = nullptr;  // relaykit_milter_changes_total{kind="all"}
+  Histogram* eomSeconds = nullptr;
 };
 Metrics gMetrics;
 
-void countMessage(const char* result) {
-  if (gMetrics.messages) {
-    gMetrics.messages->labels({result}).inc();
+void countMessage(Counter* result) {
+  if (result != nullptr) {
+    result->inc();
   }
 }
 
@@ -251,15 +255,15 @@ MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifi
     }
     if (!m.failure.empty()) {
       logError(prefix + m.failure + "; on_error=" + onErrorName(cfg));
-      countMessage("error");
+      countMessage(gMetrics.error);
       result = onErrorResult(cfg);
     } else if (m.overflow) {
       logWarning(prefix + "headers larger than " + std::to_string(kMaxMessageHeaderBytes) +
                  " bytes or more than " + std::to_string(kMaxMessageHeaders) +
                  ": message passed unchanged");
-      countMessage("skipped");
+      countMessage(gMetrics.skipped);
     } else if (!cfg) {
-      countMessage("unchanged");
+      countMessage(gMetrics.unchanged);
     } else {
       RewriteOutcome out = rewriteMessage(*cfg, m.envelope, m.headers);
       for (const std::string& note : out.notes) {
@@ -267,7 +271,7 @@ MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifi
       }
       if (out.error) {
         logError(prefix + out.errorReason + "; on_error=" + onErrorName(cfg));
-        countMessage("error");
+        countMessage(gMetrics.error);
         result = onErrorResult(cfg);
       } else {
         Status st = applyPlan(out.plan, mods);
@@ -275,27 +279,27 @@ MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifi
           mods->clear();  // nothing half-applied
           logError(prefix + "cannot apply changes: " + st.message() +
                    "; on_error=" + onErrorName(cfg));
-          countMessage("error");
+          countMessage(gMetrics.error);
           result = onErrorResult(cfg);
         } else if (!out.changes.empty()) {
           logInfo(formatRewriteLog(m.envelope.queueId, out.changes));
-          countMessage("changed");
+          countMessage(gMetrics.changed);
           if (gMetrics.changes) {
-            gMetrics.changes->labels({"all"}).inc(out.changes.size());
+            gMetrics.changes->inc(out.changes.size());
           }
         } else {
-          countMessage("unchanged");
+          countMessage(gMetrics.unchanged);
         }
       }
     }
   } catch (...) {
     mods->clear();
     logError("end of message: internal error");
-    countMessage("error");
+    countMessage(gMetrics.error);
     result = onErrorResult(cfg);
   }
   if (gMetrics.eomSeconds) {
-    gMetrics.eomSeconds->get().observe(
+    gMetrics.eomSeconds->observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   }
   message_.reset();
@@ -322,12 +326,20 @@ std::shared_ptr<const MilterConfig> activeConfig() {
 }
 
 void initMilterMetrics(MetricsRegistry* registry) {
-  gMetrics.messages = &registry->counter("relaykit_milter_messages_total",
-                                         "Messages seen at end of message, by result", {"result"});
-  gMetrics.changes = &registry->counter("relaykit_milter_changes_total",
-                                        "Header and sender changes applied", {"kind"});
-  gMetrics.eomSeconds = &registry->histogram("relaykit_milter_eom_seconds",
-                                             "Time spent in the end-of-message callback");
+  CounterFamily& messages = registry->counter(
+      "relaykit_milter_messages_total", "Messages seen at end of message, by result", {"result"});
+  gMetrics.changed = &messages.labels({"changed"});
+  gMetrics.unchanged = &messages.labels({"unchanged"});
+  gMetrics.error = &messages.labels({"error"});
+  gMetrics.skipped = &messages.labels({"skipped"});
+  gMetrics.changes =
+      &registry
+           ->counter("relaykit_milter_changes_total", "Header and sender changes applied", {"kind"})
+           .labels({"all"});
+  gMetrics.eomSeconds =
+      &registry
+           ->histogram("relaykit_milter_eom_seconds", "Time spent in the end-of-message callback")
+           .get();
 }
 
 int activeMessages() {
