@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <exception>
 #include <string>
 
 #include "common/server/logging.h"
@@ -74,6 +75,74 @@ class MilterConnection : public ConnectionHandler {
     if (phase_ == Phase::kWaiting || done_) {
       return;  // read again once a slot is granted
     }
+    try {
+      process(conn, input);
+    } catch (const std::exception& e) {
+      // Nothing may throw across the event loop: this connection ends, the daemon goes on.
+      logError("closing milter connection from " + peer_ + ": internal error: " + e.what());
+      closeReason_ = "error";
+      done_ = true;
+      conn.close();
+    }
+  }
+
+  void onEof(Connection& conn, std::size_t unconsumed) override {
+    (void)conn;
+    if (!done_) {
+      if (unconsumed > 0 || decoder_.inProgress()) {
+        logInfo("milter connection from " + peer_ + " closed in the middle of a packet");
+      }
+      closeReason_ = "eof";
+    }
+  }
+
+  void onClose(Connection& conn) override {
+    (void)conn;
+    if (timer_ != nullptr) {
+      event_del(timer_);
+    }
+    session_.disconnected();
+    if (service_->stopping() && !done_) {
+      closeReason_ = "stop";
+    }
+    service_->release(this);
+    service_->countClose(closeReason_);
+  }
+
+  // A slot became free for this waiting session: answer its first packet and read on.
+  void grant() {
+    phase_ = Phase::kServing;
+    std::shared_ptr<Connection> conn = conn_.lock();
+    if (!conn || !conn->isOpen()) {
+      return;
+    }
+    out_.clear();
+    try {
+      handle(pendingCommand_, pendingData_);
+    } catch (const std::exception& e) {
+      logError("closing milter connection from " + peer_ + ": internal error: " + e.what());
+      closeReason_ = "error";
+      done_ = true;
+    }
+    std::string().swap(pendingData_);
+    if (!out_.empty()) {
+      conn->send(out_);
+    }
+    if (done_) {
+      closeSoon_ = true;  // from the loop: never close one connection inside another's close
+      event_active(timer_, EV_TIMEOUT, 0);
+      return;
+    }
+    conn->resumeReading();
+    armTimer();
+  }
+
+  bool serving() const { return phase_ == Phase::kServing; }
+
+ private:
+  enum class Phase { kNew, kWaiting, kServing };
+
+  void process(Connection& conn, evbuffer* input) {
     const std::size_t total = evbuffer_get_length(input);
     const char* bytes = reinterpret_cast<const char*>(evbuffer_pullup(input, -1));
     if (bytes == nullptr) {
@@ -121,56 +190,6 @@ class MilterConnection : public ConnectionHandler {
       }
     }
   }
-
-  void onEof(Connection& conn, std::size_t unconsumed) override {
-    (void)conn;
-    if (!done_) {
-      if (unconsumed > 0 || decoder_.inProgress()) {
-        logInfo("milter connection from " + peer_ + " closed in the middle of a packet");
-      }
-      closeReason_ = "eof";
-    }
-  }
-
-  void onClose(Connection& conn) override {
-    (void)conn;
-    if (timer_ != nullptr) {
-      event_del(timer_);
-    }
-    session_.disconnected();
-    if (service_->stopping() && !done_) {
-      closeReason_ = "stop";
-    }
-    service_->release(this);
-    service_->countClose(closeReason_);
-  }
-
-  // A slot became free for this waiting session: answer its first packet and read on.
-  void grant() {
-    phase_ = Phase::kServing;
-    std::shared_ptr<Connection> conn = conn_.lock();
-    if (!conn || !conn->isOpen()) {
-      return;
-    }
-    out_.clear();
-    handle(pendingCommand_, pendingData_);
-    std::string().swap(pendingData_);
-    if (!out_.empty()) {
-      conn->send(out_);
-    }
-    if (done_) {
-      closeSoon_ = true;  // from the loop: never close one connection inside another's close
-      event_active(timer_, EV_TIMEOUT, 0);
-      return;
-    }
-    conn->resumeReading();
-    armTimer();
-  }
-
-  bool serving() const { return phase_ == Phase::kServing; }
-
- private:
-  enum class Phase { kNew, kWaiting, kServing };
 
   void handle(char command, std::string_view data) {
     if (session_.handle(command, data, &out_) == MilterSession::Next::kClose) {
