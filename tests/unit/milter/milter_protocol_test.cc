@@ -209,14 +209,16 @@ TEST(MilterCommands, Connect) {
 }
 
 TEST(MilterCommands, HeaderAndStrings) {
-  auto h = parseHeader(std::string("From\0 a@b\0", 10));
+  const std::string header("From\0 a@b\0", 10);  // the results are views into it
+  auto h = parseHeader(header);
   ASSERT_TRUE(h);
   EXPECT_EQ(h->name, "From");
   EXPECT_EQ(h->value, " a@b");
   EXPECT_FALSE(parseHeader(std::string("From\0 a@b", 9)));
   EXPECT_FALSE(parseHeader("From"));
   std::vector<std::string_view> args;
-  ASSERT_TRUE(splitStrings(std::string("<a@b>\0RET=HDRS\0", 15), &args));
+  const std::string argv("<a@b>\0RET=HDRS\0", 15);
+  ASSERT_TRUE(splitStrings(argv, &args));
   ASSERT_EQ(args.size(), 2u);
   EXPECT_EQ(args[1], "RET=HDRS");
   EXPECT_FALSE(splitStrings("<a@b>", &args));
