@@ -1,14 +1,11 @@
-// milter_callbacks.cc: libmilter callbacks wiring the pure rewrite engine to Postfix.
+// milter_callbacks.cc: relaykit's milter filter, wiring the pure rewrite engine to Postfix.
 //
 // Protocol facts honoured here (postfix-facts.md): modifications only at end of message; only the
 // steps the configuration needs are negotiated, with the no-reply flags and SMFIP_HDR_LEADSPC;
 // macros are read at the stage where Postfix sends them ({auth_authen} at MAIL FROM, i at EOM);
-// state is reset per message (MAIL FROM, abort - possibly twice -, EOM) and freed at close.
+// state is reset per message (MAIL FROM, abort - possibly twice -, EOM) and at the end of the
+// SMTP session.
 #include "milters/milter_callbacks.h"
-
-#include <arpa/inet.h>
-#include <libmilter/mfapi.h>
-#include <netinet/in.h>
 
 #include <atomic>
 #include <chrono>
@@ -31,16 +28,20 @@ constexpr size_t kMaxRecipients = 10000;
 
 std::shared_ptr<const MilterConfig> gConfig;  // accessed with std::atomic_load/store
 
+// The series are looked up once (a label lookup takes the family's mutex).
 struct Metrics {
-  CounterFamily* messages = nullptr;  // result: changed | unchanged | error | skipped
-  CounterFamily* changes = nullptr;   // kind: header | sender
-  HistogramFamily* eomSeconds = nullptr;
+  Counter* changed = nullptr;  // relaykit_milter_messages_total{result=...}
+  Counter* unchanged = nullptr;
+  Counter* error = nullptr;
+  Counter* skipped = nullptr;
+  Counter* changes = nullptr;  // relaykit_milter_changes_total{kind="all"}
+  Histogram* eomSeconds = nullptr;
 };
 Metrics gMetrics;
 
-void countMessage(const char* result) {
-  if (gMetrics.messages) {
-    gMetrics.messages->labels({result}).inc();
+void countMessage(Counter* result) {
+  if (result != nullptr) {
+    result->inc();
   }
 }
 
@@ -57,352 +58,264 @@ bool faultAtEom() {
   return fault;
 }
 
-// Counts itself in gActiveMessages from MAIL FROM until reset (EOM, abort, close).
-struct MessageContext {
-  MessageContext() { gActiveMessages.fetch_add(1); }
-  ~MessageContext() { gActiveMessages.fetch_sub(1); }
-  MessageContext(const MessageContext&) = delete;
-  MessageContext& operator=(const MessageContext&) = delete;
-  std::shared_ptr<const MilterConfig> config;
-  Envelope envelope;
-  std::vector<HeaderField> headers;
-  size_t headerBytes = 0;
-  bool overflow = false;
-  std::string failure;  // an internal error seen before EOM
-};
-
-struct ConnectionContext {
-  std::shared_ptr<const MilterConfig> config;  // pinned at negotiation
-  unsigned long steps = 0;                     // SMFIP_* negotiated
-  Envelope client;                             // client address, name, helo
-  std::optional<MessageContext> message;
-
-  bool noReply(unsigned long flag) const { return (steps & flag) != 0; }
-};
-
-ConnectionContext* context(SMFICTX* ctx) {
-  return static_cast<ConnectionContext*>(smfi_getpriv(ctx));
-}
-
-sfsistat reply(ConnectionContext* c, unsigned long nrFlag) {
-  return c && c->noReply(nrFlag) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
-}
-
-// The newest snapshot whose needs fit the steps negotiated on this connection.
-std::shared_ptr<const MilterConfig> snapshotFor(const ConnectionContext& c) {
-  std::shared_ptr<const MilterConfig> latest = activeConfig();
-  if (!latest) {
-    return c.config;
-  }
-  bool rcptOk = !latest->needsRecipients() || !(c.steps & SMFIP_NORCPT);
-  bool heloOk = !latest->needsHelo() || !(c.steps & SMFIP_NOHELO);
-  bool hdrOk = !latest->needsHeaders() || !(c.steps & SMFIP_NOHDRS);
-  bool connOk = !latest->needsConnect() || !(c.steps & SMFIP_NOCONNECT);
-  return rcptOk && heloOk && hdrOk && connOk ? latest : c.config;
-}
-
-std::string stripAngles(const char* arg) {
-  std::string s = arg ? arg : "";
+std::string stripAngles(std::string_view s) {
   if (s.size() >= 2 && s.front() == '<' && s.back() == '>') {
     s = s.substr(1, s.size() - 2);
   }
-  return s;
+  return std::string(s);
 }
 
-class LibmilterActions : public MilterActions {
- public:
-  explicit LibmilterActions(SMFICTX* ctx) : ctx_(ctx) {}
-  Status changeHeader(const std::string& name, int index, const std::string* value) override {
-    return check(smfi_chgheader(ctx_, const_cast<char*>(name.c_str()), index,
-                                value ? const_cast<char*>(value->c_str()) : nullptr));
-  }
-  Status insertHeader(int index, const std::string& name, const std::string& value) override {
-    return check(smfi_insheader(ctx_, index, const_cast<char*>(name.c_str()),
-                                const_cast<char*>(value.c_str())));
-  }
-  Status addHeader(const std::string& name, const std::string& value) override {
-    return check(
-        smfi_addheader(ctx_, const_cast<char*>(name.c_str()), const_cast<char*>(value.c_str())));
-  }
-  Status changeFrom(const std::string& address, const std::string& args) override {
-    std::string wrapped = "<" + address + ">";
-    return check(smfi_chgfrom(ctx_, const_cast<char*>(wrapped.c_str()),
-                              args.empty() ? nullptr : const_cast<char*>(args.c_str())));
-  }
-
- private:
-  static Status check(int rc) {
-    return rc == MI_SUCCESS ? Status::ok() : Status::error("libmilter refused the change");
-  }
-  SMFICTX* ctx_;
-};
-
-sfsistat onErrorResult(const MilterConfig* config) {
-  return config && config->onError == OnError::kAccept ? SMFIS_CONTINUE : SMFIS_TEMPFAIL;
+MilterResponse onErrorResult(const MilterConfig* config) {
+  return MilterResponse::of(config && config->onError == OnError::kAccept
+                                ? MilterResponse::Verdict::kContinue
+                                : MilterResponse::Verdict::kTempfail);
 }
 
-// ---- callbacks ----
+const char* onErrorName(const MilterConfig* config) {
+  return config && config->onError == OnError::kAccept ? "accept" : "tempfail";
+}
 
-sfsistat xxfiNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned long /*f2*/,
-                       unsigned long /*f3*/, unsigned long* pf0, unsigned long* pf1,
-                       unsigned long* pf2, unsigned long* pf3) {
+}  // namespace
+
+MilterWants relaykitWants(const MilterConfig* cfg) {
+  MilterWants wants;
+  wants.actions = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGFROM | SMFIF_SETSYMLIST;
+  wants.protocol = SMFIP_NOBODY | SMFIP_NOEOH | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NR_CONN |
+                   SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_HDR | SMFIP_NR_EOH |
+                   SMFIP_NR_BODY | SMFIP_NR_DATA | SMFIP_NR_UNKN | SMFIP_HDR_LEADSPC;
+  if (cfg && !cfg->needsConnect()) {
+    wants.protocol |= SMFIP_NOCONNECT;  // one event fewer per SMTP session
+  }
+  if (!cfg || !cfg->needsHelo()) {
+    wants.protocol |= SMFIP_NOHELO;
+  }
+  if (!cfg || !cfg->needsRecipients()) {
+    wants.protocol |= SMFIP_NORCPT;
+  }
+  if (cfg && !cfg->needsHeaders()) {
+    wants.protocol |= SMFIP_NOHDRS;
+  }
+  // Only the macros we read, at the stage where Postfix has them: fewer bytes on every message.
+  // ("j" stands in where we need none: an empty list means "the defaults".)
+  wants.macros[SMFIM_CONNECT] = "j";
+  wants.macros[SMFIM_HELO] = "j";
+  wants.macros[SMFIM_ENVFROM] = "{auth_authen}";
+  wants.macros[SMFIM_ENVRCPT] = "j";
+  wants.macros[SMFIM_DATA] = "j";
+  wants.macros[SMFIM_EOH] = "j";
+  wants.macros[SMFIM_EOM] = "i";
+  return wants;
+}
+
+RelaykitFilter::Message::Message() {
+  gActiveMessages.fetch_add(1, std::memory_order_relaxed);
+}
+
+RelaykitFilter::Message::~Message() {
+  gActiveMessages.fetch_sub(1, std::memory_order_relaxed);
+}
+
+RelaykitFilter::RelaykitFilter() : config_(activeConfig()) {}
+
+RelaykitFilter::~RelaykitFilter() = default;
+
+// The newest snapshot whose needs fit the steps negotiated on this connection.
+std::shared_ptr<const MilterConfig> RelaykitFilter::snapshotFor(const MilterSession& s) const {
+  std::shared_ptr<const MilterConfig> latest = activeConfig();
+  if (!latest) {
+    return config_;
+  }
+  if (latest == config_) {
+    return latest;
+  }
+  bool rcptOk = !latest->needsRecipients() || !s.hasProtocol(SMFIP_NORCPT);
+  bool heloOk = !latest->needsHelo() || !s.hasProtocol(SMFIP_NOHELO);
+  bool hdrOk = !latest->needsHeaders() || !s.hasProtocol(SMFIP_NOHDRS);
+  bool connOk = !latest->needsConnect() || !s.hasProtocol(SMFIP_NOCONNECT);
+  return rcptOk && heloOk && hdrOk && connOk ? latest : config_;
+}
+
+MilterWants RelaykitFilter::negotiate(const OptionNegotiation& offer) {
+  (void)offer;
+  config_ = activeConfig();
+  return relaykitWants(config_.get());
+}
+
+MilterResponse RelaykitFilter::connect(const MilterSession& s, const ConnectInfo& info) {
+  (void)s;
   try {
-    auto* c = context(ctx);
-    if (!c) {
-      c = new ConnectionContext();
-      smfi_setpriv(ctx, c);
-    }
-    c->config = activeConfig();
-    const MilterConfig* cfg = c->config.get();
-    *pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGFROM);
-    unsigned long want = SMFIP_NOBODY | SMFIP_NOEOH | SMFIP_NOUNKNOWN | SMFIP_NODATA |
-                         SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT |
-                         SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY | SMFIP_NR_DATA |
-                         SMFIP_NR_UNKN | SMFIP_HDR_LEADSPC;
-    if (cfg && !cfg->needsConnect()) {
-      want |= SMFIP_NOCONNECT;  // one event fewer per SMTP session
-    }
-    if (!cfg || !cfg->needsHelo()) {
-      want |= SMFIP_NOHELO;
-    }
-    if (!cfg || !cfg->needsRecipients()) {
-      want |= SMFIP_NORCPT;
-    }
-    if (cfg && !cfg->needsHeaders()) {
-      want |= SMFIP_NOHDRS;
-    }
-    *pf1 = f1 & want;
-    *pf2 = 0;
-    *pf3 = 0;
-    c->steps = *pf1;
-    if (f0 & SMFIF_SETSYMLIST) {
-      // Ask only for the macros we read, at the stage where Postfix has them: fewer bytes on
-      // every message. ("j" stands in where we need none: an empty list means "defaults".)
-      *pf0 |= SMFIF_SETSYMLIST;
-      smfi_setsymlist(ctx, SMFIM_CONNECT, const_cast<char*>("j"));
-      smfi_setsymlist(ctx, SMFIM_HELO, const_cast<char*>("j"));
-      smfi_setsymlist(ctx, SMFIM_ENVFROM, const_cast<char*>("{auth_authen}"));
-      smfi_setsymlist(ctx, SMFIM_ENVRCPT, const_cast<char*>("j"));
-      smfi_setsymlist(ctx, SMFIM_DATA, const_cast<char*>("j"));
-      smfi_setsymlist(ctx, SMFIM_EOH, const_cast<char*>("j"));
-      smfi_setsymlist(ctx, SMFIM_EOM, const_cast<char*>("i"));
-    }
-    return SMFIS_CONTINUE;
-  } catch (...) {
-    return SMFIS_ALL_OPTS;
-  }
-}
-
-sfsistat xxfiConnect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* addr) {
-  auto* c = context(ctx);
-  try {
-    if (!c) {  // MTA without negotiation (not Postfix 2.6+): take everything
-      c = new ConnectionContext();
-      c->config = activeConfig();
-      smfi_setpriv(ctx, c);
-    }
-    c->client = Envelope();
-    c->client.clientName = hostname ? hostname : "";
-    if (addr) {
-      char buf[INET6_ADDRSTRLEN] = {0};
-      const void* raw = nullptr;
-      if (addr->sa_family == AF_INET) {
-        raw = &reinterpret_cast<const sockaddr_in*>(addr)->sin_addr;
-      } else if (addr->sa_family == AF_INET6) {
-        raw = &reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr;
-      }
-      if (raw && inet_ntop(addr->sa_family, raw, buf, sizeof(buf))) {
-        StatusOr<IpAddress> ip = IpAddress::parse(buf);
-        if (ip) {
-          c->client.clientAddress = *ip;
-        }
+    client_ = Envelope();
+    client_.clientName.assign(info.hostname);
+    if (info.family == SMFIA_INET || info.family == SMFIA_INET6) {
+      StatusOr<IpAddress> ip = IpAddress::parse(info.address);
+      if (ip) {
+        client_.clientAddress = *ip;
       }
     }
   } catch (...) {
     logError("connect: internal error");
   }
-  return reply(c, SMFIP_NR_CONN);
+  return MilterResponse::proceed();
 }
 
-sfsistat xxfiHelo(SMFICTX* ctx, char* helo) {
-  auto* c = context(ctx);
-  if (c) {
-    try {
-      c->client.helo = helo ? helo : "";
-    } catch (...) {
-    }
-  }
-  return reply(c, SMFIP_NR_HELO);
-}
-
-sfsistat xxfiEnvfrom(SMFICTX* ctx, char** argv) {
-  auto* c = context(ctx);
-  if (!c) {
-    return SMFIS_CONTINUE;
-  }
+MilterResponse RelaykitFilter::helo(const MilterSession& s, std::string_view name) {
+  (void)s;
   try {
-    c->message.emplace();
-    MessageContext& m = *c->message;
-    m.config = snapshotFor(*c);
-    m.envelope.clientAddress = c->client.clientAddress;
-    m.envelope.clientName = c->client.clientName;
-    m.envelope.helo = c->client.helo;
-    m.envelope.sender = stripAngles(argv && argv[0] ? argv[0] : "");
-    for (int i = 1; argv && argv[i]; ++i) {
-      m.envelope.senderArgs.emplace_back(argv[i]);
+    client_.helo.assign(name);
+  } catch (...) {
+    logError("helo: internal error");
+  }
+  return MilterResponse::proceed();
+}
+
+MilterResponse RelaykitFilter::mail(const MilterSession& s,
+                                    const std::vector<std::string_view>& args) {
+  try {
+    message_.reset();
+    message_.emplace();
+    Message& m = *message_;
+    m.config = snapshotFor(s);
+    m.envelope.clientAddress = client_.clientAddress;
+    m.envelope.clientName = client_.clientName;
+    m.envelope.helo = client_.helo;
+    m.envelope.sender = stripAngles(args.empty() ? std::string_view() : args[0]);
+    for (std::size_t i = 1; i < args.size(); ++i) {
+      m.envelope.senderArgs.emplace_back(args[i]);
     }
-    if (const char* auth = smfi_getsymval(ctx, const_cast<char*>("{auth_authen}"))) {
-      m.envelope.saslUser = auth;
+    if (const std::string* auth = s.macro("{auth_authen}")) {
+      m.envelope.saslUser = *auth;
     }
   } catch (...) {
-    if (c->message) {
-      c->message->failure = "internal error at MAIL FROM";
+    if (message_) {
+      message_->failure = "internal error at MAIL FROM";
     }
   }
-  return reply(c, SMFIP_NR_MAIL);
+  return MilterResponse::proceed();
 }
 
-sfsistat xxfiEnvrcpt(SMFICTX* ctx, char** argv) {
-  auto* c = context(ctx);
-  if (c && c->message) {
+MilterResponse RelaykitFilter::recipient(const MilterSession& s,
+                                         const std::vector<std::string_view>& args) {
+  (void)s;
+  if (message_) {
     try {
-      if (c->message->envelope.recipients.size() < kMaxRecipients) {
-        c->message->envelope.recipients.push_back(stripAngles(argv ? argv[0] : ""));
+      if (message_->envelope.recipients.size() < kMaxRecipients) {
+        message_->envelope.recipients.push_back(
+            stripAngles(args.empty() ? std::string_view() : args[0]));
       }
     } catch (...) {
-      c->message->failure = "internal error at RCPT TO";
+      message_->failure = "internal error at RCPT TO";
     }
   }
-  return reply(c, SMFIP_NR_RCPT);
+  return MilterResponse::proceed();
 }
 
-sfsistat xxfiHeader(SMFICTX* ctx, char* name, char* value) {
-  auto* c = context(ctx);
-  if (c && c->message && !c->message->overflow) {
-    MessageContext& m = *c->message;
-    try {
-      size_t size = std::strlen(name) + std::strlen(value);
-      m.headerBytes += size;
-      if (m.headers.size() >= kMaxMessageHeaders || m.headerBytes > kMaxMessageHeaderBytes) {
-        m.overflow = true;
-        m.headers.clear();
-        m.headers.shrink_to_fit();
-      } else {
-        // Without SMFIP_HDR_LEADSPC (an old MTA), the space after the colon was dropped.
-        std::string v = (c->steps & SMFIP_HDR_LEADSPC) ? value : std::string(" ") + value;
-        m.headers.push_back(HeaderField{name, std::move(v)});
+MilterResponse RelaykitFilter::header(const MilterSession& s, std::string_view name,
+                                      std::string_view value) {
+  if (!message_ || message_->overflow) {
+    return MilterResponse::proceed();
+  }
+  Message& m = *message_;
+  try {
+    m.headerBytes += name.size() + value.size();
+    if (m.headers.size() >= kMaxMessageHeaders || m.headerBytes > kMaxMessageHeaderBytes) {
+      m.overflow = true;
+      m.headers.clear();
+      m.headers.shrink_to_fit();
+    } else {
+      HeaderField field;
+      field.name.assign(name);
+      // Without SMFIP_HDR_LEADSPC (an old MTA), the space after the colon was dropped.
+      if (!s.leadingSpace()) {
+        field.value.reserve(value.size() + 1);
+        field.value.push_back(' ');
       }
-    } catch (...) {
-      m.failure = "internal error in header";
+      field.value.append(value.data(), value.size());
+      m.headers.push_back(std::move(field));
     }
+  } catch (...) {
+    m.failure = "internal error in header";
   }
-  return reply(c, SMFIP_NR_HDR);
+  return MilterResponse::proceed();
 }
 
-sfsistat xxfiEom(SMFICTX* ctx) {
-  auto* c = context(ctx);
-  if (!c || !c->message) {
-    return SMFIS_CONTINUE;
+MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifications* mods) {
+  if (!message_) {
+    return MilterResponse::proceed();
   }
   auto started = std::chrono::steady_clock::now();
-  sfsistat result = SMFIS_CONTINUE;
-  const MilterConfig* cfg = c->message->config.get();
+  MilterResponse result = MilterResponse::proceed();
+  const MilterConfig* cfg = message_->config.get();
   try {
-    MessageContext& m = *c->message;
-    const char* qid = smfi_getsymval(ctx, const_cast<char*>("i"));
-    m.envelope.queueId = qid ? qid : "";
+    Message& m = *message_;
+    const std::string* qid = s.macro("i");
+    m.envelope.queueId = qid ? *qid : "";
     std::string prefix = (m.envelope.queueId.empty() ? "NOQUEUE" : m.envelope.queueId) + ": ";
     if (faultAtEom() && m.failure.empty()) {
       m.failure = "internal error (injected by RELAYKIT_MILTER_FAULT=eom)";
     }
     if (!m.failure.empty()) {
-      logError(prefix + m.failure +
-               "; on_error=" + (cfg && cfg->onError == OnError::kAccept ? "accept" : "tempfail"));
-      countMessage("error");
+      logError(prefix + m.failure + "; on_error=" + onErrorName(cfg));
+      countMessage(gMetrics.error);
       result = onErrorResult(cfg);
     } else if (m.overflow) {
       logWarning(prefix + "headers larger than " + std::to_string(kMaxMessageHeaderBytes) +
                  " bytes or more than " + std::to_string(kMaxMessageHeaders) +
-                 ": message passed "
-                 "unchanged");
-      countMessage("skipped");
+                 ": message passed unchanged");
+      countMessage(gMetrics.skipped);
     } else if (!cfg) {
-      countMessage("unchanged");
+      countMessage(gMetrics.unchanged);
     } else {
       RewriteOutcome out = rewriteMessage(*cfg, m.envelope, m.headers);
       for (const std::string& note : out.notes) {
         logInfo(prefix + note);
       }
       if (out.error) {
-        logError(prefix + out.errorReason +
-                 "; on_error=" + (cfg->onError == OnError::kAccept ? "accept" : "tempfail"));
-        countMessage("error");
+        logError(prefix + out.errorReason + "; on_error=" + onErrorName(cfg));
+        countMessage(gMetrics.error);
         result = onErrorResult(cfg);
       } else {
-        LibmilterActions actions(ctx);
-        Status st = applyPlan(out.plan, &actions);
+        Status st = applyPlan(out.plan, mods);
         if (!st) {
-          logError(prefix + "cannot apply changes: " + st.message());
-          countMessage("error");
+          mods->clear();  // nothing half-applied
+          logError(prefix + "cannot apply changes: " + st.message() +
+                   "; on_error=" + onErrorName(cfg));
+          countMessage(gMetrics.error);
           result = onErrorResult(cfg);
         } else if (!out.changes.empty()) {
           logInfo(formatRewriteLog(m.envelope.queueId, out.changes));
-          countMessage("changed");
+          countMessage(gMetrics.changed);
           if (gMetrics.changes) {
-            gMetrics.changes->labels({"all"}).inc(out.changes.size());
+            gMetrics.changes->inc(out.changes.size());
           }
         } else {
-          countMessage("unchanged");
+          countMessage(gMetrics.unchanged);
         }
       }
     }
   } catch (...) {
+    mods->clear();
     logError("end of message: internal error");
-    countMessage("error");
+    countMessage(gMetrics.error);
     result = onErrorResult(cfg);
   }
   if (gMetrics.eomSeconds) {
-    gMetrics.eomSeconds->get().observe(
+    gMetrics.eomSeconds->observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   }
-  c->message.reset();
+  message_.reset();
   return result;
 }
 
-sfsistat xxfiAbort(SMFICTX* ctx) {
-  auto* c = context(ctx);
-  if (c) {
-    c->message.reset();  // Postfix may abort twice: harmless
-  }
-  return SMFIS_CONTINUE;
+void RelaykitFilter::abort(const MilterSession& s) {
+  (void)s;
+  message_.reset();  // Postfix may abort twice: harmless
 }
 
-sfsistat xxfiClose(SMFICTX* ctx) {
-  delete context(ctx);
-  smfi_setpriv(ctx, nullptr);
-  return SMFIS_CONTINUE;
+void RelaykitFilter::close(const MilterSession& s) {
+  (void)s;
+  message_.reset();
+  client_ = Envelope();
 }
-
-smfiDesc gDescription = {
-    const_cast<char*>("relaykit-milter"),
-    SMFI_VERSION,
-    SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGFROM,
-    xxfiConnect,
-    xxfiHelo,
-    xxfiEnvfrom,
-    xxfiEnvrcpt,
-    xxfiHeader,
-    nullptr,  // eoh
-    nullptr,  // body
-    xxfiEom,
-    xxfiAbort,
-    xxfiClose,
-    nullptr,  // unknown
-    nullptr,  // data
-    xxfiNegotiate,
-};
-
-}  // namespace
 
 void setActiveConfig(std::shared_ptr<const MilterConfig> config) {
   std::atomic_store(&gConfig, std::move(config));
@@ -413,20 +326,24 @@ std::shared_ptr<const MilterConfig> activeConfig() {
 }
 
 void initMilterMetrics(MetricsRegistry* registry) {
-  gMetrics.messages = &registry->counter("relaykit_milter_messages_total",
-                                         "Messages seen at end of message, by result", {"result"});
-  gMetrics.changes = &registry->counter("relaykit_milter_changes_total",
-                                        "Header and sender changes applied", {"kind"});
-  gMetrics.eomSeconds = &registry->histogram("relaykit_milter_eom_seconds",
-                                             "Time spent in the end-of-message callback");
-}
-
-smfiDesc* milterDescription() {
-  return &gDescription;
+  CounterFamily& messages = registry->counter(
+      "relaykit_milter_messages_total", "Messages seen at end of message, by result", {"result"});
+  gMetrics.changed = &messages.labels({"changed"});
+  gMetrics.unchanged = &messages.labels({"unchanged"});
+  gMetrics.error = &messages.labels({"error"});
+  gMetrics.skipped = &messages.labels({"skipped"});
+  gMetrics.changes =
+      &registry
+           ->counter("relaykit_milter_changes_total", "Header and sender changes applied", {"kind"})
+           .labels({"all"});
+  gMetrics.eomSeconds =
+      &registry
+           ->histogram("relaykit_milter_eom_seconds", "Time spent in the end-of-message callback")
+           .get();
 }
 
 int activeMessages() {
-  return gActiveMessages.load();
+  return gActiveMessages.load(std::memory_order_relaxed);
 }
 
 }  // namespace relaykit::milter

@@ -1,32 +1,78 @@
-// milter_callbacks.h: the libmilter glue of relaykit-milter.
+// milter_callbacks.h: relaykit's milter filter, the glue between the milter protocol session
+// (milter_session.h) and the pure rewrite engine (message_rewriter.h).
 //
 // Owns the live configuration snapshot (swapped on reload; each connection pins the snapshot it
-// negotiated with, each message the newest snapshot its negotiated steps can serve) and the
-// smfiDesc callbacks. Per-connection context owns an optional per-message context, reset at MAIL
-// FROM, abort and end of message. Callbacks never throw: any exception or table error becomes the
+// negotiated with, each message the newest snapshot its negotiated steps can serve). A
+// RelaykitFilter is one connection's context; it owns an optional per-message context, reset at
+// MAIL FROM, abort and end of message. It never throws: any exception or table error becomes the
 // configured on_error result at end of message. Everything else is in relaykit_milter_core.
 #pragma once
 
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "common/server/metrics.h"
 #include "milters/milter_config.h"
-
-struct smfiDesc;
+#include "milters/milter_session.h"
 
 namespace relaykit::milter {
 
-// Installs the first configuration (before smfi_main) and swaps later ones (reload).
+// Installs the first configuration and swaps later ones (reload). Thread-safe.
 void setActiveConfig(std::shared_ptr<const MilterConfig> config);
 std::shared_ptr<const MilterConfig> activeConfig();
 
-// Registers the metric families used by the callbacks. Call once before smfi_main.
+// Registers the metric families used by the filter. Call once before serving.
 void initMilterMetrics(MetricsRegistry* registry);
-
-// The filter description to pass to smfi_register.
-smfiDesc* milterDescription();
 
 // Messages between MAIL FROM and their end (EOM, abort or connection close) right now.
 int activeMessages();
+
+// The macros relaykit reads, per stage ({auth_authen} at MAIL, i at end of message), and the
+// steps and actions a configuration needs: what negotiation asks for.
+MilterWants relaykitWants(const MilterConfig* config);
+
+class RelaykitFilter : public MilterFilter {
+ public:
+  RelaykitFilter();
+  ~RelaykitFilter() override;
+  RelaykitFilter(const RelaykitFilter&) = delete;
+  RelaykitFilter& operator=(const RelaykitFilter&) = delete;
+
+  MilterWants negotiate(const OptionNegotiation& offer) override;
+  MilterResponse connect(const MilterSession& s, const ConnectInfo& info) override;
+  MilterResponse helo(const MilterSession& s, std::string_view name) override;
+  MilterResponse mail(const MilterSession& s, const std::vector<std::string_view>& args) override;
+  MilterResponse recipient(const MilterSession& s,
+                           const std::vector<std::string_view>& args) override;
+  MilterResponse header(const MilterSession& s, std::string_view name,
+                        std::string_view value) override;
+  MilterResponse endOfMessage(const MilterSession& s, MilterModifications* mods) override;
+  void abort(const MilterSession& s) override;
+  void close(const MilterSession& s) override;
+
+  bool inMessage() const { return message_.has_value(); }
+
+ private:
+  // One message, from MAIL FROM to its end; counted in activeMessages() while it lives.
+  struct Message {
+    Message();
+    ~Message();
+    Message(const Message&) = delete;
+    Message& operator=(const Message&) = delete;
+    std::shared_ptr<const MilterConfig> config;
+    Envelope envelope;
+    std::vector<HeaderField> headers;
+    size_t headerBytes = 0;
+    bool overflow = false;
+    std::string failure;  // an internal error seen before end of message
+  };
+  std::shared_ptr<const MilterConfig> snapshotFor(const MilterSession& s) const;
+
+  std::shared_ptr<const MilterConfig> config_;  // pinned at negotiation
+  Envelope client_;                             // client address, name, helo
+  std::optional<Message> message_;
+};
 
 }  // namespace relaykit::milter

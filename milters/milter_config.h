@@ -36,8 +36,8 @@ struct MilterConfig {
   std::shared_ptr<const Config> base;  // tables, postfix settings, daemon keys
   DaemonSettings daemon;
   OnError onError = OnError::kTempfail;
-  // milter.max_sessions: Postfix connections served at once (one thread each); more wait their
-  // turn. Read at start-up only (a change needs a restart).
+  // milter.max_sessions: Postfix sessions served at once (slots of the event loop, see
+  // milter_service.h); more wait their turn. Read at start-up only (a change needs a restart).
   int maxSessions = kDefaultMilterSessions;
   std::shared_ptr<const HeaderRuleSet> rules;  // never null (may be empty)
   std::shared_ptr<const Table> fromTable;      // rewrite_from; null when off

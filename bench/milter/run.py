@@ -18,7 +18,10 @@ gives messages relayed per second, from the first message in to the last one han
 (queue files counted every 20 ms): what the relay sustains when delivery shares the cores. All
 four configurations run side by side and their runs interleave, so load drifting on a shared
 machine hits them alike. Prints both tables and each configuration's ratio to `none` (target
->= 0.85 for unix and inet, on messages accepted per second). Usage (as root):
+>= 0.85 for unix and inet, on messages accepted per second), then, for each milter, the CPU it
+spent per message (utime + stime of the process, all threads, from /proc/PID/stat) and its
+context switches per message (voluntary + involuntary, all threads, /proc/PID/task/*/status),
+measured over the same smtp-source runs, with relaykit's ratio to the floor's. Usage (as root):
   bench/milter/run.py [--build-dir build] [--repeat 3] [--quick] [--kinds unix,inet,native,floor]
 Exits 1 when a server cannot be started or smtp-source fails.
 """
@@ -100,6 +103,32 @@ def queued(pf):
     return n
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_usage(pid):
+    """(CPU seconds, context switches) of a process so far, every thread included."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    switches = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        switches += int(line.split()[1])
+        except OSError:
+            pass  # a thread that ended meanwhile
+    return cpu, switches
+
+
+def milter_pid(milter):
+    if milter is None:
+        return None
+    return milter.pid if isinstance(milter, harness.RelaykitDaemon) else milter.proc.pid
+
+
 def run_source(port, sessions, size, count):
     t0 = time.monotonic()
     proc = subprocess.run([SMTP_SOURCE, "-s", str(sessions), "-l", str(size), "-m", str(count),
@@ -163,6 +192,7 @@ def main():
     combos = [(s, size) for size in (1024, 100 * 1024) for s in (4, 20)]
     rates = {}
     relay_rates = {}
+    usage = {}  # (kind, sessions, size) -> [CPU seconds, context switches, messages]
     sink = BareSink()
     stacks = {}
     tmps = []
@@ -180,8 +210,19 @@ def main():
             for sessions, size in combos:
                 for kind in kinds:
                     pf = stacks[kind][0]
+                    pid = milter_pid(stacks[kind][1])
+                    before = process_usage(pid) if pid else None
                     t0 = time.monotonic()
                     rate = run_source(pf.port, sessions, size, counts[size])
+                    if pid:
+                        # Summed over the repetitions: /proc counts CPU in clock ticks (10 ms),
+                        # too coarse for one run's per-message figure.
+                        after = process_usage(pid)
+                        key = (kind, sessions, size)
+                        total = usage.setdefault(key, [0.0, 0, 0])
+                        total[0] += after[0] - before[0]
+                        total[1] += after[1] - before[1]
+                        total[2] += counts[size]
                     deadline = time.monotonic() + 300
                     while queued(pf) and time.monotonic() < deadline:
                         time.sleep(0.02)
@@ -216,6 +257,20 @@ def main():
             print("%2d sessions %6s       " % (sessions, "1KiB" if size == 1024 else "100KiB") +
                   "".join(" %10.1f" % r for r in row) + "   " +
                   " ".join("%.2f" % (r / row[0]) for r in row[1:]))
+    milters = [k for k in kinds if k in ("unix", "inet", "floor", "floor-inet")]
+    for title, index, scale in (("milter CPU us/msg", 0, 1e6), ("milter ctx switches/msg", 1, 1)):
+        results = {k: v[index] * scale / v[2] for k, v in usage.items()}
+        pairs = [(k, f) for k, f in (("unix", "floor"), ("inet", "floor-inet"))
+                 if k in milters and f in milters]
+        print()
+        print("%-26s" % title + "".join(" %10s" % k for k in milters) +
+              ("   relaykit/floor: " + " ".join("%s/%s" % p for p in pairs) if pairs else ""))
+        for sessions, size in combos:
+            row = [results[(k, sessions, size)] for k in milters]
+            print("%2d sessions %6s         " % (sessions, "1KiB" if size == 1024 else "100KiB") +
+                  "".join(" %10.1f" % r for r in row) + "   " +
+                  " ".join("%.2f" % (results[(k, sessions, size)] / results[(f, sessions, size)])
+                           if results[(f, sessions, size)] else "-" for k, f in pairs))
     return 0
 
 

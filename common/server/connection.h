@@ -90,6 +90,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // "127.0.0.1:40112", "[::1]:40112" or "unix" (for log lines).
   const std::string& peer() const { return peer_; }
   bool isOpen() const { return fd_ >= 0; }
+  // The socket, for socket options (the milter's TCP_QUICKACK); -1 once closed. Reading and
+  // writing stay with the Connection.
+  int fd() const { return fd_; }
   std::weak_ptr<Connection> weak() { return weak_from_this(); }
   event_base* base() const;
 

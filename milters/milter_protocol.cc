@@ -1,0 +1,335 @@
+// milter_protocol.cc: the milter packet decoder, command parsers and reply encoders; see
+// milter_protocol.h for the contract.
+#include "milters/milter_protocol.h"
+
+#include <cstdio>
+
+namespace relaykit::milter {
+namespace {
+
+// A decoder keeps the buffer of a packet that arrived in pieces for the next one, up to this.
+constexpr std::size_t kKeptBufferBytes = 16 * 1024;
+
+std::uint32_t readU32(std::string_view data, std::size_t at) {
+  const auto* p = reinterpret_cast<const unsigned char*>(data.data() + at);
+  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
+         std::uint32_t{p[3]};
+}
+
+void putU32(std::string* out, std::uint32_t v) {
+  const char bytes[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
+                         static_cast<char>(v >> 8), static_cast<char>(v)};
+  out->append(bytes, 4);
+}
+
+void putString(std::string* out, std::string_view s) {
+  out->append(s.data(), s.size());
+  out->push_back('\0');
+}
+
+// The packet header (length covering the command byte and `dataLength` bytes) and command.
+void putHeader(std::string* out, char command, std::size_t dataLength) {
+  putU32(out, static_cast<std::uint32_t>(dataLength + 1));
+  out->push_back(command);
+}
+
+// The NUL-terminated string starting at `*pos`; advances past its NUL. False when none is left.
+bool takeString(std::string_view data, std::size_t* pos, std::string_view* out) {
+  if (*pos >= data.size()) {
+    return false;
+  }
+  const std::size_t end = data.find('\0', *pos);
+  if (end == std::string_view::npos) {
+    return false;
+  }
+  *out = data.substr(*pos, end - *pos);
+  *pos = end + 1;
+  return true;
+}
+
+}  // namespace
+
+MilterPacketDecoder::MilterPacketDecoder(std::size_t maxPacket) : maxPacket_(maxPacket) {}
+
+void MilterPacketDecoder::fail(std::string why) {
+  state_ = State::kError;
+  error_ = std::move(why);
+  view_ = {};
+}
+
+std::size_t MilterPacketDecoder::feed(std::string_view data) {
+  if (state_ == State::kError) {
+    return 0;
+  }
+  if (state_ == State::kPacket) {
+    state_ = State::kNeedMore;
+    view_ = {};
+    buffer_.clear();
+    if (buffer_.capacity() > kKeptBufferBytes) {
+      std::string().swap(buffer_);
+    }
+  }
+  std::size_t pos = 0;
+  while (have_ < kMilterLengthBytes && pos < data.size()) {
+    lengthBytes_[have_++] = static_cast<unsigned char>(data[pos++]);
+  }
+  if (have_ < kMilterLengthBytes) {
+    return pos;
+  }
+  if (have_ == kMilterLengthBytes && length_ == 0) {
+    const std::uint32_t length = (std::uint32_t{lengthBytes_[0]} << 24) |
+                                 (std::uint32_t{lengthBytes_[1]} << 16) |
+                                 (std::uint32_t{lengthBytes_[2]} << 8) | lengthBytes_[3];
+    if (length == 0) {
+      fail("packet length 0");
+      return pos;
+    }
+    if (length > maxPacket_) {
+      fail("packet length " + std::to_string(length) + " over the limit of " +
+           std::to_string(maxPacket_));
+      return pos;
+    }
+    length_ = length;
+    if (data.size() - pos >= length_) {
+      // The whole packet is here: hand out a view of it, no copy.
+      command_ = data[pos];
+      view_ = data.substr(pos + 1, length_ - 1);
+      pos += length_;
+      have_ = 0;
+      length_ = 0;
+      state_ = State::kPacket;
+      return pos;
+    }
+    buffer_.reserve(length_);
+  }
+  const std::size_t missing = length_ - (have_ - kMilterLengthBytes);
+  const std::size_t take = std::min(missing, data.size() - pos);
+  buffer_.append(data.data() + pos, take);
+  pos += take;
+  have_ += take;
+  if (take == missing) {
+    command_ = buffer_[0];
+    view_ = std::string_view(buffer_).substr(1);
+    have_ = 0;
+    length_ = 0;
+    state_ = State::kPacket;
+  }
+  return pos;
+}
+
+StatusOr<OptionNegotiation> parseOptionNegotiation(std::string_view data) {
+  OptionNegotiation out;
+  if (data.size() < kMilterLengthBytes) {
+    return Status::error("option negotiation of " + std::to_string(data.size()) + " bytes");
+  }
+  out.version = readU32(data, 0);
+  if (data.size() >= 2 * kMilterLengthBytes) {
+    const std::uint32_t actions = readU32(data, 4);
+    out.actions = actions == 0 ? kV1Actions : actions;
+  }
+  if (data.size() >= 3 * kMilterLengthBytes) {
+    const std::uint32_t protocol = readU32(data, 8);
+    out.protocol = protocol == 0 ? kV1Protocol : protocol;
+  }
+  return out;
+}
+
+StatusOr<MacroDefinitions> parseMacros(std::string_view data) {
+  if (data.empty()) {
+    return Status::error("macro packet without a command");
+  }
+  MacroDefinitions out;
+  out.stage = data[0];
+  std::size_t pos = 1;
+  while (pos < data.size()) {
+    std::string_view name;
+    std::string_view value;
+    if (!takeString(data, &pos, &name) || !takeString(data, &pos, &value)) {
+      return Status::error("macro packet: a name without a NUL-terminated value");
+    }
+    out.values.emplace_back(name, value);
+  }
+  return out;
+}
+
+StatusOr<ConnectInfo> parseConnect(std::string_view data) {
+  ConnectInfo out;
+  std::size_t pos = 0;
+  if (!takeString(data, &pos, &out.hostname) || pos >= data.size()) {
+    return Status::error("connect packet without hostname and family");
+  }
+  out.family = data[pos++];
+  if (out.family == SMFIA_UNKNOWN) {
+    return out;
+  }
+  if (data.size() - pos < 2) {
+    return Status::error("connect packet without a port");
+  }
+  out.port = static_cast<std::uint16_t>((static_cast<unsigned char>(data[pos]) << 8) |
+                                        static_cast<unsigned char>(data[pos + 1]));
+  pos += 2;
+  if (!takeString(data, &pos, &out.address)) {
+    return Status::error("connect packet without a NUL-terminated address");
+  }
+  if (out.family == SMFIA_INET6 && out.address.size() > 5 &&
+      (out.address.substr(0, 5) == "IPv6:" || out.address.substr(0, 5) == "ipv6:")) {
+    out.address.remove_prefix(5);
+  }
+  return out;
+}
+
+StatusOr<HeaderInfo> parseHeader(std::string_view data) {
+  HeaderInfo out;
+  std::size_t pos = 0;
+  if (!takeString(data, &pos, &out.name) || !takeString(data, &pos, &out.value)) {
+    return Status::error("header packet without NUL-terminated name and value");
+  }
+  return out;
+}
+
+Status splitStrings(std::string_view data, std::vector<std::string_view>* out) {
+  out->clear();
+  if (!data.empty() && data.back() != '\0') {
+    return Status::error("strings not NUL-terminated");
+  }
+  std::size_t pos = 0;
+  std::string_view s;
+  while (takeString(data, &pos, &s)) {
+    out->push_back(s);
+  }
+  return Status::ok();
+}
+
+std::string commandName(char command) {
+  switch (command) {
+    case SMFIC_ABORT:
+      return "SMFIC_ABORT";
+    case SMFIC_BODY:
+      return "SMFIC_BODY";
+    case SMFIC_CONNECT:
+      return "SMFIC_CONNECT";
+    case SMFIC_MACRO:
+      return "SMFIC_MACRO";
+    case SMFIC_BODYEOB:
+      return "SMFIC_BODYEOB";
+    case SMFIC_HELO:
+      return "SMFIC_HELO";
+    case SMFIC_QUIT_NC:
+      return "SMFIC_QUIT_NC";
+    case SMFIC_HEADER:
+      return "SMFIC_HEADER";
+    case SMFIC_MAIL:
+      return "SMFIC_MAIL";
+    case SMFIC_EOH:
+      return "SMFIC_EOH";
+    case SMFIC_OPTNEG:
+      return "SMFIC_OPTNEG";
+    case SMFIC_QUIT:
+      return "SMFIC_QUIT";
+    case SMFIC_RCPT:
+      return "SMFIC_RCPT";
+    case SMFIC_DATA:
+      return "SMFIC_DATA";
+    case SMFIC_UNKNOWN:
+      return "SMFIC_UNKNOWN";
+    default: {
+      char buf[24];
+      std::snprintf(buf, sizeof buf, "command 0x%02x", static_cast<unsigned char>(command));
+      return buf;
+    }
+  }
+}
+
+void appendPacket(std::string* out, char command, std::string_view data) {
+  putHeader(out, command, data.size());
+  out->append(data.data(), data.size());
+}
+
+void appendSimpleReply(std::string* out, char reply) {
+  putHeader(out, reply, 0);
+}
+
+void appendOptionNegotiationReply(std::string* out, std::uint32_t version, std::uint32_t actions,
+                                  std::uint32_t protocol,
+                                  const std::array<std::string, kMacroStages>& macroLists) {
+  std::size_t length = 3 * kMilterLengthBytes;
+  const bool lists = (actions & SMFIF_SETSYMLIST) != 0;
+  if (lists) {
+    for (const std::string& names : macroLists) {
+      if (!names.empty()) {
+        length += kMilterLengthBytes + std::min(names.size(), kMaxMacroListBytes) + 1;
+      }
+    }
+  }
+  putHeader(out, SMFIC_OPTNEG, length);
+  putU32(out, version);
+  putU32(out, actions);
+  putU32(out, protocol);
+  if (lists) {
+    for (std::size_t stage = 0; stage < kMacroStages; ++stage) {
+      const std::string& names = macroLists[stage];
+      if (!names.empty()) {
+        putU32(out, static_cast<std::uint32_t>(stage));
+        putString(out, std::string_view(names).substr(0, kMaxMacroListBytes));
+      }
+    }
+  }
+}
+
+void appendReplyCode(std::string* out, std::string_view smtpReply) {
+  putHeader(out, SMFIR_REPLYCODE, smtpReply.size() + 1);
+  putString(out, smtpReply);
+}
+
+void appendAddHeader(std::string* out, std::string_view name, std::string_view value) {
+  putHeader(out, SMFIR_ADDHEADER, name.size() + value.size() + 2);
+  putString(out, name);
+  putString(out, value);
+}
+
+void appendInsertHeader(std::string* out, std::uint32_t index, std::string_view name,
+                        std::string_view value) {
+  putHeader(out, SMFIR_INSHEADER, kMilterLengthBytes + name.size() + value.size() + 2);
+  putU32(out, index);
+  putString(out, name);
+  putString(out, value);
+}
+
+void appendChangeHeader(std::string* out, std::uint32_t index, std::string_view name,
+                        std::string_view value) {
+  putHeader(out, SMFIR_CHGHEADER, kMilterLengthBytes + name.size() + value.size() + 2);
+  putU32(out, index);
+  putString(out, name);
+  putString(out, value);
+}
+
+void appendChangeFrom(std::string* out, std::string_view address, std::string_view args) {
+  putHeader(out, SMFIR_CHGFROM, address.size() + 1 + (args.empty() ? 0 : args.size() + 1));
+  putString(out, address);
+  if (!args.empty()) {
+    putString(out, args);
+  }
+}
+
+void appendAddRecipient(std::string* out, std::string_view address, std::string_view args) {
+  if (args.empty()) {
+    putHeader(out, SMFIR_ADDRCPT, address.size() + 1);
+    putString(out, address);
+    return;
+  }
+  putHeader(out, SMFIR_ADDRCPT_PAR, address.size() + args.size() + 2);
+  putString(out, address);
+  putString(out, args);
+}
+
+void appendDeleteRecipient(std::string* out, std::string_view address) {
+  putHeader(out, SMFIR_DELRCPT, address.size() + 1);
+  putString(out, address);
+}
+
+void appendQuarantine(std::string* out, std::string_view reason) {
+  putHeader(out, SMFIR_QUARANTINE, reason.size() + 1);
+  putString(out, reason);
+}
+
+}  // namespace relaykit::milter

@@ -1,0 +1,448 @@
+// milter_service.cc: the milter Service and its per-connection handler; see milter_service.h.
+#include "milters/milter_service.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <exception>
+#include <string>
+
+#include "common/server/logging.h"
+#include "milters/milter_callbacks.h"
+#include "milters/milter_protocol.h"
+#include "milters/milter_session.h"
+
+namespace relaykit::milter {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// At most one "sessions busy" line per this interval.
+constexpr auto kFullLogInterval = std::chrono::seconds(10);
+
+std::string seconds(std::chrono::seconds s) {
+  return std::to_string(s.count()) + " s";
+}
+
+// Delayed-ACK ("pingpong") mode: a reply of ours carries the ACK of the command it answers.
+void setDelayedAck(int fd) {
+  int off = 0;
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &off, sizeof(off));
+}
+
+// Sends the pending ACK now (Postfix writes reply-less commands back to back; with Nagle on its
+// side, its next write would wait for our delayed ACK), then back to delayed-ACK mode.
+void quickAck(int fd) {
+  int on = 1;
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &on, sizeof(on));
+  setDelayedAck(fd);
+}
+
+}  // namespace
+
+class MilterConnection : public ConnectionHandler {
+ public:
+  MilterConnection(MilterService* service, Connection& conn)
+      : service_(service),
+        conn_(conn.weak()),
+        peer_(conn.peer()),
+        tcp_(conn.peer() != "unix"),
+        session_(&filter_),
+        started_(Clock::now()) {
+    timer_ = evtimer_new(conn.base(), &MilterConnection::onTimer, this);
+    if (tcp_) {
+      setDelayedAck(conn.fd());
+    }
+    armTimer();
+  }
+
+  ~MilterConnection() override {
+    if (timer_ != nullptr) {
+      event_free(timer_);
+    }
+  }
+
+  MilterConnection(const MilterConnection&) = delete;
+  MilterConnection& operator=(const MilterConnection&) = delete;
+
+  void onData(Connection& conn, evbuffer* input) override {
+    if (phase_ == Phase::kWaiting || done_) {
+      return;  // read again once a slot is granted
+    }
+    try {
+      process(conn, input);
+    } catch (const std::exception& e) {
+      // Nothing may throw across the event loop: this connection ends, the daemon goes on.
+      logError("closing milter connection from " + peer_ + ": internal error: " + e.what());
+      closeReason_ = "error";
+      done_ = true;
+      conn.close();
+    }
+  }
+
+  void onEof(Connection& conn, std::size_t unconsumed) override {
+    (void)conn;
+    if (!done_) {
+      if (unconsumed > 0 || decoder_.inProgress()) {
+        logInfo("milter connection from " + peer_ + " closed in the middle of a packet");
+      }
+      closeReason_ = "eof";
+    }
+  }
+
+  void onClose(Connection& conn) override {
+    (void)conn;
+    if (timer_ != nullptr) {
+      event_del(timer_);
+    }
+    session_.disconnected();
+    if (service_->stopping() && !done_) {
+      closeReason_ = "stop";
+    }
+    service_->release(this);
+    service_->countClose(closeReason_);
+  }
+
+  // A slot became free for this waiting session: answer its first packet and read on.
+  void grant() {
+    phase_ = Phase::kServing;
+    std::shared_ptr<Connection> conn = conn_.lock();
+    if (!conn || !conn->isOpen()) {
+      return;
+    }
+    out_.clear();
+    try {
+      handle(pendingCommand_, pendingData_);
+    } catch (const std::exception& e) {
+      logError("closing milter connection from " + peer_ + ": internal error: " + e.what());
+      closeReason_ = "error";
+      done_ = true;
+    }
+    std::string().swap(pendingData_);
+    if (!out_.empty()) {
+      conn->send(out_);
+    }
+    if (done_) {
+      closeSoon_ = true;  // from the loop: never close one connection inside another's close
+      event_active(timer_, EV_TIMEOUT, 0);
+      return;
+    }
+    conn->resumeReading();
+    armTimer();
+  }
+
+  bool serving() const { return phase_ == Phase::kServing; }
+
+ private:
+  enum class Phase { kNew, kWaiting, kServing };
+
+  void process(Connection& conn, evbuffer* input) {
+    const std::size_t total = evbuffer_get_length(input);
+    const char* bytes = reinterpret_cast<const char*>(evbuffer_pullup(input, -1));
+    if (bytes == nullptr) {
+      return;
+    }
+    const std::string_view data(bytes, total);
+    std::size_t used = 0;
+    out_.clear();
+    while (used < data.size() && !done_) {
+      used += decoder_.feed(data.substr(used));
+      if (decoder_.state() == MilterPacketDecoder::State::kError) {
+        logWarning("closing milter connection from " + peer_ + ": " + decoder_.error());
+        end("error");
+        break;
+      }
+      if (decoder_.state() == MilterPacketDecoder::State::kNeedMore) {
+        break;
+      }
+      if (phase_ == Phase::kNew) {
+        if (!service_->admit(this)) {
+          // Hold the first packet unanswered until a slot is free; read nothing more meanwhile.
+          phase_ = Phase::kWaiting;
+          pendingCommand_ = decoder_.command();
+          pendingData_.assign(decoder_.data());
+          waitingSince_ = Clock::now();
+          conn.pauseReading();
+          armTimer();
+          break;
+        }
+        phase_ = Phase::kServing;
+      }
+      handle(decoder_.command(), decoder_.data());
+    }
+    evbuffer_drain(input, used);
+    flush(conn);
+    if (!done_) {
+      if (decoder_.inProgress()) {
+        if (!packetPending_) {
+          packetPending_ = true;
+          packetSince_ = Clock::now();
+          armTimer();
+        }
+      } else {
+        packetPending_ = false;
+      }
+    }
+  }
+
+  void handle(char command, std::string_view data) {
+    if (session_.handle(command, data, &out_) == MilterSession::Next::kClose) {
+      done_ = true;
+      if (!session_.error().empty()) {
+        logWarning("closing milter connection from " + peer_ + ": " + session_.error());
+        closeReason_ = "error";
+      } else {
+        closeReason_ = "quit";
+      }
+      return;
+    }
+    if (endAfterMessage_ && !session_.inMessage()) {
+      logInfo("closing milter connection from " + peer_ + ": session older than " +
+              seconds(kMaxSessionTime));
+      done_ = true;
+      closeReason_ = "timeout";
+    }
+  }
+
+  void end(const char* reason) {
+    done_ = true;
+    closeReason_ = reason;
+  }
+
+  // Sends what this burst produced in one write; on TCP, acknowledges a burst that needed no
+  // reply at once. Closes after the write when the session is over.
+  void flush(Connection& conn) {
+    if (!out_.empty()) {
+      conn.send(out_);
+    } else if (tcp_ && conn.isOpen()) {
+      quickAck(conn.fd());
+    }
+    if (done_) {
+      conn.closeAfterWrite();
+    }
+  }
+
+  void armTimer() {
+    if (timer_ == nullptr) {
+      return;
+    }
+    Clock::time_point deadline = started_ + kMaxSessionTime;
+    if (phase_ == Phase::kNew) {
+      deadline = std::min(deadline, started_ + kFirstPacketTimeout);
+    } else if (phase_ == Phase::kWaiting) {
+      deadline = std::min(deadline, waitingSince_ + kSlotWaitTimeout);
+    }
+    if (packetPending_) {
+      deadline = std::min(deadline, packetSince_ + kPacketTimeout);
+    }
+    auto wait = std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now());
+    if (wait.count() < 0) {
+      wait = std::chrono::microseconds(0);
+    }
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(wait.count() / 1000000);
+    tv.tv_usec = static_cast<suseconds_t>(wait.count() % 1000000);
+    event_add(timer_, &tv);
+  }
+
+  static void onTimer(evutil_socket_t, short, void* arg) {
+    static_cast<MilterConnection*>(arg)->expire();
+  }
+
+  void expire() {
+    std::shared_ptr<Connection> conn = conn_.lock();
+    if (!conn || !conn->isOpen()) {
+      return;
+    }
+    if (closeSoon_) {
+      conn->closeAfterWrite();
+      return;
+    }
+    const Clock::time_point now = Clock::now();
+    std::string why;
+    if (phase_ == Phase::kNew && now >= started_ + kFirstPacketTimeout) {
+      why = "no milter command within " + seconds(kFirstPacketTimeout);
+    } else if (phase_ == Phase::kWaiting && now >= waitingSince_ + kSlotWaitTimeout) {
+      why = "no free session within " + seconds(kSlotWaitTimeout) + " (max_sessions)";
+    } else if (packetPending_ && decoder_.inProgress() && now >= packetSince_ + kPacketTimeout) {
+      why = "packet incomplete after " + seconds(kPacketTimeout);
+    } else if (now >= started_ + kMaxSessionTime) {
+      if (session_.inMessage()) {
+        endAfterMessage_ = true;  // ended after this message's end
+      } else {
+        why = "session older than " + seconds(kMaxSessionTime);
+      }
+    }
+    if (!why.empty()) {
+      logInfo("closing milter connection from " + peer_ + ": " + why);
+      closeReason_ = "timeout";
+      done_ = true;
+      conn->close();
+      return;
+    }
+    if (!endAfterMessage_) {
+      armTimer();
+    }
+  }
+
+  MilterService* service_;
+  std::weak_ptr<Connection> conn_;
+  std::string peer_;
+  bool tcp_;
+  MilterPacketDecoder decoder_;
+  RelaykitFilter filter_;
+  MilterSession session_;
+  Phase phase_ = Phase::kNew;
+  char pendingCommand_ = 0;
+  std::string pendingData_;
+  std::string out_;
+  event* timer_ = nullptr;
+  Clock::time_point started_;
+  Clock::time_point waitingSince_{};
+  Clock::time_point packetSince_{};
+  bool packetPending_ = false;
+  bool endAfterMessage_ = false;
+  bool done_ = false;
+  bool closeSoon_ = false;
+  const char* closeReason_ = "eof";
+};
+
+MilterService::MilterService() = default;
+MilterService::~MilterService() = default;
+
+bool MilterService::configure(const std::shared_ptr<const Config>& config, Diagnostics* diags,
+                              bool install) {
+  std::shared_ptr<const MilterConfig> compiled = parseMilterConfig(config, diags);
+  if (!compiled) {
+    if (install && configured_) {
+      logError("reload: configuration refused; the previous one keeps serving");
+    }
+    return false;
+  }
+  if (!install) {
+    return true;
+  }
+  if (!configured_) {
+    maxSessions_ = static_cast<std::size_t>(compiled->maxSessions);
+    configured_ = true;
+  } else {
+    if (static_cast<std::size_t>(compiled->maxSessions) != maxSessions_) {
+      logWarning("reload: max_sessions changed; a restart is needed for it to take effect");
+    }
+    logInfo("reload: configuration loaded");
+  }
+  setActiveConfig(std::move(compiled));
+  return true;
+}
+
+Status MilterService::start(event_base* base, MetricsRegistry* metrics) {
+  (void)base;
+  initMilterMetrics(metrics);
+  activeGauge_ = &metrics
+                      ->gauge("relaykit_milter_sessions",
+                              "Milter sessions being served (at most milter.max_sessions)")
+                      .get();
+  waitingGauge_ =
+      &metrics->gauge("relaykit_milter_sessions_waiting", "Milter sessions waiting for a slot")
+           .get();
+  closed_ = &metrics->counter("relaykit_milter_sessions_closed_total",
+                              "Milter connections closed, by reason", {"reason"});
+  if (std::getenv("RELAYKIT_MILTER_FAULT") != nullptr) {
+    logWarning("RELAYKIT_MILTER_FAULT is set: a test hook that fails messages on purpose");
+  }
+  started_ = true;
+  return Status::ok();
+}
+
+void MilterService::stop() {
+  stopping_ = true;
+}
+
+Health MilterService::health() const {
+  if (!started_ || stopping_) {
+    return Health::unavailable("not accepting connections");
+  }
+  if (active_ >= maxSessions_) {
+    return Health::unavailable("saturated: " + std::to_string(active_) +
+                               " sessions busy (max_sessions), " + std::to_string(waiting_.size()) +
+                               " waiting");
+  }
+  return Health::ok();
+}
+
+ServerLimits MilterService::limits() const {
+  ServerLimits limits;
+  limits.idleTimeout = kSessionIdleTimeout;
+  // Each burst is consumed whole (a partial packet moves into the decoder), so unconsumed input
+  // is at most what a waiting session sent after its first packet.
+  limits.maxInputBytes = kMaxMilterPacketBytes + kMilterLengthBytes;
+  limits.maxConnections = maxSessions_ + std::max(maxSessions_, kMinWaitingConnections);
+  return limits;
+}
+
+std::unique_ptr<ConnectionHandler> MilterService::newConnection(Connection& conn) {
+  return std::make_unique<MilterConnection>(this, conn);
+}
+
+bool MilterService::admit(MilterConnection* c) {
+  (void)c;
+  if (active_ < maxSessions_) {
+    ++active_;
+    if (activeGauge_ != nullptr) {
+      activeGauge_->set(static_cast<double>(active_));
+    }
+    return true;
+  }
+  waiting_.push_back(c);
+  if (waitingGauge_ != nullptr) {
+    waitingGauge_->set(static_cast<double>(waiting_.size()));
+  }
+  warnFull();
+  return false;
+}
+
+void MilterService::release(MilterConnection* c) {
+  if (!c->serving()) {
+    auto it = std::find(waiting_.begin(), waiting_.end(), c);
+    if (it != waiting_.end()) {
+      waiting_.erase(it);
+    }
+  } else if (active_ > 0) {
+    --active_;
+    // The slot goes to the longest-waiting session (unless the daemon is stopping).
+    if (!stopping_ && !waiting_.empty()) {
+      MilterConnection* next = waiting_.front();
+      waiting_.pop_front();
+      ++active_;
+      next->grant();
+    }
+  }
+  if (activeGauge_ != nullptr) {
+    activeGauge_->set(static_cast<double>(active_));
+    waitingGauge_->set(static_cast<double>(waiting_.size()));
+  }
+}
+
+void MilterService::countClose(const char* reason) {
+  if (closed_ != nullptr) {
+    closed_->labels({reason}).inc();
+  }
+}
+
+void MilterService::warnFull() {
+  const auto now = Clock::now();
+  if (now - lastFullLog_ >= kFullLogInterval) {
+    lastFullLog_ = now;
+    logWarning("milter: " + std::to_string(maxSessions_) +
+               " sessions busy (max_sessions): new Postfix connections wait; " +
+               std::to_string(waiting_.size()) + " waiting");
+  }
+}
+
+}  // namespace relaykit::milter

@@ -1,0 +1,88 @@
+// milter_service.h: relaykit-milter as a Service of the shared daemon skeleton
+// (common/server/daemon.h): one event loop serves every milter connection, each a
+// MilterPacketDecoder feeding a MilterSession with a RelaykitFilter.
+//
+// Guarantees:
+//  - each read burst is decoded and answered in one pass: every reply it produces leaves in one
+//    send(2) (TCP_NODELAY is on for TCP); on TCP, a burst that needs no reply (MAIL, headers,
+//    QUIT...) is acknowledged at once (TCP_QUICKACK), while replies carry the ACK of the command
+//    they answer (delayed-ACK mode is set at accept): docs/milter-performance.md;
+//  - sessions are bounded: at most milter.max_sessions are served at once (a session takes its
+//    slot with its first packet; later ones wait, not read, up to kSlotWaitTimeout, logged as
+//    "sessions busy (max_sessions)"); a connection must send its first packet within
+//    kFirstPacketTimeout, finish a packet within kPacketTimeout, stay idle at most
+//    kSessionIdleTimeout, and live at most kMaxSessionTime (ended between messages);
+//  - a malformed packet, a packet over kMaxMilterPacketBytes or a command outside the protocol
+//    closes that connection only (logged); Postfix then applies milter_default_action;
+//  - /health: 503 before start and while stopping ("not accepting"), and while every slot is
+//    busy ("saturated"); 200 otherwise.
+// Everything runs on the loop thread; configure() may run on another thread (reload).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <memory>
+
+#include "common/server/connection.h"
+#include "common/server/metrics.h"
+#include "milters/milter_config.h"
+
+namespace relaykit::milter {
+
+// Postfix writes its first packet (SMFIC_OPTNEG) as soon as it has connected.
+inline constexpr std::chrono::seconds kFirstPacketTimeout{10};
+// A session waiting for a slot; Postfix's milter_command_timeout (30 s) gives up first.
+inline constexpr std::chrono::seconds kSlotWaitTimeout{60};
+// A packet begun must be complete within Postfix's milter_content_timeout (300 s): a client
+// sending one byte at a time cannot keep a session forever.
+inline constexpr std::chrono::seconds kPacketTimeout{300};
+// No byte for this long: Postfix's smtpd waits at most smtpd_timeout (300 s) per SMTP command.
+inline constexpr std::chrono::seconds kSessionIdleTimeout{600};
+// A whole session (one SMTP session of Postfix); ended at a message boundary.
+inline constexpr std::chrono::seconds kMaxSessionTime{3600};
+// Connections beyond milter.max_sessions that may wait for a slot (or negotiate) at once.
+inline constexpr std::size_t kMinWaitingConnections = 256;
+
+class MilterConnection;
+
+class MilterService : public Service {
+ public:
+  MilterService();
+  ~MilterService() override;
+
+  DaemonSection section() const override { return DaemonSection::kMilter; }
+  bool configure(const std::shared_ptr<const Config>& config, Diagnostics* diags,
+                 bool install) override;
+  Status start(event_base* base, MetricsRegistry* metrics) override;
+  void stop() override;
+  Health health() const override;
+  ServerLimits limits() const override;
+  std::unique_ptr<ConnectionHandler> newConnection(Connection& conn) override;
+
+  // Used by connections: take a slot (true) or join the waiting line (false); give it back.
+  bool admit(MilterConnection* c);
+  void release(MilterConnection* c);
+  bool stopping() const { return stopping_; }
+  // Counts a closed connection by reason (quit, eof, timeout, error, stop).
+  void countClose(const char* reason);
+
+  std::size_t activeSessions() const { return active_; }
+  std::size_t waitingSessions() const { return waiting_.size(); }
+
+ private:
+  void warnFull();
+
+  std::size_t maxSessions_ = kDefaultMilterSessions;  // from the first configuration
+  bool configured_ = false;
+  bool started_ = false;
+  bool stopping_ = false;
+  std::size_t active_ = 0;
+  std::deque<MilterConnection*> waiting_;
+  std::chrono::steady_clock::time_point lastFullLog_{};
+  Gauge* activeGauge_ = nullptr;
+  Gauge* waitingGauge_ = nullptr;
+  CounterFamily* closed_ = nullptr;  // reason: quit | eof | timeout | error | stop
+};
+
+}  // namespace relaykit::milter

@@ -1,0 +1,383 @@
+// milter_session_test.cc: the milter session state machine driven packet by packet as Postfix
+// (version 6, every option offered) and older MTAs drive it: negotiation, no-reply flags, macros
+// per stage, leading space, end-of-message modifications and verdicts, abort, QUIT, QUIT_NC and
+// protocol errors; then relaykit's own filter through it with the seed rules.
+#include "milters/milter_session.h"
+
+#include <gtest/gtest.h>
+
+#include "common/config.h"
+#include "milters/milter_callbacks.h"
+
+namespace relaykit::milter {
+namespace {
+
+constexpr std::uint32_t kPostfixActions = SMFI_CURR_ACTS;
+constexpr std::uint32_t kPostfixProtocol = SMFI_CURR_PROT;
+
+std::string u32(std::uint32_t v) {
+  return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16),
+                     static_cast<char>(v >> 8), static_cast<char>(v)};
+}
+
+std::string optneg(std::uint32_t version, std::uint32_t actions, std::uint32_t protocol) {
+  return u32(version) + u32(actions) + u32(protocol);
+}
+
+std::string strings(std::initializer_list<std::string> parts) {
+  std::string out;
+  for (const std::string& p : parts) {
+    out += p;
+    out.push_back('\0');
+  }
+  return out;
+}
+
+struct Reply {
+  char command;
+  std::string data;
+};
+
+std::vector<Reply> replies(const std::string& out) {
+  MilterPacketDecoder d;
+  std::vector<Reply> got;
+  std::string_view rest = out;
+  while (!rest.empty()) {
+    rest.remove_prefix(d.feed(rest));
+    if (d.state() != MilterPacketDecoder::State::kPacket) {
+      ADD_FAILURE() << "undecodable reply";
+      break;
+    }
+    got.push_back({d.command(), std::string(d.data())});
+  }
+  return got;
+}
+
+class RecordingFilter : public MilterFilter {
+ public:
+  MilterWants wants;
+  std::vector<std::string> calls;
+  MilterResponse eom;
+  std::string auth;
+  std::string queueId;
+
+  MilterWants negotiate(const OptionNegotiation& offer) override {
+    calls.push_back("negotiate v" + std::to_string(offer.version));
+    return wants;
+  }
+  MilterResponse connect(const MilterSession&, const ConnectInfo& info) override {
+    calls.push_back("connect " + std::string(info.address));
+    return MilterResponse::proceed();
+  }
+  MilterResponse mail(const MilterSession& s, const std::vector<std::string_view>& args) override {
+    calls.push_back("mail " + std::string(args[0]));
+    const std::string* a = s.macro("auth_authen");
+    auth = a ? *a : "-";
+    return MilterResponse::proceed();
+  }
+  MilterResponse recipient(const MilterSession&, const std::vector<std::string_view>& a) override {
+    calls.push_back("rcpt " + std::string(a[0]));
+    return a[0] == "<bad@x>" ? MilterResponse{MilterResponse::Verdict::kReject, "550 5.1.1 no"}
+                             : MilterResponse::proceed();
+  }
+  MilterResponse header(const MilterSession&, std::string_view n, std::string_view v) override {
+    calls.push_back("header " + std::string(n) + ":" + std::string(v));
+    return MilterResponse::proceed();
+  }
+  MilterResponse body(const MilterSession&, std::string_view chunk) override {
+    calls.push_back("body " + std::to_string(chunk.size()));
+    return MilterResponse::of(MilterResponse::Verdict::kSkip);
+  }
+  MilterResponse unknown(const MilterSession&, std::string_view cmd) override {
+    calls.push_back("unknown " + std::string(cmd));
+    return MilterResponse::proceed();
+  }
+  MilterResponse endOfMessage(const MilterSession& s, MilterModifications* mods) override {
+    const std::string* i = s.macro("{i}");
+    queueId = i ? *i : "-";
+    calls.push_back("eom");
+    EXPECT_TRUE(mods->changeFrom("n@c", "RET=HDRS"));
+    EXPECT_TRUE(mods->changeHeader("From", 1, nullptr));
+    EXPECT_TRUE(mods->insertHeader(1, "X-A", " b"));
+    EXPECT_FALSE(mods->addRecipient("<x@y>", ""));  // not asked for
+    return eom;
+  }
+  void abort(const MilterSession&) override { calls.push_back("abort"); }
+  void close(const MilterSession&) override { calls.push_back("close"); }
+};
+
+class MilterSessionTest : public ::testing::Test {
+ protected:
+  RecordingFilter filter;
+  MilterSession session{&filter};
+  std::string out;
+
+  MilterSession::Next send(char command, const std::string& data) {
+    return session.handle(command, data, &out);
+  }
+  std::vector<Reply> take() {
+    std::vector<Reply> r = replies(out);
+    out.clear();
+    return r;
+  }
+};
+
+TEST_F(MilterSessionTest, NegotiatesTheIntersectionAndTheLowerVersion) {
+  filter.wants.actions = SMFIF_CHGFROM | SMFIF_CHGHDRS | SMFIF_ADDHDRS | SMFIF_SETSYMLIST;
+  filter.wants.protocol = SMFIP_NR_HDR | SMFIP_NOBODY | SMFIP_HDR_LEADSPC;
+  filter.wants.macros[SMFIM_EOM] = "i";
+  ASSERT_EQ(send(SMFIC_OPTNEG, optneg(6, kPostfixActions, kPostfixProtocol)),
+            MilterSession::Next::kContinue);
+  auto r = take();
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].command, SMFIC_OPTNEG);
+  EXPECT_EQ(r[0].data, optneg(6, filter.wants.actions, filter.wants.protocol) + u32(SMFIM_EOM) +
+                           std::string("i\0", 2));
+
+  // An older MTA: version 2 with the v2 defaults (no SETSYMLIST, no NR flags, no LEADSPC).
+  RecordingFilter old;
+  old.wants = filter.wants;
+  MilterSession s2(&old);
+  std::string o2;
+  ASSERT_EQ(s2.handle(SMFIC_OPTNEG, u32(2), &o2), MilterSession::Next::kContinue);
+  auto r2 = replies(o2);
+  ASSERT_EQ(r2.size(), 1u);
+  EXPECT_EQ(r2[0].data,
+            optneg(2, filter.wants.actions & kV1Actions, filter.wants.protocol & kV1Protocol));
+  EXPECT_FALSE(s2.leadingSpace());
+}
+
+TEST_F(MilterSessionTest, RefusesVersionOneAndUnknownCommands) {
+  EXPECT_EQ(send(SMFIC_OPTNEG, optneg(1, 0, 0)), MilterSession::Next::kClose);
+  EXPECT_EQ(session.error(), "protocol version 1 below 2");
+  RecordingFilter f;
+  MilterSession s(&f);
+  std::string o;
+  EXPECT_EQ(s.handle('z', "", &o), MilterSession::Next::kClose);
+  EXPECT_EQ(s.error(), "unknown milter command 0x7a");
+  EXPECT_EQ(f.calls.back(), "close");
+  EXPECT_TRUE(o.empty());
+}
+
+TEST_F(MilterSessionTest, MalformedPacketsEndTheSession) {
+  for (auto [cmd, data] :
+       std::vector<std::pair<char, std::string>>{{SMFIC_OPTNEG, "ab"},
+                                                 {SMFIC_CONNECT, std::string("h\0"
+                                                                             "4",
+                                                                             3)},
+                                                 {SMFIC_MAIL, "<a@b>"},
+                                                 {SMFIC_MAIL, ""},
+                                                 {SMFIC_HEADER, "Subject"},
+                                                 {SMFIC_MACRO, ""},
+                                                 {SMFIC_HELO, "x"}}) {
+    RecordingFilter f;
+    MilterSession s(&f);
+    std::string o;
+    EXPECT_EQ(s.handle(cmd, data, &o), MilterSession::Next::kClose) << cmd;
+    EXPECT_FALSE(s.error().empty());
+  }
+}
+
+TEST_F(MilterSessionTest, NoReplyFlagsAndWholeMessage) {
+  filter.wants.actions = SMFIF_CHGFROM | SMFIF_CHGHDRS | SMFIF_ADDHDRS;
+  filter.wants.protocol = SMFIP_NR_CONN | SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_HDR_LEADSPC;
+  send(SMFIC_OPTNEG, optneg(6, kPostfixActions, kPostfixProtocol));
+  take();
+  send(SMFIC_MACRO, strings({"Cj", "relay"}));
+  send(SMFIC_CONNECT, std::string("client\0"
+                                  "4\0\x19"
+                                  "10.1.2.3\0",
+                                  19));
+  send(SMFIC_MACRO, strings({"M{auth_authen}", "alice"}));
+  send(SMFIC_MAIL, strings({"<a@b>", "SIZE=1"}));
+  EXPECT_TRUE(out.empty());  // NR_CONN, NR_MAIL; macros never answered
+  send(SMFIC_RCPT, strings({"<r@x>"}));
+  send(SMFIC_RCPT, strings({"<bad@x>"}));
+  auto r = take();
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].command, SMFIR_CONTINUE);
+  EXPECT_EQ(r[1].command, SMFIR_REPLYCODE);
+  EXPECT_EQ(r[1].data, std::string("550 5.1.1 no\0", 13));
+  send(SMFIC_DATA, "");
+  send(SMFIC_HEADER, strings({"From", " a@b"}));
+  send(SMFIC_EOH, "");
+  send(SMFIC_BODY, "hello");
+  r = take();
+  ASSERT_EQ(r.size(), 3u);  // DATA, EOH, BODY (SKIP not negotiated: CONTINUE)
+  EXPECT_EQ(r[2].command, SMFIR_CONTINUE);
+  send(SMFIC_MACRO, strings({"Ei", "QID9"}));
+  filter.eom = MilterResponse::of(MilterResponse::Verdict::kAccept);
+  send(SMFIC_BODYEOB, "");
+  r = take();
+  ASSERT_EQ(r.size(), 4u);
+  EXPECT_EQ(r[0].command, SMFIR_CHGFROM);
+  EXPECT_EQ(r[0].data, strings({"<n@c>", "RET=HDRS"}));
+  EXPECT_EQ(r[1].command, SMFIR_CHGHEADER);
+  EXPECT_EQ(r[2].command, SMFIR_INSHEADER);
+  EXPECT_EQ(r[3].command, SMFIR_ACCEPT);
+  EXPECT_EQ(filter.auth, "alice");
+  EXPECT_EQ(filter.queueId, "QID9");
+  EXPECT_TRUE(session.leadingSpace());
+  EXPECT_EQ(send(SMFIC_QUIT, ""), MilterSession::Next::kClose);
+  EXPECT_EQ(session.error(), "");
+  std::vector<std::string> expected = {
+      "negotiate v6",     "connect 10.1.2.3", "mail <a@b>", "rcpt <r@x>", "rcpt <bad@x>",
+      "header From: a@b", "body 5",           "eom",        "close"};
+  EXPECT_EQ(filter.calls, expected);
+}
+
+TEST_F(MilterSessionTest, MacrosOfLaterStagesClearedByEachCommand) {
+  filter.wants.protocol = SMFIP_NR_MAIL;
+  send(SMFIC_OPTNEG, optneg(6, kPostfixActions, kPostfixProtocol));
+  send(SMFIC_MACRO, strings({"Ei", "OLD"}));
+  send(SMFIC_MACRO, strings({"M{auth_authen}", "bob"}));
+  send(SMFIC_MAIL, strings({"<a@b>"}));
+  EXPECT_EQ(session.macro("i"), nullptr);  // the previous message's queue id is gone
+  ASSERT_NE(session.macro("{auth_authen}"), nullptr);
+  send(SMFIC_MAIL, strings({"<a@b>"}));  // MAIL's own macros stay for MAIL
+  EXPECT_EQ(*session.macro("auth_authen"), "bob");
+  send(SMFIC_MACRO, strings({"Zx", "1"}));  // a stage without macros: ignored
+  EXPECT_EQ(session.macro("x"), nullptr);
+}
+
+TEST_F(MilterSessionTest, MtaWithoutNegotiationGetsEveryReply) {
+  send(SMFIC_CONNECT, std::string("localhost\0U", 11));
+  send(SMFIC_HELO, strings({"client.example"}));
+  send(SMFIC_MAIL, strings({"<a@b>"}));
+  send(SMFIC_HEADER, strings({"Subject", "hi"}));
+  send(SMFIC_UNKNOWN, strings({"XYZZY"}));
+  auto r = take();
+  ASSERT_EQ(r.size(), 5u);
+  for (const Reply& x : r) {
+    EXPECT_EQ(x.command, SMFIR_CONTINUE);
+  }
+  EXPECT_FALSE(session.leadingSpace());
+  EXPECT_EQ(filter.calls.back(), "unknown XYZZY");
+}
+
+TEST_F(MilterSessionTest, AbortTwiceAndQuitNewConnection) {
+  filter.wants.protocol = SMFIP_NR_MAIL;
+  send(SMFIC_OPTNEG, optneg(6, kPostfixActions, kPostfixProtocol));
+  take();
+  send(SMFIC_MAIL, strings({"<a@b>"}));
+  EXPECT_TRUE(session.inMessage());
+  send(SMFIC_ABORT, "");
+  send(SMFIC_ABORT, "");
+  EXPECT_FALSE(session.inMessage());
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(send(SMFIC_QUIT_NC, ""), MilterSession::Next::kContinue);
+  EXPECT_EQ(filter.calls.back(), "close");
+  // The next SMTP session on the same connection, with the same negotiation.
+  send(SMFIC_MAIL, strings({"<c@d>"}));
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(filter.calls.back(), "mail <c@d>");
+  session.disconnected();
+  session.disconnected();  // told once
+  EXPECT_EQ(std::count(filter.calls.begin(), filter.calls.end(), "close"), 2);
+}
+
+TEST_F(MilterSessionTest, EndOfMessageVerdicts) {
+  filter.wants.actions = SMFIF_CHGFROM | SMFIF_CHGHDRS | SMFIF_ADDHDRS;
+  send(SMFIC_OPTNEG, optneg(6, kPostfixActions, kPostfixProtocol));
+  using V = MilterResponse::Verdict;
+  const std::vector<std::pair<MilterResponse, char>> cases = {
+      {MilterResponse::of(V::kContinue), SMFIR_CONTINUE},
+      {MilterResponse::of(V::kTempfail), SMFIR_TEMPFAIL},
+      {MilterResponse::of(V::kReject), SMFIR_REJECT},
+      {MilterResponse::of(V::kDiscard), SMFIR_DISCARD},
+      {MilterResponse{V::kTempfail, "451 4.7.1 later"}, SMFIR_REPLYCODE},
+      {MilterResponse::of(V::kSkip), SMFIR_CONTINUE}};
+  for (const auto& [response, expected] : cases) {
+    take();
+    send(SMFIC_MAIL, strings({"<a@b>"}));
+    filter.eom = response;
+    send(SMFIC_BODYEOB, "");
+    auto r = take();
+    ASSERT_FALSE(r.empty());
+    EXPECT_EQ(r.back().command, expected);
+  }
+}
+
+// ---- relaykit's filter through the session ----
+
+const char kSeed[] = R"(
+postfix:
+  local_domains: [relay.corp.local, localhost]
+tables:
+  generic:
+    search: address
+    sources:
+      - entries:
+          root@relay.corp.local: noreply@corp.com
+milter:
+  header_checks: |
+    /^X-Originating-IP:/ IGNORE
+  rewrite_from:
+    table: generic
+  rewrite_sender:
+    table: generic
+)";
+
+TEST(RelaykitFilterTest, SeedRulesOverTheWire) {
+  Diagnostics diags;
+  auto config = loadConfigText(kSeed, "seed.yaml", &diags);
+  ASSERT_TRUE(config) << diags.formatAll();
+  auto mc = parseMilterConfig(config, &diags);
+  ASSERT_TRUE(mc) << diags.formatAll();
+  setActiveConfig(mc);
+  RelaykitFilter filter;
+  MilterSession session(&filter);
+  std::string out;
+  session.handle(SMFIC_OPTNEG, optneg(6, kPostfixActions, kPostfixProtocol), &out);
+  auto r = replies(out);
+  ASSERT_EQ(r.size(), 1u);
+  const std::uint32_t protocol = static_cast<std::uint32_t>(
+      (static_cast<unsigned char>(r[0].data[8]) << 24) |
+      (static_cast<unsigned char>(r[0].data[9]) << 16) |
+      (static_cast<unsigned char>(r[0].data[10]) << 8) | static_cast<unsigned char>(r[0].data[11]));
+  EXPECT_TRUE(protocol & SMFIP_NOCONNECT);  // no client condition in the rules
+  EXPECT_TRUE(protocol & SMFIP_HDR_LEADSPC);
+  EXPECT_TRUE(protocol & SMFIP_NR_HDR);
+  out.clear();
+  session.handle(SMFIC_MAIL, strings({"<root@relay.corp.local>", "RET=HDRS"}), &out);
+  session.handle(SMFIC_HEADER, strings({"From", " Root <root@relay.corp.local>"}), &out);
+  session.handle(SMFIC_HEADER, strings({"X-Originating-IP", " 10.0.0.1"}), &out);
+  session.handle(SMFIC_MACRO, strings({"Ei", "4QID"}), &out);
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(activeMessages(), 1);
+  session.handle(SMFIC_BODYEOB, "", &out);
+  EXPECT_EQ(activeMessages(), 0);
+  r = replies(out);
+  ASSERT_EQ(r.size(), 4u);
+  EXPECT_EQ(r[0].command, SMFIR_CHGHEADER);  // X-Originating-IP removed (last header first)
+  EXPECT_EQ(r[0].data, u32(1) + strings({"X-Originating-IP", ""}));
+  EXPECT_EQ(r[1].command, SMFIR_CHGHEADER);
+  EXPECT_EQ(r[1].data, u32(1) + strings({"From", " Root <noreply@corp.com>"}));
+  EXPECT_EQ(r[2].command, SMFIR_CHGFROM);
+  EXPECT_EQ(r[2].data, strings({"<noreply@corp.com>", "RET=HDRS"}));
+  EXPECT_EQ(r[3].command, SMFIR_CONTINUE);
+  setActiveConfig(nullptr);
+}
+
+TEST(RelaykitFilterTest, RefusedModificationsSendNoneAndApplyOnError) {
+  Diagnostics diags;
+  auto config = loadConfigText(kSeed, "seed.yaml", &diags);
+  ASSERT_TRUE(config);
+  setActiveConfig(parseMilterConfig(config, &diags));
+  RelaykitFilter filter;
+  MilterSession session(&filter);
+  std::string out;
+  // An MTA that allows header changes but not sender changes.
+  session.handle(SMFIC_OPTNEG, optneg(6, SMFIF_CHGHDRS | SMFIF_ADDHDRS, kPostfixProtocol), &out);
+  out.clear();
+  session.handle(SMFIC_MAIL, strings({"<root@relay.corp.local>"}), &out);
+  session.handle(SMFIC_HEADER, strings({"X-Originating-IP", " 10.0.0.1"}), &out);
+  session.handle(SMFIC_BODYEOB, "", &out);
+  auto r = replies(out);
+  ASSERT_EQ(r.size(), 1u);  // nothing half-applied
+  EXPECT_EQ(r[0].command, SMFIR_TEMPFAIL);
+  setActiveConfig(nullptr);
+}
+
+}  // namespace
+}  // namespace relaykit::milter
