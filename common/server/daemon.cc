@@ -8,17 +8,19 @@
 #include <csignal>
 
 #include <CLI/CLI.hpp>
+#ifdef RELAYKIT_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "common/server/listener.h"
 #include "common/server/logging.h"
 #include "common/server/privileges.h"
 #include "common/server/server.h"
+#include "relaykit_version.h"
 
 namespace relaykit {
 
 namespace {
-
-constexpr char kVersion[] = "relaykit 0.1.0";
 
 // Start-up failure: logged, and also on stderr when logging goes to syslog, so a failed start is
 // visible to whoever started the daemon.
@@ -27,7 +29,8 @@ int startupFailure(const std::string& message, bool foreground) {
   if (!foreground) {
     std::fprintf(stderr, "%s\n", message.c_str());
   }
-  return 1;
+  notifyServiceManager("STATUS=start-up failed: " + message);
+  return kExitConfigError;
 }
 
 std::string describeListen(const DaemonSettings& settings, const std::vector<int>& fds) {
@@ -62,6 +65,7 @@ struct LoopContext {
 
 void onReload(evutil_socket_t, short, void* arg) {
   auto* ctx = static_cast<LoopContext*>(arg);
+  notifyServiceManager("RELOADING=1");
   logInfo("reloading configuration from " + ctx->configPath);
   Diagnostics diags;
   auto config = loadServiceConfig(ctx->configPath, *ctx->service, /*install=*/true, &diags);
@@ -75,6 +79,8 @@ void onReload(evutil_socket_t, short, void* arg) {
              " problem(s) above): still serving the previous configuration");
     ctx->reloadsRefused->inc();
     ctx->lastReloadOk->set(0);
+    notifyServiceManager(
+        "READY=1\nSTATUS=reload refused: still serving the previous configuration");
     return;
   }
   if (!sameDaemonSettings(config->daemon(ctx->service->section()), ctx->running)) {
@@ -85,6 +91,7 @@ void onReload(evutil_socket_t, short, void* arg) {
   ctx->reloadsOk->inc();
   ctx->lastReloadOk->set(1);
   logInfo("configuration reloaded");
+  notifyServiceManager("READY=1\nSTATUS=configuration reloaded");
 }
 
 void onStop(evutil_socket_t sig, short, void* arg) {
@@ -95,6 +102,21 @@ void onStop(evutil_socket_t sig, short, void* arg) {
 
 }  // namespace
 
+std::string versionLine(const std::string& program) {
+  return program + " (relaykit) " + RELAYKIT_VERSION;
+}
+
+void notifyServiceManager(const std::string& state) {
+#ifdef RELAYKIT_HAVE_SYSTEMD
+  int rc = sd_notify(0, state.c_str());
+  if (rc < 0) {
+    logDebug("sd_notify(" + state + ") failed: " + std::to_string(rc));
+  }
+#else
+  (void)state;
+#endif
+}
+
 MetricsRegistry& daemonMetrics() {
   static MetricsRegistry* registry = new MetricsRegistry();  // lives until exit
   return *registry;
@@ -103,16 +125,21 @@ MetricsRegistry& daemonMetrics() {
 std::optional<DaemonOptions> parseDaemonOptions(int argc, char** argv, const std::string& program,
                                                 int* exitCode) {
   DaemonOptions options;
-  CLI::App app{program + ": relaykit daemon", program};
+  CLI::App app{program + ": relaykit daemon (see " + program + "(8))", program};
   app.add_option("-c,--config", options.configPath, "configuration file")->capture_default_str();
-  app.add_flag("-f,--foreground", options.foreground, "log to stderr instead of syslog");
+  app.add_flag("-f,--foreground", options.foreground,
+               "log to stderr (with <N> priority prefixes) instead of syslog");
+  app.add_flag("-v,--verbose", options.verbose, "log debug messages too");
   app.add_flag("--check", options.check,
                "validate the configuration, print every problem, exit 0 (valid) or 1");
-  app.set_version_flag("--version", kVersion);
+  app.set_version_flag("--version", versionLine(program));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    *exitCode = app.exit(e);
+    // --help and --version print on stdout and exit 0; usage errors print the message and a
+    // hint on stderr and exit 2 (CLI11's own codes, e.g. 109, are not ours).
+    int code = app.exit(e);
+    *exitCode = code == 0 ? kExitOk : kExitUsage;
     return std::nullopt;
   }
   return options;
@@ -176,10 +203,13 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
     Diagnostics diags;
     auto config = loadServiceConfig(options->configPath, service, /*install=*/false, &diags);
     printDiagnostics(diags, stderr);
-    return config ? 0 : 1;
+    return config ? kExitOk : kExitConfigError;
   }
   const bool fg = options->foreground;
   initLogging(program, fg);
+  if (options->verbose) {
+    setLogLevel(LogLevel::kDebug);
+  }
   std::signal(SIGPIPE, SIG_IGN);
 
   Diagnostics diags;
@@ -258,10 +288,12 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
       ready += "; metrics on port " + std::to_string(http->port());
     }
     logInfo(ready);
+    notifyServiceManager("READY=1\nSTATUS=" + ready);
     if (event_base_dispatch(base) < 0) {
       logError("event loop failed");
       result = 1;
     }
+    notifyServiceManager("STOPPING=1");
     service.stop();
     server.shutdown();
     for (const auto& ep : settings.listen) {
