@@ -221,6 +221,8 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
     }
     return startupFailure("configuration " + options->configPath + " refused", fg);
   }
+  logDebug("configuration " + options->configPath + " loaded (section " +
+           daemonSectionName(service.section()) + ")");
   const DaemonSettings settings = config->daemon(service.section());
   config.reset();
 
