@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "common/config.h"
+#include "common/server/daemon.h"
 #include "common/server/listener.h"
 #include "common/server/logging.h"
 #include "common/server/metrics.h"
@@ -120,6 +121,7 @@ void signalLoop(std::string path, Endpoint endpoint) {
       continue;
     }
     if (sig == SIGHUP) {
+      notifyServiceManager("RELOADING=1");
       Diagnostics diags;
       std::shared_ptr<const MilterConfig> fresh = load(path, &diags);
       for (const Diagnostic& d : diags.all()) {
@@ -136,9 +138,11 @@ void signalLoop(std::string path, Endpoint endpoint) {
       } else {
         logError("reload: configuration refused; the previous one keeps serving");
       }
+      notifyServiceManager("READY=1");
       continue;
     }
     logInfo(std::string("stopping on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+    notifyServiceManager("STOPPING=1");
     // smfi_stop() takes a mutex libmilter's listener holds while it polls (up to 5 s): call it
     // from a helper thread so new connections stop being served when it gets through, wake the
     // listener with a connection, and meanwhile finish the messages in flight here.
@@ -152,6 +156,9 @@ void signalLoop(std::string path, Endpoint endpoint) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(kStopGraceSeconds);
     while (activeMessages() > 0 && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (endpoint.kind == Endpoint::Kind::kUnix) {
+      unlink(endpoint.path.c_str());  // no stale socket after a stop
     }
     logInfo("stopped");
     std::_Exit(0);
@@ -258,6 +265,7 @@ int run(int argc, char** argv) {
     logWarning("RELAYKIT_MILTER_FAULT is set: a test hook that fails messages on purpose");
   }
   logInfo("listening on " + endpoint.toString());
+  notifyServiceManager("READY=1");  // Type=notify unit
   rc = smfi_main();
   metrics.reset();
   logInfo("stopped");

@@ -208,6 +208,38 @@ class DaemonCommandLineTest(harness.E2ETestCase):
                     else:
                         self.assertIsNone(debug, text)
 
+    def test_sd_notify_ready_reloading_stopping(self):
+        """Type=notify: the daemon tells NOTIFY_SOCKET (a datagram socket here, as systemd's)
+        READY=1 once it listens, RELOADING=1 then READY=1 around SIGHUP, STOPPING=1 at stop."""
+        for daemon in DAEMONS + ["relaykit-milter"]:
+            with self.subTest(daemon=daemon):
+                path = os.path.join(self.tmp, "notify-%s" % daemon)
+                with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                    sock.bind(path)
+                    sock.settimeout(10)
+                    cfg = self.valid_config(daemon, harness.free_port())
+                    old = os.environ.get("NOTIFY_SOCKET")
+                    os.environ["NOTIFY_SOCKET"] = path
+                    try:
+                        d = harness.RelaykitDaemon(daemon, cfg, workdir=self.tmp)
+                        d.start()
+                    finally:
+                        if old is None:
+                            del os.environ["NOTIFY_SOCKET"]
+                        else:
+                            os.environ["NOTIFY_SOCKET"] = old
+                    try:
+                        def states():
+                            return sock.recv(4096).decode().split("\n")
+                        self.assertIn("READY=1", states())
+                        d.hup()
+                        self.assertIn("RELOADING=1", states())
+                        self.assertIn("READY=1", states())
+                        self.assertIsNone(d.proc.poll())
+                    finally:
+                        self.assertEqual(d.stop(), 0)
+                    self.assertIn("STOPPING=1", states())
+
 
 class CliCommandLineTest(harness.E2ETestCase):
 
