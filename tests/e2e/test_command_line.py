@@ -6,7 +6,9 @@ Against the real binaries of the build tree:
     CMakeLists.txt); usage errors (unknown option, missing argument, stray argument) exit 2 with
     the message on stderr and nothing on stdout; a refused configuration and a failed start
     (a port in use) exit 1 and are printed on stderr with and without -f; --check prints on
-    stderr only; -f writes sd-daemon "<N>" priority prefixes on every line; -v adds debug lines;
+    stderr only; -f writes sd-daemon "<N>" priority prefixes on every line (not on a terminal);
+    -v adds debug lines; with NOTIFY_SOCKET (a datagram socket standing where systemd's is) they
+    send READY=1 once listening, RELOADING=1 and READY=1 around SIGHUP, STOPPING=1 at stop;
   - relaykit: --version, --help, exit 2 on an unknown subcommand or option;
   - the man pages (build/man/): render with `man --warnings` without a single warning, and
     document every option each binary's --help lists, every subcommand of relaykit, and every
@@ -16,10 +18,13 @@ Against the real binaries of the build tree:
 
 import glob
 import os
+import pty
 import re
+import select
 import socket
 import subprocess
 import textwrap
+import time
 
 import harness
 
@@ -207,6 +212,33 @@ class DaemonCommandLineTest(harness.E2ETestCase):
                         self.assertTrue(debug, text)
                     else:
                         self.assertIsNone(debug, text)
+
+    def test_no_priority_prefix_on_a_terminal(self):
+        """-f on a terminal: plain lines for a human, no "<N>"."""
+        for daemon in DAEMONS:
+            with self.subTest(daemon=daemon):
+                cfg = self.valid_config(daemon, harness.free_port())
+                master, slave = pty.openpty()
+                try:
+                    proc = subprocess.Popen([harness.binary_path(daemon), "-c", cfg, "-f"],
+                                            stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+                    os.close(slave)
+                    slave = None
+                    out = b""
+                    deadline = time.monotonic() + 10
+                    while b"ready: listening" not in out and time.monotonic() < deadline:
+                        ready, _, _ = select.select([master], [], [], 0.5)
+                        if ready:
+                            out += os.read(master, 4096)
+                    proc.terminate()
+                    self.assertEqual(proc.wait(10), 0)
+                finally:
+                    os.close(master)
+                    if slave is not None:
+                        os.close(slave)
+                text = out.decode(errors="replace")
+                self.assertRegex(text, r"(?m)^%s\[\d+\]: ready: listening" % daemon)
+                self.assertNotRegex(text, r"(?m)^<\d>")
 
     def test_sd_notify_ready_reloading_stopping(self):
         """Type=notify: the daemon tells NOTIFY_SOCKET (a datagram socket here, as systemd's)
