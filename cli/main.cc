@@ -4,11 +4,12 @@
 #include "cli/commands.h"
 #include "cli/limits_command.h"
 #include "cli/rewrite_command.h"
+#include "relaykit_version.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"relaykit: check configuration, query tables, test rules offline", "relaykit"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "relaykit 0.1.0");
+  app.set_version_flag("--version", std::string("relaykit ") + RELAYKIT_VERSION);
   int exitCode = 0;
   relaykit::addCheckCommand(app, &exitCode);
   relaykit::addQueryCommand(app, &exitCode);

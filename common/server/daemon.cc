@@ -13,18 +13,20 @@
 #include <thread>
 
 #include <CLI/CLI.hpp>
+#ifdef RELAYKIT_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "common/file_access.h"
 #include "common/server/listener.h"
 #include "common/server/logging.h"
 #include "common/server/privileges.h"
 #include "common/server/server.h"
+#include "relaykit_version.h"
 
 namespace relaykit {
 
 namespace {
-
-constexpr char kVersion[] = "relaykit 0.1.0";
 
 // Start-up failure: logged, and also on stderr when logging goes to syslog, so a failed start is
 // visible to whoever started the daemon.
@@ -33,7 +35,8 @@ int startupFailure(const std::string& message, bool foreground) {
   if (!foreground) {
     std::fprintf(stderr, "%s\n", message.c_str());
   }
-  return 1;
+  notifyServiceManager("STATUS=start-up failed: " + message);
+  return kExitConfigError;
 }
 
 std::string describeListen(const DaemonSettings& settings, const std::vector<int>& fds) {
@@ -93,10 +96,12 @@ void refuseReload(LoopContext* ctx, std::size_t errors) {
            " problem(s) above): still serving the previous configuration");
   ctx->reloadsRefused->inc();
   ctx->lastReloadOk->set(0);
+  notifyServiceManager("READY=1\nSTATUS=reload refused: still serving the previous configuration");
 }
 
 void startReload(LoopContext* ctx) {
   ctx->reloading = true;
+  notifyServiceManager("RELOADING=1");
   logInfo("reloading configuration from " + ctx->configPath);
   ctx->worker = std::thread([ctx] {
     Diagnostics diags;
@@ -158,6 +163,7 @@ void onReloadCompiled(evutil_socket_t fd, short, void* arg) {
       ctx->reloadsOk->inc();
       ctx->lastReloadOk->set(1);
       logInfo("configuration reloaded");
+      notifyServiceManager("READY=1\nSTATUS=configuration reloaded");
     }
   }
   if (ctx->reloadAgain) {
@@ -204,6 +210,21 @@ PeerPolicy peerPolicyFor(const DaemonSettings& settings) {
   return policy;
 }
 
+std::string versionLine(const std::string& program) {
+  return program + " (relaykit) " + RELAYKIT_VERSION;
+}
+
+void notifyServiceManager(const std::string& state) {
+#ifdef RELAYKIT_HAVE_SYSTEMD
+  int rc = sd_notify(0, state.c_str());
+  if (rc < 0) {
+    logDebug("sd_notify(" + state + ") failed: " + std::to_string(rc));
+  }
+#else
+  (void)state;
+#endif
+}
+
 MetricsRegistry& daemonMetrics() {
   static MetricsRegistry* registry = new MetricsRegistry();  // lives until exit
   return *registry;
@@ -212,16 +233,21 @@ MetricsRegistry& daemonMetrics() {
 std::optional<DaemonOptions> parseDaemonOptions(int argc, char** argv, const std::string& program,
                                                 int* exitCode) {
   DaemonOptions options;
-  CLI::App app{program + ": relaykit daemon", program};
+  CLI::App app{program + ": relaykit daemon (see " + program + "(8))", program};
   app.add_option("-c,--config", options.configPath, "configuration file")->capture_default_str();
-  app.add_flag("-f,--foreground", options.foreground, "log to stderr instead of syslog");
+  app.add_flag("-f,--foreground", options.foreground,
+               "log to stderr (with <N> priority prefixes) instead of syslog");
+  app.add_flag("-v,--verbose", options.verbose, "log debug messages too");
   app.add_flag("--check", options.check,
                "validate the configuration, print every problem, exit 0 (valid) or 1");
-  app.set_version_flag("--version", kVersion);
+  app.set_version_flag("--version", versionLine(program));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    *exitCode = app.exit(e);
+    // --help and --version print on stdout and exit 0; usage errors print the message and a
+    // hint on stderr and exit 2 (CLI11's own codes, e.g. 109, are not ours).
+    int code = app.exit(e);
+    *exitCode = code == 0 ? kExitOk : kExitUsage;
     return std::nullopt;
   }
   return options;
@@ -288,10 +314,13 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
       checkDaemonAccess(*config, service.section(), &diags);
     }
     printDiagnostics(diags, stderr);
-    return config && !diags.hasErrors() ? 0 : 1;
+    return config && !diags.hasErrors() ? kExitOk : kExitConfigError;
   }
   const bool fg = options->foreground;
   initLogging(program, fg);
+  if (options->verbose) {
+    setLogLevel(LogLevel::kDebug);
+  }
   std::signal(SIGPIPE, SIG_IGN);
 
   Diagnostics diags;
@@ -303,6 +332,8 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
     }
     return startupFailure("configuration " + options->configPath + " refused", fg);
   }
+  logDebug("configuration " + options->configPath + " loaded (section " +
+           daemonSectionName(service.section()) + ")");
   const DaemonSettings settings = config->daemon(service.section());
   config.reset();
 
@@ -389,6 +420,7 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
       ready += "; metrics on port " + std::to_string(http->port());
     }
     logInfo(ready);
+    notifyServiceManager("READY=1\nSTATUS=" + ready);
     if (event_base_dispatch(base) < 0) {
       logError("event loop failed");
       result = 1;
@@ -400,6 +432,7 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
     event_free(reloadDone);
     close(ctx.doneFds[0]);
     close(ctx.doneFds[1]);
+    notifyServiceManager("STOPPING=1");
     service.stop();
     server.shutdown();
     for (const auto& ep : settings.listen) {

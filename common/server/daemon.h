@@ -3,22 +3,27 @@
 //
 // runDaemon():
 //  1. parses -c/--config FILE (default /etc/relaykit/relaykit.yaml), -f/--foreground (log to
-//     stderr instead of syslog facility mail), --check (print every problem as FILE:LINE:COL:
-//     message on stderr, exit 0 when the file is valid, 1 otherwise);
+//     stderr, with sd-daemon "<N>" priority prefixes, instead of syslog facility mail),
+//     -v/--verbose (debug logging), --check (print every problem as FILE:LINE:COL: message on
+//     stderr, exit 0 when the file is valid, 1 otherwise), --help and --version (stdout, exit 0).
+//     Exit codes of every daemon: 0 clean stop, 1 configuration or start-up error (always
+//     printed on stderr, also without -f), 2 usage error (message and hint on stderr);
 //  2. loads the config and lets the Service compile and install its state (errors: exit 1);
 //  3. raises the soft RLIMIT_NOFILE to the hard limit (the connection caps are sized below it,
 //     docs/connection-limits.md), binds every `listen` endpoint of the service's section (and
-//     metrics_listen), THEN drops privileges to `user`, then calls Service::start and logs
-//     "ready: listening on ..."; connections are admitted by the section's allowed_users and the
+//     metrics_listen), THEN drops privileges to `user`, then calls Service::start, logs
+//     "ready: listening on ..." and tells systemd READY=1 (Type=notify units; nothing happens
+//     outside systemd); connections are admitted by the section's allowed_users and the
 //     skeleton's per-peer limits (server.h);
-//  4. runs a libevent loop: SIGHUP reloads OFF the loop: a worker thread runs loadConfig +
-//     Service::configure(install=false) (so configure(install=false) must touch nothing the loop
-//     uses), then the loop thread installs the result with Service::configure(install=true) on
-//     the compiled Config (keep that cheap: a snapshot swap). Requests keep being answered while
-//     a large file compiles. A bad file is refused, its problems logged, and the old snapshot
-//     keeps serving; a SIGHUP during a reload queues one more; listen/user/metrics changes need
-//     a restart and are logged as such; SIGTERM/SIGINT stop cleanly
-//     (listeners closed, Service::stop, connections closed, "stopped" logged, exit 0).
+//  4. runs a libevent loop: SIGHUP reloads OFF the loop (systemd hears RELOADING=1, then
+//     READY=1): a worker thread runs loadConfig + Service::configure(install=false) (so
+//     configure(install=false) must touch nothing the loop uses), then the loop thread installs
+//     the result with Service::configure(install=true) on the compiled Config (keep that cheap: a
+//     snapshot swap). Requests keep being answered while a large file compiles. A bad file is
+//     refused, its problems logged, and the old snapshot keeps serving; a SIGHUP during a reload
+//     queues one more; listen/user/metrics changes need a restart and are logged as such;
+//     SIGTERM/SIGINT stop cleanly (STOPPING=1, listeners closed and unix sockets removed,
+//     Service::stop, connections closed, "stopped" logged, exit 0).
 // Snapshot policy: the skeleton only installs snapshots; each Service decides whether a
 // connection pins the snapshot it started with or takes the latest per request (socketmapd:
 // per request). The building blocks are exposed for daemons that cannot use the event loop
@@ -43,7 +48,20 @@ struct DaemonOptions {
   std::string configPath = kDefaultConfigPath;
   bool foreground = false;
   bool check = false;
+  bool verbose = false;
 };
+
+// Exit codes shared by every relaykit daemon.
+constexpr int kExitOk = 0;
+constexpr int kExitConfigError = 1;  // configuration refused or start-up failed
+constexpr int kExitUsage = 2;        // bad command line
+
+// The version line of --version: "PROGRAM (relaykit) X.Y.Z".
+std::string versionLine(const std::string& program);
+
+// Sends a state ("READY=1", "RELOADING=1", "STOPPING=1", "STATUS=...") to the service manager
+// when started by systemd with NOTIFY_SOCKET; does nothing otherwise. Never fails the caller.
+void notifyServiceManager(const std::string& state);
 
 // Parses the daemon command line. Returns nullopt when the process should exit at once
 // (--help, --version, a usage error) with *exitCode set.

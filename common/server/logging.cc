@@ -17,6 +17,7 @@ constexpr std::size_t kMaxLogLineBytes = 4096;
 std::mutex gMutex;
 std::string gProgram = "relaykit";
 bool gToStderr = true;
+bool gPriorityPrefix = false;  // "<N>" before each stderr line (sd-daemon style)
 std::atomic<int> gMinLevel{static_cast<int>(LogLevel::kInfo)};
 
 const char* prefixOf(LogLevel level) {
@@ -57,6 +58,7 @@ void initLogging(std::string program, bool toStderr) {
   std::lock_guard<std::mutex> lock(gMutex);
   gProgram = std::move(program);
   gToStderr = toStderr;
+  gPriorityPrefix = toStderr && isatty(STDERR_FILENO) == 0;
   if (!gToStderr) {
     // openlog keeps the pointer: gProgram lives for the whole process and is not changed again.
     openlog(gProgram.c_str(), LOG_PID | LOG_NDELAY, LOG_MAIL);
@@ -80,7 +82,11 @@ void logMessage(LogLevel level, std::string_view text) {
            text.data());
     return;
   }
-  std::string line = gProgram + "[" + std::to_string(getpid()) + "]: " + prefixOf(level);
+  std::string line;
+  if (gPriorityPrefix) {
+    line = "<" + std::to_string(priorityOf(level)) + ">";
+  }
+  line += gProgram + "[" + std::to_string(getpid()) + "]: " + prefixOf(level);
   line.append(text.data(), text.size());
   line.push_back('\n');
   ssize_t ignored = write(STDERR_FILENO, line.data(), line.size());

@@ -4,6 +4,9 @@
 // stderr as "relaykit-socketmapd[1234]: warning: text". Levels follow Postfix's wording: info lines
 // carry no prefix, others "warning: ", "error: ", "fatal: ". Thread-safe: each line is one write.
 // Logging never fails the caller (a failed write is ignored).
+// On stderr (the foreground, -f) each line starts with the syslog priority in angle brackets,
+// "<4>relaykit-policyd[12]: warning: ...", as sd-daemon(3) describes, so journald (a systemd
+// unit's stderr) keeps the level; the prefix is left out when stderr is a terminal.
 #pragma once
 
 #include <string>

@@ -56,7 +56,7 @@ demo_milter_report() {
   echo "--- as the smarthost received it (envelope first)"
   sed -n '1,/^$/p' "$after" | grep -v '^X-Rcpt-Args\|^$' | sed 's/^X-Mail-Args: FROM:/MAIL FROM:/;s/^/    /'
   echo "--- the milter's log line"
-  { grep -h 'header X-Originating-IP removed' "$DEMO_DIR/milter.log" || true; } | tail -n 1 |
+  { grep -h 'header X-Originating-IP removed' "$DEMO_DIR/milter.log" || true; } | tail -n 1 | sed 's/^<[0-7]>//' |
     sed 's/^/    /'
   echo "    (on the sendmail path cleanup applies sender_canonical_maps before non_smtpd_milters"
   echo "     see the sender, so here the envelope sender was already canonical; over SMTP the"
