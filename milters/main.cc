@@ -236,6 +236,7 @@ int run(int argc, char** argv) {
   }
 
   MetricsRegistry registry;
+  registerStandardMetrics(&registry);
   initMilterMetrics(&registry);
   std::unique_ptr<MetricsThread> metrics;
   if (daemon.metricsListen) {

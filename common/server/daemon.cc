@@ -96,7 +96,11 @@ void onStop(evutil_socket_t sig, short, void* arg) {
 }  // namespace
 
 MetricsRegistry& daemonMetrics() {
-  static MetricsRegistry* registry = new MetricsRegistry();  // lives until exit
+  static MetricsRegistry* registry = [] {
+    auto* r = new MetricsRegistry();  // lives until exit
+    registerStandardMetrics(r);       // relaykit_build_info and process_* for every daemon
+    return r;
+  }();
   return *registry;
 }
 
