@@ -86,6 +86,8 @@ struct Config {
   // YamlReader(config.file, diags, config.text) so block scalars can be located.
   YAML::Node milterNode;
   YAML::Node policyNode;
+  // Raw `health:` node (thresholds of `relaykit health`, cli/health_config.h).
+  YAML::Node healthNode;
   std::string text;  // the file's content
 
   const DaemonSettings& daemon(DaemonSection section) const;
