@@ -4,7 +4,8 @@
 //    WARNING, 503 CRITICAL), or, without metrics_listen, a connect to its listener;
 //  - Redis, when relaykit-policyd's store is redis: AUTH (password file) + PING; down is WARNING
 //    with on_store_error: open (limits unenforced), CRITICAL with closed (mail deferred);
-//  - Postfix's queue from `postqueue -j`: size, deferred count, oldest age against thresholds;
+//  - Postfix: its master runs (queue_directory/pid/master.pid), and its queue from
+//    `postqueue -j`: size, deferred count, oldest age against thresholds;
 //  - the smarthost (health.smarthost.address, else main.cf's relayhost): TCP connect, 220
 //    greeting, EHLO, STARTTLS offered when TLS is required.
 // Output: one line "STATE - relaykit: SUMMARY | PERFDATA", then one line per check. Exit 0 OK,
@@ -16,9 +17,12 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cli/commands.h"
@@ -156,8 +160,7 @@ void HealthRun::checkDaemon(const char* name, const DaemonSettings& daemon) {
     const Endpoint ep = reachableEndpoint(*daemon.metricsListen);
     auto health = fetchHealth(ep, deadline());
     if (!health) {
-      add(label, State::kCritical,
-          "/health on " + ep.toString() + ": " + health.status().message());
+      add(label, State::kCritical, "/health: " + health.status().message());
       perf(label + "_health", "2");
       return;
     }
@@ -222,8 +225,36 @@ StatusOr<std::map<std::string, std::string>> HealthRun::postconfValues(
   return parsePostconf(result->out);
 }
 
+// Whether Postfix's master runs: queue_directory/pid/master.pid names a live "master".
+// (postqueue run by root reads the queue directly when the mail system is down.)
+std::string masterProblem(const std::string& queueDirectory) {
+  const std::string pidFile = queueDirectory + "/pid/master.pid";
+  std::ifstream in(pidFile);
+  long pid = 0;
+  if (!(in >> pid) || pid <= 0) {
+    return "not running (no " + pidFile + ")";
+  }
+  std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+  std::string name;
+  if (!std::getline(comm, name) || name != "master") {
+    return "not running (" + pidFile + " names pid " + std::to_string(pid) +
+           ", which is not Postfix's master)";
+  }
+  return std::string();
+}
+
 void HealthRun::checkQueue() {
   const std::string dir = postfixConfigDir(options_.postfixDir);
+  auto values = postconfValues({"queue_directory"});
+  if (!values) {
+    add("postfix", State::kUnknown, values.status().message());
+    return;
+  }
+  const std::string problem = masterProblem((*values)["queue_directory"]);
+  if (!problem.empty()) {
+    add("postfix", State::kCritical, problem);
+    return;
+  }
   auto result = runProgram({"postqueue", "-c", dir, "-j"}, health_.timeout);
   if (!result) {
     add("queue", State::kUnknown, "cannot run postqueue: " + result.status().message());

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 #include <vector>
 
 namespace relaykit {
@@ -404,6 +405,7 @@ std::optional<Endpoint> parseRelayhost(std::string_view value) {
 
 std::optional<QueueStats> parsePostqueueJson(std::string_view text) {
   QueueStats stats;
+  std::set<std::string> seen;
   std::size_t pos = 0;
   while (pos < text.size()) {
     auto eol = text.find('\n', pos);
@@ -421,6 +423,15 @@ std::optional<QueueStats> parsePostqueueJson(std::string_view text) {
     auto a = line.find(kArrival);
     if (line.front() != '{' || q == std::string_view::npos || a == std::string_view::npos) {
       return std::nullopt;
+    }
+    // postqueue may list a file twice while the queue manager moves it: count ids once.
+    constexpr std::string_view kId = "\"queue_id\": \"";
+    auto id = line.find(kId);
+    if (id != std::string_view::npos) {
+      std::string_view rest = line.substr(id + kId.size());
+      if (!seen.insert(std::string(rest.substr(0, rest.find('"')))).second) {
+        continue;
+      }
     }
     ++stats.size;
     std::string_view queue = line.substr(q + kQueue.size());
