@@ -16,6 +16,7 @@ RELAYKIT_PACKAGES=(
   sasl2-bin libsasl2-modules
   ccache libsystemd-dev lintian debhelper fakeroot dpkg-dev
   opendkim opendkim-tools miltertest python3-dkim redis-sentinel
+  prometheus python3-yaml
 )
 
 relaykit_log() { printf '==> %s\n' "$*" >&2; }
