@@ -37,6 +37,9 @@ namespace relaykit {
 
 namespace {
 
+// The SMTPS port (TLS from the first byte): only a TCP connect is probed there.
+constexpr std::uint16_t kSmtpsPort = 465;
+
 // Nagios plugin states, which are also the exit codes.
 enum class State { kOk = 0, kWarning = 1, kCritical = 2, kUnknown = 3 };
 
@@ -339,6 +342,18 @@ void HealthRun::checkSmarthost() {
     helo = gethostname(host, sizeof host - 1) == 0 && host[0] != '\0' ? host : "localhost";
   }
   const auto started = std::chrono::steady_clock::now();
+  if (ep->port == kSmtpsPort) {
+    // TLS-wrapped SMTP (smtp_tls_wrappermode): the greeting comes inside TLS; connect only.
+    auto s = ProbeSocket::connect(*ep, deadline());
+    if (!s) {
+      add("smarthost", State::kCritical, address + ": " + s.status().message());
+      return;
+    }
+    perf("smarthost_time", formatSeconds(secondsSince(started)), nullptr, "s");
+    add("smarthost", State::kOk,
+        address + ": connected (port 465: TLS-wrapped, not probed further)");
+    return;
+  }
   auto probe = probeSmtp(*ep, helo, deadline());
   if (!probe) {
     add("smarthost", State::kCritical, address + ": " + probe.status().message());

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -153,7 +154,8 @@ class HealthCommandTest(harness.E2ETestCase):
         for i in range(3):
             harness.send_smtp(pf.port, "app@corp.local", ["u%d@example.net" % i],
                               harness.make_message("app@corp.local", "u@example.net", "m%d" % i))
-        pf.wait_queued(3, status="deferred")
+        records = pf.wait_queued(3, status="deferred")
+        oldest_arrival = min(r["arrival_time"] for r in records)
         line = self.assertStatus(health("-c", path, "-C", pf.etc, "--no-smarthost"), 1,
                                  "WARNING - relaykit: queue:")
         self.assertIn("3 deferred", line)
@@ -165,6 +167,8 @@ class HealthCommandTest(harness.E2ETestCase):
         self.assertIn("deferred 3 >= 3", line)
         self.assertStatus(health("-c", path, "-C", pf.etc, "--no-smarthost",
                                  "--deferred-warning", "0", "--deferred-critical", "0"), 0, "OK")
+        # The oldest message is at least 2 s old before a 1 s age threshold is asked for.
+        harness.wait_until(lambda: time.time() >= oldest_arrival + 2, 10, "2 s of queue age")
         line = self.assertStatus(health("-c", path, "-C", pf.etc, "--no-smarthost",
                                         "--oldest-warning", "1"), 1, "WARNING")
         self.assertIn("oldest age", line)
