@@ -5,12 +5,15 @@
   mail then flows through all three daemons: the policy service is asked (a limit refuses the
   (N+1)th message), the milter rewrites the envelope sender and removes a header, socketmapd
   routes by transport and rewrites with generic; `--check` on that Postfix finds no trap.
-- Unix listeners under the queue directory are printed relative to it (chroot-proof).
+- Unix listeners under the queue directory are printed relative to it, and that wiring carries
+  mail through a Postfix whose smtpd, cleanup, trivial-rewrite and smtp are chrooted (as in
+  Debian's master.cf), where the absolute path fails with 451 4.7.1.
 - `--check` on a main.cf/master.cf holding each known trap reports it (exit 1), and exits 0 on
   a clean one; MAIL_CONFIG is honoured as Postfix's own tools honour it.
 """
 
 import os
+import re
 import smtplib
 import subprocess
 import sys
@@ -156,6 +159,67 @@ class PostconfCommandTest(harness.E2ETestCase):
                               harness.make_message("root@srv1.corp.local", "c@example.net", "3"))
         self.assertIn("Too many messages", str(refused.exception))
         self.assertIn("limit=per-sender", policyd.stderr())
+
+    def test_chroot(self):
+        """Unix listeners in the queue directory, smtpd/cleanup/trivial-rewrite/smtp chrooted as
+        Debian's master.cf has them: the printed (relative) wiring works; the absolute path
+        gives 451 4.7.1, and --check says so."""
+        sink = self.start_sink("smarthost")
+        pf = self.start_postfix(relay_port=sink.port)
+        private = os.path.join(pf.queue, "private")
+        socks = {k: os.path.join(private, "rk" + k) for k in ("s", "m", "p")}
+        text = config_text(0, 0, 0, harness.free_port(),
+                           milter_listen="unix:" + socks["m"], policy_listen="unix:" + socks["p"])
+        text = text.replace("socketmap:\n  listen: inet:127.0.0.1:0\n",
+                            "socketmap:\n  listen: unix:%s\n  socket_mode: \"0666\"\n" % socks["s"])
+        text = text.replace("milter:\n  listen: unix:%s\n" % socks["m"],
+                            "milter:\n  listen: unix:%s\n  socket_mode: \"0666\"\n" % socks["m"])
+        text = text.replace("policy:\n  listen: unix:%s\n" % socks["p"],
+                            "policy:\n  listen: unix:%s\n  socket_mode: \"0666\"\n" % socks["p"])
+        path = self.write_config(text)
+        for binary, key in (("relaykit-socketmapd", "s"), ("relaykit-milter", "m"),
+                            ("relaykit-policyd", "p")):
+            self.start_daemon(binary, path, unix_socket=socks[key])
+        out = relaykit("postconf", "-c", path, "--queue-directory", pf.queue)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("smtpd_milters = unix:private/rkm\n", out.stdout)
+        self.assertIn("transport_maps = socketmap:unix:private/rks:transport\n", out.stdout)
+        for line in settings_lines(out.stdout):
+            pf.postconf("-e", line)
+        master = os.path.join(pf.etc, "master.cf")
+        with open(master) as f:
+            lines = f.read().splitlines()
+        chrooted = []
+        for line in lines:
+            fields = line.split()
+            if len(fields) >= 8 and fields[7] in ("smtpd", "cleanup", "trivial-rewrite", "smtp"):
+                fields[4] = "y"
+                line = " ".join(fields)
+            chrooted.append(line)
+        harness.write_file(master, "\n".join(chrooted) + "\n")
+        pf.reload()
+        check = relaykit("postconf", "-c", path, "--check", "-C", pf.etc)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+
+        harness.send_smtp(pf.port, "root@srv1.corp.local", ["user@example.net"],
+                          harness.make_message("root@srv1.corp.local", "user@example.net",
+                                               "chrooted", extra_headers=(("X-Secret", "1"),)))
+        got = sink.messages(wait_for=1)
+        self.assertEqual(got[0].sender, "noreply@corp.com")
+        self.assertIsNone(got[0].header("X-Secret"))
+
+        # The absolute path, as a non-chrooted setup would write it: smtpd cannot see it.
+        pf.postconf("-e", "smtpd_milters = unix:" + socks["m"])
+        pf.reload()
+        check = relaykit("postconf", "-c", path, "--check", "-C", pf.etc)
+        self.assertEqual(check.returncode, 1, check.stdout)
+        self.assertIn("unix-socket-outside-chroot: smtpd_milters:", check.stdout)
+        with self.assertRaises(smtplib.SMTPException) as refused:
+            harness.send_smtp(pf.port, "app@corp.local", ["user@example.net"],
+                              harness.make_message("app@corp.local", "user@example.net", "abs"))
+        self.assertIn("4.7.1", str(refused.exception))
+        pf.wait_log(r"connect to Milter service unix:%s: No such file or directory"
+                    % re.escape(socks["m"]))
 
     def test_unix_listeners_relative_to_queue_directory(self):
         sm, _, _, tp = self.ports()
