@@ -22,6 +22,8 @@ namespace {
 // run checks with a minimal PATH).
 const char* const kFallbackDirs[] = {"/usr/sbin", "/usr/bin", "/sbin", "/bin"};
 constexpr std::size_t kReadChunk = 65536;
+// How often the exit of a child that closed its output is polled for.
+constexpr useconds_t kWaitPollMicros = 5000;
 
 bool isExecutable(const std::string& path) {
   struct stat st {};
@@ -177,11 +179,26 @@ StatusOr<ProgramResult> runProgram(const std::vector<std::string>& argv,
       close(p.fd);
     }
   }
-  if (result.timedOut || result.truncated) {
+  if (result.timedOut || result.truncated || open > 0) {
     kill(pid, SIGKILL);
   }
+  // The child may outlive its output: wait for it until the deadline, then kill it.
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  while (true) {
+    const pid_t done = waitpid(pid, &status, WNOHANG);
+    if (done == pid || (done < 0 && errno != EINTR)) {
+      break;
+    }
+    if (done == 0 && std::chrono::steady_clock::now() >= deadline) {
+      result.timedOut = true;
+      kill(pid, SIGKILL);
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      break;
+    }
+    if (done == 0) {
+      usleep(kWaitPollMicros);
+    }
   }
   if (WIFEXITED(status)) {
     result.exitCode = WEXITSTATUS(status);
