@@ -12,5 +12,10 @@ void addCheckCommand(CLI::App& app, int* exitCode);
 // `relaykit query -c FILE TABLE KEY...`: answers as relaykit-socketmapd would; exit 0 all found,
 // 1 some not found, 2 error.
 void addQueryCommand(CLI::App& app, int* exitCode);
+// `relaykit postconf -c FILE [--check] [-C DIR]`: main.cf wiring for the config, or the live
+// Postfix configuration's wiring traps (cli/postconf_command.cc).
+void addPostconfCommand(CLI::App& app, int* exitCode);
+// `relaykit health -c FILE`: a Nagios/Icinga plugin for the whole relay (cli/health_command.cc).
+void addHealthCommand(CLI::App& app, int* exitCode);
 
 }  // namespace relaykit

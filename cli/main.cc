@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   relaykit::addQueryCommand(app, &exitCode);
   relaykit::addRewriteCommand(app, &exitCode);
   relaykit::addLimitsCommand(app, &exitCode);
+  relaykit::addPostconfCommand(app, &exitCode);
+  relaykit::addHealthCommand(app, &exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -2,6 +2,7 @@
 // Components append their entry here (see section_validators.h).
 #include "cli/section_validators.h"
 
+#include "cli/health_config.h"
 #include "milters/milter_config.h"
 #include "policyd/policy_config.h"
 
@@ -11,6 +12,7 @@ const std::vector<SectionValidator>& sectionValidators() {
   static const std::vector<SectionValidator> validators = {
       {"milter", &validateMilterSection},
       {"policy", &validatePolicySection},
+      {"health", &validateHealthSection},
   };
   return validators;
 }

@@ -18,8 +18,8 @@ namespace {
 // Upper bound of `redis.database` (Redis's default is 16 databases; clusters allow only 0).
 constexpr int kMaxRedisDatabase = 65535;
 
-const std::vector<std::string> kTopLevelKeys = {"postfix", "tables", "socketmap",
-                                                "milter",  "policy", "redis"};
+const std::vector<std::string> kTopLevelKeys = {"postfix", "tables", "socketmap", "milter",
+                                                "policy",  "redis",  "health"};
 const std::vector<std::string> kPostfixKeys = {"myorigin", "local_domains", "recipient_delimiter",
                                                "parent_domain_matches_subdomains",
                                                "smtputf8_enable"};
@@ -485,6 +485,7 @@ std::shared_ptr<const Config> compile(const YAML::Node& root, const std::string&
               &config->policy);
   parseRedis(r, YamlReader::child(top, "redis"), &config->redis);
   collectNamedFiles(r, config.get());
+  config->healthNode = YamlReader::child(top, "health");
   if (diags->hasErrors() && !keepOnError) {
     return nullptr;
   }

@@ -106,6 +106,8 @@ struct Config {
   // YamlReader(config.file, diags, config.text) so block scalars can be located.
   YAML::Node milterNode;
   YAML::Node policyNode;
+  // Raw `health:` node (thresholds of `relaykit health`, cli/health_config.h).
+  YAML::Node healthNode;
   std::string text;  // the file's content
   // Every file the configuration names, the configuration itself first. Components that read
   // more files (key files) add theirs in config.cc's collectNamedFiles.

@@ -17,6 +17,7 @@ RELAYKIT_PACKAGES=(
   ccache libsystemd-dev lintian debhelper fakeroot dpkg-dev
   opendkim opendkim-tools miltertest python3-dkim redis-sentinel
   clang libclang-rt-14-dev
+  prometheus python3-yaml
 )
 
 relaykit_log() { printf '==> %s\n' "$*" >&2; }

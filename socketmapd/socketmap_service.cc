@@ -145,6 +145,18 @@ Status SocketmapService::start(event_base*, MetricsRegistry* metrics) {
   return Status::ok();
 }
 
+Health SocketmapService::health() const {
+  std::shared_ptr<const Config> config = snapshot();
+  if (config == nullptr) {
+    return Health::unavailable("no configuration loaded");
+  }
+  if (config->tables.empty()) {
+    return Health::unavailable("no tables loaded from " + config->file +
+                               ": every lookup is answered PERM");
+  }
+  return Health::ok();
+}
+
 ServerLimits SocketmapService::limits() const {
   ServerLimits limits;
   limits.idleTimeout = kSocketmapIdleTimeout;

@@ -35,6 +35,8 @@ class SocketmapService : public Service {
   bool configure(const std::shared_ptr<const Config>& config, Diagnostics* diags,
                  bool install) override;
   Status start(event_base* base, MetricsRegistry* metrics) override;
+  // Unavailable (503) while no table is loaded: every lookup would be answered PERM.
+  Health health() const override;
   ServerLimits limits() const override;
   std::unique_ptr<ConnectionHandler> newConnection(Connection& conn) override;
 

@@ -226,7 +226,11 @@ void notifyServiceManager(const std::string& state) {
 }
 
 MetricsRegistry& daemonMetrics() {
-  static MetricsRegistry* registry = new MetricsRegistry();  // lives until exit
+  static MetricsRegistry* registry = [] {
+    auto* r = new MetricsRegistry();  // lives until exit
+    registerStandardMetrics(r);       // relaykit_build_info and process_* for every daemon
+    return r;
+  }();
   return *registry;
 }
 

@@ -2,14 +2,70 @@
 // metrics_http.cc).
 #include "common/server/metrics.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <cassert>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#ifndef RELAYKIT_BUILD_VERSION
+#define RELAYKIT_BUILD_VERSION "unknown"
+#endif
 
 namespace relaykit {
 
 namespace {
+
+// Largest /proc file read for process metrics (/proc/self/stat is ~300 bytes, /proc/stat grows
+// with the CPU count).
+constexpr std::size_t kMaxProcFileBytes = 1024 * 1024;
+// /proc/self/stat fields (1-based, as proc(5) numbers them) process metrics use.
+constexpr int kStatUtimeField = 14;
+constexpr int kStatStimeField = 15;
+constexpr int kStatStartTimeField = 22;
+constexpr int kStatRssField = 24;
+
+std::optional<std::string> readProcFile(const char* path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return std::nullopt;
+  }
+  std::string text(kMaxProcFileBytes, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  return text;
+}
+
+std::optional<double> countOpenFds() {
+  std::error_code ec;
+  std::filesystem::directory_iterator it("/proc/self/fd", ec);
+  if (ec) {
+    return std::nullopt;
+  }
+  double n = 0;
+  for (; it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    if (ec) {
+      return std::nullopt;
+    }
+    ++n;
+  }
+  return n - 1;  // the directory iterator's own descriptor
+}
+
+std::optional<ProcessStat> readProcessStat() {
+  auto text = readProcFile("/proc/self/stat");
+  if (!text) {
+    return std::nullopt;
+  }
+  return parseProcStat(*text, static_cast<double>(sysconf(_SC_CLK_TCK)),
+                       static_cast<double>(sysconf(_SC_PAGESIZE)));
+}
 
 std::string formatNumber(double v) {
   if (std::isinf(v)) {
@@ -159,6 +215,124 @@ void MetricFamily<Histogram>::renderSeries(std::string* out) const {
   }
 }
 
+void CallbackFamily::renderSeries(std::string* out) const {
+  if (auto v = read_()) {
+    *out += name_ + " " + formatNumber(*v) + "\n";
+  }
+}
+
+std::optional<ProcessStat> parseProcStat(std::string_view text, double ticksPerSecond,
+                                         double pageBytes) {
+  const auto close = text.rfind(')');
+  if (close == std::string_view::npos || ticksPerSecond <= 0) {
+    return std::nullopt;
+  }
+  // Field 3 (state) is the first after ") ".
+  std::istringstream in(std::string(text.substr(close + 1)));
+  std::string field;
+  ProcessStat stat;
+  double utime = -1;
+  double stime = -1;
+  double rss = -1;
+  double start = -1;
+  for (int n = 3; n <= kStatRssField && (in >> field); ++n) {
+    char* end = nullptr;
+    const double v = std::strtod(field.c_str(), &end);
+    const bool numeric = end != nullptr && *end == '\0';
+    if (n == kStatUtimeField && numeric) {
+      utime = v;
+    } else if (n == kStatStimeField && numeric) {
+      stime = v;
+    } else if (n == kStatStartTimeField && numeric) {
+      start = v;
+    } else if (n == kStatRssField && numeric) {
+      rss = v;
+    }
+  }
+  if (utime < 0 || stime < 0 || start < 0 || rss < 0) {
+    return std::nullopt;
+  }
+  stat.cpuSeconds = (utime + stime) / ticksPerSecond;
+  stat.residentBytes = rss * pageBytes;
+  stat.startTicksAfterBoot = start;
+  return stat;
+}
+
+std::optional<double> parseBootTime(std::string_view text) {
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    auto eol = text.find('\n', pos);
+    if (eol == std::string_view::npos) {
+      eol = text.size();
+    }
+    std::string_view line = text.substr(pos, eol - pos);
+    if (line.substr(0, 6) == "btime ") {
+      std::string value(line.substr(6));
+      char* end = nullptr;
+      const double v = std::strtod(value.c_str(), &end);
+      if (end != value.c_str() && v > 0) {
+        return v;
+      }
+      return std::nullopt;
+    }
+    pos = eol + 1;
+  }
+  return std::nullopt;
+}
+
+const char* relaykitVersion() {
+  return RELAYKIT_BUILD_VERSION;
+}
+
+void registerStandardMetrics(MetricsRegistry* registry) {
+  registerStandardMetrics(registry, relaykitVersion());
+}
+
+void registerStandardMetrics(MetricsRegistry* registry, const std::string& version) {
+  registry
+      ->gauge("relaykit_build_info", "relaykit version this daemon was built from (always 1)",
+              {"version"})
+      .labels({version})
+      .set(1);
+  using Type = MetricFamilyBase::Type;
+  registry->callback("process_cpu_seconds_total", "Total user and system CPU time spent in seconds",
+                     Type::kCounter, []() -> std::optional<double> {
+                       auto stat = readProcessStat();
+                       return stat ? std::optional<double>(stat->cpuSeconds) : std::nullopt;
+                     });
+  registry->callback("process_resident_memory_bytes", "Resident memory size in bytes", Type::kGauge,
+                     []() -> std::optional<double> {
+                       auto stat = readProcessStat();
+                       return stat ? std::optional<double>(stat->residentBytes) : std::nullopt;
+                     });
+  registry->callback("process_open_fds", "Number of open file descriptors", Type::kGauge,
+                     [] { return countOpenFds(); });
+  registry->callback(
+      "process_max_fds", "Maximum number of open file descriptors", Type::kGauge,
+      []() -> std::optional<double> {
+        rlimit limit{};
+        if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) {
+          return std::nullopt;
+        }
+        return static_cast<double>(limit.rlim_cur);
+      });
+  // The start time never changes: computed once, at the first scrape.
+  registry->callback(
+      "process_start_time_seconds", "Start time of the process since unix epoch in seconds",
+      Type::kGauge, []() -> std::optional<double> {
+        static const std::optional<double> started = []() -> std::optional<double> {
+          auto stat = readProcessStat();
+          auto procStat = readProcFile("/proc/stat");
+          auto boot = procStat ? parseBootTime(*procStat) : std::nullopt;
+          if (!stat || !boot) {
+            return std::nullopt;
+          }
+          return *boot + stat->startTicksAfterBoot / static_cast<double>(sysconf(_SC_CLK_TCK));
+        }();
+        return started;
+      });
+}
+
 MetricFamilyBase* MetricsRegistry::find(const std::string& name) const {
   for (const auto& f : families_) {
     if (f->name() == name) {
@@ -203,6 +377,19 @@ HistogramFamily& MetricsRegistry::histogram(const std::string& name, const std::
   families_.push_back(
       std::make_unique<HistogramFamily>(name, help, std::move(labelNames), std::move(bounds)));
   return *static_cast<HistogramFamily*>(families_.back().get());
+}
+
+CallbackFamily& MetricsRegistry::callback(const std::string& name, const std::string& help,
+                                          MetricFamilyBase::Type type,
+                                          std::function<std::optional<double>()> read) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (auto* f = find(name)) {
+    auto* existing = dynamic_cast<CallbackFamily*>(f);
+    assert(existing != nullptr && f->type() == type);
+    return *existing;
+  }
+  families_.push_back(std::make_unique<CallbackFamily>(name, help, type, std::move(read)));
+  return *static_cast<CallbackFamily*>(families_.back().get());
 }
 
 std::string MetricsRegistry::render() const {

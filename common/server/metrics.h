@@ -22,7 +22,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -161,6 +163,22 @@ class HistogramFamily : public MetricFamily<Histogram> {
   std::vector<double> bounds_;
 };
 
+// A family of one unlabelled series whose value is read when the registry is rendered (process
+// metrics read from /proc at scrape time). `read` returns nullopt when the value is unknown (the
+// series is then left out). It runs on the rendering thread and must be cheap and not throw.
+class CallbackFamily : public MetricFamilyBase {
+ public:
+  CallbackFamily(std::string name, std::string help, Type type,
+                 std::function<std::optional<double>()> read)
+      : MetricFamilyBase(std::move(name), std::move(help), type, {}), read_(std::move(read)) {}
+
+ protected:
+  void renderSeries(std::string* out) const override;
+
+ private:
+  std::function<std::optional<double>()> read_;
+};
+
 class MetricsRegistry {
  public:
   CounterFamily& counter(const std::string& name, const std::string& help,
@@ -170,6 +188,11 @@ class MetricsRegistry {
   HistogramFamily& histogram(const std::string& name, const std::string& help,
                              std::vector<std::string> labelNames = {},
                              std::vector<double> bounds = defaultLatencyBuckets());
+  // A counter or gauge family read at render time (see CallbackFamily). Registering the same
+  // name again keeps the first reader.
+  CallbackFamily& callback(const std::string& name, const std::string& help,
+                           MetricFamilyBase::Type type,
+                           std::function<std::optional<double>()> read);
   // The whole registry in the text exposition format.
   std::string render() const;
 
@@ -178,6 +201,28 @@ class MetricsRegistry {
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<MetricFamilyBase>> families_;
 };
+
+// What /proc/self/stat tells about the process (the fields process metrics need).
+struct ProcessStat {
+  double cpuSeconds = 0;           // utime + stime
+  double residentBytes = 0;        // rss pages * page size
+  double startTicksAfterBoot = 0;  // starttime, in clock ticks since boot
+};
+// Parses the text of /proc/self/stat (the command name may hold spaces and parentheses: fields
+// are counted after the last ')'). `ticksPerSecond` is sysconf(_SC_CLK_TCK).
+std::optional<ProcessStat> parseProcStat(std::string_view text, double ticksPerSecond,
+                                         double pageBytes);
+// The boot time in seconds since the epoch from the text of /proc/stat (its `btime` line).
+std::optional<double> parseBootTime(std::string_view text);
+
+// The metrics every relaykit daemon exports, whatever its protocol: relaykit_build_info{version}
+// (always 1) and Prometheus' standard process metrics (process_cpu_seconds_total,
+// process_resident_memory_bytes, process_open_fds, process_max_fds, process_start_time_seconds),
+// read from /proc when scraped. Idempotent. `version` defaults to the project version.
+void registerStandardMetrics(MetricsRegistry* registry);
+void registerStandardMetrics(MetricsRegistry* registry, const std::string& version);
+// The project version the binaries were built from (CMake's project(VERSION)).
+const char* relaykitVersion();
 
 // Answers GET /metrics (the registry) and GET /health (200 "ok" or "degraded: REASON", 503
 // "unavailable: REASON", as `healthy` reports; 200 "ok" when there is no check).

@@ -147,7 +147,7 @@ TEST(ConfigTest, HostlessEndpointsAreRefused) {
 TEST(ConfigTest, UnknownTopLevelKey) {
   EXPECT_EQ(problems("postfix: {}\nsocketmapd:\n  listen: inet:1.2.3.4:1\n"),
             "t.yaml:2:1: unknown key \"socketmapd\" in the configuration (allowed: postfix, "
-            "tables, socketmap, milter, policy, redis)\n");
+            "tables, socketmap, milter, policy, redis, health)\n");
 }
 
 TEST(ConfigTest, UnknownKeysInSections) {
@@ -219,7 +219,7 @@ TEST(ConfigTest, EveryProblemIsReportedAtOnce) {
       "bogus: 1\n";
   EXPECT_EQ(problems(text),
             "t.yaml:13:1: unknown key \"bogus\" in the configuration (allowed: postfix, tables, "
-            "socketmap, milter, policy, redis)\n"
+            "socketmap, milter, policy, redis, health)\n"
             "t.yaml:3:13: unknown search \"fuzzy\" (allowed: exact, address, transport, sender)\n"
             "t.yaml:6:14: expected a non-empty list of sources for table \"b\", got a list\n"
             "t.yaml:9:22: expected a string, got null\n"

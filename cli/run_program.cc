@@ -1,0 +1,223 @@
+// run_program.cc: fork/exec with a deadline and captured output; see run_program.h.
+#include "cli/run_program.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+extern char** environ;
+
+namespace relaykit {
+
+namespace {
+
+// Where Postfix's commands live when PATH does not name them (cron, keepalived and Nagios often
+// run checks with a minimal PATH).
+const char* const kFallbackDirs[] = {"/usr/sbin", "/usr/bin", "/sbin", "/bin"};
+constexpr std::size_t kReadChunk = 65536;
+// How often the exit of a child that closed its output is polled for.
+constexpr useconds_t kWaitPollMicros = 5000;
+
+bool isExecutable(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(path.c_str(), X_OK) == 0;
+}
+
+std::string findProgram(const std::string& name) {
+  if (name.find('/') != std::string::npos) {
+    return isExecutable(name) ? name : std::string();
+  }
+  std::string dirs;
+  if (const char* path = std::getenv("PATH")) {
+    dirs = path;
+  }
+  std::size_t pos = 0;
+  while (pos <= dirs.size() && !dirs.empty()) {
+    auto colon = dirs.find(':', pos);
+    std::string dir =
+        dirs.substr(pos, colon == std::string::npos ? std::string::npos : colon - pos);
+    if (!dir.empty() && isExecutable(dir + "/" + name)) {
+      return dir + "/" + name;
+    }
+    if (colon == std::string::npos) {
+      break;
+    }
+    pos = colon + 1;
+  }
+  for (const char* dir : kFallbackDirs) {
+    if (isExecutable(std::string(dir) + "/" + name)) {
+      return std::string(dir) + "/" + name;
+    }
+  }
+  return std::string();
+}
+
+}  // namespace
+
+std::string ProgramResult::describeFailure() const {
+  if (timedOut) {
+    return "timed out";
+  }
+  std::string first = err.substr(0, err.find('\n'));
+  std::string what =
+      exitCode >= 0 ? "exit " + std::to_string(exitCode) : std::string("killed by a signal");
+  return first.empty() ? what : what + ": " + first;
+}
+
+StatusOr<ProgramResult> runProgram(const std::vector<std::string>& argv,
+                                   std::chrono::milliseconds timeout,
+                                   const std::vector<std::string>& extraEnv) {
+  if (argv.empty()) {
+    return Status::error("no program to run");
+  }
+  const std::string path = findProgram(argv[0]);
+  if (path.empty()) {
+    return Status::error(argv[0] + ": not found");
+  }
+  // Everything the child needs is built before fork (no allocation after it).
+  std::vector<char*> args;
+  for (const auto& a : argv) {
+    args.push_back(const_cast<char*>(a.c_str()));
+  }
+  args.push_back(nullptr);
+  std::vector<std::string> envText;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    envText.emplace_back(*e);
+  }
+  for (const auto& e : extraEnv) {
+    envText.push_back(e);
+  }
+  std::vector<char*> env;
+  for (auto& e : envText) {
+    env.push_back(e.data());
+  }
+  env.push_back(nullptr);
+
+  int outPipe[2];
+  int errPipe[2];
+  if (pipe2(outPipe, O_CLOEXEC) != 0) {
+    return Status::error(std::string("pipe: ") + std::strerror(errno));
+  }
+  if (pipe2(errPipe, O_CLOEXEC) != 0) {
+    close(outPipe[0]);
+    close(outPipe[1]);
+    return Status::error(std::string("pipe: ") + std::strerror(errno));
+  }
+  const pid_t pid = fork();
+  if (pid < 0) {
+    const int saved = errno;
+    for (int fd : {outPipe[0], outPipe[1], errPipe[0], errPipe[1]}) {
+      close(fd);
+    }
+    return Status::error(std::string("fork: ") + std::strerror(saved));
+  }
+  if (pid == 0) {
+    const int devNull = open("/dev/null", O_RDONLY);
+    if (devNull >= 0) {
+      dup2(devNull, 0);
+    }
+    dup2(outPipe[1], 1);
+    dup2(errPipe[1], 2);
+    execve(path.c_str(), args.data(), env.data());
+    _exit(127);
+  }
+  close(outPipe[1]);
+  close(errPipe[1]);
+
+  ProgramResult result;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  pollfd fds[2] = {{outPipe[0], POLLIN, 0}, {errPipe[0], POLLIN, 0}};
+  int open = 2;
+  std::string chunk(kReadChunk, '\0');
+  while (open > 0) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      result.timedOut = true;
+      break;
+    }
+    const int ready = poll(fds, 2, static_cast<int>(left.count()));
+    if (ready < 0 && errno == EINTR) {
+      continue;
+    }
+    if (ready <= 0) {
+      result.timedOut = ready == 0;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) {
+        continue;
+      }
+      const ssize_t n = read(fds[i].fd, chunk.data(), chunk.size());
+      if (n > 0) {
+        std::string& sink = i == 0 ? result.out : result.err;
+        const std::size_t cap = i == 0 ? kMaxProgramOutputBytes : kMaxProgramStderrBytes;
+        const std::size_t room = cap > sink.size() ? cap - sink.size() : 0;
+        sink.append(chunk.data(), std::min(room, static_cast<std::size_t>(n)));
+        if (i == 0 && static_cast<std::size_t>(n) > room) {
+          result.truncated = true;
+        }
+      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open;
+      }
+    }
+    if (result.truncated) {
+      break;
+    }
+  }
+  for (auto& p : fds) {
+    if (p.fd >= 0) {
+      close(p.fd);
+    }
+  }
+  if (result.timedOut || result.truncated || open > 0) {
+    kill(pid, SIGKILL);
+  }
+  // The child may outlive its output: wait for it until the deadline, then kill it.
+  int status = 0;
+  while (true) {
+    const pid_t done = waitpid(pid, &status, WNOHANG);
+    if (done == pid || (done < 0 && errno != EINTR)) {
+      break;
+    }
+    if (done == 0 && std::chrono::steady_clock::now() >= deadline) {
+      result.timedOut = true;
+      kill(pid, SIGKILL);
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      break;
+    }
+    if (done == 0) {
+      usleep(kWaitPollMicros);
+    }
+  }
+  if (WIFEXITED(status)) {
+    result.exitCode = WEXITSTATUS(status);
+  }
+  if (result.exitCode == 127 && result.out.empty() && result.err.empty()) {
+    return Status::error(argv[0] + ": cannot be executed");
+  }
+  return result;
+}
+
+std::string postfixConfigDir(const std::string& explicitDir) {
+  if (!explicitDir.empty()) {
+    return explicitDir;
+  }
+  const char* env = std::getenv("MAIL_CONFIG");
+  if (env != nullptr && *env != '\0') {
+    return env;
+  }
+  return "/etc/postfix";
+}
+
+}  // namespace relaykit

@@ -1,0 +1,56 @@
+// run_program_test.cc: fork/exec with captured output and a deadline (cli/run_program.h), on
+// real programs from coreutils.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+
+#include "cli/run_program.h"
+
+namespace relaykit {
+namespace {
+
+TEST(RunProgramTest, CapturesOutputAndExitCode) {
+  auto r = runProgram({"sh", "-c", "echo out; echo err >&2; exit 3"}, std::chrono::seconds(10));
+  ASSERT_TRUE(static_cast<bool>(r)) << r.status().message();
+  EXPECT_EQ(r->exitCode, 3);
+  EXPECT_EQ(r->out, "out\n");
+  EXPECT_EQ(r->err, "err\n");
+  EXPECT_FALSE(r->timedOut);
+  EXPECT_EQ(r->describeFailure(), "exit 3: err");
+}
+
+TEST(RunProgramTest, NoShellBetween) {
+  auto r = runProgram({"echo", "$HOME; rm -rf /"}, std::chrono::seconds(10));
+  ASSERT_TRUE(static_cast<bool>(r));
+  EXPECT_EQ(r->out, "$HOME; rm -rf /\n");
+}
+
+TEST(RunProgramTest, KilledAtTheDeadline) {
+  const auto start = std::chrono::steady_clock::now();
+  auto r = runProgram({"sleep", "30"}, std::chrono::milliseconds(300));
+  ASSERT_TRUE(static_cast<bool>(r));
+  EXPECT_TRUE(r->timedOut);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  // A child that closes its output but keeps running is bounded too.
+  r = runProgram({"sh", "-c", "exec >/dev/null 2>&1; sleep 30"}, std::chrono::milliseconds(300));
+  ASSERT_TRUE(static_cast<bool>(r));
+  EXPECT_TRUE(r->timedOut);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
+TEST(RunProgramTest, MissingProgramIsAnError) {
+  auto r = runProgram({"relaykit-no-such-program"}, std::chrono::seconds(1));
+  EXPECT_FALSE(static_cast<bool>(r));
+}
+
+TEST(RunProgramTest, PostfixConfigDirOrder) {
+  setenv("MAIL_CONFIG", "/srv/postfix-out", 1);
+  EXPECT_EQ(postfixConfigDir("/etc/postfix-in"), "/etc/postfix-in");
+  EXPECT_EQ(postfixConfigDir(""), "/srv/postfix-out");
+  unsetenv("MAIL_CONFIG");
+  EXPECT_EQ(postfixConfigDir(""), "/etc/postfix");
+}
+
+}  // namespace
+}  // namespace relaykit
