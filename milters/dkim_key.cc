@@ -130,7 +130,7 @@ StatusOr<std::shared_ptr<const DkimKey>> DkimKey::fromPrivatePem(std::string_vie
   EVP_PKEY* key = PEM_read_bio_PrivateKey(bio.get(), nullptr, noPassphrase, nullptr);
   ERR_clear_error();
   if (key == nullptr) {
-    return Status::error("not an unencrypted PEM private key (PKCS#8 \"BEGIN PRIVATE KEY\")");
+    return Status::error("not an unencrypted PEM private key (PKCS#8)");
   }
   return adopt(key, true, minRsaBits);
 }
