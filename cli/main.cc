@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "cli/dkim_command.h"
 #include "cli/limits_command.h"
 #include "cli/rewrite_command.h"
 
@@ -14,6 +15,7 @@ int main(int argc, char** argv) {
   relaykit::addQueryCommand(app, &exitCode);
   relaykit::addRewriteCommand(app, &exitCode);
   relaykit::addLimitsCommand(app, &exitCode);
+  relaykit::addDkimCommand(app, &exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
