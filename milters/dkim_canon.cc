@@ -100,12 +100,16 @@ std::string canonicalizeHeader(Canon canon, std::string_view name, std::string_v
 BodyCanonicalizer::BodyCanonicalizer(Canon canon, ByteSink* sink) : canon_(canon), sink_(sink) {}
 
 void BodyCanonicalizer::emit(std::string_view bytes) {
-  buffer_.append(bytes);
   outputBytes_ += bytes.size();
-  anyOutput_ = true;
-  if (buffer_.size() >= kCanonFlushBytes) {
+  anyOutput_ = anyOutput_ || !bytes.empty();
+  if (buffer_.size() + bytes.size() > kCanonFlushBytes) {
     flush();
+    while (bytes.size() > kCanonFlushBytes) {
+      sink_->append(bytes.substr(0, kCanonFlushBytes));
+      bytes.remove_prefix(kCanonFlushBytes);
+    }
   }
+  buffer_.append(bytes);
 }
 
 void BodyCanonicalizer::flush() {
@@ -146,11 +150,40 @@ void BodyCanonicalizer::endOfLine() {
   }
 }
 
+void BodyCanonicalizer::dataRun(std::string_view run) {
+  flushEmptyLines();
+  if (pendingWsp_) {
+    emit(" ");
+    pendingWsp_ = false;
+  }
+  emit(run);
+  lineHasData_ = true;
+}
+
 void BodyCanonicalizer::feed(std::string_view chunk) {
   if (finished_) {
     return;
   }
-  for (char c : chunk) {
+  bool relaxed = canon_ == Canon::kRelaxed;
+  auto special = [relaxed](char c) { return c == '\r' || c == '\n' || (relaxed && isWsp(c)); };
+  size_t i = 0;
+  while (i < chunk.size()) {
+    char c = chunk[i];
+    if (!special(c)) {
+      // Fast path: a run of ordinary bytes is copied as one piece.
+      size_t j = i + 1;
+      while (j < chunk.size() && !special(chunk[j])) {
+        ++j;
+      }
+      if (pendingCr_) {
+        pendingCr_ = false;
+        dataByte('\r');  // a CR not followed by LF is data
+      }
+      dataRun(chunk.substr(i, j - i));
+      i = j;
+      continue;
+    }
+    ++i;
     if (c == '\n') {
       pendingCr_ = false;  // CRLF or bare LF: one line end
       endOfLine();
@@ -158,7 +191,7 @@ void BodyCanonicalizer::feed(std::string_view chunk) {
     }
     if (pendingCr_) {
       pendingCr_ = false;
-      dataByte('\r');  // a CR not followed by LF is data
+      dataByte('\r');
     }
     if (c == '\r') {
       pendingCr_ = true;

@@ -79,6 +79,7 @@ class BodyCanonicalizer {
 
  private:
   void dataByte(char c);
+  void dataRun(std::string_view run);  // bytes that are neither line ends nor (relaxed) WSP
   void endOfLine();
   void emit(std::string_view bytes);
   void flushEmptyLines();
