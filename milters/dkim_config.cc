@@ -50,7 +50,7 @@ bool validHeaderName(std::string_view name) {
     return false;
   }
   return std::all_of(name.begin(), name.end(),
-                     [](char c) { return c > 32 && c < 127 && c != ':'; });
+                     [](char c) { return c > 32 && c < 127 && c != ':' && c != ';'; });
 }
 
 void parseSignPolicy(const YamlReader& r, const YAML::Node& node, DkimConfig* out) {

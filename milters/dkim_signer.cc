@@ -5,9 +5,20 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <unordered_map>
 
 namespace relaykit::dkim {
 namespace {
+
+std::string lowerAscii(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') {
+      c = static_cast<char>(c - 'A' + 'a');
+    }
+  }
+  return out;
+}
 
 bool equalsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) {
@@ -114,7 +125,9 @@ std::vector<std::string> chooseSignedHeaders(const std::vector<DkimHeader>& head
         static_cast<size_t>(std::count_if(headers.begin(), headers.end(), [&](const DkimHeader& h) {
           return equalsIgnoreCase(h.name, name);
         }));
-    if (containsName(oversign, name)) {
+    if (count >= kMaxSignedInstances) {
+      count = kMaxSignedInstances;  // the bottom ones; the signature header stays bounded
+    } else if (containsName(oversign, name)) {
       ++count;
     }
     out.insert(out.end(), count, name);
@@ -125,27 +138,30 @@ std::vector<std::string> chooseSignedHeaders(const std::vector<DkimHeader>& head
 std::string headerHashInput(const std::vector<DkimHeader>& headers,
                             const std::vector<std::string>& hList, Canon canon,
                             std::string_view signatureName, std::string_view signatureValue) {
-  std::string out;
-  // For each distinct name, how many instances (from the bottom) were already used.
-  std::vector<std::pair<std::string, size_t>> used;
+  // Linear: the positions of every instance of each name h= asks for, found in one pass; each
+  // h= entry then takes the next one from the bottom.
+  struct Instances {
+    std::vector<size_t> positions;  // top to bottom
+    size_t used = 0;
+  };
+  std::unordered_map<std::string, Instances> byName;
   for (const std::string& name : hList) {
-    auto it = std::find_if(used.begin(), used.end(),
-                           [&](const auto& u) { return equalsIgnoreCase(u.first, name); });
-    if (it == used.end()) {
-      used.emplace_back(name, 0);
-      it = used.end() - 1;
+    byName.emplace(lowerAscii(name), Instances{});
+  }
+  for (size_t i = 0; i < headers.size(); ++i) {
+    auto it = byName.find(lowerAscii(headers[i].name));
+    if (it != byName.end()) {
+      it->second.positions.push_back(i);
     }
-    size_t skip = it->second;
-    for (size_t i = headers.size(); i-- > 0;) {
-      if (equalsIgnoreCase(headers[i].name, name)) {
-        if (skip == 0) {
-          out += canonicalizeHeader(canon, headers[i].name, headers[i].value);
-          break;
-        }
-        --skip;
-      }
+  }
+  std::string out;
+  for (const std::string& name : hList) {
+    Instances& inst = byName[lowerAscii(name)];
+    if (inst.used < inst.positions.size()) {
+      const DkimHeader& h = headers[inst.positions[inst.positions.size() - 1 - inst.used]];
+      out += canonicalizeHeader(canon, h.name, h.value);
     }
-    ++it->second;
+    ++inst.used;  // an instance that does not exist contributes nothing (RFC 6376 5.4.2)
   }
   out += canonicalizeHeaderNoCrlf(canon, signatureName, signatureValue);
   return out;

@@ -39,6 +39,10 @@ namespace relaykit::dkim {
 inline constexpr char kSignatureHeaderName[] = "DKIM-Signature";
 // Longest line of a folded signature header (RFC 5322 recommends 78).
 inline constexpr std::size_t kFoldColumn = 78;
+// Most instances of one header name listed in h= (the bottom ones; a message with more of them
+// keeps the rest unsigned and is not oversigned for that name). Keeps the DKIM-Signature header
+// far below Postfix's header_size_limit whatever the message.
+inline constexpr std::size_t kMaxSignedInstances = 50;
 
 struct DkimHeader {
   std::string name;
@@ -77,7 +81,7 @@ struct SignatureSpec {
 // The h= list for `headers`: each name of `names` (first spelling kept, duplicates ignored,
 // compared case-insensitively) once per instance present, plus once more when it is in
 // `oversign` (so nobody can add another one, RFC 6376 section 8.15). A name neither present nor
-// oversigned is left out.
+// oversigned is left out. At most kMaxSignedInstances entries per name.
 std::vector<std::string> chooseSignedHeaders(const std::vector<DkimHeader>& headers,
                                              const std::vector<std::string>& names,
                                              const std::vector<std::string>& oversign);
@@ -85,7 +89,8 @@ std::vector<std::string> chooseSignedHeaders(const std::vector<DkimHeader>& head
 // The exact bytes hashed for the header part (RFC 6376 section 3.7): the fields named by
 // `hList`, each name taking the next instance from the bottom (absent instances contribute
 // nothing), canonicalized with CRLF, then the signature header `signatureName` with
-// `signatureValue` (its b= already empty) canonicalized WITHOUT a final CRLF.
+// `signatureValue` (its b= already empty) canonicalized WITHOUT a final CRLF. Linear in the
+// number of headers plus the length of hList.
 std::string headerHashInput(const std::vector<DkimHeader>& headers,
                             const std::vector<std::string>& hList, Canon canon,
                             std::string_view signatureName, std::string_view signatureValue);

@@ -359,3 +359,24 @@ TEST(DkimKeyTest, Base64) {
 
 }  // namespace
 }  // namespace relaykit::dkim
+
+namespace relaykit::dkim {
+namespace {
+
+TEST(DkimSignerTest, ManyInstancesStayLinearAndBounded) {
+  std::vector<DkimHeader> h;
+  for (int i = 0; i < 100000; ++i) {
+    h.push_back({"To", " a" + std::to_string(i) + "@example.net"});
+  }
+  h.push_back({"From", " x@corp.com"});
+  std::vector<std::string> list = chooseSignedHeaders(h, {"From", "To"}, {"From", "To"});
+  EXPECT_EQ(list.size(), 2 + kMaxSignedInstances);  // From x2, To capped, not oversigned
+  // A verifier's h= may be long: 100000 entries over 100000 headers is one pass.
+  std::vector<std::string> all(100000, "to");
+  std::string data = headerHashInput(h, all, Canon::kRelaxed, "DKIM-Signature", " b=");
+  EXPECT_EQ(data.rfind("to:a99999@example.net\r\nto:a99998@example.net\r\n", 0), 0u);
+  EXPECT_NE(data.find("to:a0@example.net\r\ndkim-signature:b="), std::string::npos);
+}
+
+}  // namespace
+}  // namespace relaykit::dkim
