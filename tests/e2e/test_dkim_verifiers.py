@@ -15,6 +15,7 @@ signs the same rewritten message with the same key, selector, canonicalization a
 No Postfix here: the live milter's signing glue is not part of this tree yet.
 """
 
+import grp
 import os
 import re
 import sys
@@ -78,6 +79,11 @@ def signatures_of(message):
     for m in re.finditer(r"^DKIM-Signature:(.*(?:\n[ \t].*)*)", head, re.M):
         out.append(m.group(1))
     return out
+
+
+def read_text(path):
+    with open(path) as f:
+        return f.read()
 
 
 def tag(sig, name):
@@ -200,6 +206,41 @@ class DkimVerifiersTest(harness.E2ETestCase):
                             path])
         self.assertIn("dkim: not signed: no_domain", proc.stderr)
         self.assertNotIn("DKIM-Signature", proc.stdout)
+
+    def test_keygen_dns_and_check(self):
+        rk = self.relaykit
+        key = os.path.join(self.tmp, "k.pem")
+        out = harness.run([rk, "dkim", "keygen", "--domain", "corp.com", "--selector", "k",
+                           "--out", key, "--algorithm", "ed25519", "--group", "daemon"]).stdout
+        st = os.stat(key)
+        self.assertEqual(st.st_mode & 0o777, 0o640)
+        self.assertEqual(st.st_gid, grp.getgrnam("daemon").gr_gid)
+        before = read_text(key)
+        again = harness.run([rk, "dkim", "keygen", "--domain", "corp.com", "--selector", "k",
+                             "--out", key], check=False)
+        self.assertEqual(again.returncode, 1)
+        self.assertIn("--force", again.stderr)
+        self.assertEqual(read_text(key), before)  # not overwritten
+        dns = harness.run([rk, "dkim", "dns", "--key", key, "--domain", "corp.com",
+                           "--selector", "k"]).stdout
+        self.assertEqual(dns, out)
+        self.assertNotIn("PRIVATE", out + dns)
+        harness.run([rk, "dkim", "keygen", "--domain", "corp.com", "--selector", "k",
+                     "--out", key, "--force"])
+        self.assertEqual(os.stat(key).st_mode & 0o777, 0o600)
+        self.assertNotEqual(read_text(key), before)
+        listed = harness.run([rk, "dkim", "dns", "-c", self.configs["relaxed/relaxed"]]).stdout
+        for selector, record in self.records.items():
+            self.assertIn("%s._domainkey.corp.com. IN TXT" % selector, listed)
+        # A world-readable key refuses the configuration, at the key_file line.
+        os.chmod(key, 0o644)
+        conf = harness.write_file(os.path.join(self.tmp, "bad.yaml"),
+                                  "milter:\n  dkim:\n    keys:\n"
+                                  "      - domain: corp.com\n        selector: k\n"
+                                  "        key_file: %s\n" % key)
+        check = harness.run([rk, "check", "-c", conf], check=False)
+        self.assertEqual(check.returncode, 1)
+        self.assertIn("bad.yaml:6:19: key_file %s: mode 0644" % key, check.stderr)
 
     def opendkim_sign(self, canon, selector, algorithm, message):
         path = harness.write_file(os.path.join(self.tmp, "unsigned.eml"), message)
