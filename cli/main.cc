@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "cli/dkim_command.h"
 #include "cli/limits_command.h"
 #include "cli/rewrite_command.h"
 #include "relaykit_version.h"
@@ -17,6 +18,7 @@ int main(int argc, char** argv) {
   relaykit::addLimitsCommand(app, &exitCode);
   relaykit::addPostconfCommand(app, &exitCode);
   relaykit::addHealthCommand(app, &exitCode);
+  relaykit::addDkimCommand(app, &exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +45,8 @@ struct RewriteOptions {
   std::string message = "-";
   size_t sizeLimit = kDefaultMessageSizeLimit;
   bool diffOnly = false;
+  bool nonSmtpd = false;
+  long long time = 0;  // t= of DKIM signatures; 0: now
 };
 
 // Reads the whole message from `path` ("-": stdin) into *text. Returns "" or the reason it
@@ -134,7 +137,11 @@ int runRewrite(const RewriteOptions& options) {
                  options.message == "-" ? "stdin" : options.message.c_str(), problem.c_str());
     return kRewriteUsageError;
   }
-  milter::OfflineReport report = milter::rewriteOffline(*mc, env, text);
+  milter::OfflineSigning signing;
+  // Without --client the message is taken as a local submission (sendmail: non_smtpd_milters).
+  signing.nonSmtpd = options.nonSmtpd || options.client.empty();
+  signing.now = options.time > 0 ? options.time : static_cast<std::int64_t>(std::time(nullptr));
+  milter::OfflineReport report = milter::rewriteOffline(*mc, env, text, signing);
   if (report.outcome.error) {
     std::fprintf(stderr, "relaykit: %s (relaykit-milter would apply on_error=%s)\n",
                  report.outcome.errorReason.c_str(),
@@ -148,6 +155,9 @@ int runRewrite(const RewriteOptions& options) {
   std::string out = "--- before\n+++ after\n" + report.diff;
   for (const std::string& note : report.outcome.notes) {
     out += "note: " + note + "\n";
+  }
+  if (!report.dkimNote.empty()) {
+    out += report.dkimNote + "\n";
   }
   out +=
       report.logLine.empty() ? std::string("log: (unchanged)\n") : "log: " + report.logLine + "\n";
@@ -176,6 +186,10 @@ void addRewriteCommand(CLI::App& app, int* exitCode) {
       ->capture_default_str()
       ->check(CLI::Range(static_cast<size_t>(1), kMaxMessageSizeLimit));
   sub->add_flag("--diff-only", options->diffOnly, "print only what changed (on stderr)");
+  sub->add_flag("--non-smtpd", options->nonSmtpd,
+                "DKIM: the message came through non_smtpd_milters (default without --client)");
+  sub->add_option("--time", options->time, "DKIM: t= of the signatures (seconds; default now)")
+      ->check(CLI::PositiveNumber);
   sub->add_option("message", options->message, "message file; - or absent reads stdin");
   sub->callback([options, exitCode] { *exitCode = runRewrite(*options); });
 }

@@ -292,7 +292,7 @@ std::shared_ptr<const MilterConfig> parseMilterConfig(std::shared_ptr<const Conf
     r.checkMap(node, "milter",
                allowedKeysWithDaemonKeys({"on_error", "header_checks", "header_checks_file",
                                           "header_rules", "rewrite_from", "rewrite_sender",
-                                          "max_sessions"}));
+                                          "max_sessions", "dkim"}));
     r.getInt(node, "max_sessions", &out->maxSessions, 1, kMaxMilterSessionsLimit);
     std::string onError = "tempfail";
     if (r.getString(node, "on_error", &onError)) {
@@ -345,6 +345,9 @@ std::shared_ptr<const MilterConfig> parseMilterConfig(std::shared_ptr<const Conf
         r.error(YamlReader::child(rs, "headers"), "rewrite_sender takes only `table:`");
       }
       out->senderTable = resolveTable(r, *config, rs, "rewrite_sender");
+    }
+    if (YAML::Node dk = YamlReader::child(node, "dkim")) {
+      out->dkim = dkim::parseDkimConfig(r, dk);
     }
   }
   out->rules = std::make_shared<HeaderRuleSet>(headerChecks, std::move(rules));

@@ -14,6 +14,8 @@
 //                    sasl_user (+), helo (+), client_name (+), not (+)}} ]
 //   rewrite_from: {table, headers: [From, ...]}
 //   rewrite_sender: {table}
+//   dkim: {sign, networks, match, canonicalization, headers, oversign, expire, existing,
+//          keys: [{domain, signing_domain, selector, key_file, algorithm}]} (milters/dkim_config.h)
 #pragma once
 
 #include <memory>
@@ -23,6 +25,7 @@
 #include "common/config.h"
 #include "common/diagnostics.h"
 #include "common/table.h"
+#include "milters/dkim_config.h"
 #include "milters/header_rules.h"
 
 namespace relaykit::milter {
@@ -39,10 +42,11 @@ struct MilterConfig {
   // milter.max_sessions: Postfix sessions served at once (slots of the event loop, see
   // milter_service.h); more wait their turn. Read at start-up only (a change needs a restart).
   int maxSessions = kDefaultMilterSessions;
-  std::shared_ptr<const HeaderRuleSet> rules;  // never null (may be empty)
-  std::shared_ptr<const Table> fromTable;      // rewrite_from; null when off
-  std::vector<std::string> fromHeaders;        // default: From
-  std::shared_ptr<const Table> senderTable;    // rewrite_sender; null when off
+  std::shared_ptr<const HeaderRuleSet> rules;    // never null (may be empty)
+  std::shared_ptr<const Table> fromTable;        // rewrite_from; null when off
+  std::vector<std::string> fromHeaders;          // default: From
+  std::shared_ptr<const Table> senderTable;      // rewrite_sender; null when off
+  std::shared_ptr<const dkim::DkimConfig> dkim;  // milter.dkim; null when signing is off
 
   // Protocol steps this configuration needs (negotiation asks only for these).
   bool needsRecipients() const;

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <iterator>
 
+#include "milters/dkim_message.h"
 #include "milters/edit_plan.h"
 #include "milters/header_rules.h"
 
@@ -279,7 +280,7 @@ std::string diffHeaders(const std::vector<HeaderField>& before,
 }
 
 OfflineReport rewriteOffline(const MilterConfig& config, const Envelope& envelope,
-                             std::string_view message) {
+                             std::string_view message, const OfflineSigning& signing) {
   OfflineReport report;
   ParsedMessage parsed = splitMessage(message);
   report.newSender = envelope.sender;
@@ -323,6 +324,29 @@ OfflineReport rewriteOffline(const MilterConfig& config, const Envelope& envelop
       if (op.kind == EditOp::Kind::kChangeFrom) {
         report.newSender = op.value;
       }
+    }
+  }
+  if (config.dkim) {
+    DkimResult dkim = signWholeMessage(*config.dkim, dkimContext(envelope, signing.nonSmtpd),
+                                       report.newSender, after, parsed.body, signing.now);
+    if (!dkim.error.empty()) {
+      report.dkimNote = "dkim: signing failed: " + dkim.error;
+    } else if (dkim.outcome == dkim::PlanOutcome::kSign) {
+      for (size_t i = dkim.removed.size(); i-- > 0;) {
+        after.erase(after.begin() + static_cast<std::ptrdiff_t>(dkim.removed[i]));
+      }
+      std::vector<HeaderField> added;
+      for (const std::string& value : dkim.signatures) {
+        added.push_back(HeaderField{dkim::kSignatureHeaderName, value});
+      }
+      after.insert(after.begin(), added.begin(), added.end());
+      report.dkimSignatures = dkim.signatures;
+      report.dkimNote = "dkim: signed for " + dkim.domain + " (" +
+                        std::to_string(dkim.signatures.size()) + " signature" +
+                        (dkim.signatures.size() == 1 ? "" : "s") + ")";
+    } else {
+      report.dkimNote = std::string("dkim: not signed: ") + dkim::planOutcomeName(dkim.outcome) +
+                        (dkim.domain.empty() ? "" : " (domain " + dkim.domain + ")");
     }
   }
   report.message = renderMessage(after, parsed.body, parsed.separator);

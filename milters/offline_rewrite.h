@@ -10,10 +10,14 @@
 // after the colon, continuation lines joined with "\n"). rewriteOffline() drops the headers
 // cleanup drops before any milter (message_drop_headers), runs rewriteMessage() on the rest and
 // applies its plan the way Postfix would; the report gives the new message, a unified-style diff
-// of the header block and the log line. Pure: no I/O; nothing fails: every input is a message.
+// of the header block and the log line. With `milter: dkim:` configured the rewritten message is
+// then signed as relaykit-milter would sign it (dkim_message.h): the DKIM-Signature headers are
+// prepended to the message and shown in the diff. Pure: no I/O, no clock (the caller gives t=);
+// nothing fails: every input is a message (a signing failure is reported in dkimNote).
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -55,15 +59,23 @@ std::string renderMessage(const std::vector<HeaderField>& headers, const std::st
 std::string diffHeaders(const std::vector<HeaderField>& before,
                         const std::vector<HeaderField>& after);
 
+// How the message reached Postfix, and the time, for DKIM signing (dkim_config.h: sign:).
+struct OfflineSigning {
+  bool nonSmtpd = false;  // the non_smtpd_milters path (sendmail)
+  std::int64_t now = 0;   // t= of the signatures
+};
+
 struct OfflineReport {
   RewriteOutcome outcome;
   std::string message;    // the rewritten message
   std::string diff;       // diffHeaders(before, after) plus the envelope sender change
   std::string logLine;    // as relaykit-milter would log it ("" when unchanged)
   std::string newSender;  // the envelope sender after rewriting
+  std::vector<std::string> dkimSignatures;  // DKIM-Signature values added (prepended)
+  std::string dkimNote;  // "dkim: signed for corp.com (2 signatures)", "dkim: no_key ...", ""
 };
 
 OfflineReport rewriteOffline(const MilterConfig& config, const Envelope& envelope,
-                             std::string_view message);
+                             std::string_view message, const OfflineSigning& signing = {});
 
 }  // namespace relaykit::milter
