@@ -54,7 +54,8 @@ class MilterConnection : public ConnectionHandler {
         peer_(conn.peer()),
         tcp_(conn.peer() != "unix"),
         session_(&filter_),
-        started_(Clock::now()) {
+        started_(Clock::now()),
+        lastActive_(started_) {
     timer_ = evtimer_new(conn.base(), &MilterConnection::onTimer, this);
     if (tcp_) {
       setDelayedAck(conn.fd());
@@ -112,6 +113,7 @@ class MilterConnection : public ConnectionHandler {
   // A slot became free for this waiting session: answer its first packet and read on.
   void grant() {
     phase_ = Phase::kServing;
+    lastActive_ = Clock::now();  // its wait is not idleness
     std::shared_ptr<Connection> conn = conn_.lock();
     if (!conn || !conn->isOpen()) {
       return;
@@ -138,11 +140,30 @@ class MilterConnection : public ConnectionHandler {
   }
 
   bool serving() const { return phase_ == Phase::kServing; }
+  Clock::time_point lastActive() const { return lastActive_; }
+  // Idle since before `cutoff`, between messages, and not already ending.
+  bool evictable(Clock::time_point cutoff) const {
+    return phase_ == Phase::kServing && !done_ && !session_.inMessage() && !decoder_.inProgress() &&
+           lastActive_ < cutoff;
+  }
+  // Gives the slot up: closes the connection now (onClose releases the slot).
+  void evict() {
+    std::shared_ptr<Connection> conn = conn_.lock();
+    if (!conn || !conn->isOpen()) {
+      return;
+    }
+    logInfo("closing milter connection from " + peer_ + ": idle for " + seconds(kEvictIdleAfter) +
+            " or more while every session is busy (max_sessions)");
+    closeReason_ = "evicted";
+    done_ = true;
+    conn->close();
+  }
 
  private:
   enum class Phase { kNew, kWaiting, kServing };
 
   void process(Connection& conn, evbuffer* input) {
+    lastActive_ = Clock::now();
     const std::size_t total = evbuffer_get_length(input);
     const char* bytes = reinterpret_cast<const char*>(evbuffer_pullup(input, -1));
     if (bytes == nullptr) {
@@ -304,6 +325,7 @@ class MilterConnection : public ConnectionHandler {
   std::string out_;
   event* timer_ = nullptr;
   Clock::time_point started_;
+  Clock::time_point lastActive_;  // the last burst of bytes
   Clock::time_point waitingSince_{};
   Clock::time_point packetSince_{};
   bool packetPending_ = false;
@@ -391,9 +413,12 @@ std::unique_ptr<ConnectionHandler> MilterService::newConnection(Connection& conn
 }
 
 bool MilterService::admit(MilterConnection* c) {
-  (void)c;
+  // An idle session's slot is taken back first; its release may go to an earlier waiter.
+  while (active_ >= maxSessions_ && evictIdle()) {
+  }
   if (active_ < maxSessions_) {
     ++active_;
+    serving_.insert(c);
     if (activeGauge_ != nullptr) {
       activeGauge_->set(static_cast<double>(active_));
     }
@@ -413,13 +438,14 @@ void MilterService::release(MilterConnection* c) {
     if (it != waiting_.end()) {
       waiting_.erase(it);
     }
-  } else if (active_ > 0) {
+  } else if (serving_.erase(c) > 0 && active_ > 0) {
     --active_;
     // The slot goes to the longest-waiting session (unless the daemon is stopping).
     if (!stopping_ && !waiting_.empty()) {
       MilterConnection* next = waiting_.front();
       waiting_.pop_front();
       ++active_;
+      serving_.insert(next);
       next->grant();
     }
   }
@@ -433,6 +459,21 @@ void MilterService::countClose(const char* reason) {
   if (closed_ != nullptr) {
     closed_->labels({reason}).inc();
   }
+}
+
+bool MilterService::evictIdle() {
+  const Clock::time_point cutoff = Clock::now() - kEvictIdleAfter;
+  MilterConnection* oldest = nullptr;
+  for (MilterConnection* c : serving_) {
+    if (c->evictable(cutoff) && (oldest == nullptr || c->lastActive() < oldest->lastActive())) {
+      oldest = c;
+    }
+  }
+  if (oldest == nullptr) {
+    return false;
+  }
+  oldest->evict();
+  return true;
 }
 
 void MilterService::warnFull() {

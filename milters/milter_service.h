@@ -9,7 +9,8 @@
 //    they answer (delayed-ACK mode is set at accept): docs/milter-performance.md;
 //  - sessions are bounded: at most milter.max_sessions are served at once (a session takes its
 //    slot with its first packet; later ones wait, not read, up to kSlotWaitTimeout, logged as
-//    "sessions busy (max_sessions)"); a connection must send its first packet within
+//    "sessions busy (max_sessions)", unless a session idle for kEvictIdleAfter between messages
+//    gives its slot up); a connection must send its first packet within
 //    kFirstPacketTimeout, finish a packet within kPacketTimeout, stay idle at most
 //    kSessionIdleTimeout, and live at most kMaxSessionTime (ended between messages);
 //  - a malformed packet, a packet over kMaxMilterPacketBytes or a command outside the protocol
@@ -23,6 +24,7 @@
 #include <cstddef>
 #include <deque>
 #include <memory>
+#include <unordered_set>
 
 #include "common/server/connection.h"
 #include "common/server/metrics.h"
@@ -43,6 +45,11 @@ inline constexpr std::chrono::seconds kSessionIdleTimeout{600};
 inline constexpr std::chrono::seconds kMaxSessionTime{3600};
 // Connections beyond milter.max_sessions that may wait for a slot (or negotiate) at once.
 inline constexpr std::size_t kMinWaitingConnections = 256;
+// Every slot busy and a new session waiting: a session that has sent nothing for this long and
+// is between messages gives its slot up (closed), so sessions left idle cannot keep Postfix out.
+// Postfix applies milter_default_action to that SMTP session's next message (tempfail by
+// default: the client retries).
+inline constexpr std::chrono::seconds kEvictIdleAfter{30};
 
 class MilterConnection;
 
@@ -72,6 +79,8 @@ class MilterService : public Service {
 
  private:
   void warnFull();
+  // Closes the session idle longest (at least kEvictIdleAfter, between messages); false if none.
+  bool evictIdle();
 
   std::size_t maxSessions_ = kDefaultMilterSessions;  // from the first configuration
   bool configured_ = false;
@@ -79,10 +88,11 @@ class MilterService : public Service {
   bool stopping_ = false;
   std::size_t active_ = 0;
   std::deque<MilterConnection*> waiting_;
+  std::unordered_set<MilterConnection*> serving_;  // the sessions holding a slot
   std::chrono::steady_clock::time_point lastFullLog_{};
   Gauge* activeGauge_ = nullptr;
   Gauge* waitingGauge_ = nullptr;
-  CounterFamily* closed_ = nullptr;  // reason: quit | eof | timeout | error | stop
+  CounterFamily* closed_ = nullptr;  // reason: quit | eof | timeout | error | stop | evicted
 };
 
 }  // namespace relaykit::milter

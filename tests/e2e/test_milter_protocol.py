@@ -10,7 +10,8 @@ Postfix, hostile packets, connection floods, and the daemon skeleton's common be
   allow sender changes gets tempfail with nothing half-applied. A long header through a real
   Postfix is filtered (Postfix itself hands milters at most ~60 KB of one header).
 - 200 idle connections that never negotiate do not keep Postfix out (max_sessions: 4); they are
-  closed after the first-packet deadline. /health says 503 "saturated" while every slot is busy.
+  closed after the first-packet deadline. Negotiated sessions idle between messages give their
+  slot to Postfix. /health says 503 "saturated" while every slot is busy.
 - The shared skeleton: --version, reload metrics, the unix socket removed at stop.
 """
 
@@ -301,6 +302,31 @@ if mt.eom_check(conn, MT_HDRDELETE) then error("edited a failed message") end
         text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % metrics,
                                       timeout=5).read().decode()
         self.assertIn('relaykit_milter_sessions_closed_total{reason="timeout"} 200', text)
+
+    def test_idle_sessions_give_their_slot_to_postfix(self):
+        # Every slot held by negotiated sessions: the one idle between messages for 30 s is
+        # closed when Postfix needs a slot; the one inside a message is kept.
+        metrics = harness.free_port()
+        body = "max_sessions: 2\nmetrics_listen: 127.0.0.1:%d\n" % metrics + SEED_MILTER
+        sink, milter, pf = self.start_milter_stack(body)
+        idle = self.connect(milter)
+        busy = self.connect(milter)
+        for s in (idle, busy):
+            s.sendall(optneg())
+            self.assertEqual(recv_packet(s)[0], b"O")
+        busy.sendall(packet(b"M", b"<someone@partner.example>\0"))
+        time.sleep(31)
+        t0 = time.monotonic()
+        self.send(pf, "root@relay.corp.local", ["ops@example.com"],
+                  "From: root@relay.corp.local\r\nSubject: through\r\n\r\nhi\r\n")
+        self.assertEqual(self.one_message(sink).sender, "noreply@corp.com")
+        self.assertLess(time.monotonic() - t0, 8)
+        self.assertTrue(closed_by_peer(idle, 5))
+        self.assertFalse(closed_by_peer(busy, 0.5))
+        self.assertIn("while every session is busy (max_sessions)", milter.stderr())
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % metrics,
+                                      timeout=5).read().decode()
+        self.assertIn('relaykit_milter_sessions_closed_total{reason="evicted"} 1', text)
 
     def test_health_saturated_and_waiting_session_served_later(self):
         metrics = harness.free_port()
