@@ -105,7 +105,7 @@ TEST(ConfigTest, EmptyMapGivesDefaults) {
 }
 
 TEST(ConfigTest, EmptyOrNullDocumentIsRefused) {
-  const std::string sections = "(postfix, tables, socketmap, milter, policy, redis)";
+  const std::string sections = "(postfix, tables, socketmap, milter, policy, redis, health)";
   EXPECT_EQ(problems(""),
             "t.yaml:1:1: the configuration is empty (only blank lines or comments): "
             "expected a map of sections " +
