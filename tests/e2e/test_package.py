@@ -213,7 +213,7 @@ class PackageTest(harness.E2ETestCase):
                              "WantedBy=relaykit.target", "ProtectSystem=strict",
                              "NoNewPrivileges=true", "PrivateTmp=true",
                              "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
-                             "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+                             "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK",
                              "ReadWritePaths=-/var/spool/postfix/relaykit",
                              "ExecStart=/usr/sbin/%s -f -c /etc/relaykit/relaykit.yaml" % daemon):
                     self.assertRegex(text, r"(?m)^%s$" % re.escape(line))
