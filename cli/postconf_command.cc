@@ -16,6 +16,7 @@
 #include "cli/run_program.h"
 #include "common/config.h"
 #include "milters/milter_config.h"
+#include "policyd/policy_config.h"
 
 namespace relaykit {
 
@@ -64,6 +65,15 @@ int runPostconfCommand(const PostconfOptions& options) {
   in.queueDirectory = options.queueDirectory;
   if (milterConfig != nullptr && milterConfig->senderTable != nullptr) {
     in.rewriteSenderTable = milterConfig->senderTable->name();
+  }
+  if (milterConfig != nullptr && milterConfig->fromTable != nullptr) {
+    in.rewriteFromTable = milterConfig->fromTable->name();
+  }
+  if (config->policy.present) {
+    Diagnostics policyDiags;  // problems are relaykit check's to report; here: stay with RCPT
+    if (auto policy = policy::parsePolicyConfig(*config, &policyDiags)) {
+      in.policyNeedsRcpt = policy->tracksRecipients;
+    }
   }
   if (!options.check) {
     std::string text = wiringFor(in);

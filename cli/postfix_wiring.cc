@@ -293,6 +293,14 @@ std::string wiringFor(const WiringInputs& in) {
             notes.push_back("# table " + name +
                             ": applied by relaykit-milter's rewrite_sender before the queue "
                             "(not also sender_canonical_maps: the same work twice)");
+          } else if (name == in.rewriteFromTable && !in.rewriteSenderTable.empty()) {
+            // The milter already rewrote the envelope sender and the From header(s): Postfix's
+            // smtp(8) would look the rewritten addresses up again on every delivery (four
+            // lookups per message with one recipient).
+            notes.push_back("# table " + name +
+                            ": applied by relaykit-milter's rewrite_from before the queue; add "
+                            "smtp_generic_maps = " + ref +
+                            " only to rewrite other headers (To, Cc) and recipients too");
           } else if (contains(name, "canonical") && contains(name, "recipient")) {
             params["recipient_canonical_maps"].push_back(ref);
           } else if (contains(name, "canonical")) {
@@ -338,12 +346,20 @@ std::string wiringFor(const WiringInputs& in) {
         "check_policy_service { " +
         postfixEndpointText(config.policy.listen.front(), in.queueDirectory) + ", " +
         kPolicyClientOptions + " }";
-    out += "# relaykit-policyd: relay authorisation first, then the policy service alone at RCPT\n";
-    out += "# and at END-OF-DATA (permit_mynetworks before it would end the list unasked)\n";
+    out += "# relaykit-policyd: relay authorisation first, then the policy service alone\n";
+    out += "# (permit_mynetworks before it would end the list unasked)\n";
     out +=
         "smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, "
         "reject_unauth_destination\n";
-    out += "smtpd_recipient_restrictions = " + service + "\n";
+    if (in.policyNeedsRcpt) {
+      out += "# at RCPT: a limit or relay rule needs the recipients, which Postfix names there\n";
+      out += "smtpd_recipient_restrictions = " + service + "\n";
+    } else {
+      out +=
+          "# not at RCPT: no limit or relay rule needs the recipients; END-OF-DATA counts and\n"
+          "# answers FILTER (add it to smtpd_recipient_restrictions for refusals before DATA, one\n"
+          "# more request per recipient)\n";
+    }
     out += "smtpd_end_of_data_restrictions = " + service + "\n";
   }
   return out;

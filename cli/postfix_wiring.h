@@ -26,6 +26,10 @@ inline constexpr char kDefaultPostfixQueueDirectory[] = "/var/spool/postfix";
 struct WiringInputs {
   const Config* config = nullptr;
   std::string rewriteSenderTable;  // the milter's rewrite_sender table; empty when off
+  std::string rewriteFromTable;    // the milter's rewrite_from table; empty when off
+  // A limit or relay rule needs the recipients Postfix names only at RCPT (policy config's
+  // tracksRecipients); unknown (policy section unreadable) counts as true.
+  bool policyNeedsRcpt = true;
   std::string queueDirectory = kDefaultPostfixQueueDirectory;
 };
 

@@ -124,15 +124,16 @@ class PostconfCommandTest(harness.E2ETestCase):
         names = [line.split(" = ", 1)[0] for line in lines]
         for name in ("transport_maps", "smtp_generic_maps", "sender_dependent_relayhost_maps",
                      "smtpd_milters", "non_smtpd_milters", "milter_default_action",
-                     "smtpd_relay_restrictions", "smtpd_recipient_restrictions",
-                     "smtpd_end_of_data_restrictions"):
+                     "smtpd_relay_restrictions", "smtpd_end_of_data_restrictions"):
             self.assertIn(name, names)
         # The canonical table is the milter's rewrite_sender: not wired twice.
         self.assertNotIn("sender_canonical_maps", names)
+        # No limit needs the recipients: the policy service is asked at END-OF-DATA only.
+        self.assertNotIn("smtpd_recipient_restrictions", names)
         for line in lines:
             pf.postconf("-e", line)
         pf.reload()
-        self.assertIn("check_policy_service", pf.postconf("-h", "smtpd_recipient_restrictions"))
+        self.assertIn("check_policy_service", pf.postconf("-h", "smtpd_end_of_data_restrictions"))
 
         check = relaykit("postconf", "-c", path, "--check", "-C", pf.etc)
         self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
@@ -151,7 +152,7 @@ class PostconfCommandTest(harness.E2ETestCase):
         routed = partner.messages(wait_for=1)
         self.assertEqual(routed[0].sender, "app@corp.com")      # socketmap generic
         self.assertEqual(routed[0].header("Subject"), "to the partner")  # socketmap transport
-        # The policy service is asked at RCPT: the third message of a sender is refused.
+        # The policy service counts at END-OF-DATA: the third message of a sender is refused.
         harness.send_smtp(pf.port, "root@srv1.corp.local", ["b@example.net"],
                           harness.make_message("root@srv1.corp.local", "b@example.net", "two"))
         with self.assertRaises(smtplib.SMTPException) as refused:

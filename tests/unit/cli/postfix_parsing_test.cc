@@ -128,5 +128,42 @@ TEST(WiringTest, EveryLineIsAssignmentOrComment) {
   EXPECT_EQ(text.find("# master.cf"), std::string::npos);
 }
 
+// Each job once: tables the milter already applies before the queue are not wired again, and
+// the policy service is asked at RCPT only when a rule needs the recipients.
+TEST(WiringTest, JobsTheMilterDoesAreNotWiredTwice) {
+  Diagnostics diags;
+  auto config = loadConfigText(
+      "tables:\n"
+      "  generic: {search: address, sources: [{entries: {a@b: c@d}}]}\n"
+      "  canonical: {search: address, sources: [{entries: {a@b: c@d}}]}\n"
+      "milter: {}\n"
+      "policy: {}\n",
+      "t.yaml", &diags);
+  ASSERT_NE(config, nullptr) << diags.formatAll();
+  WiringInputs in;
+  in.config = config.get();
+  in.rewriteSenderTable = "canonical";
+  in.rewriteFromTable = "generic";
+  in.policyNeedsRcpt = false;
+  std::string text = wiringFor(in);
+  EXPECT_EQ(text.find("\nsmtp_generic_maps ="), std::string::npos) << text;
+  EXPECT_EQ(text.find("\nsender_canonical_maps ="), std::string::npos) << text;
+  EXPECT_NE(text.find("# table generic: applied by relaykit-milter's rewrite_from"),
+            std::string::npos);
+  EXPECT_EQ(text.find("\nsmtpd_recipient_restrictions ="), std::string::npos) << text;
+  EXPECT_NE(text.find("\nsmtpd_end_of_data_restrictions = check_policy_service"),
+            std::string::npos);
+
+  // rewrite_from without rewrite_sender: the envelope sender still needs smtp_generic_maps.
+  in.rewriteSenderTable.clear();
+  in.policyNeedsRcpt = true;
+  text = wiringFor(in);
+  EXPECT_NE(text.find("\nsmtp_generic_maps = socketmap:inet:127.0.0.1:10041:generic"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\nsmtpd_recipient_restrictions = check_policy_service"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace relaykit
