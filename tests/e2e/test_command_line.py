@@ -149,6 +149,9 @@ class DaemonCommandLineTest(harness.E2ETestCase):
             policy:
               listen: inet:127.0.0.1:1
               no_such_key: 1
+            milter:
+              listen: inet:127.0.0.1:1
+              no_such_key: 1
             """)
         for daemon in DAEMONS:
             for extra in ([], ["-f"]):
