@@ -28,9 +28,8 @@ import time
 
 import harness
 
-# The daemons on the shared skeleton (common/server/daemon.cc). relaykit-milter joins this
-# list once it runs on runDaemon.
-DAEMONS = ["relaykit-socketmapd", "relaykit-policyd"]
+# The daemons on the shared skeleton (common/server/daemon.cc).
+DAEMONS = ["relaykit-socketmapd", "relaykit-policyd", "relaykit-milter"]
 SECTIONS = {"relaykit-socketmapd": "socketmap", "relaykit-policyd": "policy",
             "relaykit-milter": "milter"}
 MAN_PAGES = ["relaykit.1", "relaykit-socketmapd.8", "relaykit-milter.8", "relaykit-policyd.8",
@@ -150,6 +149,9 @@ class DaemonCommandLineTest(harness.E2ETestCase):
             policy:
               listen: inet:127.0.0.1:1
               no_such_key: 1
+            milter:
+              listen: inet:127.0.0.1:1
+              no_such_key: 1
             """)
         for daemon in DAEMONS:
             for extra in ([], ["-f"]):
@@ -243,7 +245,7 @@ class DaemonCommandLineTest(harness.E2ETestCase):
     def test_sd_notify_ready_reloading_stopping(self):
         """Type=notify: the daemon tells NOTIFY_SOCKET (a datagram socket here, as systemd's)
         READY=1 once it listens, RELOADING=1 then READY=1 around SIGHUP, STOPPING=1 at stop."""
-        for daemon in DAEMONS + ["relaykit-milter"]:
+        for daemon in DAEMONS:
             with self.subTest(daemon=daemon):
                 path = os.path.join(self.tmp, "notify-%s" % daemon)
                 with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
