@@ -25,9 +25,9 @@ const std::vector<std::string> kPostfixKeys = {"myorigin", "local_domains", "rec
                                                "smtputf8_enable"};
 const std::vector<std::string> kTableKeys = {"search", "propagate_unmatched_extensions", "sources"};
 const std::vector<std::string> kSourceKinds = {"entries", "regexp", "pcre", "file"};
-const std::vector<std::string> kRedisKeys = {"address",    "database",   "password_file",
-                                             "timeout_ms", "key_prefix", "username",
-                                             "sentinels",  "master_name"};
+const std::vector<std::string> kRedisKeys = {
+    "address",  "database",  "password_file", "timeout_ms",        "key_prefix",
+    "username", "sentinels", "master_name",   "sentinel_username", "sentinel_password_file"};
 
 std::string joinKeys(const std::vector<std::string>& keys) {
   std::string out;
@@ -396,6 +396,8 @@ void parseRedis(const YamlReader& r, const YAML::Node& node, RedisSettings* out)
     }
   }
   r.getString(node, "master_name", &out->masterName);
+  r.getString(node, "sentinel_username", &out->sentinelUsername);
+  r.getString(node, "sentinel_password_file", &out->sentinelPasswordFile);
   if (!out->sentinels.empty() && out->masterName.empty()) {
     r.error(node, "redis: sentinels needs master_name");
   } else if (out->sentinels.empty() && !out->masterName.empty()) {

@@ -89,6 +89,8 @@ struct RedisSettings {
   // Sentinel: `sentinels: [host:port, ...]` and `master_name:`; address is then not used.
   std::vector<Endpoint> sentinels;
   std::string masterName;
+  std::string sentinelUsername;      // AUTH to the sentinels (optional)
+  std::string sentinelPasswordFile;  // empty: no AUTH to the sentinels
 };
 
 struct Config {

@@ -141,6 +141,18 @@ StatusOr<RedisStoreSettings> discoverPrimary(const RedisStoreSettings& s) {
       continue;
     }
     redisSetTimeout(c, tv);
+    if (!s.sentinelPassword.empty()) {
+      std::vector<std::string> auth = {"AUTH"};
+      if (!s.sentinelUsername.empty()) {
+        auth.push_back(s.sentinelUsername);
+      }
+      auth.push_back(s.sentinelPassword);
+      if (auto a = command(c, auth); !a.isOk()) {
+        errors += "; sentinel " + where + ": AUTH failed: " + a.status().message();
+        redisFree(c);
+        continue;
+      }
+    }
     auto r = command(c, {"SENTINEL", "get-master-addr-by-name", s.masterName});
     redisFree(c);
     if (!r.isOk()) {

@@ -379,6 +379,7 @@ std::shared_ptr<const PolicyConfig> parsePolicyConfig(const Config& config, Diag
     rs.sentinels.emplace_back(sentinel.host, sentinel.port);
   }
   rs.masterName = config.redis.masterName;
+  rs.sentinelUsername = config.redis.sentinelUsername;
   rs.database = config.redis.database;
   rs.username = config.redis.username;
   rs.timeoutMs = static_cast<int>(config.redis.timeout.count());
@@ -395,6 +396,21 @@ std::shared_ptr<const PolicyConfig> parsePolicyConfig(const Config& config, Diag
     while (!rs.password.empty() && std::isspace(static_cast<unsigned char>(rs.password.back()))) {
       rs.password.pop_back();
     }
+  }
+  if (out->useRedis && !config.redis.sentinelPasswordFile.empty()) {
+    std::ifstream in(config.redis.sentinelPasswordFile);
+    if (!in || !std::getline(in, rs.sentinelPassword)) {
+      local.error(config.redis.where, "redis sentinel_password_file \"" +
+                                          config.redis.sentinelPasswordFile + "\" cannot be read");
+    }
+    while (!rs.sentinelPassword.empty() &&
+           std::isspace(static_cast<unsigned char>(rs.sentinelPassword.back()))) {
+      rs.sentinelPassword.pop_back();
+    }
+  }
+  if (out->useRedis && !config.redis.sentinelUsername.empty() &&
+      config.redis.sentinelPasswordFile.empty()) {
+    local.error(config.redis.where, "redis sentinel_username needs sentinel_password_file");
   }
   if (out->useRedis && !config.redis.username.empty() && config.redis.passwordFile.empty()) {
     local.error(config.redis.where, "redis username \"" + config.redis.username +

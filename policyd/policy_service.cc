@@ -199,7 +199,8 @@ bool PolicyService::configure(const std::shared_ptr<const Config>& config, Diagn
           (policy->useRedis &&
            (a.host != b.host || a.port != b.port || a.unixPath != b.unixPath ||
             a.database != b.database || a.username != b.username || a.sentinels != b.sentinels ||
-            a.masterName != b.masterName || a.password != b.password ||
+            a.masterName != b.masterName || a.sentinelUsername != b.sentinelUsername ||
+            a.sentinelPassword != b.sentinelPassword || a.password != b.password ||
             a.timeoutMs != b.timeoutMs || a.keyPrefix != b.keyPrefix))) {
         logWarning("policy store or redis: settings changed: they take effect after a restart");
       }

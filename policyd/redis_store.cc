@@ -138,6 +138,20 @@ struct RedisStoreCallbacks {
       store->onSentinelReply(ac, reply);
     }
   }
+  static void onSentinelAuthReply(redisAsyncContext* ac, void* reply, void*) {
+    auto* store = static_cast<RedisStore*>(ac->data);
+    auto* r = static_cast<redisReply*>(reply);
+    if (store != nullptr && ac == store->sentinelAc_ && r != nullptr &&
+        r->type == REDIS_REPLY_ERROR) {
+      const auto& [host, port] =
+          store->settings_.sentinels[store->sentinelIndex_ % store->settings_.sentinels.size()];
+      logError("redis: sentinel " + host + ":" + std::to_string(port) + ": AUTH" +
+               (store->settings_.sentinelUsername.empty()
+                    ? std::string()
+                    : " as user \"" + store->settings_.sentinelUsername + "\"") +
+               " failed: " + std::string(r->str, r->len));
+    }
+  }
   static void onRoleReply(redisAsyncContext* ac, void* reply, void*) {
     auto* store = static_cast<RedisStore*>(ac->data);
     if (store != nullptr && ac == store->ac_) {
@@ -247,6 +261,20 @@ void RedisStore::discover() {
   redisLibeventAttach(ac, base_);
   redisAsyncSetConnectCallback(ac, RedisStoreCallbacks::onSentinelConnect);
   redisAsyncSetDisconnectCallback(ac, RedisStoreCallbacks::onSentinelDisconnect);
+  if (!settings_.sentinelPassword.empty()) {
+    // A refused AUTH makes the query below fail with NOAUTH: discoveryFailed() logs that line
+    // (naming the sentinel and the user, never the password).
+    std::vector<const char*> auth = {"AUTH"};
+    std::vector<size_t> authLens = {4};
+    if (!settings_.sentinelUsername.empty()) {
+      auth.push_back(settings_.sentinelUsername.c_str());
+      authLens.push_back(settings_.sentinelUsername.size());
+    }
+    auth.push_back(settings_.sentinelPassword.c_str());
+    authLens.push_back(settings_.sentinelPassword.size());
+    redisAsyncCommandArgv(ac, RedisStoreCallbacks::onSentinelAuthReply, nullptr,
+                          static_cast<int>(auth.size()), auth.data(), authLens.data());
+  }
   const char* argv[3] = {"SENTINEL", "get-master-addr-by-name", settings_.masterName.c_str()};
   const size_t lens[3] = {8, 23, settings_.masterName.size()};
   redisAsyncCommandArgv(ac, RedisStoreCallbacks::onSentinelReply, nullptr, 3, argv, lens);

@@ -35,6 +35,8 @@ struct RedisStoreSettings {
   // the next on error) and host/port above are not used.
   std::vector<std::pair<std::string, int>> sentinels;
   std::string masterName;
+  std::string sentinelUsername;  // AUTH to each sentinel when sentinelPassword is set
+  std::string sentinelPassword;  // never logged
 };
 
 struct RedisStoreStats {

@@ -77,17 +77,18 @@ class Topology:
                                             stderr=subprocess.DEVNULL)
         harness.wait_port(self.ports[name], proc=self.procs[name], what="redis " + name)
 
-    def start_sentinels(self, primary):
-        for i, port in enumerate(self.sentinel_ports):
+    def start_sentinels(self, primary, count=3, extra=()):
+        for i, port in enumerate(self.sentinel_ports[:count]):
             conf = os.path.join(self.dir, "sentinel%d.conf" % i)
             harness.write_file(conf, "\n".join([
                 "port %d" % port, "bind 127.0.0.1", "dir %s" % self.dir,
                 "logfile %s" % os.path.join(self.dir, "sentinel%d.log" % i),
                 "sentinel resolve-hostnames no",
-                "sentinel monitor %s 127.0.0.1 %d 2" % (MASTER, self.ports[primary]),
+                "sentinel monitor %s 127.0.0.1 %d %d" % (MASTER, self.ports[primary],
+                                                         min(2, count)),
                 "sentinel down-after-milliseconds %s 1000" % MASTER,
                 "sentinel failover-timeout %s 5000" % MASTER,
-                "sentinel parallel-syncs %s 1" % MASTER, ""]))
+                "sentinel parallel-syncs %s 1" % MASTER] + list(extra) + [""]))
             name = "sentinel%d" % i
             self.procs[name] = subprocess.Popen(["redis-sentinel", conf],
                                                 stdout=subprocess.DEVNULL,
@@ -226,6 +227,48 @@ class PolicySentinelTest(harness.E2ETestCase):
             else:
                 self.assertTrue(ask("10.0.0.1").startswith("action=450 "))  # still enforced
         self.assertTrue(d.running())
+
+    def test_sentinel_password(self):
+        topo = Topology(self.subdir("redis"))
+        self.addCleanup(topo.stop)
+        topo.start_server("a")
+        topo.start_sentinels("a", count=1, extra=["requirepass sentinel-Secret-9"])
+        sentinel = topo.sentinel_ports[0]
+        for password, healthy in (("wrong-Secret-3", False), ("sentinel-Secret-9", True)):
+            port, metrics = harness.free_port(), harness.free_port()
+            pass_file = os.path.join(self.tmp, "sentinel.pass")
+            harness.write_file(pass_file, password + "\n", mode=0o600)
+            path = os.path.join(self.tmp, "relaykit.yaml")
+            harness.write_file(path, (
+                "policy:\n  listen: inet:127.0.0.1:%d\n  metrics_listen: 127.0.0.1:%d\n"
+                "  store: redis\n  on_store_error: closed\n"
+                "  limits:\n    - {name: c, key: [client_address], max: 6, per: 1h}\n"
+                "redis:\n  sentinels: [127.0.0.1:%d]\n  master_name: %s\n"
+                "  sentinel_password_file: %s\n  timeout_ms: 200\n")
+                % (port, metrics, sentinel, MASTER, pass_file))
+            d = self.start_daemon("relaykit-policyd", path, port=port)
+            if healthy:
+                harness.wait_until(lambda: health(metrics) == (200, "ok\n"), 15, "health ok")
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    s.sendall(request("10.0.0.1"))
+                    self.assertEqual(read_reply(s), "action=DUNNO\n\n")
+                out = harness.run([harness.binary_path("relaykit"), "limits", "-c", path, "show",
+                                   "client_address=10.0.0.1"]).stdout
+                self.assertIn("5 left", out)
+            else:
+                harness.wait_until(lambda: "AUTH failed" in d.stderr(), 10, "AUTH error line")
+                self.assertIn("redis: sentinel 127.0.0.1:%d: AUTH failed: WRONGPASS" % sentinel,
+                              d.stderr())
+                code, body = health(metrics)
+                self.assertEqual(code, 503, body)
+                self.assertIn('primary of "%s", none known' % MASTER, body)
+                r = harness.run([harness.binary_path("relaykit"), "limits", "-c", path, "show",
+                                 "client_address=10.0.0.1"], check=False)
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn("AUTH failed", r.stdout + r.stderr)
+                self.assertNotIn(password, r.stdout + r.stderr)
+            self.assertNotIn(password, d.stderr())
+            d.stop()
 
 
 if __name__ == "__main__":

@@ -159,7 +159,8 @@ TEST(ConfigTest, UnknownKeysInSections) {
             "propagate_unmatched_extensions, sources)\n");
   EXPECT_EQ(problems("redis:\n  adress: x\n"),
             "t.yaml:2:3: unknown key \"adress\" in redis (allowed: address, database, "
-            "password_file, timeout_ms, key_prefix, username, sentinels, master_name)\n");
+            "password_file, timeout_ms, key_prefix, username, sentinels, master_name, "
+            "sentinel_username, sentinel_password_file)\n");
 }
 
 TEST(ConfigTest, MilterAndPolicyKeysAreLeftToTheirComponents) {
