@@ -340,14 +340,30 @@ MilterService::~MilterService() = default;
 
 bool MilterService::configure(const std::shared_ptr<const Config>& config, Diagnostics* diags,
                               bool install) {
-  std::shared_ptr<const MilterConfig> compiled = parseMilterConfig(config, diags);
+  std::shared_ptr<const MilterConfig> compiled;
+  if (install) {
+    std::lock_guard<std::mutex> lock(pendingMutex_);
+    if (pendingFor_ == config.get()) {
+      compiled = std::move(pending_);
+    }
+    pendingFor_ = nullptr;
+    pending_.reset();
+  }
   if (!compiled) {
-    if (install && configured_) {
+    compiled = parseMilterConfig(config, diags);
+  }
+  if (!compiled) {
+    if (configured_) {
       logError("reload: configuration refused; the previous one keeps serving");
     }
     return false;
   }
   if (!install) {
+    if (configured_) {
+      std::lock_guard<std::mutex> lock(pendingMutex_);
+      pendingFor_ = config.get();
+      pending_ = compiled;
+    }
     return true;
   }
   if (!configured_) {

@@ -20,10 +20,12 @@
 // Everything runs on the loop thread; configure() may run on another thread (reload).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <unordered_set>
 
 #include "common/server/connection.h"
@@ -83,7 +85,13 @@ class MilterService : public Service {
   bool evictIdle();
 
   std::size_t maxSessions_ = kDefaultMilterSessions;  // from the first configuration
-  bool configured_ = false;
+  // Set once by the first configure(install=true), before any reload worker exists.
+  std::atomic<bool> configured_{false};
+  // A reload compiles on the skeleton's worker (configure install=false); the loop thread then
+  // installs that same compiled snapshot instead of parsing the file a second time.
+  std::mutex pendingMutex_;
+  const Config* pendingFor_ = nullptr;
+  std::shared_ptr<const MilterConfig> pending_;
   bool started_ = false;
   bool stopping_ = false;
   std::size_t active_ = 0;
