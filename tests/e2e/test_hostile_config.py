@@ -267,6 +267,11 @@ class HostileConfigFiles(harness.E2ETestCase):
             # policy: has no user: the other sections' users are not its business.
             out = self.check(path, 0, None, binary="relaykit-policyd", args=["--check", "-c", path])
             self.assertNotIn("no-such-user", out)
+        with self.subTest("policyd --check: its own user"):
+            path = self.write("policy-user.yaml", "policy:\n  user: no-such-user-relaykit\n")
+            self.check(path, 1, r"policy-user\.yaml:2:9: policy: user \"no-such-user-relaykit\" "
+                                r"does not exist", binary="relaykit-policyd",
+                       args=["--check", "-c", path])
         with self.subTest("readable: accepted"):
             os.chmod(secret, 0o644)
             os.chmod(self.path("users.yaml"), 0o644)
