@@ -320,6 +320,12 @@ class HostileCommandLines(harness.E2ETestCase):
             self.assertEqual(code, 1, err)  # some not found, no error
             self.assertEqual(out, "a@example.com\tfound\n")
             self.assertLess(seconds, 10)
+        with self.subTest("a 300 kB line on stdin"):
+            code, out, err, _ = self.query(["t", "-"], input=b"a@example.com\n" + b"k" * 300000
+                                           + b"\nzz\n")
+            self.assertEqual(code, 2)
+            self.assertEqual(out, "a@example.com\tfound\n")
+            self.assertIn("a key on stdin is longer than %d bytes" % MAX_LOOKUP_KEY_BYTES, err)
         with self.subTest("unknown table"):
             code, _, err, _ = self.query(["nosuch", "k"])
             self.assertEqual(code, 2)
