@@ -50,12 +50,16 @@ STOPPED = r"YAML parsing stopped here"
 
 
 def run_binary(name, args, input=None, timeout=CASE_TIMEOUT):
-    """(returncode, stdout, stderr, seconds); a timeout raises (the case fails)."""
+    """(returncode, stdout, stderr, seconds); a timeout or a sanitizer report raises (the case
+    fails: under ASan a crash may exit 1, the code a refused config expects)."""
     started = time.monotonic()
     p = subprocess.run([harness.binary_path(name)] + list(args), input=input,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-    return (p.returncode, p.stdout.decode("utf-8", "replace"),
-            p.stderr.decode("utf-8", "replace"), time.monotonic() - started)
+    err = p.stderr.decode("utf-8", "replace")
+    report = harness.sanitizer_report(err)
+    if report:
+        raise AssertionError("%s %s: sanitizer report:\n%s" % (name, list(args)[:3], report))
+    return (p.returncode, p.stdout.decode("utf-8", "replace"), err, time.monotonic() - started)
 
 
 class HostileConfigFiles(harness.E2ETestCase):
