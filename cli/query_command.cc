@@ -33,6 +33,27 @@ struct QueryState {
   bool error = false;
 };
 
+// One line of `in` into *line, at most kMaxLookupKeyBytes + 1 bytes kept (a longer line is
+// skipped to its end and flagged in *tooLong). False at end of input.
+bool readBoundedLine(std::istream& in, std::string* line, bool* tooLong) {
+  line->clear();
+  *tooLong = false;
+  int c = 0;
+  bool any = false;
+  while ((c = in.get()) != std::char_traits<char>::eof()) {
+    any = true;
+    if (c == '\n') {
+      return true;
+    }
+    if (line->size() <= kMaxLookupKeyBytes + 1) {
+      line->push_back(static_cast<char>(c));
+    } else {
+      *tooLong = true;
+    }
+  }
+  return any;
+}
+
 void queryOne(const Config& config, const std::string& table, const std::string& key, bool withKey,
               QueryState* state) {
   SocketmapAnswer answer = answerSocketmap(config, table, key);
@@ -82,7 +103,14 @@ int runQuery(const QueryOptions& options) {
       continue;
     }
     std::string line;
-    while (std::getline(std::cin, line)) {
+    bool tooLong = false;
+    while (readBoundedLine(std::cin, &line, &tooLong)) {
+      if (tooLong) {
+        std::fprintf(stderr, "relaykit: query %s: a key on stdin is longer than %zu bytes\n",
+                     options.table.c_str(), kMaxLookupKeyBytes);
+        state.error = true;
+        continue;
+      }
       if (!line.empty() && line.back() == '\r') {
         line.pop_back();
       }

@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/ascii.h"  // toLowerAscii, equalsIgnoreCase (used with addresses)
+
 namespace relaykit {
 
 // External -> internal form: removes quotes and backslash escapes from the localpart; text after
@@ -44,11 +46,5 @@ std::optional<StrippedAddress> stripExtension(std::string_view internal,
 // is not empty); one trailing dot after the domain is dropped; the localpart is re-quoted as
 // quote_822_local does.
 std::string rewriteLocalContext(std::string_view sender, std::string_view myorigin);
-
-// ASCII case-insensitive equality (strcasecmp(3) in the C locale).
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
-
-// ASCII lower-casing (Postfix's lowercase(3)); other bytes unchanged.
-std::string toLowerAscii(std::string_view s);
 
 }  // namespace relaykit

@@ -2,6 +2,7 @@
 // (mail_addr_find.c, mail_addr_map.c, trivial-rewrite transport.c; see address_search.h).
 #include "common/address_search.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "common/address.h"
@@ -121,7 +122,9 @@ void SearchPlan::planTransport(std::string_view key, const PostfixSettings& post
   const std::string_view domain = std::string_view(internal).substr(at + 1);
   const std::optional<std::string> foldedText = foldTableKey(domain, postfix.smtputf8Enable);
   const std::string_view folded = foldedText ? own(*foldedText) : std::string_view();
-  bool prefolded = foldedText.has_value();
+  // Guard the correspondence anyway: with a different number of dots, the sources fold.
+  bool prefolded = foldedText.has_value() && std::count(domain.begin(), domain.end(), '.') ==
+                                                 std::count(folded.begin(), folded.end(), '.');
   size_t start = 0;
   size_t foldedStart = 0;
   while (start < domain.size()) {

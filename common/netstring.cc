@@ -9,8 +9,9 @@ NetstringDecoder::NetstringDecoder(std::size_t maxLength) : maxLength_(maxLength
   maxDigits_ = std::to_string(maxLength_).size();
 }
 
-void NetstringDecoder::fail(std::string why) {
+void NetstringDecoder::fail(Error kind, std::string why) {
   state_ = State::kError;
+  errorKind_ = kind;
   error_ = std::move(why);
 }
 
@@ -35,18 +36,20 @@ std::size_t NetstringDecoder::feed(std::string_view data) {
           break;
         }
         if (c < '0' || c > '9') {
-          fail(phase_ == Phase::kLengthStart ? "bad length: expected a digit"
-                                             : "bad length: expected a digit or ':'");
+          fail(Error::kBadLength, phase_ == Phase::kLengthStart
+                                      ? "bad length: expected a digit"
+                                      : "bad length: expected a digit or ':'");
           return i;
         }
         if (phase_ == Phase::kLength && length_ == 0) {
-          fail("bad length: leading zero");
+          fail(Error::kBadLength, "bad length: leading zero");
           return i;
         }
         ++digits_;
         length_ = length_ * 10 + static_cast<std::size_t>(c - '0');
         if (digits_ > maxDigits_ || length_ > maxLength_) {
-          fail("netstring too long: more than " + std::to_string(maxLength_) + " bytes");
+          fail(Error::kTooLong,
+               "netstring too long: more than " + std::to_string(maxLength_) + " bytes");
           return i;
         }
         phase_ = Phase::kLength;
@@ -65,7 +68,7 @@ std::size_t NetstringDecoder::feed(std::string_view data) {
       }
       case Phase::kComma:
         if (data[i] != ',') {
-          fail("missing ',' after netstring data");
+          fail(Error::kMissingComma, "missing ',' after netstring data");
           return i;
         }
         ++i;

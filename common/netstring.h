@@ -20,6 +20,8 @@ inline constexpr std::size_t kMaxNetstringBytes = 100000;
 class NetstringDecoder {
  public:
   enum class State { kNeedMore, kMessage, kError };
+  // Why decoding failed, for callers that act on it (metrics labels); error() is for people.
+  enum class Error { kNone, kBadLength, kTooLong, kMissingComma };
 
   explicit NetstringDecoder(std::size_t maxLength = kMaxNetstringBytes);
 
@@ -34,12 +36,13 @@ class NetstringDecoder {
   std::string takeMessage();
   // Why decoding failed ("bad length", "missing ','", "netstring too long: N > MAX", ...).
   const std::string& error() const { return error_; }
+  Error errorKind() const { return errorKind_; }
   // True while part of a netstring has been received (so EOF now would truncate it).
   bool inProgress() const { return phase_ != Phase::kLengthStart; }
 
  private:
   enum class Phase { kLengthStart, kLength, kData, kComma };
-  void fail(std::string why);
+  void fail(Error kind, std::string why);
 
   std::size_t maxLength_;
   std::size_t maxDigits_;
@@ -49,6 +52,7 @@ class NetstringDecoder {
   std::size_t digits_ = 0;
   std::string data_;
   std::string error_;
+  Error errorKind_ = Error::kNone;
 };
 
 // "<len>:<data>,"

@@ -4,6 +4,7 @@
 // its file, line and column.
 #include <algorithm>
 
+#include "common/ascii.h"
 #include "common/logical_lines.h"
 #include "common/regexp_table_impl.h"
 #include "common/regexp_translate.h"
@@ -21,17 +22,8 @@ bool isAlnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 bool startsWithWord(std::string_view text, std::string_view word) {
-  if (text.size() < word.size()) {
+  if (!startsWithIgnoreCase(text, word)) {
     return false;
-  }
-  for (size_t i = 0; i < word.size(); ++i) {
-    char c = text[i];
-    if (c >= 'A' && c <= 'Z') {
-      c = static_cast<char>(c - 'A' + 'a');
-    }
-    if (c != word[i]) {
-      return false;
-    }
   }
   return text.size() == word.size() || !isAlnum(text[word.size()]);
 }

@@ -5,16 +5,10 @@
 #include <optional>
 #include <string>
 
+#include "common/ascii.h"
+
 namespace relaykit::milter {
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  return out;
-}
 
 void appendUtf8(std::string* out, unsigned cp) {
   if (cp < 0x80) {
@@ -36,7 +30,7 @@ constexpr unsigned kCp1252High[32] = {
     0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0,      0x017E, 0x0178};
 
 std::optional<std::string> toUtf8(std::string_view charset, const std::string& bytes) {
-  std::string cs = lower(charset);
+  std::string cs = toLowerAscii(charset);
   size_t star = cs.find('*');  // RFC 2231 language suffix
   if (star != std::string::npos) {
     cs.resize(star);

@@ -388,8 +388,11 @@ std::shared_ptr<const PolicyConfig> parsePolicyConfig(const Config& config, Diag
     StatusOr<std::string> secret =
         readBoundedFile(config.redis.passwordFile, kMaxSecretFileBytes, "redis password_file");
     if (!secret) {
-      local.error(config.redis.where,
+      local.error(config.redis.passwordFileWhere,
                   secret.status().message() + " (" + config.redis.passwordFile + ")");
+    } else if (secret->empty()) {
+      local.error(config.redis.passwordFileWhere,
+                  "redis password_file \"" + config.redis.passwordFile + "\" is empty");
     } else {
       rs.password = secret->substr(0, secret->find('\n'));
     }

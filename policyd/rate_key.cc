@@ -9,6 +9,8 @@
 #include "common/address.h"
 #include "common/ip_network.h"
 
+#include "common/ascii.h"
+
 namespace relaykit::policy {
 
 namespace {
@@ -34,11 +36,7 @@ bool parsePrefix(std::string_view text, int max, int* out) {
 }  // namespace
 
 std::string toLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  return out;
+  return toLowerAscii(s);
 }
 
 std::string domainOf(std::string_view address) {

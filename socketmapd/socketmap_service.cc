@@ -68,8 +68,9 @@ class SocketmapHandler : public ConnectionHandler {
         if (decoder_.state() == NetstringDecoder::State::kError) {
           logWarning("closing connection from " + conn.peer() +
                      ": bad request: " + decoder_.error());
-          service_->countProtocolError(
-              decoder_.error().find("too long") != std::string::npos ? "oversized" : "malformed");
+          service_->countProtocolError(decoder_.errorKind() == NetstringDecoder::Error::kTooLong
+                                           ? "oversized"
+                                           : "malformed");
           conn.close();
           return;
         }

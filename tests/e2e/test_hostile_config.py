@@ -50,12 +50,16 @@ STOPPED = r"YAML parsing stopped here"
 
 
 def run_binary(name, args, input=None, timeout=CASE_TIMEOUT):
-    """(returncode, stdout, stderr, seconds); a timeout raises (the case fails)."""
+    """(returncode, stdout, stderr, seconds); a timeout or a sanitizer report raises (the case
+    fails: under ASan a crash may exit 1, the code a refused config expects)."""
     started = time.monotonic()
     p = subprocess.run([harness.binary_path(name)] + list(args), input=input,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-    return (p.returncode, p.stdout.decode("utf-8", "replace"),
-            p.stderr.decode("utf-8", "replace"), time.monotonic() - started)
+    err = p.stderr.decode("utf-8", "replace")
+    report = harness.sanitizer_report(err)
+    if report:
+        raise AssertionError("%s %s: sanitizer report:\n%s" % (name, list(args)[:3], report))
+    return (p.returncode, p.stdout.decode("utf-8", "replace"), err, time.monotonic() - started)
 
 
 class HostileConfigFiles(harness.E2ETestCase):
@@ -267,6 +271,11 @@ class HostileConfigFiles(harness.E2ETestCase):
             # policy: has no user: the other sections' users are not its business.
             out = self.check(path, 0, None, binary="relaykit-policyd", args=["--check", "-c", path])
             self.assertNotIn("no-such-user", out)
+        with self.subTest("policyd --check: its own user"):
+            path = self.write("policy-user.yaml", "policy:\n  user: no-such-user-relaykit\n")
+            self.check(path, 1, r"policy-user\.yaml:2:9: policy: user \"no-such-user-relaykit\" "
+                                r"does not exist", binary="relaykit-policyd",
+                       args=["--check", "-c", path])
         with self.subTest("readable: accepted"):
             os.chmod(secret, 0o644)
             os.chmod(self.path("users.yaml"), 0o644)
@@ -315,6 +324,12 @@ class HostileCommandLines(harness.E2ETestCase):
             self.assertEqual(code, 1, err)  # some not found, no error
             self.assertEqual(out, "a@example.com\tfound\n")
             self.assertLess(seconds, 10)
+        with self.subTest("a 300 kB line on stdin"):
+            code, out, err, _ = self.query(["t", "-"], input=b"a@example.com\n" + b"k" * 300000
+                                           + b"\nzz\n")
+            self.assertEqual(code, 2)
+            self.assertEqual(out, "a@example.com\tfound\n")
+            self.assertIn("a key on stdin is longer than %d bytes" % MAX_LOOKUP_KEY_BYTES, err)
         with self.subTest("unknown table"):
             code, _, err, _ = self.query(["nosuch", "k"])
             self.assertEqual(code, 2)

@@ -117,6 +117,24 @@ TEST(NetstringTest, Oversized) {
   EXPECT_EQ(msgs[0].size(), 100000u);
 }
 
+TEST(NetstringTest, ErrorKinds) {
+  const std::vector<std::pair<std::string, NetstringDecoder::Error>> cases = {
+      {"100001:", NetstringDecoder::Error::kTooLong},
+      {"03:abc,", NetstringDecoder::Error::kBadLength},
+      {"x:", NetstringDecoder::Error::kBadLength},
+      {"3:abc;", NetstringDecoder::Error::kMissingComma},
+  };
+  for (const auto& [input, kind] : cases) {
+    NetstringDecoder d;
+    d.feed(input);
+    EXPECT_EQ(d.state(), NetstringDecoder::State::kError) << input;
+    EXPECT_EQ(d.errorKind(), kind) << input;
+  }
+  NetstringDecoder ok;
+  ok.feed("1:a,");
+  EXPECT_EQ(ok.errorKind(), NetstringDecoder::Error::kNone);
+}
+
 TEST(NetstringTest, ErrorIsSticky) {
   NetstringDecoder d;
   d.feed("x");
