@@ -299,8 +299,8 @@ std::string wiringFor(const WiringInputs& in) {
             // lookups per message with one recipient).
             notes.push_back("# table " + name +
                             ": applied by relaykit-milter's rewrite_from before the queue; add "
-                            "smtp_generic_maps = " + ref +
-                            " only to rewrite other headers (To, Cc) and recipients too");
+                            "smtp_generic_maps = " +
+                            ref + " only to rewrite other headers (To, Cc) and recipients too");
           } else if (contains(name, "canonical") && contains(name, "recipient")) {
             params["recipient_canonical_maps"].push_back(ref);
           } else if (contains(name, "canonical")) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -564,6 +565,9 @@ StatusOr<std::chrono::milliseconds> parseDuration(std::string_view text) {
   } else {
     return bad();
   }
+  if (*number > std::numeric_limits<std::int64_t>::max() / factor) {
+    return Status::error("duration \"" + std::string(text) + "\" is too large");
+  }
   return std::chrono::milliseconds(*number * factor);
 }
 
@@ -595,6 +599,9 @@ StatusOr<std::uint64_t> parseSize(std::string_view text) {
     factor = 1024ULL * 1024 * 1024;
   } else {
     return bad();
+  }
+  if (static_cast<std::uint64_t>(*number) > std::numeric_limits<std::uint64_t>::max() / factor) {
+    return Status::error("size \"" + std::string(text) + "\" is too large");
   }
   return static_cast<std::uint64_t>(*number) * factor;
 }

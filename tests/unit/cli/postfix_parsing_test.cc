@@ -161,8 +161,7 @@ TEST(WiringTest, JobsTheMilterDoesAreNotWiredTwice) {
   EXPECT_NE(text.find("\nsmtp_generic_maps = socketmap:inet:127.0.0.1:10041:generic"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("\nsmtpd_recipient_restrictions = check_policy_service"),
-            std::string::npos);
+  EXPECT_NE(text.find("\nsmtpd_recipient_restrictions = check_policy_service"), std::string::npos);
 }
 
 }  // namespace

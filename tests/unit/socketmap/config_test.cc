@@ -92,6 +92,26 @@ redis:
   EXPECT_EQ(config->findTable("generic")->lookup("x@srv12.corp.local").value(), "x@corp.com");
 }
 
+// Durations and sizes are checked before they are multiplied by their unit: the largest
+// numbers the parsers accept would overflow int64/uint64 (999999999999w is ~6e20 ms).
+TEST(ConfigTest, DurationAndSizeOverflowIsRefused) {
+  auto week = parseDuration("999999999999w");
+  ASSERT_FALSE(week);
+  EXPECT_NE(week.status().message().find("too large"), std::string::npos);
+  auto ms = parseDuration("999999999999ms");
+  ASSERT_TRUE(ms);
+  EXPECT_EQ(ms->count(), 999999999999LL);
+  auto days = parseDuration("15250w");
+  ASSERT_TRUE(days);
+  EXPECT_EQ(days->count(), 15250LL * 7 * 86400 * 1000);
+  auto size = parseSize("999999999999999G");
+  ASSERT_FALSE(size);
+  EXPECT_NE(size.status().message().find("too large"), std::string::npos);
+  auto bytes = parseSize("1024G");
+  ASSERT_TRUE(bytes);
+  EXPECT_EQ(*bytes, 1024ULL * 1024 * 1024 * 1024);
+}
+
 TEST(ConfigTest, EmptyMapGivesDefaults) {
   Diagnostics diags;
   auto config = load("{}", &diags);
