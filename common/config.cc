@@ -454,6 +454,19 @@ void collectNamedFiles(const YamlReader& r, Config* config) {
     config->files.push_back(
         NamedFile{path, r.where(hf), "header_checks_file", DaemonSection::kMilter});
   }
+  // DKIM private keys (milter.dkim.keys[].key_file): the milter must be able to read them.
+  YAML::Node keys = YamlReader::child(YamlReader::child(config->milterNode, "dkim"), "keys");
+  if (keys.IsDefined() && keys.IsSequence()) {
+    for (const auto& entry : keys) {
+      if (!entry.IsMap()) {
+        continue;
+      }
+      if (YAML::Node kf = YamlReader::child(entry, "key_file"); kf.IsDefined() && kf.IsScalar()) {
+        config->files.push_back(
+            NamedFile{kf.Scalar(), r.where(kf), "dkim key_file", DaemonSection::kMilter});
+      }
+    }
+  }
 }
 
 std::shared_ptr<const Config> compile(const YAML::Node& root, const std::string& file,

@@ -82,5 +82,26 @@ TEST_F(FileAccessTest, CheckDaemonAccessReportsWhereFilesAreNamed) {
                 "start\n");
 }
 
+// DKIM private keys are files the milter reads at every reload: `relaykit check` and
+// `relaykit-milter --check` check them like the other named files.
+TEST_F(FileAccessTest, DkimKeyFilesAreCheckedForTheMilterUser) {
+  if (geteuid() != 0) {
+    GTEST_SKIP() << "needs root";
+  }
+  const std::string path = dir_ + "/c.yaml";
+  std::ofstream(path) << "milter:\n  user: nobody\n  dkim:\n    keys:\n      - domain: corp.com\n"
+                      << "        selector: s\n        key_file: " << dir_ << "/secret\n";
+  chmod(path.c_str(), 0644);
+  Diagnostics diags;
+  auto config = loadConfig(path, &diags);
+  ASSERT_TRUE(config) << diags.formatAll();
+  checkDaemonAccess(*config, DaemonSection::kMilter, &diags);
+  const std::string text = diags.formatAll();
+  EXPECT_NE(text.find(path + ":7:19: milter: user \"nobody\" cannot read " + dir_ +
+                      "/secret (root:root 0600)"),
+            std::string::npos)
+      << text;
+}
+
 }  // namespace
 }  // namespace relaykit
