@@ -69,6 +69,16 @@ bool faultAtEom() {
   return fault;
 }
 
+// Test hook: RELAYKIT_MILTER_FAULT=sign makes every DKIM signature fail as an OpenSSL error
+// would (after the job ran on the pool), so on_error for signing is testable end to end.
+bool faultAtSign() {
+  static const bool fault = [] {
+    const char* v = std::getenv("RELAYKIT_MILTER_FAULT");
+    return v != nullptr && std::string(v) == "sign";
+  }();
+  return fault;
+}
+
 std::string stripAngles(std::string_view s) {
   if (s.size() >= 2 && s.front() == '<' && s.back() == '>') {
     s = s.substr(1, s.size() - 2);
@@ -478,6 +488,9 @@ MilterResponse RelaykitFilter::resumeEndOfMessage(const MilterSession& s,
     }
     const StatusOr<std::vector<std::string>>& values = *m.signed_;
     Status st = values ? Status::ok() : values.status();
+    if (st && faultAtSign()) {
+      st = Status::error("injected by RELAYKIT_MILTER_FAULT=sign");
+    }
     if (st) {
       // Each inserted at the top: the last first, so they end up in key order.
       for (std::size_t i = values->size(); i-- > 0 && st;) {

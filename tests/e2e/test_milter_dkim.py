@@ -16,7 +16,9 @@ signed domain only (`existing: replace`); `sign: [non_smtpd]` signs sendmail sub
 
 import os
 import re
+import smtplib
 import sys
+import time
 import unittest
 import urllib.request
 
@@ -82,11 +84,12 @@ class MilterDkimTest(MilterTestCase):
             os.path.join(d, "public-keys"),
             "".join("%s._domainkey.corp.com %s\n" % (s, r) for s, r in self.records.items()))
 
-    def start_signing_stack(self, canon="relaxed/relaxed", extra=""):
+    def start_signing_stack(self, canon="relaxed/relaxed", extra="", on_error="tempfail"):
         self.metrics_port = harness.free_port()
         keys = "".join("    - {domain: corp.com, selector: %s, key_file: %s}\n"
                        % (s, self.keyfile[s]) for s, _ in KEYS)
-        body = (SEED_MILTER + "metrics_listen: 127.0.0.1:%d\n" % self.metrics_port +
+        body = (SEED_MILTER.replace("on_error: tempfail", "on_error: " + on_error) +
+                "metrics_listen: 127.0.0.1:%d\n" % self.metrics_port +
                 "dkim:\n  canonicalization: %s\n%s  keys:\n%s" % (canon, extra, keys))
         stack = self.start_milter_stack(body, extra_main_cf={"message_size_limit": "20000000"})
         harness.wait_port(self.metrics_port, what="metrics endpoint")
@@ -249,6 +252,37 @@ class MilterDkimTest(MilterTestCase):
         self.assertEqual(
             self.metric('relaykit_milter_dkim_messages_total{result="not_selected"}'), 1)
         self.assertIn("dkim: no key for example.org: passed unsigned", milter.stderr())
+
+    def check_signing_failure(self, on_error):
+        # RELAYKIT_MILTER_FAULT=sign: every signature fails after the pool ran it.
+        os.environ["RELAYKIT_MILTER_FAULT"] = "sign"
+        try:
+            sink, milter, pf = self.start_signing_stack(on_error=on_error)
+        finally:
+            del os.environ["RELAYKIT_MILTER_FAULT"]
+        try:
+            self.send(pf, "root@relay.corp.local", ["ops@example.net"], CORPUS["plain"])
+            delivered = True
+        except smtplib.SMTPDataError as e:
+            self.assertEqual(e.smtp_code // 100, 4, e)
+            delivered = False
+        self.assertEqual(delivered, on_error == "accept")
+        self.assertIn("dkim: signing for corp.com failed: injected by "
+                      "RELAYKIT_MILTER_FAULT=sign; on_error=" + on_error, milter.stderr())
+        self.assertEqual(self.metric('relaykit_milter_dkim_messages_total{result="error"}'), 1)
+        if delivered:
+            m = self.one_message(sink)
+            self.assertEqual(m.header_all("DKIM-Signature"), [])
+            self.assertEqual(m.header("From"), "Root <noreply@corp.com>")  # still rewritten
+        else:
+            time.sleep(1)
+            self.assertEqual(sink.count(), 0)
+
+    def test_signing_failure_tempfails_by_default(self):
+        self.check_signing_failure("tempfail")
+
+    def test_signing_failure_with_on_error_accept(self):
+        self.check_signing_failure("accept")
 
 
 if __name__ == "__main__":
