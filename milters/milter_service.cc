@@ -27,6 +27,17 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Test hook: RELAYKIT_MILTER_FAULT=slow-sign holds every signing result on its worker thread for
+// kSlowSignDelay, so a test can see that other sessions are answered meanwhile.
+constexpr auto kSlowSignDelay = std::chrono::seconds(2);
+bool slowSign() {
+  static const bool slow = [] {
+    const char* v = std::getenv("RELAYKIT_MILTER_FAULT");
+    return v != nullptr && std::string(v) == "slow-sign";
+  }();
+  return slow;
+}
+
 // At most one "sessions busy" line per this interval.
 constexpr auto kFullLogInterval = std::chrono::seconds(10);
 
@@ -407,6 +418,9 @@ bool MilterService::submitSign(MilterConnection* c, dkim::SignJob job) {
   const bool queued =
       pool_->submit(std::move(job), [this, ticket](StatusOr<std::vector<std::string>> result) {
         // Worker thread: post only.
+        if (slowSign()) {
+          std::this_thread::sleep_for(kSlowSignDelay);
+        }
         {
           std::lock_guard<std::mutex> lock(doneMutex_);
           done_.emplace_back(ticket, std::move(result));

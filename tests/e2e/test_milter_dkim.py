@@ -17,6 +17,8 @@ signed domain only (`existing: replace`); `sign: [non_smtpd]` signs sendmail sub
 import os
 import re
 import smtplib
+import socket
+import struct
 import sys
 import time
 import unittest
@@ -283,6 +285,81 @@ class MilterDkimTest(MilterTestCase):
 
     def test_signing_failure_with_on_error_accept(self):
         self.check_signing_failure("accept")
+
+    def test_a_slow_signature_delays_no_other_session(self):
+        # RELAYKIT_MILTER_FAULT=slow-sign holds each signature 2 s on its worker thread. Session A
+        # (signed) waits for its reply; session B (a From without a key) is answered meanwhile.
+        keys = "".join("    - {domain: corp.com, selector: %s, key_file: %s}\n"
+                       % (s, self.keyfile[s]) for s, _ in KEYS)
+        port = harness.free_port()
+        config = self.write_config(SEED_MILTER + "dkim:\n  sign: all\n  keys:\n" + keys,
+                                   "inet:127.0.0.1:%d" % port)
+        os.environ["RELAYKIT_MILTER_FAULT"] = "slow-sign"
+        try:
+            milter = self.start_daemon("relaykit-milter", config, port=port)
+        finally:
+            del os.environ["RELAYKIT_MILTER_FAULT"]
+
+        def packet(cmd, data=b""):
+            return struct.pack(">I", len(data) + 1) + cmd + data
+
+        buffers = {}
+
+        def recv(sock):
+            """The next reply packet (command, data), or None when the milter closed."""
+            data = buffers.get(sock, b"")
+            while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return None
+                data += chunk
+            n = struct.unpack(">I", data[:4])[0]
+            buffers[sock] = data[4 + n:]
+            return data[4:5], data[5:4 + n]
+
+        def message(sock, sender):
+            sock.sendall(packet(b"O", struct.pack(">III", 6, 0x1FF, 0x1FFFFF)))
+            self.assertEqual(recv(sock)[0], b"O")
+            sock.sendall(packet(b"C", b"client\x004\x00\x19127.0.0.1\x00") +
+                         packet(b"M", b"<%s>\x00" % sender) +
+                         packet(b"L", b"From\x00 <%s>\x00" % sender) +
+                         packet(b"L", b"Subject\x00 hello\x00") +
+                         packet(b"B", b"body\r\n") + packet(b"E"))
+            return time.monotonic()
+
+        a = socket.create_connection(("127.0.0.1", port), timeout=10)
+        b = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        a_sent = message(a, b"root@relay.corp.local")
+        time.sleep(0.2)
+        b_sent = time.monotonic()  # from its first packet: negotiation must not wait either
+        message(b, b"someone@example.org")
+        b_reply = b""
+        while True:  # B: its header edits (none: no rule matches) and continue, at once
+            got = recv(b)
+            self.assertIsNotNone(got)
+            b_reply += got[0]
+            if got[0] == b"c":
+                break
+        b_took = time.monotonic() - b_sent
+        self.assertLess(b_took, 1.5, "session B waited for A's signature")
+        replies = []
+        while True:
+            got = recv(a)
+            self.assertIsNotNone(got)
+            replies.append(got)
+            if got[0] == b"c":
+                break
+        a_took = time.monotonic() - a_sent
+        self.assertGreaterEqual(a_took, 1.9)  # the signature came back after the delay
+        inserted = [d for c, d in replies if c == b"i"]
+        self.assertEqual(len(inserted), 2)
+        for d in inserted:
+            self.assertEqual(struct.unpack(">I", d[:4])[0], 0)  # at the top
+            self.assertTrue(d[4:].startswith(b"DKIM-Signature\x00 v=1; a="), d)
+        self.assertEqual(replies[-1], (b"c", b""))
+        self.assertEqual(b_reply, b"c")
 
 
 if __name__ == "__main__":
