@@ -11,7 +11,9 @@ relaxed/relaxed and simple/simple, for messages of the milter corpus (folded, 8-
 headers, no final newline, empty, 1-byte and 10 MiB bodies) and the seed relay's root@ and
 nagios@ mail. A tampered delivered copy must fail both verifiers. Also: a From domain without a
 key passes unsigned and is counted in /metrics; existing signatures are kept, or replaced for the
-signed domain only (`existing: replace`); `sign: [non_smtpd]` signs sendmail submissions only.
+signed domain only (`existing: replace`); `sign: [non_smtpd]` signs sendmail submissions only; a
+failed signature (RELAYKIT_MILTER_FAULT=sign) answers per on_error; a signature held 2 s on its
+worker (RELAYKIT_MILTER_FAULT=slow-sign) delays no other session's reply (raw milter packets).
 """
 
 import os
