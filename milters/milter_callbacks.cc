@@ -11,11 +11,15 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "common/address.h"
 #include "common/server/logging.h"
+#include "milters/dkim_message.h"
 #include "milters/message_rewriter.h"
 
 namespace relaykit::milter {
@@ -36,6 +40,13 @@ struct Metrics {
   Counter* skipped = nullptr;
   Counter* changes = nullptr;  // relaykit_milter_changes_total{kind="all"}
   Histogram* eomSeconds = nullptr;
+  // relaykit_milter_dkim_messages_total{result=...}
+  Counter* dkimSigned = nullptr;
+  Counter* dkimNoKey = nullptr;
+  Counter* dkimNoDomain = nullptr;
+  Counter* dkimNotSelected = nullptr;
+  Counter* dkimError = nullptr;
+  Counter* dkimSignatures = nullptr;  // relaykit_milter_dkim_signatures_total
 };
 Metrics gMetrics;
 
@@ -58,11 +69,34 @@ bool faultAtEom() {
   return fault;
 }
 
+// Test hook: RELAYKIT_MILTER_FAULT=sign makes every DKIM signature fail as an OpenSSL error
+// would (after the job ran on the pool), so on_error for signing is testable end to end.
+bool faultAtSign() {
+  static const bool fault = [] {
+    const char* v = std::getenv("RELAYKIT_MILTER_FAULT");
+    return v != nullptr && std::string(v) == "sign";
+  }();
+  return fault;
+}
+
 std::string stripAngles(std::string_view s) {
   if (s.size() >= 2 && s.front() == '<' && s.back() == '>') {
     s = s.substr(1, s.size() - 2);
   }
   return std::string(s);
+}
+
+// Postfix's cleanup(8) presents a non_smtpd_milters submission (sendmail, pickup) as a connection
+// from "localhost" 127.0.0.1 port 0 (cleanup_milter.c); no SMTP client has source port 0.
+bool isNonSmtpdConnect(const ConnectInfo& info) {
+  return info.family == SMFIA_INET && info.port == 0 && info.address == "127.0.0.1" &&
+         info.hostname == "localhost";
+}
+
+void countDkim(Counter* c) {
+  if (c != nullptr) {
+    c->inc();
+  }
 }
 
 MilterResponse onErrorResult(const MilterConfig* config) {
@@ -80,9 +114,9 @@ const char* onErrorName(const MilterConfig* config) {
 MilterWants relaykitWants(const MilterConfig* cfg) {
   MilterWants wants;
   wants.actions = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGFROM | SMFIF_SETSYMLIST;
-  wants.protocol = SMFIP_NOBODY | SMFIP_NOEOH | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NR_CONN |
-                   SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_HDR | SMFIP_NR_EOH |
-                   SMFIP_NR_BODY | SMFIP_NR_DATA | SMFIP_NR_UNKN | SMFIP_HDR_LEADSPC;
+  wants.protocol = SMFIP_NOEOH | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NR_CONN | SMFIP_NR_HELO |
+                   SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY |
+                   SMFIP_NR_DATA | SMFIP_NR_UNKN | SMFIP_HDR_LEADSPC;
   if (cfg && !cfg->needsConnect()) {
     wants.protocol |= SMFIP_NOCONNECT;  // one event fewer per SMTP session
   }
@@ -94,6 +128,9 @@ MilterWants relaykitWants(const MilterConfig* cfg) {
   }
   if (cfg && !cfg->needsHeaders()) {
     wants.protocol |= SMFIP_NOHDRS;
+  }
+  if (!cfg || !cfg->needsBody()) {
+    wants.protocol |= SMFIP_NOBODY;  // the body only when DKIM signing hashes it
   }
   // Only the macros we read, at the stage where Postfix has them: fewer bytes on every message.
   // ("j" stands in where we need none: an empty list means "the defaults".)
@@ -132,7 +169,8 @@ std::shared_ptr<const MilterConfig> RelaykitFilter::snapshotFor(const MilterSess
   bool heloOk = !latest->needsHelo() || !s.hasProtocol(SMFIP_NOHELO);
   bool hdrOk = !latest->needsHeaders() || !s.hasProtocol(SMFIP_NOHDRS);
   bool connOk = !latest->needsConnect() || !s.hasProtocol(SMFIP_NOCONNECT);
-  return rcptOk && heloOk && hdrOk && connOk ? latest : config_;
+  bool bodyOk = !latest->needsBody() || !s.hasProtocol(SMFIP_NOBODY);
+  return rcptOk && heloOk && hdrOk && connOk && bodyOk ? latest : config_;
 }
 
 MilterWants RelaykitFilter::negotiate(const OptionNegotiation& offer) {
@@ -145,6 +183,7 @@ MilterResponse RelaykitFilter::connect(const MilterSession& s, const ConnectInfo
   (void)s;
   try {
     client_ = Envelope();
+    nonSmtpd_ = isNonSmtpdConnect(info);
     client_.clientName.assign(info.hostname);
     if (info.family == SMFIA_INET || info.family == SMFIA_INET6) {
       StatusOr<IpAddress> ip = IpAddress::parse(info.address);
@@ -184,6 +223,10 @@ MilterResponse RelaykitFilter::mail(const MilterSession& s,
     }
     if (const std::string* auth = s.macro("{auth_authen}")) {
       m.envelope.saslUser = *auth;
+    }
+    m.nonSmtpd = nonSmtpd_;
+    if (m.config && m.config->dkim) {
+      m.signer = std::make_unique<dkim::MessageSigner>(m.config->dkim->bodyCanons());
     }
   } catch (...) {
     if (message_) {
@@ -238,40 +281,76 @@ MilterResponse RelaykitFilter::header(const MilterSession& s, std::string_view n
   return MilterResponse::proceed();
 }
 
+MilterResponse RelaykitFilter::body(const MilterSession& s, std::string_view chunk) {
+  (void)s;
+  if (message_ && message_->signer && !message_->overflow) {
+    try {
+      message_->signer->feedBody(chunk);
+    } catch (...) {
+      message_->failure = "internal error in body";
+    }
+  }
+  return MilterResponse::proceed();
+}
+
+void RelaykitFilter::finishMessage(Message& m, Counter* result) {
+  countMessage(result);
+  if (gMetrics.eomSeconds) {
+    gMetrics.eomSeconds->observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - m.started).count());
+  }
+}
+
+namespace {
+
+// The 1-based position of headers[index] among the headers of its name (smfi_chgheader's index).
+int sameNameIndex(const std::vector<dkim::DkimHeader>& headers, std::size_t index) {
+  int n = 0;
+  const std::string name = toLowerAscii(headers[index].name);
+  for (std::size_t i = 0; i <= index; ++i) {
+    if (toLowerAscii(headers[i].name) == name) {
+      ++n;
+    }
+  }
+  return n;
+}
+
+}  // namespace
+
 MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifications* mods) {
   if (!message_) {
     return MilterResponse::proceed();
   }
-  auto started = std::chrono::steady_clock::now();
+  Message& m = *message_;
+  m.started = std::chrono::steady_clock::now();
   MilterResponse result = MilterResponse::proceed();
-  const MilterConfig* cfg = message_->config.get();
+  Counter* counted = gMetrics.unchanged;
+  const MilterConfig* cfg = m.config.get();
   try {
-    Message& m = *message_;
     const std::string* qid = s.macro("i");
     m.envelope.queueId = qid ? *qid : "";
-    std::string prefix = (m.envelope.queueId.empty() ? "NOQUEUE" : m.envelope.queueId) + ": ";
+    m.prefix = (m.envelope.queueId.empty() ? "NOQUEUE" : m.envelope.queueId) + ": ";
+    const std::string& prefix = m.prefix;
     if (faultAtEom() && m.failure.empty()) {
       m.failure = "internal error (injected by RELAYKIT_MILTER_FAULT=eom)";
     }
     if (!m.failure.empty()) {
       logError(prefix + m.failure + "; on_error=" + onErrorName(cfg));
-      countMessage(gMetrics.error);
+      counted = gMetrics.error;
       result = onErrorResult(cfg);
     } else if (m.overflow) {
       logWarning(prefix + "headers larger than " + std::to_string(kMaxMessageHeaderBytes) +
                  " bytes or more than " + std::to_string(kMaxMessageHeaders) +
                  ": message passed unchanged");
-      countMessage(gMetrics.skipped);
-    } else if (!cfg) {
-      countMessage(gMetrics.unchanged);
-    } else {
+      counted = gMetrics.skipped;
+    } else if (cfg) {
       RewriteOutcome out = rewriteMessage(*cfg, m.envelope, m.headers);
       for (const std::string& note : out.notes) {
         logInfo(prefix + note);
       }
       if (out.error) {
         logError(prefix + out.errorReason + "; on_error=" + onErrorName(cfg));
-        countMessage(gMetrics.error);
+        counted = gMetrics.error;
         result = onErrorResult(cfg);
       } else {
         Status st = applyPlan(out.plan, mods);
@@ -279,29 +358,170 @@ MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifi
           mods->clear();  // nothing half-applied
           logError(prefix + "cannot apply changes: " + st.message() +
                    "; on_error=" + onErrorName(cfg));
-          countMessage(gMetrics.error);
+          counted = gMetrics.error;
           result = onErrorResult(cfg);
-        } else if (!out.changes.empty()) {
-          logInfo(formatRewriteLog(m.envelope.queueId, out.changes));
-          countMessage(gMetrics.changed);
-          if (gMetrics.changes) {
-            gMetrics.changes->inc(out.changes.size());
-          }
         } else {
-          countMessage(gMetrics.unchanged);
+          if (!out.changes.empty()) {
+            logInfo(formatRewriteLog(m.envelope.queueId, out.changes));
+            counted = gMetrics.changed;
+            m.changed = true;
+            if (gMetrics.changes) {
+              gMetrics.changes->inc(out.changes.size());
+            }
+          }
+          if (cfg->dkim && m.signer) {
+            Status signing = startSigning(m, out, mods);
+            if (!signing) {
+              mods->clear();
+              logError(prefix + "dkim: " + signing.message() + "; on_error=" + onErrorName(cfg));
+              countDkim(gMetrics.dkimError);
+              counted = gMetrics.error;
+              result = onErrorResult(cfg);
+            } else if (m.job) {
+              return MilterResponse::pending();  // resumeEndOfMessage() ends the message
+            }
+          }
         }
       }
     }
   } catch (...) {
     mods->clear();
     logError("end of message: internal error");
-    countMessage(gMetrics.error);
+    counted = gMetrics.error;
     result = onErrorResult(cfg);
   }
-  if (gMetrics.eomSeconds) {
-    gMetrics.eomSeconds->observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  finishMessage(m, counted);
+  message_.reset();
+  return result;
+}
+
+// Decides whether and how the message is signed; with signatures to make, removes the replaced
+// ones and leaves the job in m.job. An error: the configured on_error applies.
+Status RelaykitFilter::startSigning(Message& m, const RewriteOutcome& out,
+                                    MilterModifications* mods) {
+  const dkim::DkimConfig& config = *m.config->dkim;
+  std::string sender = m.envelope.sender;
+  for (const EditOp& op : out.plan) {
+    if (op.kind == EditOp::Kind::kChangeFrom) {
+      sender = op.value;
+    }
   }
+  std::vector<dkim::DkimHeader> all = dkim::toDkimHeaders(out.headers);
+  const std::string domain = dkimLookupDomain(config, out.headers, sender);
+  dkim::SignPlan plan = dkim::planSignatures(config, dkimContext(m.envelope, m.nonSmtpd), domain,
+                                             all, static_cast<std::int64_t>(std::time(nullptr)));
+  switch (plan.outcome) {
+    case dkim::PlanOutcome::kNotSelected:
+      countDkim(gMetrics.dkimNotSelected);
+      return Status::ok();
+    case dkim::PlanOutcome::kNoDomain:
+      countDkim(gMetrics.dkimNoDomain);
+      return Status::ok();
+    case dkim::PlanOutcome::kNoKey:
+      logInfo(m.prefix + "dkim: no key for " + (domain.empty() ? "\"\"" : domain) +
+              ": passed unsigned");
+      countDkim(gMetrics.dkimNoKey);
+      return Status::ok();
+    case dkim::PlanOutcome::kSign:
+      break;
+  }
+  // existing: replace: delete bottom-up (Postfix renumbers the later ones).
+  std::vector<bool> removed(all.size(), false);
+  for (std::size_t i : plan.removeIndexes) {
+    if (i < all.size()) {
+      removed[i] = true;
+    }
+  }
+  for (std::size_t i = all.size(); i-- > 0;) {
+    if (removed[i]) {
+      Status st = mods->changeHeader(all[i].name, sameNameIndex(all, i), nullptr);
+      if (!st) {
+        return Status::error("cannot remove a replaced signature: " + st.message());
+      }
+    }
+  }
+  std::vector<dkim::DkimHeader> kept;
+  kept.reserve(all.size());
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (!removed[i]) {
+      kept.push_back(std::move(all[i]));
+    }
+  }
+  m.signer->finishBody();
+  dkim::SignJob job;
+  job.signer = std::move(m.signer);
+  job.specs = std::move(plan.specs);
+  job.headers = std::move(kept);
+  job.pin = m.config;
+  m.job = std::move(job);
+  m.domain = plan.domain;
+  return Status::ok();
+}
+
+std::optional<dkim::SignJob> RelaykitFilter::takeSignJob() {
+  if (!message_ || !message_->job) {
+    return std::nullopt;
+  }
+  std::optional<dkim::SignJob> job = std::move(message_->job);
+  message_->job.reset();
+  return job;
+}
+
+void RelaykitFilter::setSignResult(StatusOr<std::vector<std::string>> result) {
+  if (message_) {
+    message_->signed_.emplace(std::move(result));
+  }
+}
+
+MilterResponse RelaykitFilter::resumeEndOfMessage(const MilterSession& s,
+                                                  MilterModifications* mods) {
+  if (!message_) {
+    return MilterResponse::of(MilterResponse::Verdict::kTempfail);
+  }
+  Message& m = *message_;
+  const MilterConfig* cfg = m.config.get();
+  MilterResponse result = MilterResponse::proceed();
+  Counter* counted = m.changed ? gMetrics.changed : gMetrics.unchanged;
+  try {
+    if (!m.signed_) {
+      throw std::runtime_error("no signing result");
+    }
+    const StatusOr<std::vector<std::string>>& values = *m.signed_;
+    Status st = values ? Status::ok() : values.status();
+    if (st && faultAtSign()) {
+      st = Status::error("injected by RELAYKIT_MILTER_FAULT=sign");
+    }
+    if (st) {
+      // Each inserted at the top: the last first, so they end up in key order.
+      for (std::size_t i = values->size(); i-- > 0 && st;) {
+        const std::string& v = (*values)[i];
+        st = mods->insertHeader(0, dkim::kSignatureHeaderName,
+                                s.leadingSpace() || v.empty() ? v : v.substr(1));
+      }
+    }
+    if (!st) {
+      mods->clear();
+      logError(m.prefix + "dkim: signing for " + m.domain + " failed: " + st.message() +
+               "; on_error=" + onErrorName(cfg));
+      countDkim(gMetrics.dkimError);
+      counted = gMetrics.error;
+      result = onErrorResult(cfg);
+    } else {
+      logInfo(m.prefix + "dkim: signed for " + m.domain + " (" + std::to_string(values->size()) +
+              (values->size() == 1 ? " signature)" : " signatures)"));
+      countDkim(gMetrics.dkimSigned);
+      if (gMetrics.dkimSignatures) {
+        gMetrics.dkimSignatures->inc(values->size());
+      }
+      counted = gMetrics.changed;
+    }
+  } catch (...) {
+    mods->clear();
+    logError("end of message: internal error");
+    counted = gMetrics.error;
+    result = onErrorResult(cfg);
+  }
+  finishMessage(m, counted);
   message_.reset();
   return result;
 }
@@ -336,9 +556,20 @@ void initMilterMetrics(MetricsRegistry* registry) {
       &registry
            ->counter("relaykit_milter_changes_total", "Header and sender changes applied", {"kind"})
            .labels({"all"});
-  gMetrics.eomSeconds =
-      &registry
-           ->histogram("relaykit_milter_eom_seconds", "Time spent in the end-of-message callback")
+  gMetrics.eomSeconds = &registry
+                             ->histogram("relaykit_milter_eom_seconds",
+                                         "Time from end of message to its reply (signing included)")
+                             .get();
+  CounterFamily& dkim =
+      registry->counter("relaykit_milter_dkim_messages_total",
+                        "DKIM decisions at end of message, by result", {"result"});
+  gMetrics.dkimSigned = &dkim.labels({"signed"});
+  gMetrics.dkimNoKey = &dkim.labels({"no_key"});
+  gMetrics.dkimNoDomain = &dkim.labels({"no_domain"});
+  gMetrics.dkimNotSelected = &dkim.labels({"not_selected"});
+  gMetrics.dkimError = &dkim.labels({"error"});
+  gMetrics.dkimSignatures =
+      &registry->counter("relaykit_milter_dkim_signatures_total", "DKIM-Signature headers added")
            .get();
 }
 

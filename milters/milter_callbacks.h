@@ -8,16 +8,20 @@
 // configured on_error result at end of message. Everything else is in relaykit_milter_core.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/server/metrics.h"
+#include "milters/dkim_sign_pool.h"
 #include "milters/milter_config.h"
 #include "milters/milter_session.h"
 
 namespace relaykit::milter {
+
+struct RewriteOutcome;
 
 // Installs the first configuration and swaps later ones (reload). Thread-safe.
 void setActiveConfig(std::shared_ptr<const MilterConfig> config);
@@ -48,11 +52,19 @@ class RelaykitFilter : public MilterFilter {
                            const std::vector<std::string_view>& args) override;
   MilterResponse header(const MilterSession& s, std::string_view name,
                         std::string_view value) override;
+  MilterResponse body(const MilterSession& s, std::string_view chunk) override;
+  // With DKIM signing planned, answers kPending and leaves a job for takeSignJob(); the owner
+  // signs it off the loop, hands the result to setSignResult(), then resumes the session.
   MilterResponse endOfMessage(const MilterSession& s, MilterModifications* mods) override;
+  MilterResponse resumeEndOfMessage(const MilterSession& s, MilterModifications* mods) override;
   void abort(const MilterSession& s) override;
   void close(const MilterSession& s) override;
 
   bool inMessage() const { return message_.has_value(); }
+  // A signing job left by endOfMessage() (at most one), or nullopt.
+  std::optional<dkim::SignJob> takeSignJob();
+  // The signatures (or the signing error) for the job taken.
+  void setSignResult(StatusOr<std::vector<std::string>> result);
 
  private:
   // One message, from MAIL FROM to its end; counted in activeMessages() while it lives.
@@ -66,12 +78,26 @@ class RelaykitFilter : public MilterFilter {
     std::vector<HeaderField> headers;
     size_t headerBytes = 0;
     bool overflow = false;
-    std::string failure;  // an internal error seen before end of message
+    std::string failure;                          // an internal error seen before end of message
+    std::unique_ptr<dkim::MessageSigner> signer;  // dkim configured: the body hashes
+    bool nonSmtpd = false;
+    // Set while a signature is being made (endOfMessage() answered kPending):
+    std::optional<dkim::SignJob> job;
+    std::optional<StatusOr<std::vector<std::string>>> signed_;
+    std::string domain;  // signed for
+    std::string prefix;  // "QID: " for the log
+    bool changed = false;
+    std::size_t changes = 0;
+    std::chrono::steady_clock::time_point started;
   };
+  // Counts a finished message and observes its end-of-message time.
+  void finishMessage(Message& m, Counter* result);
+  Status startSigning(Message& m, const RewriteOutcome& out, MilterModifications* mods);
   std::shared_ptr<const MilterConfig> snapshotFor(const MilterSession& s) const;
 
   std::shared_ptr<const MilterConfig> config_;  // pinned at negotiation
   Envelope client_;                             // client address, name, helo
+  bool nonSmtpd_ = false;                       // cleanup(8)'s non_smtpd_milters connection
   std::optional<Message> message_;
 };
 

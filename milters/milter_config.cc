@@ -272,10 +272,13 @@ bool MilterConfig::needsHelo() const {
   return rules && rules->usesHelo();
 }
 bool MilterConfig::needsConnect() const {
-  return rules && rules->usesClient();
+  return (rules && rules->usesClient()) || dkim != nullptr;
 }
 bool MilterConfig::needsHeaders() const {
-  return (rules && !rules->empty()) || fromTable;
+  return (rules && !rules->empty()) || fromTable || dkim;
+}
+bool MilterConfig::needsBody() const {
+  return dkim != nullptr;
 }
 
 std::shared_ptr<const MilterConfig> parseMilterConfig(std::shared_ptr<const Config> config,

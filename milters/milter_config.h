@@ -52,6 +52,8 @@ struct MilterConfig {
   bool needsRecipients() const;
   bool needsHelo() const;
   bool needsHeaders() const;
+  // The body step (DKIM signing hashes it).
+  bool needsBody() const;
   bool needsConnect() const;  // client address or name
 };
 

@@ -5,12 +5,16 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <exception>
+#include <optional>
 #include <string>
+#include <thread>
 
 #include "common/server/logging.h"
 #include "milters/milter_callbacks.h"
@@ -22,6 +26,17 @@ namespace relaykit::milter {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Test hook: RELAYKIT_MILTER_FAULT=slow-sign holds every signing result on its worker thread for
+// kSlowSignDelay, so a test can see that other sessions are answered meanwhile.
+constexpr auto kSlowSignDelay = std::chrono::seconds(2);
+bool slowSign() {
+  static const bool slow = [] {
+    const char* v = std::getenv("RELAYKIT_MILTER_FAULT");
+    return v != nullptr && std::string(v) == "slow-sign";
+  }();
+  return slow;
+}
 
 // At most one "sessions busy" line per this interval.
 constexpr auto kFullLogInterval = std::chrono::seconds(10);
@@ -102,6 +117,7 @@ class MilterConnection : public ConnectionHandler {
     if (timer_ != nullptr) {
       event_del(timer_);
     }
+    service_->forget(this);
     session_.disconnected();
     if (service_->stopping() && !done_) {
       closeReason_ = "stop";
@@ -139,6 +155,33 @@ class MilterConnection : public ConnectionHandler {
     armTimer();
   }
 
+  // The signature of the message this session waits for (loop thread): send the held
+  // modifications, the signatures and the verdict, then read on.
+  void signatureReady(StatusOr<std::vector<std::string>> result) {
+    std::shared_ptr<Connection> conn = conn_.lock();
+    if (!conn || !conn->isOpen() || !session_.awaitingEndOfMessage()) {
+      return;
+    }
+    filter_.setSignResult(std::move(result));
+    out_.clear();
+    try {
+      session_.resumeEndOfMessage(&out_);
+      afterMessage();
+    } catch (const std::exception& e) {
+      logError("closing milter connection from " + peer_ + ": internal error: " + e.what());
+      end("error");
+    }
+    lastActive_ = Clock::now();
+    if (!out_.empty()) {
+      conn->send(out_);
+    }
+    if (done_) {
+      conn->closeAfterWrite();
+      return;
+    }
+    conn->resumeReading();  // serves what arrived meanwhile (nothing, from Postfix)
+  }
+
   bool serving() const { return phase_ == Phase::kServing; }
   Clock::time_point lastActive() const { return lastActive_; }
   // Idle since before `cutoff`, between messages, and not already ending.
@@ -172,7 +215,7 @@ class MilterConnection : public ConnectionHandler {
     const std::string_view data(bytes, total);
     std::size_t used = 0;
     out_.clear();
-    while (used < data.size() && !done_) {
+    while (used < data.size() && !done_ && !session_.awaitingEndOfMessage()) {
       used += decoder_.feed(data.substr(used));
       if (decoder_.state() == MilterPacketDecoder::State::kError) {
         logWarning("closing milter connection from " + peer_ + ": " + decoder_.error());
@@ -198,6 +241,9 @@ class MilterConnection : public ConnectionHandler {
       handle(decoder_.command(), decoder_.data());
     }
     evbuffer_drain(input, used);
+    if (!done_ && session_.awaitingEndOfMessage()) {
+      startSigning(conn);
+    }
     flush(conn);
     if (!done_) {
       if (decoder_.inProgress()) {
@@ -212,6 +258,28 @@ class MilterConnection : public ConnectionHandler {
     }
   }
 
+  // The filter left a signing job: off to the pool; this session reads nothing until
+  // signatureReady().
+  void startSigning(Connection& conn) {
+    std::optional<dkim::SignJob> job = filter_.takeSignJob();
+    if (job && service_->submitSign(this, std::move(*job))) {
+      conn.pauseReading();
+      return;
+    }
+    filter_.setSignResult(Status::error(job ? "signing queue full" : "no signing job"));
+    session_.resumeEndOfMessage(&out_);
+    afterMessage();
+  }
+
+  void afterMessage() {
+    if (endAfterMessage_ && !session_.inMessage() && !done_) {
+      logInfo("closing milter connection from " + peer_ + ": session older than " +
+              seconds(kMaxSessionTime));
+      done_ = true;
+      closeReason_ = "timeout";
+    }
+  }
+
   void handle(char command, std::string_view data) {
     if (session_.handle(command, data, &out_) == MilterSession::Next::kClose) {
       done_ = true;
@@ -223,12 +291,7 @@ class MilterConnection : public ConnectionHandler {
       }
       return;
     }
-    if (endAfterMessage_ && !session_.inMessage()) {
-      logInfo("closing milter connection from " + peer_ + ": session older than " +
-              seconds(kMaxSessionTime));
-      done_ = true;
-      closeReason_ = "timeout";
-    }
+    afterMessage();
   }
 
   void end(const char* reason) {
@@ -336,7 +399,76 @@ class MilterConnection : public ConnectionHandler {
 };
 
 MilterService::MilterService() = default;
-MilterService::~MilterService() = default;
+
+MilterService::~MilterService() {
+  pool_.reset();  // its last callbacks post into done_
+  if (doneEvent_ != nullptr) {
+    event_free(doneEvent_);
+  }
+  if (doneFd_ >= 0) {
+    ::close(doneFd_);
+  }
+}
+
+bool MilterService::submitSign(MilterConnection* c, dkim::SignJob job) {
+  if (!pool_) {
+    return false;
+  }
+  const std::uint64_t ticket = nextTicket_++;
+  const bool queued =
+      pool_->submit(std::move(job), [this, ticket](StatusOr<std::vector<std::string>> result) {
+        // Worker thread: post only.
+        if (slowSign()) {
+          std::this_thread::sleep_for(kSlowSignDelay);
+        }
+        {
+          std::lock_guard<std::mutex> lock(doneMutex_);
+          done_.emplace_back(ticket, std::move(result));
+        }
+        const std::uint64_t one = 1;
+        ssize_t n = ::write(doneFd_, &one, sizeof(one));
+        (void)n;
+      });
+  if (queued) {
+    signing_[ticket] = c;
+    ticketOf_[c] = ticket;
+  }
+  return queued;
+}
+
+void MilterService::forget(MilterConnection* c) {
+  auto it = ticketOf_.find(c);
+  if (it != ticketOf_.end()) {
+    signing_.erase(it->second);
+    ticketOf_.erase(it);
+  }
+}
+
+void MilterService::onSigned(int fd, short what, void* arg) {
+  (void)what;
+  std::uint64_t count = 0;
+  ssize_t n = ::read(fd, &count, sizeof(count));
+  (void)n;
+  static_cast<MilterService*>(arg)->deliverSigned();
+}
+
+void MilterService::deliverSigned() {
+  std::vector<std::pair<std::uint64_t, StatusOr<std::vector<std::string>>>> results;
+  {
+    std::lock_guard<std::mutex> lock(doneMutex_);
+    results.swap(done_);
+  }
+  for (auto& [ticket, result] : results) {
+    auto it = signing_.find(ticket);
+    if (it == signing_.end()) {
+      continue;  // the connection closed meanwhile
+    }
+    MilterConnection* c = it->second;
+    signing_.erase(it);
+    ticketOf_.erase(c);
+    c->signatureReady(std::move(result));
+  }
+}
 
 bool MilterService::configure(const std::shared_ptr<const Config>& config, Diagnostics* diags,
                               bool install) {
@@ -380,8 +512,19 @@ bool MilterService::configure(const std::shared_ptr<const Config>& config, Diagn
 }
 
 Status MilterService::start(event_base* base, MetricsRegistry* metrics) {
-  (void)base;
   initMilterMetrics(metrics);
+  doneFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (doneFd_ < 0) {
+    return Status::error("eventfd for the DKIM signing pool failed");
+  }
+  doneEvent_ = event_new(base, doneFd_, EV_READ | EV_PERSIST, &MilterService::onSigned, this);
+  if (doneEvent_ == nullptr || event_add(doneEvent_, nullptr) != 0) {
+    return Status::error("cannot watch the DKIM signing pool's eventfd");
+  }
+  // Each session has at most one job out, so a queue of max_sessions is never full.
+  const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+  pool_ = std::make_unique<dkim::SignPool>(static_cast<int>(std::min(cpus, kMilterSignWorkersMax)),
+                                           std::max<std::size_t>(maxSessions_, 1));
   activeGauge_ = &metrics
                       ->gauge("relaykit_milter_sessions",
                               "Milter sessions being served (at most milter.max_sessions)")

@@ -17,19 +17,28 @@
 //    closes that connection only (logged); Postfix then applies milter_default_action;
 //  - /health: 503 before start and while stopping ("not accepting"), and while every slot is
 //    busy ("saturated"); 200 otherwise.
-// Everything runs on the loop thread; configure() may run on another thread (reload).
+//  - DKIM signatures are made on a SignPool (kSignWorkers threads), never on the loop: the
+//    session that waits for its signature sends nothing and reads nothing until it returns
+//    (Postfix waits for the end-of-message reply); every other session goes on.
+// Everything runs on the loop thread; configure() may run on another thread (reload); the pool's
+// workers only post results back (an eventfd read by the loop).
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 #include <unordered_set>
+#include <utility>
+#include <vector>
 
 #include "common/server/connection.h"
 #include "common/server/metrics.h"
+#include "milters/dkim_sign_pool.h"
 #include "milters/milter_config.h"
 
 namespace relaykit::milter {
@@ -53,12 +62,17 @@ inline constexpr std::size_t kMinWaitingConnections = 256;
 // default: the client retries).
 inline constexpr std::chrono::seconds kEvictIdleAfter{30};
 
+// Threads that make DKIM signatures (RSA-4096: ~4 ms each); the body is hashed on the loop.
+inline constexpr unsigned kMilterSignWorkersMax = 4;
+
 class MilterConnection;
 
 class MilterService : public Service {
  public:
   MilterService();
   ~MilterService() override;
+  MilterService(const MilterService&) = delete;
+  MilterService& operator=(const MilterService&) = delete;
 
   DaemonSection section() const override { return DaemonSection::kMilter; }
   bool configure(const std::shared_ptr<const Config>& config, Diagnostics* diags,
@@ -75,12 +89,19 @@ class MilterService : public Service {
   bool stopping() const { return stopping_; }
   // Counts a closed connection by reason (quit, eof, timeout, error, stop).
   void countClose(const char* reason);
+  // Signs `job` off the loop; the connection's signatureReady() is called on the loop with the
+  // result, unless it has closed by then. False when the pool refuses the job (nothing called).
+  bool submitSign(MilterConnection* c, dkim::SignJob job);
+  // The connection is going away: a result still coming for it is dropped.
+  void forget(MilterConnection* c);
 
   std::size_t activeSessions() const { return active_; }
   std::size_t waitingSessions() const { return waiting_.size(); }
 
  private:
   void warnFull();
+  static void onSigned(int fd, short what, void* arg);
+  void deliverSigned();
   // Closes the session idle longest (at least kEvictIdleAfter, between messages); false if none.
   bool evictIdle();
 
@@ -101,6 +122,15 @@ class MilterService : public Service {
   Gauge* activeGauge_ = nullptr;
   Gauge* waitingGauge_ = nullptr;
   CounterFamily* closed_ = nullptr;  // reason: quit | eof | timeout | error | stop | evicted
+  // Signing: jobs out, by ticket; results posted by the workers, read on the loop.
+  std::unique_ptr<dkim::SignPool> pool_;
+  std::uint64_t nextTicket_ = 1;
+  std::unordered_map<std::uint64_t, MilterConnection*> signing_;
+  std::unordered_map<MilterConnection*, std::uint64_t> ticketOf_;
+  std::mutex doneMutex_;
+  std::vector<std::pair<std::uint64_t, StatusOr<std::vector<std::string>>>> done_;
+  int doneFd_ = -1;  // eventfd
+  event* doneEvent_ = nullptr;
 };
 
 }  // namespace relaykit::milter

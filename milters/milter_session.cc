@@ -137,6 +137,8 @@ void MilterSession::disconnected() {
   if (open_) {
     open_ = false;
     inMessage_ = false;
+    awaitingEom_ = false;
+    std::string().swap(heldReply_);
     filter_->close(*this);
   }
 }
@@ -189,7 +191,34 @@ void MilterSession::reply(std::uint32_t noReplyFlag, const MilterResponse& respo
     case V::kSkip:
       appendSimpleReply(out, hasProtocol(SMFIP_SKIP) ? SMFIR_SKIP : SMFIR_CONTINUE);
       return;
+    case V::kPending:  // only endOfMessage() may defer; anywhere else it means "try later"
+      appendSimpleReply(out, SMFIR_TEMPFAIL);
+      return;
   }
+}
+
+void MilterSession::finishEndOfMessage(MilterResponse response, std::string* out) {
+  if (response.verdict == MilterResponse::Verdict::kSkip) {
+    response.verdict = MilterResponse::Verdict::kContinue;
+  }
+  reply(0, response, out);
+  inMessage_ = false;
+}
+
+void MilterSession::resumeEndOfMessage(std::string* out) {
+  if (!awaitingEom_) {
+    return;
+  }
+  awaitingEom_ = false;
+  out->append(heldReply_);
+  std::string().swap(heldReply_);
+  MilterModifications mods(actions_, out);
+  MilterResponse response = filter_->resumeEndOfMessage(*this, &mods);
+  if (response.verdict == MilterResponse::Verdict::kPending) {
+    mods.clear();
+    response.verdict = MilterResponse::Verdict::kTempfail;
+  }
+  finishEndOfMessage(std::move(response), out);
 }
 
 MilterSession::Next MilterSession::negotiate(std::string_view data, std::string* out) {
@@ -226,6 +255,9 @@ MilterSession::Next MilterSession::endSmtpSession(bool quit) {
 MilterSession::Next MilterSession::handle(char command, std::string_view data, std::string* out) {
   if (!open_ && command != SMFIC_QUIT) {
     return fail("command after the session ended");
+  }
+  if (awaitingEom_) {
+    return fail(commandName(command) + " before the end-of-message reply");
   }
   const int stage = macroStage(command);
   if (stage >= 0) {
@@ -305,13 +337,16 @@ MilterSession::Next MilterSession::handle(char command, std::string_view data, s
       if (!data.empty()) {
         (void)filter_->body(*this, data);  // a last chunk carried by the end of message
       }
+      const std::size_t start = out->size();
       MilterModifications mods(actions_, out);
       MilterResponse response = filter_->endOfMessage(*this, &mods);
-      if (response.verdict == MilterResponse::Verdict::kSkip) {
-        response.verdict = MilterResponse::Verdict::kContinue;
+      if (response.verdict == MilterResponse::Verdict::kPending) {
+        heldReply_.assign(*out, start, std::string::npos);
+        out->resize(start);
+        awaitingEom_ = true;
+        return Next::kContinue;
       }
-      reply(0, response, out);
-      inMessage_ = false;
+      finishEndOfMessage(std::move(response), out);
       return Next::kContinue;
     }
     case SMFIC_ABORT:

@@ -34,15 +34,17 @@
 namespace relaykit::milter {
 
 // A step's answer. kSkip is sent only for body chunks when SMFIP_SKIP was negotiated (else
-// kContinue). A non-empty `smtpReply` ("550 5.7.1 ...") with kReject or kTempfail is sent as
-// SMFIR_REPLYCODE.
+// kContinue). kPending, only from endOfMessage(): the answer comes later (the session holds the
+// modifications made so far and waits for MilterSession::resumeEndOfMessage()). A non-empty
+// `smtpReply` ("550 5.7.1 ...") with kReject or kTempfail is sent as SMFIR_REPLYCODE.
 struct MilterResponse {
-  enum class Verdict { kContinue, kAccept, kReject, kTempfail, kDiscard, kSkip };
+  enum class Verdict { kContinue, kAccept, kReject, kTempfail, kDiscard, kSkip, kPending };
   Verdict verdict = Verdict::kContinue;
   std::string smtpReply;
 
   static MilterResponse proceed() { return MilterResponse(); }
   static MilterResponse of(Verdict v) { return MilterResponse{v, std::string()}; }
+  static MilterResponse pending() { return of(Verdict::kPending); }
 };
 
 // What a filter asks for at negotiation.
@@ -133,6 +135,13 @@ class MilterFilter {
     return MilterResponse::proceed();
   }
   virtual MilterResponse endOfMessage(const MilterSession& s, MilterModifications* mods) = 0;
+  // After endOfMessage() answered kPending: the rest of the modifications and the verdict, when
+  // the owner calls MilterSession::resumeEndOfMessage(). kPending again counts as kTempfail.
+  virtual MilterResponse resumeEndOfMessage(const MilterSession& s, MilterModifications* mods) {
+    (void)s;
+    (void)mods;
+    return MilterResponse::of(MilterResponse::Verdict::kTempfail);
+  }
   virtual MilterResponse unknown(const MilterSession& s, std::string_view command) {
     (void)s;
     (void)command;
@@ -170,11 +179,18 @@ class MilterSession {
   bool leadingSpace() const { return hasProtocol(SMFIP_HDR_LEADSPC); }
   // Between SMFIC_MAIL and the end of message or abort.
   bool inMessage() const { return inMessage_; }
+  // The filter answered kPending at end of message: the MTA waits for the reply. Feed nothing
+  // until resumeEndOfMessage() (the MTA sends nothing meanwhile).
+  bool awaitingEndOfMessage() const { return awaitingEom_; }
+  // Appends the held modifications, then the filter's resumeEndOfMessage() modifications and
+  // verdict, to *out. Does nothing unless awaitingEndOfMessage().
+  void resumeEndOfMessage(std::string* out);
 
  private:
   Next fail(std::string why);
   void clearMacrosAfter(int stage);
   void reply(std::uint32_t noReplyFlag, const MilterResponse& response, std::string* out) const;
+  void finishEndOfMessage(MilterResponse response, std::string* out);
   Next negotiate(std::string_view data, std::string* out);
   Next endSmtpSession(bool quit);
 
@@ -182,6 +198,8 @@ class MilterSession {
   bool negotiated_ = false;
   bool open_ = true;  // the filter has not been told close()
   bool inMessage_ = false;
+  bool awaitingEom_ = false;
+  std::string heldReply_;  // modifications made before kPending
   std::uint32_t version_ = kMilterProtocolVersion;
   std::uint32_t actions_ = kV1Actions;
   std::uint32_t protocol_ = 0;  // an MTA that does not negotiate: reply to everything

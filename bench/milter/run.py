@@ -11,7 +11,10 @@ rules rewrite the envelope sender and the From header of every message):
   floor    bench/milter_floor on unix: (smtpd_milters): the same protocol steps and edits as
            relaykit, answered at once with no work: Postfix's own side of the milter protocol,
            the best any milter can do here (skipped when the binary is not built);
-  floor-inet  the same on inet:127.0.0.1 (TCP_NODELAY).
+  floor-inet  the same on inet:127.0.0.1 (TCP_NODELAY);
+  sign-rsa relaykit-milter on unix:, seed rules plus DKIM signing for corp.com (sign: all) with
+           an RSA-2048 key made by `relaykit dkim keygen`;
+  sign-ed25519  the same with an Ed25519 key.
 Throughput is messages accepted per second (smtp-source's wall time: the milter sits in the
 acceptance path), median of --repeat runs; the queue is drained between runs. A second table
 gives messages relayed per second, from the first message in to the last one handed to the sink
@@ -22,7 +25,8 @@ machine hits them alike. Prints both tables and each configuration's ratio to `n
 spent per message (utime + stime of the process, all threads, from /proc/PID/stat) and its
 context switches per message (voluntary + involuntary, all threads, /proc/PID/task/*/status),
 measured over the same smtp-source runs, with relaykit's ratio to the floor's. Usage (as root):
-  bench/milter/run.py [--build-dir build] [--repeat 3] [--quick] [--kinds unix,inet,native,floor]
+  bench/milter/run.py [--build-dir build] [--repeat 3] [--quick]
+                      [--kinds unix,inet,native,floor,floor-inet,sign-rsa,sign-ed25519]
 Exits 1 when a server cannot be started or smtp-source fails.
 """
 
@@ -140,13 +144,28 @@ def run_source(port, sessions, size, count):
     return count / elapsed
 
 
+SIGN_KINDS = {"sign-rsa": ["--algorithm", "rsa", "--bits", "2048"],
+              "sign-ed25519": ["--algorithm", "ed25519"]}
+
+
+def dkim_section(kind, tmp):
+    """The milter's `dkim:` lines for a signing configuration ("" for the others)."""
+    if kind not in SIGN_KINDS:
+        return ""
+    key = os.path.join(tmp, "corp.com.pem")
+    harness.run([harness.binary_path("relaykit"), "dkim", "keygen", "--domain", "corp.com",
+                 "--selector", "bench", "--out", key] + SIGN_KINDS[kind])
+    return ("dkim:\n  sign: all\n  keys:\n"
+            "    - {domain: corp.com, selector: bench, key_file: %s}\n" % key)
+
+
 def start_stack(kind, tmp, sink_port):
     """Starts Postfix (and the milter) for one configuration; returns (postfix, milter|None)."""
     params = {"default_process_limit": 100, "smtpd_client_connection_count_limit": 0,
               "smtpd_client_message_rate_limit": 0}
     milter = None
-    if kind in ("unix", "inet"):
-        if kind == "unix":
+    if kind in ("unix", "inet") or kind in SIGN_KINDS:
+        if kind != "inet":
             sock = os.path.join(tmp, "milter.sock")
             listen = "unix:" + sock
             port = None
@@ -154,11 +173,12 @@ def start_stack(kind, tmp, sink_port):
             port = harness.free_port()
             listen = "inet:127.0.0.1:%d" % port
         config = harness.write_file(os.path.join(tmp, "relaykit.yaml"),
-                                    milter_fixtures.config_text(milter_fixtures.SEED_MILTER,
-                                                                listen))
+                                    milter_fixtures.config_text(
+                                        milter_fixtures.SEED_MILTER + dkim_section(kind, tmp),
+                                        listen))
         milter = harness.RelaykitDaemon("relaykit-milter", config, port=port, workdir=tmp)
         milter.start()
-        if kind == "unix":
+        if kind != "inet":
             harness.wait_until(lambda: os.path.exists(sock), 10, "milter socket")
         params.update({"smtpd_milters": listen, "milter_default_action": "tempfail"})
     elif kind in ("floor", "floor-inet"):
@@ -187,6 +207,7 @@ def main():
     kinds = ["none", "unix", "inet", "native"]
     if os.access(floor_binary(), os.X_OK):
         kinds += ["floor", "floor-inet"]
+    kinds += list(SIGN_KINDS)
     if args.kinds:
         kinds = ["none"] + [k for k in kinds[1:] if k in args.kinds.split(",")]
     combos = [(s, size) for size in (1024, 100 * 1024) for s in (4, 20)]
@@ -232,12 +253,14 @@ def main():
                     relay_rates.setdefault((kind, sessions, size), []).append(relayed)
                     print("run %d %-10s %2d sessions %6d bytes: %7.1f msg/s accepted, %7.1f "
                           "relayed" % (rep + 1, kind, sessions, size, rate, relayed), flush=True)
-        for kind in ("unix", "inet"):
+        for kind in ["unix", "inet"] + list(SIGN_KINDS):
             if kind not in stacks:
                 continue
             log = stacks[kind][1].stderr()
             if "from=<root@relay.corp.local> -> <noreply@corp.com>" not in log:
                 raise RuntimeError("the %s milter did not rewrite:\n%s" % (kind, log[-2000:]))
+            if kind in SIGN_KINDS and "dkim: signed for corp.com (1 signature)" not in log:
+                raise RuntimeError("the %s milter did not sign:\n%s" % (kind, log[-2000:]))
     finally:
         for kind, (pf, milter) in stacks.items():
             pf.stop()
@@ -257,14 +280,15 @@ def main():
             print("%2d sessions %6s       " % (sessions, "1KiB" if size == 1024 else "100KiB") +
                   "".join(" %10.1f" % r for r in row) + "   " +
                   " ".join("%.2f" % (r / row[0]) for r in row[1:]))
-    milters = [k for k in kinds if k in ("unix", "inet", "floor", "floor-inet")]
+    milters = [k for k in kinds if k in ("unix", "inet", "floor", "floor-inet") or k in SIGN_KINDS]
     for title, index, scale in (("milter CPU us/msg", 0, 1e6), ("milter ctx switches/msg", 1, 1)):
         results = {k: v[index] * scale / v[2] for k, v in usage.items()}
-        pairs = [(k, f) for k, f in (("unix", "floor"), ("inet", "floor-inet"))
+        pairs = [(k, f) for k, f in (("unix", "floor"), ("inet", "floor-inet"),
+                                     ("sign-rsa", "unix"), ("sign-ed25519", "unix"))
                  if k in milters and f in milters]
         print()
         print("%-26s" % title + "".join(" %10s" % k for k in milters) +
-              ("   relaykit/floor: " + " ".join("%s/%s" % p for p in pairs) if pairs else ""))
+              ("   ratios: " + " ".join("%s/%s" % p for p in pairs) if pairs else ""))
         for sessions, size in combos:
             row = [results[(k, sessions, size)] for k in milters]
             print("%2d sessions %6s         " % (sessions, "1KiB" if size == 1024 else "100KiB") +

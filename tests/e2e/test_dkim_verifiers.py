@@ -12,7 +12,7 @@ and simple/simple. Every signature of every output is verified by:
 A tampered copy (one body byte, or the Subject) must fail all three. Differential: OpenDKIM
 signs the same rewritten message with the same key, selector, canonicalization and header list
 (`opendkim -t` in sign mode): the same bh=, and its signature verifies with dkimpy and relaykit.
-No Postfix here: the live milter's signing glue is not part of this tree yet.
+No Postfix here: relaykit-milter's signing through Postfix is test_milter_dkim.py.
 """
 
 import grp
