@@ -1,4 +1,4 @@
-// limits_command.h: `relaykit limits -c FILE show|reset ...` (policy engineer). Registered in
+// limits_command.h: `relaykit limits -c FILE show|reset ...`. Registered in
 // cli/main.cc with addLimitsCommand(app, &exitCode).
 #pragma once
 

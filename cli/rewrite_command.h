@@ -1,4 +1,4 @@
-// rewrite_command.h: `relaykit rewrite` (milter engineer). Register in cli/main.cc with
+// rewrite_command.h: `relaykit rewrite`. Register in cli/main.cc with
 // addRewriteCommand(app, &exitCode); link relaykit_milter_core into the `relaykit` target.
 #pragma once
 
