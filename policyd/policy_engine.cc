@@ -2,14 +2,45 @@
 #include "policyd/policy_engine.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <charconv>
+#include <functional>
 #include <map>
 #include <optional>
 
 namespace relaykit::policy {
 
 namespace {
+
+// storeKeyFor() hashes the principal with SHA-256, a tenth of a decision's instructions, and the
+// same sender, client or recipient comes back message after message: the keys of recent
+// principals are remembered in a direct-mapped table of kStoreKeyCacheSlots slots per thread
+// (a slot is overwritten by the next principal hashing to it), for principals up to
+// kMaxCachedPrincipalBytes (so the table stays under ~150 KiB).
+constexpr std::size_t kStoreKeyCacheSlots = 256;
+constexpr std::size_t kMaxCachedPrincipalBytes = 256;
+
+std::string cachedStoreKey(const std::string& principal, const std::string& limitName) {
+  if (principal.size() > kMaxCachedPrincipalBytes) {
+    return storeKeyFor(principal, limitName);
+  }
+  struct Slot {
+    std::string principal;
+    std::string limitName;
+    std::string key;
+  };
+  thread_local std::array<Slot, kStoreKeyCacheSlots> slots;
+  const std::size_t hash =
+      std::hash<std::string>{}(principal)*31 + std::hash<std::string>{}(limitName);
+  Slot& slot = slots[hash % kStoreKeyCacheSlots];
+  if (slot.key.empty() || slot.principal != principal || slot.limitName != limitName) {
+    slot.key = storeKeyFor(principal, limitName);
+    slot.principal = principal;
+    slot.limitName = limitName;
+  }
+  return slot.key;
+}
 
 struct NumericAttribute {
   const char* name;
@@ -193,7 +224,7 @@ Plan planRequest(const PolicyConfig& config, const PolicyRequest& request,
       if (c.cost <= 0) {
         return;
       }
-      c.key = storeKeyFor(principal, rule.name);
+      c.key = cachedStoreKey(principal, rule.name);
       c.windows = rule.windows;
       c.enforce = !rule.warnOnly;
       plan.store.charges.push_back(std::move(c));
