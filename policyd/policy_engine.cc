@@ -7,6 +7,7 @@
 #include <charconv>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 
 namespace relaykit::policy {
@@ -40,6 +41,26 @@ std::string cachedStoreKey(const std::string& principal, const std::string& limi
     slot.limitName = limitName;
   }
   return slot.key;
+}
+
+// The sender's search keys (senderSearchKeys(): a tenth of a decision's instructions) for the
+// last sender this thread planned for: a message's RCPT and END-OF-MESSAGE requests, and the next
+// messages of a busy sender, share them. Keyed by the `postfix:` settings too (a reload may
+// change them); the reference stays valid until the next call.
+const std::vector<std::string>& cachedSenderKeys(
+    std::string_view sender, const std::shared_ptr<const PostfixSettings>& postfix) {
+  struct Last {
+    std::shared_ptr<const PostfixSettings> postfix;
+    std::string sender;
+    std::vector<std::string> keys;
+  };
+  thread_local Last last;
+  if (last.postfix == nullptr || last.postfix != postfix || last.sender != sender) {
+    last.keys = senderSearchKeys(sender, *postfix);
+    last.sender.assign(sender);
+    last.postfix = postfix;
+  }
+  return last.keys;
 }
 
 struct NumericAttribute {
@@ -191,9 +212,9 @@ Plan planRequest(const PolicyConfig& config, const PolicyRequest& request,
     return plan;
   }
   // Only configs that match senders by address or @domain pay for the search keys.
-  const std::vector<std::string> senderKeys =
-      config.matchesSenderKeys ? senderSearchKeys(request.get("sender"), *config.postfix)
-                               : std::vector<std::string>();
+  static const std::vector<std::string> kNoKeys;
+  const std::vector<std::string>& senderKeys =
+      config.matchesSenderKeys ? cachedSenderKeys(request.get("sender"), config.postfix) : kNoKeys;
   if (plan.stage == Stage::kRcpt || plan.stage == Stage::kEndOfMessage) {
     for (const RelayRule& rule : config.relay) {
       if (relayMatches(rule, request, senderKeys, acceptedRecipients)) {
