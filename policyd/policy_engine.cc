@@ -2,14 +2,66 @@
 #include "policyd/policy_engine.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <charconv>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 
 namespace relaykit::policy {
 
 namespace {
+
+// storeKeyFor() hashes the principal with SHA-256, a tenth of a decision's instructions, and the
+// same sender, client or recipient comes back message after message: the keys of recent
+// principals are remembered in a direct-mapped table of kStoreKeyCacheSlots slots per thread
+// (a slot is overwritten by the next principal hashing to it), for principals up to
+// kMaxCachedPrincipalBytes (so the table stays under ~150 KiB).
+constexpr std::size_t kStoreKeyCacheSlots = 256;
+constexpr std::size_t kMaxCachedPrincipalBytes = 256;
+
+std::string cachedStoreKey(const std::string& principal, const std::string& limitName) {
+  if (principal.size() > kMaxCachedPrincipalBytes) {
+    return storeKeyFor(principal, limitName);
+  }
+  struct Slot {
+    std::string principal;
+    std::string limitName;
+    std::string key;
+  };
+  thread_local std::array<Slot, kStoreKeyCacheSlots> slots;
+  const std::size_t hash =
+      std::hash<std::string>{}(principal)*31 + std::hash<std::string>{}(limitName);
+  Slot& slot = slots[hash % kStoreKeyCacheSlots];
+  if (slot.key.empty() || slot.principal != principal || slot.limitName != limitName) {
+    slot.key = storeKeyFor(principal, limitName);
+    slot.principal = principal;
+    slot.limitName = limitName;
+  }
+  return slot.key;
+}
+
+// The sender's search keys (senderSearchKeys(): a tenth of a decision's instructions) for the
+// last sender this thread planned for: a message's RCPT and END-OF-MESSAGE requests, and the next
+// messages of a busy sender, share them. Keyed by the `postfix:` settings too (a reload may
+// change them); the reference stays valid until the next call.
+const std::vector<std::string>& cachedSenderKeys(
+    std::string_view sender, const std::shared_ptr<const PostfixSettings>& postfix) {
+  struct Last {
+    std::shared_ptr<const PostfixSettings> postfix;
+    std::string sender;
+    std::vector<std::string> keys;
+  };
+  thread_local Last last;
+  if (last.postfix == nullptr || last.postfix != postfix || last.sender != sender) {
+    last.keys = senderSearchKeys(sender, *postfix);
+    last.sender.assign(sender);
+    last.postfix = postfix;
+  }
+  return last.keys;
+}
 
 struct NumericAttribute {
   const char* name;
@@ -160,9 +212,9 @@ Plan planRequest(const PolicyConfig& config, const PolicyRequest& request,
     return plan;
   }
   // Only configs that match senders by address or @domain pay for the search keys.
-  const std::vector<std::string> senderKeys =
-      config.matchesSenderKeys ? senderSearchKeys(request.get("sender"), *config.postfix)
-                               : std::vector<std::string>();
+  static const std::vector<std::string> kNoKeys;
+  const std::vector<std::string>& senderKeys =
+      config.matchesSenderKeys ? cachedSenderKeys(request.get("sender"), config.postfix) : kNoKeys;
   if (plan.stage == Stage::kRcpt || plan.stage == Stage::kEndOfMessage) {
     for (const RelayRule& rule : config.relay) {
       if (relayMatches(rule, request, senderKeys, acceptedRecipients)) {
@@ -193,7 +245,7 @@ Plan planRequest(const PolicyConfig& config, const PolicyRequest& request,
       if (c.cost <= 0) {
         return;
       }
-      c.key = storeKeyFor(principal, rule.name);
+      c.key = cachedStoreKey(principal, rule.name);
       c.windows = rule.windows;
       c.enforce = !rule.warnOnly;
       plan.store.charges.push_back(std::move(c));

@@ -40,7 +40,8 @@ class PolicyHandler : public ConnectionHandler {
   }
 
   void onData(Connection& conn, evbuffer* input) override {
-    std::vector<PolicyRequest> requests;
+    std::vector<PolicyRequest>& requests = parsed_;  // reused: no allocation per call
+    requests.clear();
     while (conn.isOpen() && evbuffer_get_length(input) > 0) {
       evbuffer_iovec vec[kPeekChains];
       const int chains = evbuffer_peek(input, -1, nullptr, vec, kPeekChains);
@@ -67,6 +68,7 @@ class PolicyHandler : public ConnectionHandler {
       }
       queue_.push_back(std::move(r));
     }
+    requests.clear();
     if (queue_.size() > kMaxQueuedRequests) {
       logWarning("closing policy connection from " + conn.peer() + ": more than " +
                  std::to_string(kMaxQueuedRequests) + " requests without waiting for replies");
@@ -127,6 +129,7 @@ class PolicyHandler : public ConnectionHandler {
 
   PolicyService* service_;
   PolicyCodec codec_;
+  std::vector<PolicyRequest> parsed_;  // requests completed by one onData call
   std::deque<PolicyRequest> queue_;
   bool busy_ = false;    // a decision is in flight
   bool inCall_ = false;  // inside decideRequest (a callback now is synchronous)

@@ -26,11 +26,13 @@ their runs interleave (none, native, ..., none, ...), so drifting load on a shar
 them alike.
 
 Per run and configuration it records: accepted msg/s (smtp-source's wall time), relayed msg/s
-(until the queue is empty), CPU µs per message (utime+stime from /proc) per process group
-(Postfix: master, its children and their reaped children via the master's cutime/cstime;
-each relaykit daemon; redis-server) and in total, context switches per message (live processes'
+(until the queue is empty), CPU µs per message per process group (Postfix: utime+stime from
+/proc of the master, its children and their reaped children via the master's cutime/cstime;
+each relaykit daemon, each floor server and redis-server: its threads' run time from
+/proc/PID/task/*/schedstat, in nanoseconds, as ticks are too coarse for them) and in total, context switches per message (live processes'
 voluntary+nonvoluntary; Postfix processes are kept alive for the whole run, max_use/max_idle),
-socketmap lookups per message per map and policy requests per message (relaykit's /metrics).
+socketmap lookups per message per map and policy requests per message (relaykit's /metrics;
+the floor servers count what they answer), and each daemon's CPU µs per request beside its floor's.
 Prints medians over --repeat runs and the ratios to `native`, with the targets of the full-stack
 issue (rec-memory >= 0.85x native msg/s and <= 1.25x its CPU; rec-redis >= 0.75x).
 Usage (as root): bench/fullstack/run.py [--build-dir build] [--repeat 5] [--messages 2000]
@@ -42,6 +44,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -187,6 +190,20 @@ def proc_stat(pid):
             (int(fields[13]) + int(fields[14])) / CLK_TCK)
 
 
+def run_time(pid):
+    """CPU seconds of every thread of pid from /proc/PID/task/*/schedstat (nanoseconds, not
+    clock ticks: a daemon's few milliseconds per run are below utime+stime's 10 ms resolution),
+    or None when the process is gone."""
+    total = 0
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+    except (OSError, ValueError):
+        return None
+    return total / 1e9
+
+
 def ctx_switches(pid):
     total = 0
     try:
@@ -244,6 +261,9 @@ class Group:
             if st is None:
                 continue
             cpu[pid] = st[0]
+            if not self.tree:
+                precise = run_time(pid)
+                cpu[pid] = precise if precise is not None else st[0]
             csw[pid] = ctx_switches(pid)
             if pid == self.root:
                 reaped = st[1]
@@ -259,6 +279,26 @@ class Group:
             cpu += v - cpu0.get(pid, 0.0)
             csw += csw1[pid] - csw0.get(pid, 0)
         return cpu, csw
+
+
+def echo_count(proc, path):
+    """Requests answered so far by a netstring_echo started with -s PATH (asked by SIGUSR1)."""
+    def read():
+        try:
+            with open(path) as f:
+                seq, n = f.read().split()
+            return int(seq), int(n)
+        except (OSError, ValueError):
+            return 0, 0
+    seq0 = read()[0]
+    proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        seq, n = read()
+        if seq > seq0:
+            return float(n)
+        time.sleep(0.01)
+    raise RuntimeError("netstring_echo did not report its request count to %s" % path)
 
 
 def master_pid(pf):
@@ -371,11 +411,18 @@ class Stack:
         sm_port, policy_port = harness.free_port(), harness.free_port()
         sock = os.path.join(self.tmp, "floor.sock")
         echo = os.path.join(build, "bench", "netstring_echo")
+        # Each echo server counts the requests it answers (written to a file on SIGUSR1): the
+        # floors' requests per message, which differ from relaykit's (Postfix asks for fewer or
+        # other keys when every answer is NOTFOUND).
+        self.floor_counts = {"lookup (floor)": os.path.join(self.tmp, "echo-socketmap.count"),
+                             "policy (floor)": os.path.join(self.tmp, "echo-policy.count")}
         self.procs = [
-            subprocess.Popen([echo, "-p", str(sm_port)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL),
-            subprocess.Popen([echo, "-p", str(policy_port), "-P"], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL),
+            subprocess.Popen([echo, "-p", str(sm_port), "-s",
+                              self.floor_counts["lookup (floor)"]],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            subprocess.Popen([echo, "-p", str(policy_port), "-P", "-s",
+                              self.floor_counts["policy (floor)"]],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
             subprocess.Popen([os.path.join(build, "bench", "milter_floor"), "-u", sock],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
         ]
@@ -414,6 +461,9 @@ class Stack:
     def counters(self):
         """Socketmap lookups per map and policy requests per stage, from /metrics."""
         out = {}
+        if getattr(self, "floor_counts", None):
+            for (key, path), proc in zip(sorted(self.floor_counts.items()), self.procs):
+                out[key] = echo_count(proc, path)
         if "socketmapd" in self.metrics:
             for labels, v in metric_values(self.metrics["socketmapd"],
                                            "relaykit_socketmap_requests_total").items():
@@ -567,19 +617,14 @@ def report(kinds, sessions_list, runs):
                     "%s %.2f" % (k, median_of(runs[(kind, sessions)], ["counts", k]))
                     for k in keys)))
     print()
-    print("CPU µs per request (daemon CPU / its requests; floors: floor-wired's servers)")
+    print("CPU µs per request (daemon CPU / its requests; floors: floor-wired's echo servers, "
+          "each divided by the requests it answered)")
     for sessions in sessions_list:
         for kind in kinds:
             rs = runs[(kind, sessions)]
             counts = rs[0]["counts"]
             lookups = sum(median_of(rs, ["counts", k]) for k in counts if k.startswith("lookup"))
             policy = sum(median_of(rs, ["counts", k]) for k in counts if k.startswith("policy"))
-            if kind == "floor-wired" and ("wired-memory", sessions) in runs:
-                ref = runs[("wired-memory", sessions)][0]["counts"]
-                lookups = sum(median_of(runs[("wired-memory", sessions)], ["counts", k])
-                              for k in ref if k.startswith("lookup"))
-                policy = sum(median_of(runs[("wired-memory", sessions)], ["counts", k])
-                             for k in ref if k.startswith("policy"))
             parts = []
             if lookups:
                 parts.append("socketmap %.1f" % (median_of(rs, ["cpu", "socketmapd"]) / lookups))

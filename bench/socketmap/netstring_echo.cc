@@ -5,7 +5,11 @@
 // "action=DUNNO"): the floor for bench/policyd. With -P -R REDIS_PORT each policy request first
 // makes one round trip to a Redis server (PING, on one shared connection, pipelined), and its
 // reply goes out when the PONG comes back: the floor of a Redis-backed policy server.
-//   netstring_echo -p PORT [-r REPLY] [-P [-R REDIS_PORT]]   (127.0.0.1 only; until SIGTERM/INT)
+// With -s FILE, SIGUSR1 makes it write "SEQ REQUESTS\n" to FILE (SEQ counts the signals, REQUESTS
+// the requests answered so far): how a benchmark counts the floor's requests without asking it
+// over the wire.
+//   netstring_echo -p PORT [-r REPLY] [-P [-R REDIS_PORT]] [-s FILE]
+//   (127.0.0.1 only; until SIGTERM/INT)
 // Requests over 10000 bytes or malformed ones close the connection.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -30,8 +34,25 @@ constexpr std::size_t kMaxRequest = 10000;
 constexpr int kMaxEvents = 256;
 
 volatile std::sig_atomic_t stopping = 0;
+volatile std::sig_atomic_t reportWanted = 0;
 void onSignal(int) {
   stopping = 1;
+}
+void onReport(int) {
+  reportWanted = 1;
+}
+
+// Writes "SEQ REQUESTS\n" to `path` (through a temporary file and rename: a reader never sees
+// half a line).
+void writeReport(const std::string& path, unsigned long seq, unsigned long long requests) {
+  const std::string tmp = path + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "w");
+  if (f == nullptr) {
+    return;
+  }
+  std::fprintf(f, "%lu %llu\n", seq, requests);
+  std::fclose(f);
+  std::rename(tmp.c_str(), path.c_str());
 }
 
 }  // namespace
@@ -42,8 +63,11 @@ int main(int argc, char** argv) {
   bool policy = false;
   int opt;
   int redisPort = 0;
-  while ((opt = getopt(argc, argv, "p:r:PR:")) != -1) {
-    if (opt == 'R') {
+  std::string reportPath;
+  while ((opt = getopt(argc, argv, "p:r:PR:s:")) != -1) {
+    if (opt == 's') {
+      reportPath = optarg;
+    } else if (opt == 'R') {
       redisPort = std::atoi(optarg);
     } else if (opt == 'p') {
       port = std::atoi(optarg);
@@ -52,7 +76,8 @@ int main(int argc, char** argv) {
     } else if (opt == 'P') {
       policy = true;
     } else {
-      std::fprintf(stderr, "usage: netstring_echo -p PORT [-r REPLY] [-P [-R REDIS_PORT]]\n");
+      std::fprintf(stderr,
+                   "usage: netstring_echo -p PORT [-r REPLY] [-P [-R REDIS_PORT]] [-s FILE]\n");
       return 2;
     }
   }
@@ -61,6 +86,13 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, onSignal);
   std::signal(SIGINT, onSignal);
   std::signal(SIGPIPE, SIG_IGN);
+  {
+    struct sigaction sa {};
+    sa.sa_handler = onReport;  // no SA_RESTART: epoll_wait returns EINTR and the report goes out
+    sigaction(SIGUSR1, &sa, nullptr);
+  }
+  unsigned long reportSeq = 0;
+  unsigned long long requests = 0;
   int lfd = socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;
   setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -105,6 +137,12 @@ int main(int argc, char** argv) {
   char chunk[16384];
   while (!stopping) {
     int n = epoll_wait(ep, events, kMaxEvents, 200);
+    if (reportWanted) {
+      reportWanted = 0;
+      if (!reportPath.empty()) {
+        writeReport(reportPath, ++reportSeq, requests);
+      }
+    }
     for (int i = 0; i < n; i++) {
       int fd = events[i].data.fd;
       if (fd == lfd) {
@@ -154,6 +192,7 @@ int main(int argc, char** argv) {
           break;
         }
         buf.erase(0, end + 2);
+        ++requests;
         if (redisFd >= 0) {
           waiting.emplace_back(fd, serials[fd]);
           out += "PING\r\n";
@@ -180,6 +219,7 @@ int main(int argc, char** argv) {
           break;
         }
         buf.erase(0, colon + len + 2);
+        ++requests;
         out += reply;
       }
       if (!out.empty() && policy && redisFd >= 0) {

@@ -7,6 +7,9 @@
 // connection holds the deadline of its phase: idle (idleTimeout from the last completed request),
 // request (requestTimeout from the request's first byte, never restarted by later bytes) or
 // draining (writeTimeout from the moment queued output went over the cap, or closeAfterWrite()).
+// A request that arrives and is answered within one readable event leaves the timer alone (no
+// timer update per request): its request deadline is armed only if it is still incomplete when
+// the handler returns, and the idle deadline, once armed, is re-armed lazily when it fires early.
 // Every call into the handler is guarded: an exception closes this connection only.
 #include "common/server/connection.h"
 
@@ -50,7 +53,12 @@ bool runGuarded(const char* what, const std::function<void()>& body) {
 }
 
 Connection::Connection(Server* server, int fd, std::uint64_t id, std::string peer)
-    : server_(server), fd_(fd), lastActivityMs_(monotonicMs()), id_(id), peer_(std::move(peer)) {}
+    : server_(server),
+      fd_(fd),
+      idleSinceMs_(monotonicMs()),
+      lastActivityMs_(idleSinceMs_),
+      id_(id),
+      peer_(std::move(peer)) {}
 
 Connection::~Connection() {
   if (readEvent_ != nullptr) {
@@ -109,9 +117,17 @@ bool Connection::isIdle() const {
 
 void Connection::enterPhase(Phase phase, std::chrono::seconds timeout) {
   phase_ = phase;
+  requestArmPending_ = false;
   if (deadline_ == nullptr) {
     return;
   }
+  if (phase == Phase::kIdle) {
+    idleSinceMs_ = monotonicMs();
+    if (idleArmed_ && timeout.count() > 0) {
+      return;  // armed for an earlier idle deadline: onDeadline() re-arms for the rest
+    }
+  }
+  idleArmed_ = phase == Phase::kIdle && timeout.count() > 0;
   if (timeout.count() > 0) {
     timeval tv{};
     tv.tv_sec = static_cast<time_t>(timeout.count());
@@ -165,14 +181,14 @@ void Connection::settle() {
     }
   } else if (!outputBlocked_) {
     if (evbuffer_get_length(input_) > 0 || handlerMidRequest()) {
-      if (phase_ != Phase::kRequest) {
+      if (phase_ != Phase::kRequest || requestArmPending_) {
         // A request whose first byte came before the output cleared: its clock starts now.
         enterPhase(Phase::kRequest, limits_.requestTimeout);
       }
     } else {
       // The request is complete: the idle clock starts again.
-      lastActivityMs_ = monotonicMs();
       enterPhase(Phase::kIdle, limits_.idleTimeout);
+      lastActivityMs_ = idleSinceMs_;
     }
   }
   updateReadEvent();
@@ -314,11 +330,17 @@ void Connection::onReadable(int fd, short what, void* arg) {
   ssize_t n = ::read(fd, buf, sizeof buf);
   if (n > 0) {
     if (wasIdle) {
-      // The first byte of a request: the whole request must be in by requestTimeout.
-      c->enterPhase(Phase::kRequest, c->limits_.requestTimeout);
+      // The first byte of a request: the whole request must be in by requestTimeout, counted
+      // from now. settle() arms that deadline if the request is still incomplete after the
+      // handler ran (nothing runs on the loop in between).
+      c->phase_ = Phase::kRequest;
+      c->requestArmPending_ = true;
     }
     evbuffer_add(c->input_, buf, static_cast<std::size_t>(n));
     c->dispatchInput();
+    if (c->fd_ >= 0 && c->requestArmPending_) {
+      c->enterPhase(Phase::kRequest, c->limits_.requestTimeout);  // settle() did not run
+    }
     return;
   }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
@@ -381,11 +403,24 @@ void Connection::onDeadline(int, short, void* arg) {
     return;
   }
   switch (c->phase_) {
-    case Phase::kIdle:
+    case Phase::kIdle: {
+      // The timer may hold the deadline of an earlier idle phase: re-arm for the rest.
+      const std::int64_t limitMs = static_cast<std::int64_t>(c->limits_.idleTimeout.count()) * 1000;
+      const std::int64_t idleMs = monotonicMs() - c->idleSinceMs_;
+      if (limitMs > 0 && idleMs < limitMs) {
+        const std::int64_t restMs = limitMs - idleMs;
+        timeval tv{};
+        tv.tv_sec = static_cast<time_t>(restMs / 1000);
+        tv.tv_usec = static_cast<suseconds_t>((restMs % 1000) * 1000);
+        event_add(c->deadline_, &tv);
+        c->idleArmed_ = true;
+        return;
+      }
       logInfo("closing idle connection from " + c->peer_);
       c->server_->countConnectionError("idle_timeout");
       c->close();
       return;
+    }
     case Phase::kRequest:
       c->closeForError("request_timeout",
                        "closing connection from " + c->peer_ + ": request not complete after " +

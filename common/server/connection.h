@@ -145,6 +145,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool handlerPaused_ = false;  // pauseReading() by the handler
   bool outputBlocked_ = false;  // over maxOutputBytes: not reading until drained to half
   Phase phase_ = Phase::kIdle;
+  // The deadline timer holds an idle deadline (armed when the idle phase last began): a request
+  // completed later does not re-arm it; onDeadline() re-arms it for what is left of idleTimeout
+  // counted from idleSinceMs_. Saves a timer update per request.
+  bool idleArmed_ = false;
+  // A request's first byte came in this onReadable(): its deadline is armed by settle() unless
+  // the request is answered within the same call (then the connection goes straight back to idle).
+  bool requestArmPending_ = false;
+  std::int64_t idleSinceMs_ = 0;  // when the current idle phase began
   std::int64_t lastActivityMs_ = 0;
   std::uint64_t id_;
   std::string peer_;

@@ -307,6 +307,30 @@ TEST_F(SkeletonTest, CompleteRequestsKeepAConnectionAlive) {
   close(fd);
 }
 
+// A request answered within one readable event leaves the deadline timer alone; the idle
+// deadline armed at connect fires early and is re-armed for the rest: the idle clock still
+// restarts at the end of each request.
+TEST_F(SkeletonTest, TheIdleClockRestartsAfterEachRequest) {
+  ServerLimits limits;
+  limits.idleTimeout = std::chrono::seconds(2);
+  limits.requestTimeout = std::chrono::seconds(1);
+  start(limits);
+  int fd = connect();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  bool eof = false;
+  writeAll(fd, "a\n");
+  EXPECT_EQ(readFor(fd, 300, &eof, true), "ok\n");
+  ASSERT_FALSE(eof);
+  // Past the deadline armed at connect (2 s), 1.5 s after the request: still open.
+  EXPECT_EQ(readFor(fd, 1300, &eof), "");
+  EXPECT_FALSE(eof) << "closed before idleTimeout had passed since the last request";
+  // 2 s after the request: closed as idle.
+  readFor(fd, 2500, &eof);
+  EXPECT_TRUE(eof);
+  EXPECT_NE(metrics().find("reason=\"idle_timeout\"} 1"), std::string::npos) << metrics();
+  close(fd);
+}
+
 TEST_F(SkeletonTest, AClientThatDoesNotReadStopsBeingReadAndIsClosed) {
   ServerLimits limits;
   limits.writeTimeout = std::chrono::seconds(1);
