@@ -44,6 +44,8 @@ def health(port):
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+    except (urllib.error.URLError, ConnectionError) as e:
+        return 0, "no answer: %s" % e  # wait_health() asks again until its deadline
 
 
 class PolicyHealthTest(harness.E2ETestCase):
