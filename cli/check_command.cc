@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // check_command.cc: `relaykit check -c FILE`: loads the file as every daemon would, runs every
 // component's section validator (also when the shared sections have errors), checks that each
 // daemon's `user:` exists and can read the config and every file it names (file_access.h), and

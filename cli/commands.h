@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // commands.h: the `relaykit` subcommands. Each addXxxCommand registers one CLI11 subcommand on
 // `app`; when it is chosen and run, it stores the process exit code in *exitCode. New
 // subcommands (rewrite, limits) add a function here and a line in main.cc.

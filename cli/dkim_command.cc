@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_command.cc: `relaykit dkim`: key generation, DNS records and signature checks (see
 // dkim_command.h). Thin: options and I/O only; the work is in milters/dkim_*.h. Private keys are
 // written with O_EXCL (no overwrite unless --force, then replaced through a temporary file) and

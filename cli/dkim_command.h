@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_command.h: `relaykit dkim keygen|dns|verify` (see dkim_command.cc).
 #pragma once
 

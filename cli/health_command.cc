@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // health_command.cc: `relaykit health -c FILE`: a Nagios/Icinga plugin (and keepalived
 // track_script) for the whole relay, in one run:
 //  - each configured daemon: GET /health on its metrics_listen (200 "ok" OK, 200 "degraded: ..."

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // health_config.cc: parses the `health:` section; see health_config.h.
 #include "cli/health_config.h"
 

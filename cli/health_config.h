@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // health_config.h: the `health:` section of relaykit.yaml, read by `relaykit health` only (the
 // daemons ignore it). Every threshold is "alert when the value is >= the threshold"; 0 turns a
 // threshold off. Example (the defaults):

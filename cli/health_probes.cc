@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // health_probes.cc: bounded probes of `relaykit health`; see health_probes.h.
 #include "cli/health_probes.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // health_probes.h: the network and Postfix probes of `relaykit health`, each bounded by a
 // deadline (non-blocking sockets + poll; external programs through run_program.h) and returning
 // errors as values. The parsers (relayhost, postqueue -j, HTTP status) are pure functions.

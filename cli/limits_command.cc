@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // limits_command.cc: `relaykit limits show|reset` glue over policyd/limits_admin.h.
 #include "cli/limits_command.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // limits_command.h: `relaykit limits -c FILE show|reset ...`. Registered in
 // cli/main.cc with addLimitsCommand(app, &exitCode).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // main.cc: the `relaykit` command-line tool: one CLI11 subcommand per job (commands.h).
 #include <cstdio>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // postconf_command.cc: `relaykit postconf -c FILE [--check] [-C DIR]`.
 //  - without --check: prints the main.cf settings that wire the configured daemons into Postfix
 //    (postfix_wiring.h), one `name = value` per line, ready for `postconf -e`; exit 0, or 1 when

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // postfix_wiring.cc: main.cf wiring for a relaykit config, and the wiring traps; see
 // postfix_wiring.h. Every trap's reason is in README.md "Wiring Postfix".
 #include "cli/postfix_wiring.h"

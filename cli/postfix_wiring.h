@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // postfix_wiring.h: what `relaykit postconf` knows about wiring relaykit into Postfix, as pure
 // functions of the relaykit Config and of postconf(1)'s output (no process, no file access):
 //  - wiringFor(): the main.cf settings for a config, as `name = value` lines for `postconf -e`;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // query_command.cc: `relaykit query -c FILE TABLE KEY...`: answers exactly as relaykit-socketmapd
 // would (same Config, same Table::lookup, same reply rules), like `postmap -q`.
 // One key: prints its value. Several keys, or `-` (keys from stdin, one per line): prints

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // rewrite_command.cc: `relaykit rewrite`: relaykit-milter's engine offline on one message (see
 // rewrite_command.h). Thin: options and I/O only; the work is milter::rewriteOffline(). The
 // message is read whole, up to --size-limit bytes (Postfix's message_size_limit default); a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // rewrite_command.h: `relaykit rewrite`. Register in cli/main.cc with
 // addRewriteCommand(app, &exitCode); link relaykit_milter_core into the `relaykit` target.
 #pragma once

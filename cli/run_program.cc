@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // run_program.cc: fork/exec with a deadline and captured output; see run_program.h.
 #include "cli/run_program.h"
 

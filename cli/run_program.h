@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // run_program.h: runs one external program (postconf, postqueue) the way relaykit's CLI may:
 // fork/exec with an argument vector (no shell), stdin from /dev/null, stdout captured up to a
 // bound, stderr captured (first bytes) for messages, and a deadline after which the child is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // section_validators.cc: the list of component section validators `relaykit check` runs.
 // Components append their entry here (see section_validators.h).
 #include "cli/section_validators.h"

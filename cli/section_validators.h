@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // section_validators.h: the hook through which components add their own section checks to
 // `relaykit check` (the shared sections are checked by loadConfig itself).
 //

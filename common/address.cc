@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // address.cc: quoting, unquoting and extension splitting as Postfix's quote_822_local.c,
 // split_addr.c and strip_addr.c do them (re-implemented from their documented behaviour).
 #include "common/address.h"

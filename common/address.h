@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // address.h: RFC 5321/5322-ish mail address helpers with Postfix's exact semantics.
 //
 // Postfix keeps addresses in two forms: external (quoted, "john doe"@x, as in tables and on the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // address_search.cc: key forms and result processing of Postfix's address searches
 // (mail_addr_find.c, mail_addr_map.c, trivial-rewrite transport.c; see address_search.h).
 #include "common/address_search.h"

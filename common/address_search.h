@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // address_search.h: the partial-key searches Postfix performs on its own indexed tables,
 // re-implemented for a socketmap that only ever receives the full key.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ascii.cc: ASCII case helpers (see ascii.h).
 #include "common/ascii.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ascii.h: the one ASCII case helper set (Postfix's lowercase(3) and strcasecmp(3) in the C
 // locale): only 'A'..'Z' change, every other byte (UTF-8 included) is left as is. Unicode case
 // folding of table keys is common/casefold.h. Pure, cannot fail.

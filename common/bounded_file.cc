@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // bounded_file.cc: whole-file reads of regular files under a size limit (see bounded_file.h).
 #include "common/bounded_file.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // bounded_file.h: the one reader for every file the configuration names (the config itself,
 // table files, password files, key files).
 //

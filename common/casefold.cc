@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // casefold.cc: table-key folding as Postfix does it (see casefold.h). ICU does the Unicode part,
 // the same library Postfix's casefold(3) uses.
 #include "common/casefold.h"

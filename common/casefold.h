@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // casefold.h: how Postfix folds and screens the keys of its indexed tables (hash:, texthash:).
 //
 // With smtputf8_enable = no, Postfix lower-cases ASCII letters only (lowercase(3)). With

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // config.cc: compiles the shared sections of relaykit.yaml into a Config snapshot.
 // Every problem is reported (not just the first); any error refuses the whole file.
 #include "common/config.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // config.h: the relaykit YAML file compiled into one immutable snapshot.
 //
 // loadConfig() reads the whole file, reports EVERY problem into a Diagnostics sink as

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // diagnostics.h: problems found while loading configuration, each tied to FILE:LINE:COL.
 // Loaders report every problem they find (not just the first) into a Diagnostics sink;
 // a config with any error is refused as a whole.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // endpoint.cc: parsing of Postfix-style endpoint strings.
 #include "common/endpoint.h"
 

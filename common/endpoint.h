@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // endpoint.h: listen endpoints written as Postfix writes them: "inet:HOST:PORT",
 // "inet:[::1]:PORT", "unix:PATH". Pure parsing (no sockets); binding lives in
 // common/server/listener.h. Parse errors are values with a message naming the bad text.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // file_access.cc: permission checks of named files against a daemon's user (file_access.h).
 #include "common/file_access.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // file_access.h: can a daemon's `user:` read what the configuration names? (`relaykit check`
 // and the daemons' --check.)
 //

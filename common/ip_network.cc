@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ip_network.cc: parsing and matching of IP addresses and CIDR networks (inet_pton based).
 #include "common/ip_network.h"
 

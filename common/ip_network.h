@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ip_network.h: IPv4/IPv6 addresses and CIDR networks, as written in configuration
 // ("10.0.0.0/8", "2001:db8::/32", "192.0.2.1") and as Postfix sends client addresses.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // logical_lines.cc: readllines(3) semantics over a string (see logical_lines.h).
 #include "common/logical_lines.h"
 

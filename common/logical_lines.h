@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // logical_lines.h: Postfix's readllines(3) over in-memory text, with positions.
 //
 // A logical line is a line that starts with non-whitespace, plus the lines that follow it and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // lookup_result.h: the tri-state answer of every table (found / not found / error).
 // Each daemon maps it to its wire answer in exactly one place (socketmap OK/NOTFOUND/TEMP/PERM,
 // policy action, milter result).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // netstring.cc: the netstring state machine; see netstring.h for the guarantees.
 #include "common/netstring.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // netstring.h: incremental netstring codec ("<len>:<data>,"), as socketmap tables speak it.
 //
 // NetstringDecoder is a state machine fed arbitrary chunks (one byte at a time works): it never

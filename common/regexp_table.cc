@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // regexp_table.cc: matching keys against a compiled regexp_table(5)/pcre_table(5) table with one
 // RE2::Set, IF/ENDIF guards and $n expansion; the text is parsed by regexp_table_parser.cc.
 // Behaviour follows Postfix's dict_regexp.c/dict_pcre.c (re-implemented, see regexp_table.h).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // regexp_table.h: regexp_table(5) / pcre_table(5) text compiled for RE2, first match wins.
 //
 // Parses Postfix's rule syntax: "/pattern/flags result", "!/pattern/ result",

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // regexp_table_impl.h: the compiled form of a regexp_table(5)/pcre_table(5) table, shared by
 // its two halves inside common/: regexp_table_parser.cc turns the table text into rules and RE2
 // patterns (Postfix's dict_regexp.c syntax), regexp_table.cc matches keys against them (one

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // regexp_table_parser.cc: parsing regexp_table(5)/pcre_table(5) text into the rules and RE2
 // patterns of a RegexpTable (regexp_table_impl.h), as Postfix's dict_regexp.c/dict_pcre.c read
 // them: /pattern/flags result, !/negation/, /p1/!/p2/, IF/ENDIF, $n, every problem reported with

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // regexp_translate.cc: POSIX ERE -> RE2 rewriting (see regexp_translate.h for the rules).
 #include "common/regexp_translate.h"
 

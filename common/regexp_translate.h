@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // regexp_translate.h: POSIX extended regular expressions (regexp_table(5), as glibc's regcomp
 // reads them) rewritten into RE2 syntax with the same meaning.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // snapshot.h: the current immutable snapshot of some compiled state (a Config, a service's rules),
 // swapped whole on reload.
 //

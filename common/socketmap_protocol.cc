@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // socketmap_protocol.cc: socketmap request parsing and reply formatting; see the header.
 #include "common/socketmap_protocol.h"
 

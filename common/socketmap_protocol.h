@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // socketmap_protocol.h: Postfix socketmap_table(5) requests and replies (the netstring payloads),
 // and the one place a table's tri-state answer becomes a socketmap reply.
 //

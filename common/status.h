@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // status.h: errors as values on the data path (no exceptions across callbacks).
 // Status is ok or carries a kind and a message; StatusOr<T> holds a value or a non-ok Status.
 // Callers branch on kind(), never on the message's words (the message is for people).

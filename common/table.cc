@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // table.cc: a Table searches its sources with Postfix's partial-key rules (see table.h and
 // address_search.h), plus the factories for in-memory sources.
 //

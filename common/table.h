@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // table.h: a lookup table assembled from sources, searched with Postfix's own partial-key rules.
 //
 // A Table is what a socketmap map name (or a milter rewrite) resolves to. It behaves like

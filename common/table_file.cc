@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // table_file.cc: postmap source parsing, indexed sources and loading Postfix table files.
 #include "common/table_file.h"
 

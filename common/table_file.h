@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // table_file.h: indexed (exact-match) table sources and Postfix table source files.
 //
 // parsePostmapSource() reads postmap(1) SOURCE text as Postfix 3.7's postmap does: logical lines

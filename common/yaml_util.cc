@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // yaml_util.cc: strict YAML getters that report every problem as FILE:LINE:COL and go on.
 // yaml-cpp throws on a few accesses (Mark() of an absent node, operator[] on a scalar): every
 // access here is guarded so nothing escapes; parse exceptions are caught in parseYamlText.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // yaml_util.h: strict, error-collecting YAML reading shared by every config section.
 //
 // A YamlReader is bound to one file name and a Diagnostics sink. Its getters never throw and never

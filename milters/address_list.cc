@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // address_list.cc: RFC 5322 address-list tokenizer and parser (see address_list.h).
 #include "milters/address_list.h"
 

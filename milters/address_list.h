@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // address_list.h: RFC 5322 address-list parser for From/Sender/Reply-To/To/Cc header values.
 //
 // Understands display names (atoms, quoted-strings, encoded-words, obsolete dotted phrases),

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_canon.cc: RFC 6376 canonicalization (see dkim_canon.h).
 #include "milters/dkim_canon.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_canon.h: RFC 6376 section 3.4 canonicalization ("simple" and "relaxed"), header and body.
 //
 // Headers are canonicalized one at a time from the form relaykit carries them in (HeaderField):

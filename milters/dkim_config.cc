@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_config.cc: the `milter: dkim:` section and the signing decision (see dkim_config.h).
 #include "milters/dkim_config.h"
 

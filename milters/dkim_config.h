@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_config.h: the `milter: dkim:` section compiled into an immutable DkimConfig, and the
 // per-message decision "which keys sign this message".
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_key.cc: DKIM keys on OpenSSL 3 (see dkim_key.h).
 #include "milters/dkim_key.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_key.h: DKIM keys (RSA, Ed25519) on OpenSSL 3: loading, checks, DNS records, sign/verify.
 //
 // A DkimKey holds one OpenSSL key (private, or public only for verification) and is immutable

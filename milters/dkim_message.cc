@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_message.cc: DKIM signing on the milter's types (see dkim_message.h).
 #include "milters/dkim_message.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_message.h: DKIM signing of one message as relaykit-milter would do it, on the milter's
 // types (Envelope, HeaderField): which domain the signing table is asked for, and the whole
 // decide-and-sign step for a message held in memory (`relaykit rewrite`). The live milter uses

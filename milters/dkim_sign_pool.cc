@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_sign_pool.cc: the signing worker pool (see dkim_sign_pool.h).
 #include "milters/dkim_sign_pool.h"
 

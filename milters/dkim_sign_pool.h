@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_sign_pool.h: a small fixed pool of threads that computes DKIM signatures off the event
 // loop (docs/dkim.md, "Cost, and where signing runs").
 //

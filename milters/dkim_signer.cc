@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_signer.cc: DKIM signing (see dkim_signer.h).
 #include "milters/dkim_signer.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_signer.h: RFC 6376 / RFC 8463 DKIM signatures over a message: body hash streamed, header
 // selection (h=, oversigning), the DKIM-Signature value; pure logic on OpenSSL, no I/O, no clock.
 //

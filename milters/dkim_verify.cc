@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_verify.cc: DKIM signature checks against given keys (see dkim_verify.h).
 #include "milters/dkim_verify.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_verify.h: checking DKIM signatures against a key given directly (no DNS), for
 // `relaykit dkim verify` and the unit tests. Not a full receiver-side verifier: no DNS lookups,
 // no policy; it answers "does this signature match this message and this key". It parses the

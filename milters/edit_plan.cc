@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // edit_plan.cc: header slots to ordered milter operations, and a Postfix-faithful simulator.
 #include "milters/edit_plan.h"
 

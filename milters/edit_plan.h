@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // edit_plan.h: the milter modifications for one message, as an ordered list of operations.
 //
 // buildEditPlan() turns the final state of every received header (kept, changed, removed, with

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // header_rules.cc: action parsing, conditions and per-header rule decisions (see header_rules.h).
 #include "milters/header_rules.h"
 

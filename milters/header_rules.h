@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // header_rules.h: header actions (header_checks(5) text and conditional header_rules) and the
 // envelope facts their conditions test.
 //

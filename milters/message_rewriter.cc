@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // message_rewriter.cc: header rules + rewrite_from + rewrite_sender for one message.
 #include "milters/message_rewriter.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // message_rewriter.h: the whole rewrite of one message, from envelope and headers to an edit plan.
 //
 // rewriteMessage() applies, in this order: header rules (header_checks, then header_rules; first

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // milter_callbacks.cc: relaykit's milter filter, wiring the pure rewrite engine to Postfix.
 //
 // Protocol facts honoured here (postfix-facts.md): modifications only at end of message; only the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // milter_callbacks.h: relaykit's milter filter, the glue between the milter protocol session
 // (milter_session.h) and the pure rewrite engine (message_rewriter.h).
 //

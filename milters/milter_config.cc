@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // milter_config.cc: parsing and validating the `milter:` section (see milter_config.h).
 #include "milters/milter_config.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // milter_config.h: the `milter:` YAML section compiled into an immutable snapshot.
 //
 // parseMilterConfig() reads Config::milterNode with YamlReader, compiles header_checks (Postfix

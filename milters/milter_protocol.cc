@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // milter_protocol.cc: the milter packet decoder, command parsers and reply encoders; see
 // milter_protocol.h for the contract.
 #include "milters/milter_protocol.h"

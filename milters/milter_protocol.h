@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // milter_protocol.h: the Sendmail 8 milter wire format (protocol versions 2 to 6), as Postfix's
 // src/milter/milter8.c speaks it, on libmilter's own protocol definitions (<libmilter/mfapi.h>,
 // <libmilter/mfdef.h>: SMFIC_*, SMFIR_*, SMFIP_*, SMFIF_*, SMFIM_*), as Postfix does with

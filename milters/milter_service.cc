@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // milter_service.cc: the milter Service and its per-connection handler; see milter_service.h.
 #include "milters/milter_service.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // milter_service.h: relaykit-milter as a Service of the shared daemon skeleton
 // (common/server/daemon.h): one event loop serves every milter connection, each a
 // MilterPacketDecoder feeding a MilterSession with a RelaykitFilter.

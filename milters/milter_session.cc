@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // milter_session.cc: the milter protocol session state machine; see milter_session.h.
 #include "milters/milter_session.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // milter_session.h: one milter protocol session (the milter side of Postfix's milter8.c), as a
 // state machine fed decoded packets, calling a MilterFilter and appending the replies to a string.
 //

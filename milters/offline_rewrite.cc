@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // offline_rewrite.cc: `relaykit rewrite`'s message intake (Postfix's sendmail + cleanup rules
 // for a message file), rendering, header diff, and the engine run on the result.
 #include "milters/offline_rewrite.h"

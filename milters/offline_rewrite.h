@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // offline_rewrite.h: the milter's engine on a message file, for `relaykit rewrite`.
 //
 // splitMessage() reads a message file the way Postfix takes in the same file through sendmail(1)

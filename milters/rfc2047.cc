@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // rfc2047.cc: RFC 2047 decoding and phrase encoding (see rfc2047.h for the contract).
 #include "milters/rfc2047.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // rfc2047.h: RFC 2047 encoded-words ("=?UTF-8?B?...?=") in header text.
 //
 // decode() turns every well-formed encoded-word into UTF-8 (charsets UTF-8, US-ASCII, ISO-8859-1,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // admin_protocol.cc: the `relaykit limits` <-> relaykit-policyd line protocol (see the header).
 #include "policyd/admin_protocol.h"
 

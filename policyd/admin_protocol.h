@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // admin_protocol.h: how `relaykit limits` reaches the memory store inside relaykit-policyd.
 //
 // The memory store lives in the daemon, so the CLI asks the daemon over `policy.admin_socket`

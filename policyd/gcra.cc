@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gcra.cc: GCRA arithmetic; see gcra.h. Mirrored by the Lua script in redis_script.h.
 //
 // Every result is computed without overflow: a cost above max is refused before any increment is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gcra.h: rate-limit arithmetic (Generic Cell Rate Algorithm), plain functions over plain values.
 //
 // A window "max per period" lets a burst of up to `max` units through at once and then `max`

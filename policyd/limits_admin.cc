@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // limits_admin.cc: counter lookup and reset for `relaykit limits`; see limits_admin.h.
 #include "policyd/limits_admin.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // limits_admin.h: what `relaykit limits show|reset` does, apart from the command line.
 //
 // Principals are stored as digests, so a counter is found from the attributes that make up its

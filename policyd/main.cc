@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // main.cc: relaykit-policyd, the policy delegation server. All the work is in the shared daemon
 // skeleton (common/server/daemon.h) and PolicyService (policy_service.h).
 #include "common/server/daemon.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memory_store.cc: in-process GCRA state; see memory_store.h.
 #include "policyd/memory_store.h"
 

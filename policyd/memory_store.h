@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memory_store.h: the embedded rate-limit store for a single relay (the default).
 //
 // State lives in this process only: it is lost on restart and not shared with other relays

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // policy_codec.cc: incremental parser and reply formatter for the policy delegation protocol.
 #include "policyd/policy_codec.h"
 

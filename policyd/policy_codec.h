@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // policy_codec.h: the Postfix policy delegation wire format (SMTPD_POLICY_README).
 //
 // A request is `name=value` lines ended by an empty line; a reply is one `action=...` line and

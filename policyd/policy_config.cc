@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // policy_config.cc: `policy:` YAML -> PolicyConfig, every problem reported as FILE:LINE:COL.
 #include "policyd/policy_config.h"
 

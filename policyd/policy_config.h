@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // policy_config.h: the compiled, immutable configuration of relaykit-policyd.
 //
 // parsePolicyConfig() reads the raw `policy:` node kept by loadConfig() (common/config.h) with

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // policy_engine.cc: stage semantics, limit planning and reply text; see policy_engine.h.
 #include "policyd/policy_engine.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // policy_engine.h: the decisions of relaykit-policyd as pure functions (no I/O, no clock).
 //
 // Stage semantics (documented in policyd/README.md):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // policy_service.cc: per-connection codec, ordered async decisions, logging and metrics for
 // relaykit-policyd; see policy_service.h.
 #include "policyd/policy_service.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // policy_service.h: relaykit-policyd's glue on the shared daemon skeleton (common/server/):
 // policy requests in, one `action=` reply out per request, in order, each in one write.
 //

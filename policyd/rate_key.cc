@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // rate_key.cc: principal extraction, store keys and client networks; see rate_key.h.
 #include "policyd/rate_key.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // rate_key.h: which principal a limit counts, and the store key that holds its state.
 //
 // A key spec is a list of parts: any Postfix policy attribute name (client_address, sender,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // rate_store.cc: the all-or-nothing evaluation shared by the stores; see rate_store.h.
 #include "policyd/rate_store.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // rate_store.h: where rate-limit state lives (memory or Redis), behind one asynchronous interface.
 //
 // A StoreRequest is every limit that applies to one policy request. The store evaluates them all

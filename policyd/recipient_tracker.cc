@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // recipient_tracker.cc: bounded per-message recipient lists; see recipient_tracker.h.
 #include "policyd/recipient_tracker.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // recipient_tracker.h: the recipients relaykit-policyd accepted at RCPT for each open message
 // (`instance`), kept until that message's END-OF-MESSAGE request, bounded in count AND bytes.
 //

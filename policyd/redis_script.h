@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // redis_script.h: the Lua script the Redis store runs by EVALSHA, one round trip per decision.
 //
 // It mirrors evaluateCharges() + gcraCheck() exactly (doubles for the increment, integers in

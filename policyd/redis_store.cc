@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // redis_store.cc: hiredis async client for the rate-limit script; see redis_store.h.
 #include "policyd/redis_store.h"
 

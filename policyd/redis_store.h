@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // redis_store.h: the rate-limit store shared by every relay, on Redis through hiredis async.
 //
 // Guarantees: one round trip per decision (EVALSHA of redis_script.h; on NOSCRIPT the script is

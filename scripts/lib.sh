@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # scripts/lib.sh: shared helpers for scripts/test and scripts/demo (sourced, not executed).
 #
 # relaykit_install_deps: installs every Debian package the build, the tests and the demo need,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // socketmap_service.cc: netstring framing, request dispatch, logging and metrics for socketmapd.
 #include "socketmapd/socketmap_service.h"
 

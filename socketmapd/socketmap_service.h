@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // socketmap_service.h: relaykit-socketmapd's protocol glue: netstring requests in, table answers
 // out, on the shared daemon skeleton (common/server/daemon.h).
 //

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """docs_test.py: the monitoring files and the manual stay true to the code.
 
 - docs/prometheus/relaykit-alerts.yml parses as YAML with the rule-file shape, and passes

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """bench/milter/dkim_chain_cost.py: what signing with Debian's OpenDKIM after relaykit costs.
 
 smtp-source sends --count 1 KiB messages (sender root@relay.corp.local, so relaykit-milter rewrites

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_sign_cost.cc: CPU cost of DKIM signing with relaykit's core (milters/dkim_signer.h):
 // one signature (header hash + private-key operation) for RSA-2048, RSA-4096 and Ed25519, and
 // the body hash per KiB (relaxed and simple canonicalization), measured as process CPU time

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // milter_floor.cc: the floor for bench/milter. A single-threaded epoll milter that negotiates the
 // same steps as relaykit-milter with the seed rules (no CONNECT/HELO/RCPT/DATA/EOH/body events,
 // every no-reply flag, the same macro lists), and at end of message answers at once with the

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """bench/milter/run.py: Postfix throughput with relaykit-milter, as ratios to Postfix alone.
 
 One run measures, with smtp-source into a private Postfix relaying to a bare smtp-sink (no dump),

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // policy_load.cc: load generator for Postfix policy servers (relaykit-policyd, postfwd,
 // policyd-rate-limit): N persistent connections, each strictly sequential like Postfix's smtpd
 // (send one request, wait for the whole reply), replaying a realistic stream: per message 1..R

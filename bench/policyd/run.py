@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """bench/policyd/run.py: relaykit-policyd's rate limiting against postfwd and policyd-rate-limit.
 
 Each server gets the same limit (100 messages per minute per client address, counted once per

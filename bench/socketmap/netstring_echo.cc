@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // netstring_echo.cc: the floor for socketmap and policy benchmarks. A single-threaded epoll server
 // that answers every netstring request with a fixed reply ("NOTFOUND " by default, or -r TEXT)
 // and does no other work: what a socketmap round trip costs on this machine's loopback. With -P

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """bench/socketmap/run.py: how fast relaykit-socketmapd answers, against Postfix and the floor.
 
 Measures, on loopback, with bench's C++ client socketmap_load (one thread per connection,

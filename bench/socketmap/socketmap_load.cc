@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // socketmap_load.cc: load generator for socketmap servers (relaykit-socketmapd, the echo floor).
 //
 // Opens C connections to HOST:PORT, each driven by its own thread exactly as a Postfix process

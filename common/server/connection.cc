@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // connection.cc: one client connection over plain libevent events; see connection.h.
 //
 // Reading: one read(2) of up to kReadChunk bytes per readable event (level-triggered, so a larger

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // connection.h: what a daemon's protocol code sees of one client connection, and the Service
 // interface a daemon implements to plug into the shared skeleton (common/server/daemon.h).
 //

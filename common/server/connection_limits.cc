@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // connection_limits.cc: caps arithmetic, admission and eviction choice; see connection_limits.h.
 #include "common/server/connection_limits.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // connection_limits.h: the pure arithmetic behind the skeleton's connection admission (no
 // sockets, no clock of its own): how many connections a daemon may hold given its file-descriptor
 // limit, which class a peer falls in, and, when a new connection does not fit, which live

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // daemon.cc: the shared daemon main (options, load, bind, drop privileges, loop, reload, stop).
 // See daemon.h for the sequence and its guarantees. Fatal exits happen only at start-up.
 #include "common/server/daemon.h"

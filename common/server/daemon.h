@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // daemon.h: the shared main of every relaykit daemon (Postfix's skeleton idea: each daemon's
 // main.cc is a few lines that hand a Service to runDaemon).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // http_request.cc: the bounded request-head codec; see http_request.h.
 #include "common/server/http_request.h"
 

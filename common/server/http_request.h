@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // http_request.h: a bounded HTTP/1.x request-head codec for the /metrics and /health endpoint,
 // fed bytes as they arrive (STYLE.md: one codec per wire format, a state machine).
 //

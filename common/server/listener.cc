@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // listener.cc: socket(2)/bind(2)/listen(2) for endpoints; see listener.h.
 #include "common/server/listener.h"
 

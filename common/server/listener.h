@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // listener.h: opening listen sockets for Postfix-style endpoints (see common/endpoint.h).
 //
 // inet endpoints: SO_REUSEADDR, IPV6_V6ONLY for v6 addresses, non-blocking, close-on-exec.

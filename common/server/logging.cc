@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // logging.cc: syslog or stderr sink; see logging.h.
 #include "common/server/logging.h"
 

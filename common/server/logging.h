@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // logging.h: Postfix-like log lines for the daemons and the CLI.
 //
 // To syslog (facility mail, the program name as ident, pid included) or, in the foreground, to

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // metrics.cc: registry and text exposition rendering; see metrics.h (the HTTP endpoint is in
 // metrics_http.cc).
 #include "common/server/metrics.h"

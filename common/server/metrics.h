@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // metrics.h: a small thread-safe metrics registry (counters, gauges, histograms with labels)
 // rendered in the Prometheus text exposition format (version 0.0.4), and its HTTP endpoint.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // metrics_http.cc: the /metrics and /health HTTP endpoint on the shared connection skeleton; see
 // metrics.h. Each request head goes through HttpRequestParser (bounded, no bodies); each answer is
 // one write with Content-Length. The connection table, deadlines and output cap are the

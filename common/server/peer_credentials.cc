@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // peer_credentials.cc: SO_PEERCRED and the sock_diag exact lookup; see peer_credentials.h.
 #include "common/server/peer_credentials.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // peer_credentials.h: who is at the other end of an accepted socket, from the kernel.
 //
 // - unix sockets: SO_PEERCRED (the uid of the process that connected);

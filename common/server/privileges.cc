@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // privileges.cc: initgroups/setgid/setuid; see privileges.h.
 #include "common/server/privileges.h"
 

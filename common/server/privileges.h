@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // privileges.h: least privilege after binding (Postfix's order: open sockets and files, then drop
 // privileges, then serve).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // server.cc: listeners, accept, and the table of live connections; see server.h.
 #include "common/server/server.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // server.h: accepts connections on listening sockets and runs them on one libevent loop.
 //
 // A Server is bound to an event base and a Service; it owns the listeners handed to it and every

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # scripts/demo.d/milter.sh: relaykit-milter's part of scripts/demo (sourced by it). Wires the
 # milter into the demo relay (smtpd_milters and non_smtpd_milters), starts it with the demo
 # config, sends one message full of what the relay must clean up (X-Originating-IP, a Received

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # scripts/demo.d/policy.sh: relaykit-policyd's part of scripts/demo (sourced by it, after its
 # helpers and before "main"). Adds the policy wiring to the demo relay's main.cf, starts
 # relaykit-policyd with the demo config, sends one nagios@ alert over SMTP (rerouted by FILTER to

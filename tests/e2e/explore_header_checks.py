@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """explore_header_checks.py: seeded random differential explorer for header_checks.
 
 Not a ctest test (no test_ prefix): run it by hand to look for inputs on which relaykit-milter's

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """explore_rewrite_from.py: seeded random differential explorer for rewrite_from/rewrite_sender.
 
 Not a ctest test (not named test_*). It starts three private Postfix instances on loopback, each

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """explore_rewrite_offline.py: seeded random differential explorer for `relaykit rewrite`.
 
 Not a ctest test (no test_ prefix): run it by hand. It reuses explore_header_checks.py's random

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """explore_tables.py: seeded random differential explorer, relaykit-socketmapd vs Postfix.
 
 Not a ctest test (no test_ prefix): a tool to hunt for differences on inputs nobody wrote down.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """harness.py: black-box test fixtures for relaykit (Python 3 stdlib only).
 
 Every tests/e2e/test_*.py imports this module and is a standalone unittest program run by ctest

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """milter_fixtures.py: shared set-up for the relaykit-milter end-to-end tests.
 
 A MilterTestCase starts an smtp-sink, relaykit-milter with a YAML config built from a `milter:`

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_dkim_opendkim_chain.py: users who keep OpenDKIM: relaykit-milter, then Debian's OpenDKIM.
 
 A private Postfix with `smtpd_milters = relaykit, opendkim` (and the same non_smtpd_milters)

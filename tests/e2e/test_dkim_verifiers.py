@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_dkim_verifiers.py: relaykit's DKIM signatures checked by independent implementations.
 
 Keys come from `relaykit dkim keygen` (RSA-2048, RSA-4096, Ed25519). Each message of a small

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_harness_postfix.py: self-test of the e2e harness with no relaykit at all.
 
 A private Postfix relays to smtp-sink; the test checks that the harness sees exactly what was sent

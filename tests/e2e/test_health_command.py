@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_health_command.py: `relaykit health` (a Nagios plugin) against real parts.
 
 A healthy stack (three daemons with metrics_listen, a real Redis with a password, a private

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_hostile_config.py: hostile configuration files and command lines against the real binaries.
 
 What it proves (every case bounded by CASE_TIMEOUT: a hang fails the case):

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_hostile_input.py: a catalogue of hostile clients against the real relaykit-socketmapd and
 relaykit-policyd binaries and their /metrics endpoint, each case with its expected behaviour.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_hostile_policy.py: hostile policy requests against the real relaykit-policyd.
 
 Every case states its expected behaviour: an answer (DUNNO, or the limit's 4xx), or a clear

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_milter_differential.py: relaykit's header_checks against Postfix's own, same rules.
 
 One private Postfix applies HEADER_CHECKS natively (header_checks = regexp:FILE); another sends the

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_milter_dkim.py: relaykit-milter signs the final message (DKIM) behind a real Postfix.
 
 A private Postfix with relaykit-milter in smtpd_milters (SMTP) and non_smtpd_milters (sendmail)

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_milter_postfix.py: relaykit-milter behind a real private Postfix, into smtp-sink.
 
 Covers each rule kind (header_checks IGNORE/REPLACE/PREPEND/WARN/INFO/DUNNO, if/endif, $n;

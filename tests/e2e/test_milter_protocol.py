@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_milter_protocol.py: relaykit-milter's milter protocol engine against clients that are not
 Postfix, hostile packets, connection floods, and the daemon skeleton's common behaviour.
 

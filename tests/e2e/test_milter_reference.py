@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_milter_reference.py: relaykit-milter against a milter built on libmilter, same edits.
 
 tests/tools/reference_milter.cc makes with libmilter's own engine (smfi_chgheader, smfi_insheader,

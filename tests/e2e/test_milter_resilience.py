@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_milter_resilience.py: relaykit-milter never loses mail and restarts/reloads cleanly.
 
 - Milter down: Postfix (milter_default_action = tempfail) refuses SMTP mail with 4xx and keeps

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_policy_daemon.py: relaykit-policyd as a black box on the wire (no Postfix needed).
 
 600 concurrent persistent connections each get their answers; a request sent one byte at a time

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_policy_health.py: relaykit-policyd's /health tells the truth about its Redis store.
 
 With a real redis-server that is stopped and started again on the same port: while Redis is

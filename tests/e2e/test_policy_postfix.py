@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_policy_postfix.py: relaykit-policyd behind a real private Postfix (and a real Redis).
 
 Checks, end to end: the (N+1)th message of a window gets a 4xx and is not delivered; a limit on

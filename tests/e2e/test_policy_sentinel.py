@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_policy_sentinel.py: relaykit-policyd follows a Redis Sentinel failover without restart.
 
 A real topology on loopback: redis-server primary + replica, three redis-sentinel processes

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_postconf_command.py: `relaykit postconf` against a real private Postfix.
 
 - The printed settings are applied to a private Postfix with `postconf -e`, one line each, and

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """test_socketmap_postfix.py: relaykit-socketmapd behind a real private Postfix.
 
 What it proves:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // address_list_fuzz.cc: RFC 5322 address lists (milters/address_list.h), parsed and rewritten as
 // rewrite_from does. Properties: every mailbox's addr-spec range lies inside the input; when
 // every address is replaced by a distinct one (r<i>@example.com), the rewritten header parses

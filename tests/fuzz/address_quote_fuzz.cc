@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // address_quote_fuzz.cc: Postfix's address forms (common/address.h). Input: [flags] text.
 // Properties: unquoting a quoted localpart gives it back (quote_822_local / unquote_822_local
 // round trip); quoting is idempotent on its own output's unquoted form; extension splitting and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // address_search_fuzz.cc: Postfix's partial-key searches (common/address_search.h) and a small
 // table searched with them (common/table.h), in every search mode.
 // Input: [mode/settings byte] key NUL result value. Properties: every plan starts with the full

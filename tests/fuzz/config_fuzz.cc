@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // config_fuzz.cc: the YAML configuration loader from bytes (common/config.h), then the milter
 // and policy sections' own compilers (milters/milter_config.h, policyd/policy_config.h), as
 // `relaykit check` and every daemon run them. Properties: loading never throws, never hangs and

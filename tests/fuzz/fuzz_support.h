@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fuzz_support.h: what every fuzz target in tests/fuzz/ shares.
 //
 // FUZZ_CHECK(cond, what) states a property of the code under test (a round trip, an invariant):

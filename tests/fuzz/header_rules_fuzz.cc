@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // header_rules_fuzz.cc: header rule evaluation (milters/header_rules.h) as the milter runs it.
 // Input: [flags] header_checks text NUL header_rules pattern NUL `with` text NUL header line.
 // The rules are compiled the way the daemon compiles them, from a `milter:` section (each text a

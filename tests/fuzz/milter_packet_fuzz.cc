@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // milter_packet_fuzz.cc: libFuzzer target for the milter packet decoder and the session state
 // machine behind it (milters/milter_protocol.h, milters/milter_session.h).
 //

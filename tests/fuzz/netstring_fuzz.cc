@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // netstring_fuzz.cc: NetstringDecoder (common/netstring.h) fed a byte stream.
 // Input: [chunk size byte][limit byte] stream. Properties: feeding the stream in chunks gives the
 // same messages and the same final state as feeding it whole; every decoded message survives

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // policy_codec_fuzz.cc: the policy delegation codec (policyd/policy_codec.h) fed a byte stream.
 // Input: [split byte] stream. Properties: feeding the stream in two pieces (at any point) gives
 // the same requests and the same error as feeding it whole; every request is within the named

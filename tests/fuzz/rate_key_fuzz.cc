@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // rate_key_fuzz.cc: rate-limit keys (policyd/rate_key.h) and the limits a request is charged
 // for (policyd/policy_engine.h planRequest) over a fixed config of every key kind.
 // Input: key spec NUL policy request bytes (name=value lines). Properties: a key part that parsed

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // regexp_table_fuzz.cc: regexp_table(5) / pcre_table(5) text (common/regexp_table.h).
 // Input: [flags] table text NUL key NUL key ... Properties: parsing never fails other than by
 // diagnostics; a table that parsed answers every key exactly as its rule-by-rule evaluation

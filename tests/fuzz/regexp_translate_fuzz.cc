@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // regexp_translate_fuzz.cc: the POSIX ERE to RE2 translator and the pcre check
 // (common/regexp_translate.h). Input: [flags] pattern. Properties: a refusal always says why and
 // where (an offset inside the pattern); an accepted translation is what RE2 compiles (it may

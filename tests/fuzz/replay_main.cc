@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // replay_main.cc: the main() of a fuzz target's plain (non-libFuzzer) build.
 //
 // Runs LLVMFuzzerTestOneInput once on every file named on the command line, or found (sorted by

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // rfc2047_fuzz.cc: RFC 2047 encoded-words (milters/rfc2047.h). Input: [mode] text.
 // Properties: decoding never fails; a display name encoded by encodePhrase, written before an
 // address and parsed back (milters/address_list.h), has exactly that display text (encode then

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // socketmap_fuzz.cc: socketmap requests as relaykit-socketmapd reads them: netstrings, then
 // "<name> <key>" (common/socketmap_protocol.h), answered from a small config of every search
 // mode. Properties: every reply is one of OK/NOTFOUND/TEMP/PERM, never longer than Postfix

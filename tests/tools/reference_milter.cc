@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // reference_milter.cc: a small milter on libmilter's public API (smfi_*), the reference side of
 // tests/e2e/test_milter_reference.py. It makes, with libmilter's own engine, the edits that
 // relaykit-milter makes with this configuration:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // postfix_parsing_test.cc: the pure parsers behind `relaykit postconf` and `relaykit health`:
 // Postfix lists with { } groups, postconf -x / -M output, relayhost forms, postqueue -j records,
 // and the wiring printed for a configuration.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // run_program_test.cc: fork/exec with captured output and a deadline (cli/run_program.h), on
 // real programs from coreutils.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // address_search_test.cc: every search mode is linear in the key, in time and in memory (a
 // transport key "x@" followed by thousands of dots once built one string per parent domain).
 #include "common/address_search.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // address_test.cc: quoting, unquoting and extension splitting as Postfix's quote_822_local,
 // split_addr and strip_addr do them.
 #include "common/address.h"

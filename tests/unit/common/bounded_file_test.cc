@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // bounded_file_test.cc: readBoundedFile refuses at once what is not a regular file (a FIFO would
 // block, /dev/zero never ends), refuses files over the limit, and names the file in every error.
 #include "common/bounded_file.h"

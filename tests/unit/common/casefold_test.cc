@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // casefold_test.cc: table-key folding and UTF-8 screening as Postfix does them with
 // smtputf8_enable on and off (the expectations are what postmap -q printed on Postfix 3.7 with
 // a hash: table: see common/casefold.h), and their effect through Table and the sources.

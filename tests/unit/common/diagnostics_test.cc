@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // diagnostics_test.cc: FILE:LINE:COL formatting of configuration problems.
 #include "common/diagnostics.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // file_access_test.cc: `relaykit check`'s access checks: a daemon user that does not exist, and
 // files (or directories above them) that user cannot read, reported where they are named.
 #include "common/file_access.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ip_network_test.cc: the one IP-address parser (common/ip_network.h): forms, IPv4-mapped IPv6,
 // hostile text (NUL bytes, oversize), networks and masking.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // random_regexp_table.h: a generator of random regexp_table(5) text for property tests: 40 lines
 // mixing if/endif (nested, negated), negated rules, rules with a second pattern and flags. Used by
 // the Set-vs-linear test and the cross-check against the real postmap.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // regexp_golden_test.cc: golden files under tests/golden/regexp/ (table, keys, expected answers
 // taken from Postfix 3.7's postmap, expected diagnostics), and a live cross-check of every
 // error-free table against the installed postmap (skipped when /usr/sbin/postmap is missing).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // regexp_table_test.cc: regexp_table(5)/pcre_table(5) parsing and matching, POSIX -> RE2
 // translation, and every diagnostic the parser gives.
 #include "common/regexp_table.h"

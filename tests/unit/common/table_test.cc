@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // table_test.cc: Table::lookup search modes (generic/canonical, transport, sender-dependent
 // relayhost), several sources, and the indexed sources (entries, postmap source files).
 #include "common/table.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // address_list_test.cc: RFC 5322 address lists: display names, quoting, comments, groups,
 // encoded-words, obsolete forms, malformed input, and byte-exact splicing.
 #include "milters/address_list.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_canon_test.cc: RFC 6376 canonicalization byte for byte (section 3.4.5's example, the
 // RFC 6376 / RFC 8463 example body hashes), the edge cases (empty body, no final CRLF, trailing
 // whitespace and blank lines, 8-bit, long and folded headers), and chunk-boundary independence

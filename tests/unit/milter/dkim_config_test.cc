@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_config_test.cc: the `milter: dkim:` section (keys loaded and refused at FILE:LINE:COL:
 // unreadable, world-readable, too short, wrong algorithm; policy words; canonicalization), the
 // signing table (exact, parent, "*"), the sign: policy, existing signatures kept or replaced,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_sign_pool_test.cc: the signing worker pool: many jobs from one thread, results back
 // through `done` on the workers, every signature verifies; a full queue refuses; destruction
 // answers the jobs still queued.

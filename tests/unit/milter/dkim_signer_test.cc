@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dkim_signer_test.cc: signatures byte for byte against the published examples (RFC 8463 A.3,
 // both algorithms; a simple/simple RSA signature of the RFC 6376 message from dkimpy's test
 // data), sign/verify round trips for RSA 2048/4096 and Ed25519 in both canonicalizations,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // edit_plan_test.cc: edit plans applied to a fake milter context that behaves as Postfix's
 // cleanup does (its own Received: header on top, invisible to chgheader indexes but counted by
 // insheader positions; deleted headers really removed; chgheader past the end appends).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // message_rewriter_test.cc: the rule engine end to end on plain structs: header_checks actions,
 // if/endif and $n, header_rules conditions, rewrite_from and rewrite_sender semantics, log lines.
 #include "milters/message_rewriter.h"

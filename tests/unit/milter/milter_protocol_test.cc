@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // milter_protocol_test.cc: the milter packet decoder fed whole, byte by byte and with garbage;
 // command parsers on malformed data; reply encodings byte for byte (as libmilter writes them).
 #include "milters/milter_protocol.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // milter_session_test.cc: the milter session state machine driven packet by packet as Postfix
 // (version 6, every option offered) and older MTAs drive it: negotiation, no-reply flags, macros
 // per stage, leading space, end-of-message modifications and verdicts, abort, QUIT, QUIT_NC and

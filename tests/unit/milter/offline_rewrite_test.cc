@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // offline_rewrite_test.cc: `relaykit rewrite`'s engine: message splitting as Postfix takes in a
 // file (line ends, mbox From line, NUL, CR, header_size_limit, no body, no final newline; the
 // cases tests/e2e/explore_rewrite_offline.py found against Postfix), rendering, header diff and

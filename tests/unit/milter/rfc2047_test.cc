@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // rfc2047_test.cc: encoded-word decoding corner cases and phrase encoding round trips.
 #include "milters/rfc2047.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // admin_protocol_test.cc: the `relaykit limits` <-> relaykit-policyd admin line protocol, and its
 // execution against a memory store with an injected clock.
 #include "policyd/admin_protocol.h"

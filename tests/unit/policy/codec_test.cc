@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // codec_test.cc: the policy codec fed whole, byte by byte, in random chunks, and with garbage.
 #include <gtest/gtest.h>
 

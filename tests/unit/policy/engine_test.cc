@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // engine_test.cc: config parsing, stage semantics, exemptions, FILTER, reply text, fail modes.
 #include <gtest/gtest.h>
 

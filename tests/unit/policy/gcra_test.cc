@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gcra_test.cc: rate-limit arithmetic with an injected clock: bursts at window edges, several
 // windows, all-or-nothing, refused mail not counted, warn-only.
 #include <gtest/gtest.h>

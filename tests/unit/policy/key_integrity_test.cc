@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // key_integrity_test.cc: one principal, one counter, through the config: per-limit
 // recipient_delimiter (default, from the postfix: section, disabled), IPv4-mapped clients in
 // keys and in client rules alike.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // limits_admin_test.cc: `relaykit limits` core against a real redis-server: the counters the
 // Redis store writes are found from the attributes, shown by Redis's clock, counted and reset.
 #include <event2/event.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // overflow_test.cc: the rate-limit arithmetic and the engine under extreme values: a cost far
 // above max (the fuzz finding: count: bytes, size=99999999999999, max 1000 per 1h), TATs near
 // INT64_MAX (a hostile store), oversize numeric attributes, window bounds in the config.

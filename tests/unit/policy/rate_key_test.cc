@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // rate_key_test.cc: principals (attributes, domains, client networks), store keys, networks.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // recipient_tracker_test.cc: per-message recipient lists bounded in count and bytes, per message
 // and in total; the oldest open messages are forgotten first.
 #include <gtest/gtest.h>

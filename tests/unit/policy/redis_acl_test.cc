@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // redis_acl_test.cc: the Redis store and `relaykit limits` as an ACL user with minimal rights
 // (redis: username + password_file) against a real redis-server: they work with exactly the
 // commands documented in policyd/README.md; a wrong password is a clear error that names the

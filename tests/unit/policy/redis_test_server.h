@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // redis_test_server.h: starts a private redis-server on a free loopback port for a test and
 // stops it afterwards. Tests skip (GTEST_SKIP) when /usr/bin/redis-server is absent.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // store_conformance_test.cc: one conformance suite run against both stores (memory, and Redis
 // through a real private redis-server), plus Redis-only behaviour: key layout and expiry, Redis's
 // own clock, NOSCRIPT reload, timeouts, outage and recovery.

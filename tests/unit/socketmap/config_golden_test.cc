@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // config_golden_test.cc: every tests/golden/config/NAME.yaml loads with exactly the diagnostics of
 // NAME.diagnostics (see the README there); a file with errors is refused.
 #include <gtest/gtest.h>

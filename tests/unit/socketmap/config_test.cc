@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // config_test.cc: loadConfig and the YAML helpers: every error with its exact message and
 // FILE:LINE:COL, and that all problems of a file are reported at once.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // connection_limits_test.cc: the connection caps arithmetic, admission and eviction choice (pure),
 // and the skeleton's enforcement in-process on a real libevent loop: a throwing handler closes
 // only its own connection, a byte-dripping client meets the request deadline, a client that

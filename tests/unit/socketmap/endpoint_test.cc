@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // endpoint_test.cc: endpoint parsing, listening on port 0, IP networks, the metrics registry.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // http_request_test.cc: the metrics endpoint's request-head codec, whole and one byte at a time,
 // with the malformed and oversized heads it must refuse (and the status it answers with).
 #include <gtest/gtest.h>

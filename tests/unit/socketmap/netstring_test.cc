@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // netstring_test.cc: the netstring codec fed whole, byte by byte, malformed and oversized.
 #include <gtest/gtest.h>
 

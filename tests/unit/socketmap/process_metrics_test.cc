@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // process_metrics_test.cc: the metrics every daemon exports (relaykit_build_info, process_*):
 // /proc parsing on fixed texts, and the rendered families on this very process.
 #include <gtest/gtest.h>

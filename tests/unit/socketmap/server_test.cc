@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // server_test.cc: the daemon skeleton in-process: a line-echo Service on a real libevent loop
 // (its own thread), checking one-reply sends, close-after-reply, the idle timeout, the input
 // bound, pause/resume for async replies, and the socketmap reply mapping.

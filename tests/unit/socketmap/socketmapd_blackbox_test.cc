@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // socketmapd_blackbox_test.cc: the real relaykit-socketmapd binary on 127.0.0.1 port 0, spoken to
 // in netstrings: answers, unknown maps, malformed and oversized input, pipelining, many concurrent
 // connections, SIGHUP with a broken and then a good config, SIGTERM, --check.
