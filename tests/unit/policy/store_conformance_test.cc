@@ -297,6 +297,30 @@ TEST_F(RedisStoreTest, UsesRedisClockAndExpiringPrefixedKeys) {
   EXPECT_NE(server_.command("HGET relaykit:rl:{abc}:l 60000000").find(":3"), std::string::npos);
 }
 
+// A Redis Cluster node is refused at connect with a clear error (one decision may charge several
+// principals, i.e. several hash slots, atomically): decisions fail and on_store_error applies.
+TEST_F(RedisStoreTest, RefusesClusterNode) {
+  RedisTestServer cluster;
+  ASSERT_TRUE(cluster.start(true));
+  ASSERT_EQ(cluster.command("CLUSTER ADDSLOTSRANGE 0 16383"), "OK");
+  RedisStoreSettings s;
+  s.port = cluster.port();
+  s.timeoutMs = 1000;
+  store_ = std::make_unique<RedisStore>(base_, s);
+  store_->start();
+  pump(500);
+  EXPECT_GE(store_->stats().clusterRefused, 1u);
+  EXPECT_FALSE(store_->stats().connected);
+  StatusOr<StoreResult> r = run("rl:{abc}:l", 1, true);
+  EXPECT_FALSE(r.isOk());
+  // The standalone server of this fixture is accepted.
+  makeStore(1000);
+  pump(300);
+  EXPECT_TRUE(store_->stats().connected);
+  EXPECT_EQ(store_->stats().clusterRefused, 0u);
+  EXPECT_TRUE(run("rl:{abc}:l", 1, true)->committed);
+}
+
 TEST_F(RedisStoreTest, ReloadsScriptOnNoscript) {
   makeStore(1000);
   ASSERT_TRUE(run("rl:{a}:l", 1, true).isOk());
