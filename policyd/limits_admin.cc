@@ -259,7 +259,7 @@ StatusOr<std::vector<WindowState>> RedisAdmin::show(const LimitTarget& target) {
   }
   const std::int64_t now = *seconds * 1000000 + *micros;
   std::vector<WindowState> out;
-  for (const RateWindow& w : target.rule->windows) {
+  for (const RateWindow& w : target.rule->windowsFor(target.principal)) {
     auto r = command(c_, {"HGET", prefix_ + target.key, std::to_string(w.periodUs)});
     if (!r.isOk()) {
       return r.status();
@@ -422,7 +422,7 @@ StatusOr<std::vector<WindowState>> SocketAdmin::show(const LimitTarget& target) 
   AdminCommand c;
   c.kind = AdminCommand::Kind::kShow;
   c.key = target.key;
-  c.windows = target.rule->windows;
+  c.windows = target.rule->windowsFor(target.principal);
   StatusOr<std::string> line = call(c);
   return line.isOk() ? parseShowReply(*line) : StatusOr<std::vector<WindowState>>(line.status());
 }

@@ -17,8 +17,10 @@ namespace relaykit::policy {
 namespace {
 
 const std::vector<std::string> kLimitKeys = {
-    "name",    "key",   "count",     "max",    "per",
-    "windows", "reply", "warn_only", "exempt", "recipient_delimiter"};
+    "name",      "key",   "count",     "max",    "per",
+    "windows",   "reply", "warn_only", "exempt", "recipient_delimiter",
+    "allowances"};
+const std::vector<std::string> kAllowanceKeys = {"match", "max", "per", "windows"};
 const std::vector<std::string> kRelayKeys = {"sender", "filter", "client", "sasl_user",
                                              "recipient_domain"};
 const std::vector<std::string> kExemptKeys = {"clients", "senders", "sasl_users"};
@@ -82,6 +84,103 @@ class Parser {
     out->push_back(w);
   }
 
+  // One limit's windows (max and per, or windows), into `out`; false when none were given.
+  bool windowsOf(const YAML::Node& node, const std::string& what, std::vector<RateWindow>* out) {
+    const bool single =
+        YamlReader::child(node, "max").IsDefined() || YamlReader::child(node, "per").IsDefined();
+    if (single) {
+      window(node, what, out);
+    }
+    const YAML::Node windows = YamlReader::child(node, "windows");
+    if (windows.IsDefined()) {
+      if (!windows.IsSequence() || windows.size() == 0) {
+        r_.error(windows, what + ": windows: expected a list of {max, per}");
+      } else {
+        for (const YAML::Node& w : windows) {
+          if (r_.checkMap(w, what + " window", {"max", "per"})) {
+            window(w, what + " window", out);
+          }
+        }
+      }
+    }
+    return single || windows.IsDefined();
+  }
+
+  // allowances: [{match: {<key part as written in key:>: value, ...}, max, per | windows}]: the
+  // principal the match names gets these windows instead of the limit's (the default).
+  void allowances(const YAML::Node& node, const std::string& what, LimitRule* rule) {
+    if (!node.IsDefined()) {
+      return;
+    }
+    if (!node.IsSequence()) {
+      r_.error(node, what + ": allowances: expected a list of {match, max, per}");
+      return;
+    }
+    if (node.size() > kMaxAllowances) {
+      r_.error(node, what + ": allowances: at most " + std::to_string(kMaxAllowances) + " entries");
+      return;
+    }
+    for (const YAML::Node& entry : node) {
+      const std::string ewhat = what + " allowance";
+      if (!r_.checkMap(entry, ewhat, kAllowanceKeys)) {
+        continue;
+      }
+      const YAML::Node match = YamlReader::child(entry, "match");
+      if (!match.IsDefined() || !match.IsMap()) {
+        r_.error(entry, ewhat + ": needs match: {<key part>: value, ...}");
+        continue;
+      }
+      PolicyRequest request;
+      bool ok = true;
+      for (const auto& kv : match) {
+        const std::string partText = kv.first.as<std::string>("");
+        const auto part = std::find_if(rule->key.begin(), rule->key.end(),
+                                       [&](const KeyPart& p) { return p.text == partText; });
+        const std::optional<std::string> value = r_.asString(kv.second);
+        if (part == rule->key.end()) {
+          r_.error(kv.first, ewhat + ": match: \"" + partText + "\" is not a part of the key");
+          ok = false;
+          continue;
+        }
+        if (!value || value->empty()) {
+          r_.error(kv.second, ewhat + ": match: " + partText + ": expected a value");
+          ok = false;
+          continue;
+        }
+        switch (part->kind) {
+          case KeyPart::Kind::kAttribute:
+            request.add(part->attribute, *value);
+            break;
+          case KeyPart::Kind::kSenderDomain:
+            request.add("sender", "@" + *value);
+            break;
+          case KeyPart::Kind::kRecipientDomain:
+            request.add("recipient", "@" + *value);
+            break;
+          case KeyPart::Kind::kClientNetwork:
+            request.add("client_address", *value);
+            break;
+        }
+      }
+      if (!ok) {
+        continue;
+      }
+      const std::optional<std::string> principal = principalOf(rule->key, request);
+      if (!principal) {
+        r_.error(match, ewhat + ": match must give a valid value for every key part");
+        continue;
+      }
+      std::vector<RateWindow> windows;
+      if (!windowsOf(entry, ewhat, &windows)) {
+        r_.error(entry, ewhat + ": needs max and per, or windows");
+        continue;
+      }
+      if (!rule->allowances.emplace(*principal, std::move(windows)).second) {
+        r_.error(match, ewhat + ": a second allowance for the same principal");
+      }
+    }
+  }
+
   void limit(const YAML::Node& node) {
     if (!r_.checkMap(node, "a limit", kLimitKeys) && !node.IsMap()) {
       return;
@@ -135,24 +234,7 @@ class Parser {
         r_.error(count, what + ": count: expected messages, recipients or bytes");
       }
     }
-    const bool single =
-        YamlReader::child(node, "max").IsDefined() || YamlReader::child(node, "per").IsDefined();
-    if (single) {
-      window(node, what, &rule.windows);
-    }
-    const YAML::Node windows = YamlReader::child(node, "windows");
-    if (windows.IsDefined()) {
-      if (!windows.IsSequence() || windows.size() == 0) {
-        r_.error(windows, what + ": windows: expected a list of {max, per}");
-      } else {
-        for (const YAML::Node& w : windows) {
-          if (r_.checkMap(w, what + " window", {"max", "per"})) {
-            window(w, what + " window", &rule.windows);
-          }
-        }
-      }
-    }
-    if (!single && !windows.IsDefined()) {
+    if (!windowsOf(node, what, &rule.windows)) {
       r_.error(node, what + ": needs max and per, or windows");
     }
     if (const YAML::Node reply = YamlReader::child(node, "reply"); reply.IsDefined()) {
@@ -182,6 +264,7 @@ class Parser {
         part.extensionDelimiters = rule.recipientDelimiter;
       }
     }
+    allowances(YamlReader::child(node, "allowances"), what, &rule);
     r_.getBool(node, "warn_only", &rule.warnOnly);
     rule.exempt = exemptions(YamlReader::child(node, "exempt"), what + " exempt");
     config_->tracksRecipients = config_->tracksRecipients || rule.usesRecipient();
@@ -293,6 +376,14 @@ class Parser {
 };
 
 }  // namespace
+
+const std::vector<RateWindow>& LimitRule::windowsFor(const std::string& principal) const {
+  if (allowances.empty()) {
+    return windows;
+  }
+  const auto it = allowances.find(principal);
+  return it == allowances.end() ? windows : it->second;
+}
 
 std::vector<std::string> senderSearchKeys(std::string_view sender, const PostfixSettings& postfix) {
   std::vector<std::string> keys;

@@ -10,6 +10,7 @@
 
 #include <re2/re2.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -53,6 +54,8 @@ const char* countUnitName(CountUnit unit);
 // (see policyd/README.md, "Address extensions").
 inline constexpr const char* kDefaultLimitDelimiter = "+";
 inline constexpr std::size_t kMaxDelimiterSet = 16;
+// Principal-specific allowances one limit may list.
+inline constexpr std::size_t kMaxAllowances = 100000;
 
 struct LimitRule {
   std::string name;
@@ -61,11 +64,15 @@ struct LimitRule {
   std::string recipientDelimiter;
   std::vector<KeyPart> key;
   CountUnit count = CountUnit::kMessages;
-  std::vector<RateWindow> windows;
+  std::vector<RateWindow> windows;  // the default allowance
+  // allowances: principal (principalOf the entry's match) -> its own windows.
+  std::map<std::string, std::vector<RateWindow>> allowances;
   std::string reply = kDefaultLimitReply;
   bool warnOnly = false;
   Exemptions exempt;
   bool usesRecipient() const;
+  // The allowance that applies to this principal: its own, or the default (`windows`).
+  const std::vector<RateWindow>& windowsFor(const std::string& principal) const;
 };
 
 struct RelayRule {

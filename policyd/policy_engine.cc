@@ -247,7 +247,7 @@ Plan planRequest(const PolicyConfig& config, const PolicyRequest& request,
         return;
       }
       c.key = cachedStoreKey(principal, rule.name);
-      c.windows = rule.windows;
+      c.windows = rule.windowsFor(principal);
       c.enforce = !rule.warnOnly;
       plan.store.charges.push_back(std::move(c));
       plan.rules.push_back(&rule);

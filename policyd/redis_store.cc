@@ -36,6 +36,20 @@ std::string sha1Hex(const char* text) {
   return std::string(hex, 2 * SHA_DIGEST_LENGTH);
 }
 
+// A SHA-1 no script has (the probe in connectData() must never run anything).
+constexpr const char* kNoScriptSha = "0000000000000000000000000000000000000000";
+
+// Errors only a Redis Cluster node gives: keys in several slots, slots not served, redirections.
+bool isClusterError(std::string_view error) {
+  for (std::string_view word : {"CROSSSLOT", "CLUSTERDOWN", "MOVED", "ASK", "TRYAGAIN"}) {
+    if (error.size() >= word.size() && error.substr(0, word.size()) == word &&
+        (error.size() == word.size() || error[word.size()] == ' ')) {
+      return true;
+    }
+  }
+  return false;
+}
+
 timeval msToTimeval(int ms) {
   timeval tv;
   tv.tv_sec = ms / 1000;
@@ -157,6 +171,12 @@ struct RedisStoreCallbacks {
     auto* store = static_cast<RedisStore*>(ac->data);
     if (store != nullptr && ac == store->ac_) {
       store->onRoleReply(ac, reply);
+    }
+  }
+  static void onClusterProbeReply(redisAsyncContext* ac, void* reply, void*) {
+    auto* store = static_cast<RedisStore*>(ac->data);
+    if (store != nullptr && ac == store->ac_) {
+      store->onClusterProbeReply(ac, reply);
     }
   }
   static void onDiscoveryTimer(evutil_socket_t, short, void* arg) {
@@ -371,6 +391,29 @@ void RedisStore::onRoleReply(redisAsyncContext* ac, void* replyPtr) {
   setupDone();
 }
 
+void RedisStore::onClusterProbeReply(redisAsyncContext* ac, void* replyPtr) {
+  auto* reply = static_cast<redisReply*>(replyPtr);
+  if (reply == nullptr) {
+    return;  // the connection is going away anyway
+  }
+  if (reply->type == REDIS_REPLY_ERROR &&
+      isClusterError(std::string_view(reply->str, reply->len))) {
+    stats_.clusterRefused++;
+    logError("redis: " +
+             (settings_.unixPath.empty() || !settings_.sentinels.empty()
+                  ? host_ + ":" + std::to_string(port_)
+                  : settings_.unixPath) +
+             " is a Redis Cluster node (" + std::string(reply->str, reply->len) +
+             "); relaykit-policyd needs a standalone Redis or one managed by Sentinel, because "
+             "one decision charges several principals (hash tags) atomically; not using it");
+    redisAsyncDisconnect(ac);
+    return;
+  }
+  // Anything else (NOSCRIPT on a standalone server, or NOPERM) means no Cluster redirection.
+  --setupPending_;
+  setupDone();
+}
+
 void RedisStore::connectData() {
   redisAsyncContext* ac = settings_.unixPath.empty() || !settings_.sentinels.empty()
                               ? redisAsyncConnect(host_.c_str(), port_)
@@ -417,6 +460,16 @@ void RedisStore::connectData() {
     ++setupPending_;
     redisAsyncCommand(ac, RedisStoreCallbacks::onRoleReply, nullptr, "ROLE");
   }
+  // Cluster probe: a script call naming keys in two hash slots (the shape of a multi-principal
+  // decision) with a SHA no script has. A standalone server answers NOSCRIPT; a Cluster node
+  // answers CROSSSLOT (or CLUSTERDOWN, MOVED) before looking the script up. Only the rights the
+  // daemon needs anyway (EVALSHA, keys under the prefix).
+  ++setupPending_;
+  const std::string probeA = settings_.keyPrefix + "cluster-probe:{a}";
+  const std::string probeB = settings_.keyPrefix + "cluster-probe:{b}";
+  const char* probe[] = {"EVALSHA", kNoScriptSha, "2", probeA.c_str(), probeB.c_str()};
+  const size_t probeLens[] = {7, 40, 1, probeA.size(), probeB.size()};
+  redisAsyncCommandArgv(ac, RedisStoreCallbacks::onClusterProbeReply, nullptr, 5, probe, probeLens);
 }
 
 void RedisStore::connectionLost(const char* why) {

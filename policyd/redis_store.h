@@ -47,6 +47,8 @@ struct RedisStoreStats {
   std::uint64_t connects = 0;  // successful connections (the first one included)
   std::uint64_t noscript = 0;
   bool connected = false;
+  // Connections refused because the server is a Redis Cluster node (see connectData()).
+  std::uint64_t clusterRefused = 0;
   // Sentinel only.
   std::string primary;            // "host:port" last reported by a sentinel ("" before)
   std::uint64_t failovers = 0;    // times the reported primary changed
@@ -78,6 +80,7 @@ class RedisStore : public RateStore {
   void discoveryFailed(const std::string& why);
   void onSentinelReply(redisAsyncContext* ac, void* reply);
   void onRoleReply(redisAsyncContext* ac, void* reply);
+  void onClusterProbeReply(redisAsyncContext* ac, void* reply);
   void dropSentinel();
   void connectionLost(const char* why);
   void scheduleReconnect();

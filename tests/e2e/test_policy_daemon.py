@@ -8,7 +8,9 @@ reply; SIGHUP applies a new limit and a broken file is refused while the old con
 serving; --check prints FILE:LINE:COL problems; /metrics counts decisions and store errors
 (Redis down with on_store_error: closed answers DEFER_IF_PERMIT within timeout_ms, and the
 daemon reconnects when Redis comes up); `relaykit limits show|reset` reaches the memory store
-through policy.admin_socket (mode 0600) and what it resets is what the daemon then enforces.
+through policy.admin_socket (mode 0600) and what it resets is what the daemon then enforces;
+per-principal allowances are enforced (memory and Redis store), shown by `relaykit limits show`
+and hot reloaded.
 """
 
 import os
@@ -158,6 +160,57 @@ class PolicyDaemonTest(harness.E2ETestCase):
                            timeout=30)
         self.assertEqual(r.returncode, 2)
         self.assertIn("admin_socket", r.stderr)
+
+    def test_per_principal_allowances_memory_and_redis(self):
+        cli = harness.binary_path("relaykit")
+        for store in ("memory", "redis"):
+            with self.subTest(store=store):
+                port = harness.free_port()
+                if store == "memory":
+                    head = "  admin_socket: %s\n" % os.path.join(self.tmp, "admin.sock")
+                    tail = ""
+                else:
+                    redis = self.start_redis()
+                    head = "  store: redis\n"
+                    tail = "redis:\n  address: 127.0.0.1:%d\n  timeout_ms: 500\n" % redis.port
+                path = self.config(
+                    head + "  limits:\n    - name: s\n      key: [sender]\n      max: 1\n"
+                    "      per: 1h\n      allowances:\n"
+                    "        - match: {sender: monitor@corp.local}\n          max: 3\n"
+                    "          per: 1h\n" + tail, port)
+                d = self.start_daemon("relaykit-policyd", path)
+
+                def eom(sender):
+                    return ask(d.port, request("END-OF-MESSAGE", sender=sender,
+                                               recipient_count="1"))
+
+                def show(sender):
+                    r = subprocess.run([cli, "limits", "show", "sender=" + sender, "-c", path],
+                                       capture_output=True, text=True, timeout=30)
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    return r.stdout
+
+                self.assertEqual([eom("Monitor+x@corp.local") for _ in range(3)],
+                                 ["action=DUNNO\n\n"] * 3)
+                self.assertTrue(eom("monitor@corp.local").startswith("action=450 "))
+                self.assertEqual(eom("app@corp.local"), "action=DUNNO\n\n")
+                self.assertTrue(eom("app@corp.local").startswith("action=450 "))
+                shown = show("monitor@corp.local")
+                self.assertIn("s\tsender=monitor@corp.local\t(messages, own allowance)", shown)
+                self.assertIn("3 per 1.0h: 0 left", shown)
+                shown = show("app@corp.local")
+                self.assertIn("s\tsender=app@corp.local\t(messages, default allowance)", shown)
+                self.assertIn("1 per 1.0h: 0 left", shown)
+                # Hot reload: the monitor's allowance rises to 5, the 3 used are kept.
+                harness.write_file(path, read(path).replace("max: 3\n", "max: 5\n"))
+                d.hup()
+                harness.wait_until(lambda: eom("monitor@corp.local") == "action=DUNNO\n\n", 10,
+                                   "reloaded allowance")
+                self.assertEqual(eom("monitor@corp.local"), "action=DUNNO\n\n")
+                self.assertTrue(eom("monitor@corp.local").startswith("action=450 "))
+                self.assertIn("5 per 1.0h: 0 left", show("monitor@corp.local"))
+                self.assertTrue(eom("app@corp.local").startswith("action=450 "))
+                d.stop()
 
     def test_check_reports_file_line_column(self):
         port = harness.free_port()

@@ -4,6 +4,7 @@
 
 Checks, end to end: the (N+1)th message of a window gets a 4xx and is not delivered; a limit on
 recipients refuses at END-OF-MESSAGE without counting the refused mail; an exempt client passes;
+a per-principal allowance (Redis store) lets one sender send more than the default;
 FILTER reroutes nagios@ mail to the alerts sink, answered at RCPT and at END-OF-MESSAGE (both
 honoured by Postfix); two Postfix instances with their own policyd sharing one Redis enforce one
 global limit; Redis killed mid-run gives the configured fail mode (open and closed) and policyd
@@ -112,6 +113,29 @@ class PolicyPostfixTest(harness.E2ETestCase):
         self.assertIsNone(send(pf.port, "batch@corp.local", three[:2], "last two"))
         self.assert_stays(sink, 2)
         self.assertIn("refused at END-OF-MESSAGE: limit=rcpts", d.stderr())
+
+    def test_allowances(self):
+        """A per-principal allowance through Postfix and the Redis store: the monitoring sender
+        gets 4 messages an hour, everyone else the default 1; refused mail is never delivered."""
+        sink = self.start_sink()
+        redis = self.start_redis()
+        d = self.policyd(
+            "  limits:\n"
+            "    - name: per-sender\n      key: [sender]\n      max: 1\n      per: 1h\n"
+            "      allowances:\n        - match: {sender: monitor@corp.local}\n"
+            "          max: 4\n          per: 1h\n", redis=redis)
+        pf = self.postfix(d.port, sink)
+        for i in range(4):
+            self.assertIsNone(send(pf.port, "monitor@corp.local", ["ops@example.net"], "m%d" % i))
+        code, _ = send(pf.port, "monitor@corp.local", ["ops@example.net"], "m over")
+        self.assertEqual(code, 450)
+        self.assertIsNone(send(pf.port, "app@corp.local", ["ops@example.net"], "a0"))
+        code, _ = send(pf.port, "app@corp.local", ["ops@example.net"], "a over")
+        self.assertEqual(code, 450)
+        self.assert_stays(sink, 5)
+        subjects = sorted(m.header("Subject") for m in sink.messages())
+        self.assertEqual(subjects, ["a0", "m0", "m1", "m2", "m3"])
+        pf.wait_queue_empty()
 
     # ---- FILTER ---------------------------------------------------------------------------
     def _filter_case(self, rcpt, eod):

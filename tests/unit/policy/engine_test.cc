@@ -6,6 +6,11 @@
 #include "policyd/policy_engine.h"
 
 namespace relaykit::policy {
+
+bool operator==(const RateWindow& a, const RateWindow& b) {
+  return a.max == b.max && a.periodUs == b.periodUs;
+}
+
 namespace {
 
 std::shared_ptr<const PolicyConfig> parse(const std::string& yaml, Diagnostics* diags) {
@@ -182,6 +187,79 @@ TEST(PolicyEngine, RcptChecksWithoutChargingEomCharges) {
   EXPECT_EQ(eom.store.charges[1].cost, 4);
   EXPECT_EQ(eom.store.charges[2].cost, 7000);
   EXPECT_EQ(planRequest(*c, req("MAIL", "a@corp.com", "10.1.1.1")).store.charges.size(), 0u);
+}
+
+// allowances: the principal an entry matches gets its own windows (address folding applies to
+// the match as to requests), everyone else the limit's default.
+TEST(PolicyEngine, PerPrincipalAllowances) {
+  auto c = parseOk(R"(
+policy:
+  limits:
+    - name: s
+      key: [sender]
+      max: 100
+      per: 1d
+      allowances:
+        - match: {sender: Monitor@Corp.local}
+          max: 10000
+          per: 1d
+        - match: {sender: app@corp.local}
+          windows: [{max: 5, per: 1m}, {max: 100, per: 1h}]
+    - name: n
+      key: [client_address/24, sender_domain]
+      max: 7
+      per: 1m
+      allowances:
+        - match: {client_address/24: 10.1.2.0, sender_domain: corp.local}
+          max: 70
+          per: 1m
+)");
+  auto windowsOf = [&](const std::string& sender, const std::string& client, std::size_t i) {
+    Plan p = planRequest(*c, req("END-OF-MESSAGE", sender, client));
+    EXPECT_EQ(p.store.charges.size(), 2u);
+    return p.store.charges.size() > i ? p.store.charges[i].windows : std::vector<RateWindow>{};
+  };
+  EXPECT_EQ(windowsOf("monitor+disk@corp.local", "10.0.0.1", 0),
+            (std::vector<RateWindow>{{10000, 86400000000}}));
+  EXPECT_EQ(windowsOf("app@corp.local", "10.0.0.1", 0),
+            (std::vector<RateWindow>{{5, 60000000}, {100, 3600000000}}));
+  EXPECT_EQ(windowsOf("other@corp.local", "10.0.0.1", 0),
+            (std::vector<RateWindow>{{100, 86400000000}}));
+  EXPECT_EQ(windowsOf("x@corp.local", "10.1.2.200", 1), (std::vector<RateWindow>{{70, 60000000}}));
+  EXPECT_EQ(windowsOf("x@corp.local", "10.1.3.1", 1), (std::vector<RateWindow>{{7, 60000000}}));
+  EXPECT_EQ(windowsOf("x@other.org", "10.1.2.200", 1), (std::vector<RateWindow>{{7, 60000000}}));
+}
+
+TEST(PolicyConfig, AllowanceErrors) {
+  Diagnostics diags;
+  EXPECT_EQ(parse(R"(
+policy:
+  limits:
+    - name: s
+      key: [sender]
+      max: 100
+      per: 1d
+      allowances:
+        - match: {client_address: 10.0.0.1}
+          max: 1
+          per: 1d
+        - match: {sender: a@b.c}
+        - match: {sender: a@b.c}
+          max: 1
+          per: 1d
+        - match: {sender: A@b.c}
+          max: 2
+          per: 1d
+)",
+                  &diags),
+            nullptr);
+  const std::string all = diags.formatAll();
+  for (const char* want : {"test.yaml:9:19: limit \"s\" allowance: match: \"client_address\" is "
+                           "not a part of the key",
+                           "limit \"s\" allowance: needs max and per, or windows",
+                           "limit \"s\" allowance: a second allowance for the same principal"}) {
+    EXPECT_NE(all.find(want), std::string::npos) << want << "\n" << all;
+  }
 }
 
 TEST(PolicyEngine, Exemptions) {

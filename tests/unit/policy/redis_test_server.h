@@ -40,13 +40,21 @@ class RedisTestServer {
   ~RedisTestServer() { stop(); }
 
   // Starts (or restarts on the same port) and waits until it answers PING (at most 5 s).
-  bool start() {
+  // `cluster`: as a Redis Cluster node (cluster-enabled yes, its nodes file under /tmp).
+  bool start(bool cluster = false) {
+    const std::string port = std::to_string(port_);
+    nodesFile_ = cluster ? "/tmp/relaykit-test-nodes-" + port + ".conf" : "";
     pid_ = fork();
     if (pid_ == 0) {
-      const std::string port = std::to_string(port_);
-      execl(kRedisServerPath, kRedisServerPath, "--port", port.c_str(), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--loglevel", "warning",
-            static_cast<char*>(nullptr));
+      if (cluster) {
+        execl(kRedisServerPath, kRedisServerPath, "--port", port.c_str(), "--bind", "127.0.0.1",
+              "--save", "", "--appendonly", "no", "--loglevel", "warning", "--cluster-enabled",
+              "yes", "--cluster-config-file", nodesFile_.c_str(), static_cast<char*>(nullptr));
+      } else {
+        execl(kRedisServerPath, kRedisServerPath, "--port", port.c_str(), "--bind", "127.0.0.1",
+              "--save", "", "--appendonly", "no", "--loglevel", "warning",
+              static_cast<char*>(nullptr));
+      }
       _exit(127);
     }
     for (int i = 0; i < 500; ++i) {
@@ -63,6 +71,9 @@ class RedisTestServer {
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
       pid_ = -1;
+    }
+    if (!nodesFile_.empty()) {
+      unlink(nodesFile_.c_str());
     }
   }
   void pause() { kill(pid_, SIGSTOP); }
@@ -100,6 +111,7 @@ class RedisTestServer {
   bool ping() { return command("PING") == "PONG"; }
   int port_;
   pid_t pid_ = -1;
+  std::string nodesFile_;
 };
 
 }  // namespace relaykit::policy::testing

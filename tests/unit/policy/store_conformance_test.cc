@@ -298,6 +298,42 @@ TEST_F(RedisStoreTest, UsesRedisClockAndExpiringPrefixedKeys) {
   EXPECT_NE(server_.command("HGET relaykit:rl:{abc}:l 60000000").find(":3"), std::string::npos);
 }
 
+// A Redis Cluster node is refused at connect with a clear error (one decision may charge several
+// principals, i.e. several hash slots, atomically): decisions fail and on_store_error applies.
+TEST_F(RedisStoreTest, RefusesClusterNode) {
+  // A Cluster node also listens on port + 10000 (the cluster bus): a free port above 55535, or
+  // one whose bus port is taken, makes it fail to start; another free port is tried then.
+  std::unique_ptr<RedisTestServer> cluster;
+  for (int attempt = 0; attempt < 10 && cluster == nullptr; ++attempt) {
+    auto candidate = std::make_unique<RedisTestServer>();
+    if (candidate->port() <= 55535 && candidate->start(true)) {
+      cluster = std::move(candidate);
+    }
+  }
+  ASSERT_NE(cluster, nullptr);
+  ASSERT_EQ(cluster->command("CLUSTER ADDSLOTSRANGE 0 16383"), "OK");
+  RedisStoreSettings s;
+  s.port = cluster->port();
+  s.timeoutMs = 1000;
+  store_ = std::make_unique<RedisStore>(base_, s);
+  store_->start();
+  for (int i = 0; i < 50 && store_->stats().clusterRefused == 0; ++i) {
+    pump(100);
+  }
+  EXPECT_GE(store_->stats().clusterRefused, 1u);
+  EXPECT_FALSE(store_->stats().connected);
+  StatusOr<StoreResult> r = run("rl:{abc}:l", 1, true);
+  EXPECT_FALSE(r.isOk());
+  // The standalone server of this fixture is accepted.
+  makeStore(1000);
+  for (int i = 0; i < 50 && !store_->stats().connected; ++i) {
+    pump(100);
+  }
+  EXPECT_TRUE(store_->stats().connected);
+  EXPECT_EQ(store_->stats().clusterRefused, 0u);
+  EXPECT_TRUE(run("rl:{abc}:l", 1, true)->committed);
+}
+
 TEST_F(RedisStoreTest, ReloadsScriptOnNoscript) {
   makeStore(1000);
   ASSERT_TRUE(run("rl:{a}:l", 1, true).isOk());
