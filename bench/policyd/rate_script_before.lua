@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- The rate-limit script as it was before the 2026-12-07 rework (hash layout, same semantics);
 -- bench/policyd/script_cost.py drives it beside policyd/redis_script.h's current script.
 local now = tonumber(ARGV[1])

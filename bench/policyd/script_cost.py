@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """bench/policyd/script_cost.py: Redis CPU per rate-limit decision, before and after.
 
 Loads two rate-limit scripts into one private redis-server: "before" (bench/policyd/
