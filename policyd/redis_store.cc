@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/server/connection.h"
 #include "common/server/logging.h"
 #include "policyd/redis_script.h"
 
@@ -114,7 +115,9 @@ struct RedisStoreCallbacks {
   }
   static void onReply(redisAsyncContext*, void* reply, void* privdata) {
     auto* pending = static_cast<RedisStore::Pending*>(privdata);
-    pending->store->onReply(pending, reply);
+    // hiredis calls this from C: an exception must not unwind through it (the decision's own
+    // connection is closed by the skeleton's guard when the reply reaches it).
+    runGuarded("redis reply", [&] { pending->store->onReply(pending, reply); });
   }
   static void onSetupReply(redisAsyncContext* ac, void* reply, void* privdata) {
     auto* r = static_cast<redisReply*>(reply);
@@ -150,7 +153,7 @@ struct RedisStoreCallbacks {
   static void onSentinelReply(redisAsyncContext* ac, void* reply, void*) {
     auto* store = static_cast<RedisStore*>(ac->data);
     if (store != nullptr) {
-      store->onSentinelReply(ac, reply);
+      runGuarded("redis sentinel reply", [&] { store->onSentinelReply(ac, reply); });
     }
   }
   static void onSentinelAuthReply(redisAsyncContext* ac, void* reply, void*) {
@@ -170,7 +173,7 @@ struct RedisStoreCallbacks {
   static void onRoleReply(redisAsyncContext* ac, void* reply, void*) {
     auto* store = static_cast<RedisStore*>(ac->data);
     if (store != nullptr && ac == store->ac_) {
-      store->onRoleReply(ac, reply);
+      runGuarded("redis role reply", [&] { store->onRoleReply(ac, reply); });
     }
   }
   static void onClusterProbeReply(redisAsyncContext* ac, void* reply, void*) {
@@ -186,10 +189,10 @@ struct RedisStoreCallbacks {
   }
   static void onTimer(evutil_socket_t, short, void* arg) {
     auto* pending = static_cast<RedisStore::Pending*>(arg);
-    pending->store->onTimeout(pending);
+    runGuarded("redis timeout", [&] { pending->store->onTimeout(pending); });
   }
   static void onReconnectTimer(evutil_socket_t, short, void* arg) {
-    static_cast<RedisStore*>(arg)->connect();
+    runGuarded("redis reconnect", [&] { static_cast<RedisStore*>(arg)->connect(); });
   }
 };
 
