@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/base64.h"
 #include "common/status.h"
 
 typedef struct evp_pkey_st EVP_PKEY;
@@ -94,11 +95,9 @@ class DkimKey {
   bool private_;
 };
 
-// Standard base64 (with padding), no line breaks.
-std::string base64Encode(std::string_view bytes);
-// Decodes standard base64, ignoring SP, HTAB, CR and LF anywhere (DKIM's b=, bh=, p= allow
-// folding whitespace). Refuses other characters and bad lengths.
-StatusOr<std::string> base64Decode(std::string_view text);
+// base64Encode / base64Decode: common/base64.h (visible here as dkim::base64Encode, ...).
+using relaykit::base64Decode;
+using relaykit::base64Encode;
 
 // `record` cut into DNS character-strings of at most kTxtStringBytes bytes.
 std::vector<std::string> splitTxtStrings(std::string_view record);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/ascii.h"
+#include "common/base64.h"
 
 namespace relaykit::milter {
 namespace {
@@ -99,47 +100,6 @@ int hexValue(char c) {
   return -1;
 }
 
-int base64Value(char c) {
-  if (c >= 'A' && c <= 'Z') {
-    return c - 'A';
-  }
-  if (c >= 'a' && c <= 'z') {
-    return c - 'a' + 26;
-  }
-  if (c >= '0' && c <= '9') {
-    return c - '0' + 52;
-  }
-  if (c == '+') {
-    return 62;
-  }
-  if (c == '/') {
-    return 63;
-  }
-  return -1;
-}
-
-std::optional<std::string> decodeBase64(std::string_view in) {
-  std::string out;
-  unsigned buffer = 0;
-  int bits = 0;
-  for (char c : in) {
-    if (c == '=') {
-      break;
-    }
-    int v = base64Value(c);
-    if (v < 0) {
-      return std::nullopt;
-    }
-    buffer = (buffer << 6) | static_cast<unsigned>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((buffer >> bits) & 0xFF));
-    }
-  }
-  return out;
-}
-
 std::optional<std::string> decodeQ(std::string_view in) {
   std::string out;
   for (size_t i = 0; i < in.size(); ++i) {
@@ -185,7 +145,7 @@ std::optional<std::string> readEncodedWord(std::string_view text, size_t pos, si
   }
   std::optional<std::string> bytes;
   if (enc == 'B') {
-    bytes = decodeBase64(payload);
+    bytes = base64DecodeLenient(payload);
   } else if (enc == 'Q') {
     bytes = decodeQ(payload);
   }
@@ -289,8 +249,6 @@ std::string encodePhrase(std::string_view utf8) {
   }
   // Base64 UTF-8 encoded-words, each <= 75 chars: prefix "=?UTF-8?B?" (10) + "?=" (2) leaves
   // 63 chars of base64, i.e. at most 45 bytes of text per word; never split a UTF-8 sequence.
-  static const char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   constexpr size_t kMaxBytesPerWord = 45;
   std::string out;
   size_t pos = 0;
@@ -308,19 +266,7 @@ std::string encodePhrase(std::string_view utf8) {
       out.push_back(' ');
     }
     out += "=?UTF-8?B?";
-    for (size_t i = 0; i < chunk.size(); i += 3) {
-      unsigned n = static_cast<unsigned char>(chunk[i]) << 16;
-      if (i + 1 < chunk.size()) {
-        n |= static_cast<unsigned char>(chunk[i + 1]) << 8;
-      }
-      if (i + 2 < chunk.size()) {
-        n |= static_cast<unsigned char>(chunk[i + 2]);
-      }
-      out.push_back(kAlphabet[(n >> 18) & 63]);
-      out.push_back(kAlphabet[(n >> 12) & 63]);
-      out.push_back(i + 1 < chunk.size() ? kAlphabet[(n >> 6) & 63] : '=');
-      out.push_back(i + 2 < chunk.size() ? kAlphabet[n & 63] : '=');
-    }
+    out += base64Encode(chunk);
     out += "?=";
     pos += len;
   }
