@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // milter_callbacks.cc: relaykit's milter filter, wiring the pure rewrite engine to Postfix.
 //
-// Protocol facts honoured here (postfix-facts.md): modifications only at end of message; only the
-// steps the configuration needs are negotiated, with the no-reply flags and SMFIP_HDR_LEADSPC;
-// macros are read at the stage where Postfix sends them ({auth_authen} at MAIL FROM, i at EOM);
-// state is reset per message (MAIL FROM, abort - possibly twice -, EOM) and at the end of the
-// SMTP session.
+// Protocol facts honoured here (how Postfix 3.7 drives a milter): modifications only at end of
+// message; only the steps the configuration needs are negotiated, with the no-reply flags and
+// SMFIP_HDR_LEADSPC; macros are read at the stage where Postfix sends them ({auth_authen} at MAIL
+// FROM, i at EOM); state is reset per message (MAIL FROM, abort - possibly twice -, EOM) and at the
+// end of the SMTP session.
 #include "milters/milter_callbacks.h"
 
 #include <atomic>

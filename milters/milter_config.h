@@ -5,7 +5,7 @@
 // text, through common/regexp_table.h) and header_rules (RE2), resolves rewrite_from /
 // rewrite_sender table names against Config::tables, and reports EVERY problem into Diagnostics
 // as FILE:LINE:COL. It returns nullptr when there is any error; the snapshot keeps the Config
-// (and so its tables) alive. Keys (interface.md, plus the extensions marked +):
+// (and so its tables) alive. Keys (the documented ones, plus the extensions marked +):
 //   listen, socket_mode, socket_owner, user, metrics_listen   (common daemon keys, config.h)
 //   on_error: tempfail | accept
 //   header_checks: |  regexp_table(5) text whose results are actions

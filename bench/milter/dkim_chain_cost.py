@@ -49,7 +49,7 @@ class OpenDkim:
         harness.run([harness.binary_path("relaykit"), "dkim", "keygen", "--domain", "corp.com",
                      "--selector", name, "--out", key] + args)
         # A unix socket, as Debian runs it (local:/run/opendkim/opendkim.sock): libmilter on TCP
-        # without TCP_NODELAY would measure Nagle's delays, not OpenDKIM (postfix-facts).
+        # without TCP_NODELAY would measure Nagle's delays, not OpenDKIM.
         self.name = name
         sock = os.path.join(d, "opendkim.sock")
         conf = harness.write_file(os.path.join(d, "opendkim.conf"), (

@@ -212,7 +212,7 @@ def is_local_domain(domain):
 
 
 def key_forms(mode, key, pdms=False):
-    """The keys Postfix tries for an indexed table, in order (postfix-facts.md).
+    """The keys Postfix tries for an indexed table, in order (as Postfix's mail_addr_find does).
 
     pdms: parent_domain_matches_subdomains lists transport_maps (parents asked without dot)."""
     local, domain = split_address(key)
