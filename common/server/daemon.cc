@@ -327,6 +327,9 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
     setLogLevel(LogLevel::kDebug);
   }
   std::signal(SIGPIPE, SIG_IGN);
+  // A SIGHUP before the event loop's handler is in place (start-up: loading, binding) must not
+  // kill the daemon (its default action): it is ignored until the loop takes it over.
+  std::signal(SIGHUP, SIG_IGN);
 
   Diagnostics diags;
   auto config = loadServiceConfig(options->configPath, service, /*install=*/true, &diags);

@@ -196,6 +196,8 @@ class DaemonCommandLineTest(harness.E2ETestCase):
                     d = harness.RelaykitDaemon(daemon, cfg, args=["-v"] if verbose else [],
                                                workdir=self.tmp)
                     d.start()
+                    # The port accepts before the loop handles signals: wait for "ready".
+                    harness.wait_until(lambda: "ready: listening" in d.stderr(), 10, "ready")
                     d.hup()
                     harness.wait_until(lambda: "configuration reloaded" in d.stderr(), 10,
                                        "reload logged")
