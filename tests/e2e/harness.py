@@ -1133,6 +1133,32 @@ class SocketmapClient:
         self.close()
 
 
+
+def read_policy_reply(sock):
+    """Reads one policy-protocol reply (up to its empty line) from `sock`; ConnectionError when
+    the server closes first."""
+    data = b""
+    while not data.endswith(b"\n\n"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed after %r" % data)
+        data += chunk
+    return data.decode()
+
+
+def http_health(port):
+    """(status code, body) of GET /health on 127.0.0.1:port; (0, "no answer: ...") when nothing
+    answers (callers poll with wait_until)."""
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/health" % port, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except (urllib.error.URLError, ConnectionError) as e:
+        return 0, "no answer: %s" % e
+
 def socketmap_query(port, name, key, host="127.0.0.1", timeout=5.0):
     """One query on a fresh connection: (status, data)."""
     with SocketmapClient(port, host, timeout) as c:

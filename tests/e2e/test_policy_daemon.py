@@ -33,14 +33,7 @@ def request(state="RCPT", client="10.0.0.1", sender="app@corp.local", **extra):
     return "".join("%s=%s\n" % kv for kv in attrs.items()).encode() + b"\n"
 
 
-def read_reply(sock):
-    data = b""
-    while not data.endswith(b"\n\n"):
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("closed after %r" % data)
-        data += chunk
-    return data.decode()
+read_reply = harness.read_policy_reply
 
 
 def read(path):

@@ -12,8 +12,6 @@ The policy answers are checked in the same states, so /health and the decisions 
 import os
 import socket
 import sys
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -29,24 +27,10 @@ def request(state="END-OF-MESSAGE", client="10.0.0.1"):
 def ask(port, payload):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(payload)
-        data = b""
-        while not data.endswith(b"\n\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                raise ConnectionError("closed after %r" % data)
-            data += chunk
-        return data.decode()
+        return harness.read_policy_reply(s)
 
 
-def health(port):
-    """(status code, body) of GET /health."""
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d/health" % port, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except (urllib.error.URLError, ConnectionError) as e:
-        return 0, "no answer: %s" % e  # wait_health() asks again until its deadline
+health = harness.http_health
 
 
 class PolicyHealthTest(harness.E2ETestCase):

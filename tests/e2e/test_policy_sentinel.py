@@ -36,22 +36,10 @@ def request(client, state="END-OF-MESSAGE"):
     return "".join("%s=%s\n" % kv for kv in attrs.items()).encode() + b"\n"
 
 
-def read_reply(sock):
-    data = b""
-    while not data.endswith(b"\n\n"):
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("closed after %r" % data)
-        data += chunk
-    return data.decode()
+read_reply = harness.read_policy_reply
 
 
-def health(port):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d/health" % port, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+health = harness.http_health
 
 
 def cli(port, *args):
