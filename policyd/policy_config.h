@@ -19,6 +19,7 @@
 #include "common/config.h"
 #include "common/diagnostics.h"
 #include "common/ip_network.h"
+#include "policyd/allowance_table.h"
 #include "policyd/gcra.h"
 #include "policyd/policy_codec.h"
 #include "policyd/rate_key.h"
@@ -65,14 +66,18 @@ struct LimitRule {
   std::vector<KeyPart> key;
   CountUnit count = CountUnit::kMessages;
   std::vector<RateWindow> windows;  // the default allowance
-  // allowances: principal (principalOf the entry's match) -> its own windows.
-  std::map<std::string, std::vector<RateWindow>> allowances;
+  // `allowances:` entries and the `allowances_file:` (allowance_table.h); null when neither is
+  // given.
+  std::shared_ptr<const AllowanceTable> allowances;
   std::string reply = kDefaultLimitReply;
   bool warnOnly = false;
   Exemptions exempt;
   bool usesRecipient() const;
-  // The allowance that applies to this principal: its own, or the default (`windows`).
+  // The allowance that applies to this principal: its own (or its @domain's), or the default
+  // (`windows`).
   const std::vector<RateWindow>& windowsFor(const std::string& principal) const;
+  // The entry windowsFor() takes the windows of; nullptr for the default.
+  const AllowanceTable::Entry* allowanceFor(const std::string& principal) const;
 };
 
 struct RelayRule {

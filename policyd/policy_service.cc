@@ -191,9 +191,25 @@ class AdminService : public Service {
 
 bool PolicyService::configure(const std::shared_ptr<const Config>& config, Diagnostics* diags,
                               bool install) {
-  std::shared_ptr<const PolicyConfig> policy = parsePolicyConfig(*config, diags);
+  std::shared_ptr<const PolicyConfig> policy;
+  if (install) {
+    std::lock_guard<std::mutex> lock(compiledMutex_);
+    if (compiledFrom_.lock() == config) {
+      policy = std::move(compiled_);
+    }
+    compiled_.reset();
+    compiledFrom_.reset();
+  }
+  if (policy == nullptr) {
+    policy = parsePolicyConfig(*config, diags);
+  }
   if (policy == nullptr) {
     return false;
+  }
+  if (!install) {
+    std::lock_guard<std::mutex> lock(compiledMutex_);
+    compiledFrom_ = config;
+    compiled_ = policy;
   }
   if (install) {
     if (std::shared_ptr<const PolicyConfig> old = config_.get()) {
@@ -368,6 +384,18 @@ std::string PolicyService::admin(const AdminCommand& command) {
     logInfo("limits: " + line.substr(0, 200) + " (admin socket)");
   }
   return executeAdminCommand(*memory_, command);
+}
+
+std::vector<WatchedFile> PolicyService::watchedFiles() const {
+  std::vector<WatchedFile> out;
+  if (std::shared_ptr<const PolicyConfig> config = config_.get()) {
+    for (const LimitRule& rule : config->limits) {
+      if (rule.allowances != nullptr) {
+        out.insert(out.end(), rule.allowances->files().begin(), rule.allowances->files().end());
+      }
+    }
+  }
+  return out;
 }
 
 std::unique_ptr<ConnectionHandler> PolicyService::newConnection(Connection&) {

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -52,6 +53,8 @@ class PolicyService : public Service {
   // (mail flows, limits are not enforced); ok otherwise.
   Health health() const override;
   std::unique_ptr<ConnectionHandler> newConnection(Connection& conn) override;
+  // The allowances files of the installed snapshot (the skeleton reloads when one changes).
+  std::vector<WatchedFile> watchedFiles() const override;
 
   // For the handlers.
   std::shared_ptr<const PolicyConfig> snapshot() const { return config_.get(); }
@@ -75,6 +78,12 @@ class PolicyService : public Service {
   static void onMetricsTimer(evutil_socket_t fd, short what, void* arg);
 
   SnapshotHolder<PolicyConfig> config_;
+  // The snapshot a reload's worker compiled (configure, install=false) and the Config it came
+  // from: the loop thread's configure(install=true) of that Config installs it as is instead of
+  // compiling it again (a large allowances file must not be read on the loop).
+  std::mutex compiledMutex_;
+  std::weak_ptr<const Config> compiledFrom_;
+  std::shared_ptr<const PolicyConfig> compiled_;
   std::unique_ptr<RateStore> store_;
   RedisStore* redis_ = nullptr;
   MemoryStore* memory_ = nullptr;

@@ -11,6 +11,8 @@
 #include <csignal>
 #include <cstring>
 #include <exception>
+#include <map>
+#include <optional>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -19,6 +21,7 @@
 #endif
 
 #include "common/file_access.h"
+#include "common/file_stamp.h"
 #include "common/server/listener.h"
 #include "common/server/logging.h"
 #include "common/server/privileges.h"
@@ -28,6 +31,9 @@
 namespace relaykit {
 
 namespace {
+
+// How often the files of Service::watchedFiles() are stat()ed.
+constexpr int kWatchIntervalSeconds = 1;
 
 // Start-up failure: logged, and also on stderr when logging goes to syslog, so a failed start is
 // visible to whoever started the daemon.
@@ -82,6 +88,13 @@ struct LoopContext {
   bool reloadAgain = false;
   std::shared_ptr<const Config> compiled;
   Diagnostics compileDiags;
+  // Watched files (Service::watchedFiles) by path: the stamp seen at the last check, and the
+  // stamp a reload was last started for (not tried again when that reload was refused).
+  struct WatchState {
+    std::optional<FileStamp> seen;
+    std::optional<FileStamp> tried;
+  };
+  std::map<std::string, WatchState> watch;
 };
 
 std::size_t countErrors(const Diagnostics& diags) {
@@ -120,6 +133,33 @@ void startReload(LoopContext* ctx) {
     while (write(ctx->doneFds[1], &done, 1) < 0 && errno == EINTR) {
     }
   });
+}
+
+// Once a second (loop thread): a watched file whose stamp differs from the one the installed
+// state was read with, and was the same at the previous check (so a file being written is read
+// once it is complete), starts a reload as SIGHUP does.
+void onWatchTimer(evutil_socket_t, short, void* arg) {
+  auto* ctx = static_cast<LoopContext*>(arg);
+  if (ctx->reloading) {
+    return;
+  }
+  std::map<std::string, LoopContext::WatchState> next;
+  std::string changed;
+  for (const WatchedFile& file : ctx->service->watchedFiles()) {
+    LoopContext::WatchState state = ctx->watch[file.path];
+    const FileStamp now = stampFile(file.path);
+    if (now != file.stamp && state.seen == now && state.tried != now && changed.empty()) {
+      changed = file.path;
+      state.tried = now;
+    }
+    state.seen = now;
+    next[file.path] = state;
+  }
+  ctx->watch = std::move(next);
+  if (!changed.empty()) {
+    logInfo(changed + " changed: reloading");
+    startReload(ctx);
+  }
 }
 
 void onReload(evutil_socket_t, short, void* arg) {
@@ -416,6 +456,9 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
     event* reloadDone =
         event_new(base, ctx.doneFds[0], EV_READ | EV_PERSIST, &onReloadCompiled, &ctx);
     event_add(reloadDone, nullptr);
+    event* watchTimer = event_new(base, -1, EV_PERSIST, &onWatchTimer, &ctx);
+    const timeval watchInterval{kWatchIntervalSeconds, 0};
+    event_add(watchTimer, &watchInterval);
     event* hup = evsignal_new(base, SIGHUP, &onReload, &ctx);
     event* term = evsignal_new(base, SIGTERM, &onStop, &ctx);
     event* intr = evsignal_new(base, SIGINT, &onStop, &ctx);
@@ -438,6 +481,7 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
       ctx.worker.join();
     }
     event_free(reloadDone);
+    event_free(watchTimer);
     close(ctx.doneFds[0]);
     close(ctx.doneFds[1]);
     notifyServiceManager("STOPPING=1");

@@ -24,7 +24,10 @@
 //     refused, its problems logged, and the old snapshot keeps serving; a SIGHUP during a reload
 //     queues one more; listen/user/metrics changes need a restart and are logged as such;
 //     SIGTERM/SIGINT stop cleanly (STOPPING=1, listeners closed and unix sockets removed,
-//     Service::stop, connections closed, "stopped" logged, exit 0).
+//     Service::stop, connections closed, "stopped" logged, exit 0). Once a second the files of
+//     Service::watchedFiles() are stat()ed: one that changed since the installed state read it,
+//     and did not change since the previous second, starts the same reload ("PATH changed:
+//     reloading"); a refused reload is not retried until the file changes again.
 // Snapshot policy: the skeleton only installs snapshots; each Service decides whether a
 // connection pins the snapshot it started with or takes the latest per request (socketmapd:
 // per request). The building blocks are exposed for daemons that cannot use the event loop
