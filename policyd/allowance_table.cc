@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <functional>
 
+#include "common/ascii.h"
 #include "common/bounded_file.h"
 #include "common/postmap_db.h"
 #include "common/table_file.h"
@@ -15,16 +16,6 @@
 namespace relaykit::policy {
 
 namespace {
-
-std::string_view trimSpaces(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
 
 // Problems of one file reported one by one; the rest are counted in one more line.
 constexpr std::size_t kMaxReportedFileErrors = 100;
@@ -76,7 +67,7 @@ StatusOr<std::vector<RateWindow>> parseAllowanceValue(std::string_view text) {
   for (;;) {
     const std::size_t comma = text.find(',', pos);
     const std::string_view item =
-        trimSpaces(text.substr(pos, comma == std::string_view::npos ? comma : comma - pos));
+        trimBlanks(text.substr(pos, comma == std::string_view::npos ? comma : comma - pos));
     const std::size_t slash = item.find('/');
     if (item.empty() || slash == std::string_view::npos) {
       return Status::error("bad allowance \"" + shown(text) +
