@@ -93,6 +93,7 @@ struct LoopContext {
   struct WatchState {
     std::optional<FileStamp> seen;
     std::optional<FileStamp> tried;
+    FileStamp now;  // this check's
   };
   std::map<std::string, WatchState> watch;
 };
@@ -143,17 +144,25 @@ void onWatchTimer(evutil_socket_t, short, void* arg) {
   if (ctx->reloading) {
     return;
   }
-  std::map<std::string, LoopContext::WatchState> next;
+  std::map<std::string, LoopContext::WatchState> next;  // one state per path, however named
   std::string changed;
   for (const WatchedFile& file : ctx->service->watchedFiles()) {
-    LoopContext::WatchState state = ctx->watch[file.path];
-    const FileStamp now = stampFile(file.path);
-    if (now != file.stamp && state.seen == now && state.tried != now && changed.empty()) {
-      changed = file.path;
-      state.tried = now;
+    auto [it, fresh] = next.try_emplace(file.path);
+    LoopContext::WatchState& state = it->second;
+    if (fresh) {
+      if (const auto old = ctx->watch.find(file.path); old != ctx->watch.end()) {
+        state = old->second;
+      }
+      state.now = stampFile(file.path);
     }
-    state.seen = now;
-    next[file.path] = state;
+    if (state.now != file.stamp && state.seen == state.now && state.tried != state.now &&
+        changed.empty()) {
+      changed = file.path;
+      state.tried = state.now;
+    }
+  }
+  for (auto& [path, state] : next) {
+    state.seen = state.now;
   }
   ctx->watch = std::move(next);
   if (!changed.empty()) {
