@@ -142,9 +142,12 @@ int run(const LimitsOptions& opt, bool reset) {
     // A limit with allowances says which one applies (the window lines show its figures) and,
     // for an own allowance, where it is written.
     const policy::AllowanceTable::Entry* own = t.rule->allowanceFor(t.principal);
-    const char* allowance = t.rule->allowances == nullptr ? ""
-                            : own != nullptr              ? ", own allowance"
-                                                          : ", default allowance";
+    const bool hasAllowances =
+        t.rule->allowances != nullptr &&
+        (!t.rule->allowances->empty() || !t.rule->allowances->files().empty());
+    const char* allowance = !hasAllowances   ? ""
+                            : own != nullptr ? ", own allowance"
+                                             : ", default allowance";
     const std::string origin = own != nullptr ? "\tfrom " + t.rule->allowances->origin(*own) : "";
     std::printf("%s\t%s\t(%s%s)%s\n", t.rule->name.c_str(), printablePrincipal(t.principal).c_str(),
                 policy::countUnitName(t.rule->count), allowance, origin.c_str());
