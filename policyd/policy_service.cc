@@ -241,9 +241,29 @@ bool PolicyService::configure(const std::shared_ptr<const Config>& config, Diagn
     } else if (policy->adminSocket != adminPath_) {
       logWarning("policy admin_socket changed: it takes effect after a restart");
     }
+    std::shared_ptr<const PolicyConfig> old = config_.get();
     config_.set(policy);
+    retire(std::move(old));
   }
   return true;
+}
+
+void PolicyService::retire(std::shared_ptr<const PolicyConfig> old) {
+  // Freeing a snapshot with a large allowance index costs milliseconds (munmap): when nothing
+  // else holds it (no decision in flight), it is freed on a thread of its own, not the loop.
+  if (old == nullptr || old.use_count() != 1) {
+    return;
+  }
+  if (retirer_.joinable()) {
+    retirer_.join();  // the previous one: long done, reloads are seconds apart
+  }
+  retirer_ = std::thread([old = std::move(old)]() mutable { old.reset(); });
+}
+
+PolicyService::~PolicyService() {
+  if (retirer_.joinable()) {
+    retirer_.join();
+  }
 }
 
 Status PolicyService::start(event_base* base, MetricsRegistry* metrics) {
