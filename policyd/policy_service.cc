@@ -305,6 +305,7 @@ Status PolicyService::start(event_base* base, MetricsRegistry* metrics) {
     adminFd_ = -1;  // the server owns it now
     logInfo("limits admin socket: unix:" + adminPath_);
   }
+  alerts_ = std::make_unique<AlertNotifier>(metrics, redis_);
   for (Stage stage : {Stage::kRcpt, Stage::kData, Stage::kEndOfMessage, Stage::kOther}) {
     stageRequests_[static_cast<int>(stage)] = &requests_->labels({stageLabel(stage)});
   }
@@ -325,7 +326,11 @@ void PolicyService::stop() {
     metricsTimer_ = nullptr;
   }
   adminServer_.reset();
-  store_.reset();  // a Redis store answers its pending decisions with an error now
+  if (alerts_ != nullptr) {
+    alerts_->detachStore();  // claims the Redis store answers below are not alerted
+  }
+  store_.reset();   // a Redis store answers its pending decisions with an error now
+  alerts_.reset();  // waits for a running sendmail (at most alerts.timeout)
   redis_ = nullptr;
   memory_ = nullptr;
 }
@@ -531,6 +536,9 @@ void PolicyService::finish(const PolicyConfig& config, const PolicyRequest& requ
     }
     const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started;
     latencySeries_->observe(elapsed.count());
+  }
+  if (!verdict.hits.empty() && alerts_ != nullptr) {
+    alerts_->onTrips(config, request, plan, verdict);
   }
   if (plan.stage == Stage::kRcpt && !verdict.refused && config.tracksRecipients) {
     rememberRecipient(std::string(request.get("instance")), std::string(request.get("recipient")));

@@ -23,6 +23,7 @@
 #include "common/server/server.h"
 #include "common/snapshot.h"
 #include "policyd/admin_protocol.h"
+#include "policyd/alert_notifier.h"
 #include "policyd/policy_codec.h"
 #include "policyd/policy_config.h"
 #include "policyd/policy_engine.h"
@@ -87,6 +88,7 @@ class PolicyService : public Service {
   event* metricsTimer_ = nullptr;  // refreshes the Redis gauges once a second
   std::string storeName_ = "memory";
   RecipientTracker recipients_;  // instance -> accepted at RCPT (bounded: recipient_tracker.h)
+  std::unique_ptr<AlertNotifier> alerts_;  // policy.alerts: trips -> alerts (set in start())
   std::size_t seenEvictions_ = 0;
   std::chrono::steady_clock::time_point lastEvictionLog_{};
   // Metrics (set in start()).

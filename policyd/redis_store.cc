@@ -12,6 +12,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -79,6 +80,42 @@ struct RedisStore::Pending {
     }
     Callback cb = std::move(done);
     cb(std::move(result));
+  }
+};
+
+// One claim(): two pipelined commands; the second reply (or the first failure) completes it.
+struct ClaimState {
+  RedisStore::ClaimCallback done;
+  int outstanding = 0;
+  std::optional<bool> won;  // the SET's answer
+  std::string error;
+
+  static void onReply(redisAsyncContext*, void* replyPtr, void* privdata) {
+    auto* state = static_cast<ClaimState*>(privdata);
+    auto* reply = static_cast<redisReply*>(replyPtr);
+    const bool first = !state->won.has_value() && state->error.empty();
+    std::int64_t left = 0;
+    if (reply == nullptr) {
+      state->error = state->error.empty() ? "redis connection lost" : state->error;
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+      state->error = state->error.empty() ? "redis error: " + std::string(reply->str, reply->len)
+                                          : state->error;
+    } else if (first) {
+      state->won = reply->type == REDIS_REPLY_STATUS;  // "OK"; NIL when the key exists
+    } else if (reply->type == REDIS_REPLY_INTEGER) {
+      left = reply->integer;
+    }
+    if (--state->outstanding > 0) {
+      return;
+    }
+    ClaimState* owned = state;
+    if (!owned->error.empty() || !owned->won.has_value()) {
+      owned->done(Status::error(owned->error.empty() ? "redis: no answer" : owned->error));
+    } else {
+      // Lost, but the window ended between the two commands (PTTL -2): 1 ms left.
+      owned->done(*owned->won ? std::int64_t{0} : std::max<std::int64_t>(left, 1));
+    }
+    delete owned;
   }
 };
 
@@ -608,6 +645,38 @@ void RedisStore::onReply(Pending* pending, void* replyPtr) {
   }
   pending->finish(std::move(result));
   delete pending;
+}
+
+}  // namespace relaykit::policy
+
+namespace relaykit::policy {
+
+void RedisStore::claim(const std::string& key, const std::string& value, std::int64_t ttlMs,
+                       ClaimCallback done) {
+  if (ac_ == nullptr || !connected_) {
+    done(Status::error("redis not connected"));
+    return;
+  }
+  const std::string fullKey = settings_.keyPrefix + key;
+  const std::string ttl = std::to_string(std::max<std::int64_t>(ttlMs, 1));
+  auto* state = new ClaimState;
+  state->done = std::move(done);
+  const char* set[] = {"SET", fullKey.c_str(), value.c_str(), "NX", "PX", ttl.c_str()};
+  const size_t setLens[] = {3, fullKey.size(), value.size(), 2, 2, ttl.size()};
+  const char* pttl[] = {"PTTL", fullKey.c_str()};
+  const size_t pttlLens[] = {4, fullKey.size()};
+  state->outstanding = 2;
+  if (redisAsyncCommandArgv(ac_, ClaimState::onReply, state, 6, set, setLens) != REDIS_OK) {
+    ClaimCallback cb = std::move(state->done);
+    delete state;
+    cb(Status::error("redis command could not be queued"));
+    return;
+  }
+  if (redisAsyncCommandArgv(ac_, ClaimState::onReply, state, 2, pttl, pttlLens) != REDIS_OK) {
+    // The SET's reply (or its NULL when the connection goes) completes the claim.
+    state->error = "redis command could not be queued";
+    --state->outstanding;
+  }
 }
 
 }  // namespace relaykit::policy

@@ -66,6 +66,18 @@ class RedisStore : public RateStore {
   // Starts connecting; later failures are retried with backoff.
   void start();
   void evaluate(StoreRequest request, Callback done) override;
+
+  // The fleet-wide alert window (alert_notifier.h), outside the rate-limit script:
+  // `SET <prefix>KEY VALUE NX PX TTL` then `PTTL <prefix>KEY`, pipelined (one round trip) on the
+  // connection decisions use (with sentinels: the primary). `done` gets 0 when this call set the
+  // key (this relay owns the window), else the milliseconds the window set by another has left
+  // (at least 1); an error when not connected, on an error reply, or when the connection is lost
+  // (the decisions' timeout drops a stuck connection, which answers every pending claim). Called
+  // exactly once, maybe before claim() returns.
+  using ClaimCallback = std::function<void(StatusOr<std::int64_t>)>;
+  void claim(const std::string& key, const std::string& value, std::int64_t ttlMs,
+             ClaimCallback done);
+
   const RedisStoreStats& stats() const { return stats_; }
   const RedisStoreSettings& settings() const { return settings_; }
 

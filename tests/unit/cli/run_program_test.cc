@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// run_program_test.cc: fork/exec with captured output and a deadline (cli/run_program.h), on
+// run_program_test.cc: fork/exec with captured output and a deadline (common/run_program.h), on
 // real programs from coreutils.
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdlib>
 
-#include "cli/run_program.h"
+#include "common/run_program.h"
 
 namespace relaykit {
 namespace {

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // run_program.cc: fork/exec with a deadline and captured output; see run_program.h.
-#include "cli/run_program.h"
+#include "common/run_program.h"
 
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -74,7 +75,8 @@ std::string ProgramResult::describeFailure() const {
 
 StatusOr<ProgramResult> runProgram(const std::vector<std::string>& argv,
                                    std::chrono::milliseconds timeout,
-                                   const std::vector<std::string>& extraEnv) {
+                                   const std::vector<std::string>& extraEnv,
+                                   const std::string* input) {
   if (argv.empty()) {
     return Status::error("no program to run");
   }
@@ -111,31 +113,65 @@ StatusOr<ProgramResult> runProgram(const std::vector<std::string>& argv,
     close(outPipe[1]);
     return Status::error(std::string("pipe: ") + std::strerror(errno));
   }
-  const pid_t pid = fork();
-  if (pid < 0) {
+  // The input goes through a socket pair, not a pipe: send(MSG_NOSIGNAL) to a program that
+  // exited early fails with EPIPE instead of raising SIGPIPE in the caller.
+  int inPair[2] = {-1, -1};
+  if (input != nullptr &&
+      socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, inPair) != 0) {
     const int saved = errno;
     for (int fd : {outPipe[0], outPipe[1], errPipe[0], errPipe[1]}) {
       close(fd);
     }
+    return Status::error(std::string("socketpair: ") + std::strerror(saved));
+  }
+  const pid_t pid = fork();
+  if (pid < 0) {
+    const int saved = errno;
+    for (int fd : {outPipe[0], outPipe[1], errPipe[0], errPipe[1], inPair[0], inPair[1]}) {
+      if (fd >= 0) {
+        close(fd);
+      }
+    }
     return Status::error(std::string("fork: ") + std::strerror(saved));
   }
   if (pid == 0) {
-    const int devNull = open("/dev/null", O_RDONLY);
-    if (devNull >= 0) {
-      dup2(devNull, 0);
+    if (inPair[1] >= 0) {
+      const int flags = fcntl(inPair[1], F_GETFL);
+      fcntl(inPair[1], F_SETFL, flags & ~O_NONBLOCK);
+      dup2(inPair[1], 0);
+    } else {
+      const int devNull = open("/dev/null", O_RDONLY);
+      if (devNull >= 0) {
+        dup2(devNull, 0);
+      }
     }
     dup2(outPipe[1], 1);
     dup2(errPipe[1], 2);
+    // The caller may ignore or block signals (a daemon ignores SIGPIPE and SIGHUP): the program
+    // starts with the defaults.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    signal(SIGPIPE, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     execve(path.c_str(), args.data(), env.data());
     _exit(127);
   }
   close(outPipe[1]);
   close(errPipe[1]);
+  if (inPair[1] >= 0) {
+    close(inPair[1]);
+  }
 
   ProgramResult result;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  pollfd fds[2] = {{outPipe[0], POLLIN, 0}, {errPipe[0], POLLIN, 0}};
+  pollfd fds[3] = {{outPipe[0], POLLIN, 0}, {errPipe[0], POLLIN, 0}, {inPair[0], POLLOUT, 0}};
   int open = 2;
+  std::size_t written = 0;
+  if (inPair[0] >= 0 && input->empty()) {
+    close(inPair[0]);
+    fds[2].fd = -1;
+  }
   std::string chunk(kReadChunk, '\0');
   while (open > 0) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -144,13 +180,24 @@ StatusOr<ProgramResult> runProgram(const std::vector<std::string>& argv,
       result.timedOut = true;
       break;
     }
-    const int ready = poll(fds, 2, static_cast<int>(left.count()));
+    const int ready = poll(fds, 3, static_cast<int>(left.count()));
     if (ready < 0 && errno == EINTR) {
       continue;
     }
     if (ready <= 0) {
       result.timedOut = ready == 0;
       break;
+    }
+    if (fds[2].fd >= 0 && fds[2].revents != 0) {
+      const ssize_t n = send(fds[2].fd, input->data() + written, input->size() - written,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        written += static_cast<std::size_t>(n);
+      }
+      if (written == input->size() || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+        close(fds[2].fd);  // end of input (or the program stopped reading)
+        fds[2].fd = -1;
+      }
     }
     for (int i = 0; i < 2; ++i) {
       if (fds[i].fd < 0 || fds[i].revents == 0) {
