@@ -2,6 +2,8 @@
 // alert_config.cc: the `policy: alerts:` section; see alert_config.h.
 #include "policyd/alert_config.h"
 
+#include <unistd.h>
+
 #include <cctype>
 
 #include "policyd/policy_config.h"
@@ -68,6 +70,12 @@ void parseAlertSettings(const YamlReader& r, const YAML::Node& node, AlertSettin
         a.sendmail = *argv;
       }
     }
+  }
+  if (!a.mailTo.empty() && access(a.sendmail.front().c_str(), X_OK) != 0) {
+    const YAML::Node where = YamlReader::child(node, "sendmail");
+    r.warning(where.IsDefined() ? where : YamlReader::child(node, "mail_to"),
+              "alerts: sendmail " + a.sendmail.front() +
+                  " is not executable here: alert mails will fail (counted, logged)");
   }
   std::int64_t queue = static_cast<std::int64_t>(a.queue);
   if (r.getInt(node, "queue", &queue, 1, static_cast<std::int64_t>(kMaxAlertQueue))) {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // alert_config.h: reads `policy: alerts:` (alert.h AlertSettings) with YamlReader; every problem
-// reported at FILE:LINE:COL into the reader's Diagnostics. Never throws.
+// reported at FILE:LINE:COL into the reader's Diagnostics (a sendmail that is not executable on
+// this host is a warning: the file may be checked elsewhere). Never throws.
 #pragma once
 
 #include <yaml-cpp/yaml.h>

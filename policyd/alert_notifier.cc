@@ -71,24 +71,9 @@ void AlertNotifier::detachStore() {
   pendingClaims_ = 0;
 }
 
-void AlertNotifier::logProblem(const std::string& line) {
-  const auto now = std::chrono::steady_clock::now();
-  if (now - lastProblemLog_ < kAlertProblemLogInterval) {
-    ++suppressedProblems_;
-    return;
-  }
-  lastProblemLog_ = now;
-  std::string text = line;
-  if (suppressedProblems_ > 0) {
-    text += " (" + std::to_string(suppressedProblems_) + " more since the last such line)";
-    suppressedProblems_ = 0;
-  }
-  logWarning(text);
-}
-
 void AlertNotifier::dropped(const char* reason, const std::string& what) {
   dropped_->labels({reason}).inc();
-  logProblem("alerts: dropped the alert of " + what + ": " + reason);
+  problems_.log("alerts: dropped the alert of " + what + ": " + reason);
 }
 
 void AlertNotifier::onTrips(const PolicyConfig& config, const PolicyRequest& request,
@@ -152,8 +137,9 @@ void AlertNotifier::onTrips(const PolicyConfig& config, const PolicyRequest& req
                       windows_.remember(key, now + *result * 1000, now);
                       suppressed_->labels({event.limit}).inc();
                     } else {
-                      logProblem("alerts: cannot claim the alert window in Redis (" +
-                                 result.status().message() + "); alerting from this relay alone");
+                      problems_.log("alerts: cannot claim the alert window in Redis (" +
+                                    result.status().message() +
+                                    "); alerting from this relay alone");
                       if (windows_.open(key, now, event.intervalUs)) {
                         AlertEvent local = event;
                         local.fleetWide = false;

@@ -24,6 +24,7 @@
 #include <memory>
 #include <string>
 
+#include "common/server/logging.h"
 #include "common/server/metrics.h"
 #include "policyd/alert.h"
 #include "policyd/alert_mailer.h"
@@ -59,7 +60,6 @@ class AlertNotifier {
  private:
   void emit(const AlertSettings& settings, const AlertEvent& event);
   void dropped(const char* reason, const std::string& what);
-  void logProblem(const std::string& line);
 
   MetricsRegistry* metrics_;
   RedisStore* redis_;
@@ -70,8 +70,7 @@ class AlertNotifier {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::size_t pendingClaims_ = 0;
   std::uint64_t sequence_ = 0;
-  std::chrono::steady_clock::time_point lastProblemLog_{};
-  std::uint64_t suppressedProblems_ = 0;
+  ThrottledWarning problems_{kAlertProblemLogInterval};  // Redis errors, drops
   CounterFamily* alerts_ = nullptr;
   CounterFamily* dropped_ = nullptr;
   CounterFamily* suppressed_ = nullptr;

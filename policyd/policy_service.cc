@@ -421,18 +421,7 @@ void PolicyService::syncRedisMetrics() {
 
 void PolicyService::logStoreError(const std::string& line) {
   // While Redis is down every request fails: one line per second, with how many were not logged.
-  const auto now = std::chrono::steady_clock::now();
-  if (now - lastStoreErrorLog_ < kStoreErrorLogInterval) {
-    ++suppressedStoreErrors_;
-    return;
-  }
-  lastStoreErrorLog_ = now;
-  std::string text = line;
-  if (suppressedStoreErrors_ > 0) {
-    text += " (" + std::to_string(suppressedStoreErrors_) + " more since the last such line)";
-    suppressedStoreErrors_ = 0;
-  }
-  logWarning(text);
+  storeErrorLog_.log(line);
 }
 
 void PolicyService::rememberRecipient(const std::string& instance, const std::string& recipient) {

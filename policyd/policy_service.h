@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/server/connection.h"
+#include "common/server/logging.h"
 #include "common/server/metrics.h"
 #include "common/server/server.h"
 #include "common/snapshot.h"
@@ -115,8 +116,7 @@ class PolicyService : public Service {
   std::uint64_t seenFailovers_ = 0;
   std::chrono::steady_clock::time_point primaryLostAt_{};
   bool primaryLost_ = false;
-  std::chrono::steady_clock::time_point lastStoreErrorLog_{};
-  std::uint64_t suppressedStoreErrors_ = 0;
+  ThrottledWarning storeErrorLog_{kStoreErrorLogInterval};
   std::uint64_t seenTimeouts_ = 0;
   std::uint64_t seenConnects_ = 0;
 };

@@ -295,6 +295,15 @@ TEST(AlertConfig, EveryProblemAtFileLineColumn) {
         "test.yaml:12:56: expected true or false"}) {
     EXPECT_NE(errors.find(expected), std::string::npos) << expected << "\n" << errors;
   }
+  Diagnostics warned;
+  ASSERT_NE(
+      parse("policy:\n  alerts:\n    mail_to: ops\n    sendmail: /nonexistent/sendmail\n", &warned),
+      nullptr);
+  EXPECT_NE(
+      warned.formatAll().find("test.yaml:4:15: warning: alerts: sendmail /nonexistent/sendmail is "
+                              "not executable here"),
+      std::string::npos)
+      << warned.formatAll();
   EXPECT_NE(parseErrors("policy:\n  alerts: [x]\n").find("test.yaml:2:11: expected a map"),
             std::string::npos);
   std::string many = "policy:\n  alerts:\n    mail_to: [";
