@@ -26,6 +26,8 @@ const char* const kFallbackDirs[] = {"/usr/sbin", "/usr/bin", "/sbin", "/bin"};
 constexpr std::size_t kReadChunk = 65536;
 // How often the exit of a child that closed its output is polled for.
 constexpr useconds_t kWaitPollMicros = 5000;
+// How often the cancel flag is looked at while the program runs.
+constexpr std::int64_t kCancelPollMs = 50;
 
 bool isExecutable(const std::string& path) {
   struct stat st {};
@@ -67,6 +69,9 @@ std::string ProgramResult::describeFailure() const {
   if (timedOut) {
     return "timed out";
   }
+  if (cancelled) {
+    return "cancelled";
+  }
   std::string first = err.substr(0, err.find('\n'));
   std::string what =
       exitCode >= 0 ? "exit " + std::to_string(exitCode) : std::string("killed by a signal");
@@ -76,7 +81,7 @@ std::string ProgramResult::describeFailure() const {
 StatusOr<ProgramResult> runProgram(const std::vector<std::string>& argv,
                                    std::chrono::milliseconds timeout,
                                    const std::vector<std::string>& extraEnv,
-                                   const std::string* input) {
+                                   const std::string* input, const std::atomic<bool>* cancel) {
   if (argv.empty()) {
     return Status::error("no program to run");
   }
@@ -174,15 +179,22 @@ StatusOr<ProgramResult> runProgram(const std::vector<std::string>& argv,
   }
   std::string chunk(kReadChunk, '\0');
   while (open > 0) {
+    if (cancel != nullptr && cancel->load()) {
+      result.cancelled = true;
+      break;
+    }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       result.timedOut = true;
       break;
     }
-    const int ready = poll(fds, 3, static_cast<int>(left.count()));
-    if (ready < 0 && errno == EINTR) {
-      continue;
+    const int ready = poll(
+        fds, 3,
+        static_cast<int>(cancel == nullptr ? left.count()
+                                           : std::min<std::int64_t>(left.count(), kCancelPollMs)));
+    if ((ready < 0 && errno == EINTR) || (ready == 0 && cancel != nullptr)) {
+      continue;  // (the deadline and the cancel flag are checked above)
     }
     if (ready <= 0) {
       result.timedOut = ready == 0;
@@ -227,7 +239,7 @@ StatusOr<ProgramResult> runProgram(const std::vector<std::string>& argv,
       close(p.fd);
     }
   }
-  if (result.timedOut || result.truncated || open > 0) {
+  if (result.timedOut || result.cancelled || result.truncated || open > 0) {
     kill(pid, SIGKILL);
   }
   // The child may outlive its output: wait for it until the deadline, then kill it.
@@ -237,8 +249,10 @@ StatusOr<ProgramResult> runProgram(const std::vector<std::string>& argv,
     if (done == pid || (done < 0 && errno != EINTR)) {
       break;
     }
-    if (done == 0 && std::chrono::steady_clock::now() >= deadline) {
-      result.timedOut = true;
+    const bool cancelled = cancel != nullptr && cancel->load();
+    if (done == 0 && (std::chrono::steady_clock::now() >= deadline || cancelled)) {
+      result.timedOut = !cancelled;
+      result.cancelled = cancelled;
       kill(pid, SIGKILL);
       while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
       }

@@ -7,6 +7,7 @@
 // it blocks the calling thread until the child is gone. Errors are values; nothing throws.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@ inline constexpr std::size_t kMaxProgramStderrBytes = 4096;
 struct ProgramResult {
   int exitCode = -1;       // exit status; -1 when killed by a signal
   bool timedOut = false;   // killed at the deadline
+  bool cancelled = false;  // killed because the cancel flag was set
   bool truncated = false;  // stdout exceeded kMaxProgramOutputBytes
   std::string out;
   std::string err;
@@ -35,11 +37,13 @@ struct ProgramResult {
 // `extraEnv` entries ("NAME=value") are added to the environment. `input`, when not null, is
 // written to the program's standard input (then closed; a program that exits without reading it
 // all is not an error here: its exit status says); otherwise stdin is /dev/null. An error Status
-// means the program could not be started at all (not found, fork failed).
+// means the program could not be started at all (not found, fork failed). `cancel`, when not
+// null, is looked at every 50 ms: once true, the program is killed (result.cancelled).
 StatusOr<ProgramResult> runProgram(const std::vector<std::string>& argv,
                                    std::chrono::milliseconds timeout,
                                    const std::vector<std::string>& extraEnv = {},
-                                   const std::string* input = nullptr);
+                                   const std::string* input = nullptr,
+                                   const std::atomic<bool>* cancel = nullptr);
 
 // The Postfix configuration directory as Postfix's own tools find it: `explicitDir` (-C) when
 // not empty, else the MAIL_CONFIG environment variable when set and not empty, else /etc/postfix.

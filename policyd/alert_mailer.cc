@@ -8,13 +8,16 @@
 namespace relaykit::policy {
 
 Status runSendmail(const std::vector<std::string>& argv, const std::string& message,
-                   std::chrono::milliseconds timeout) {
-  StatusOr<ProgramResult> result = runProgram(argv, timeout, {}, &message);
+                   std::chrono::milliseconds timeout, const std::atomic<bool>* cancel) {
+  StatusOr<ProgramResult> result = runProgram(argv, timeout, {}, &message, cancel);
   if (!result.isOk()) {
     return result.status();
   }
   if (result->timedOut) {
     return Status::error("timed out after " + std::to_string(timeout.count()) + " ms (killed)");
+  }
+  if (result->cancelled) {
+    return Status::error("cancelled: relaykit-policyd is stopping (killed)");
   }
   if (result->exitCode != 0) {
     return Status::error(sanitizeAlertValue(result->describeFailure()));
@@ -30,6 +33,7 @@ AlertMailer::~AlertMailer() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
+    cancel_ = true;
     discarded_ += queue_.size();
     queue_.clear();
   }
@@ -66,7 +70,7 @@ void AlertMailer::run() {
       job = std::move(queue_.front());
       queue_.pop_front();
     }
-    const Status result = runSendmail(job.argv, job.message, job.timeout);
+    const Status result = runSendmail(job.argv, job.message, job.timeout, &cancel_);
     if (report_) {
       report_(job, result);
     }

@@ -11,6 +11,7 @@
 // logging are).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -29,8 +30,9 @@ namespace relaykit::policy {
 // then kills it. Returns ok when it exited with status 0; otherwise the reason ("exit 75:
 // <first stderr line>", "killed by a signal", "timed out after 30000 ms", "...: not found").
 // Blocks the calling thread; never throws.
+// `cancel` (may be null): once true, the sendmail is killed ("cancelled").
 Status runSendmail(const std::vector<std::string>& argv, const std::string& message,
-                   std::chrono::milliseconds timeout);
+                   std::chrono::milliseconds timeout, const std::atomic<bool>* cancel = nullptr);
 
 class AlertMailer {
  public:
@@ -44,8 +46,8 @@ class AlertMailer {
   using Report = std::function<void(const Job& job, const Status& result)>;
 
   explicit AlertMailer(Report report);
-  // Stops the worker: a running sendmail ends (or is killed at its timeout); queued jobs are
-  // discarded (counted by discarded()).
+  // Stops the worker at once: a running sendmail is killed (reported as failed, "cancelled"),
+  // queued jobs are discarded (counted by discarded()).
   ~AlertMailer();
   AlertMailer(const AlertMailer&) = delete;
   AlertMailer& operator=(const AlertMailer&) = delete;
@@ -63,6 +65,7 @@ class AlertMailer {
   std::condition_variable wake_;
   std::deque<Job> queue_;
   bool stopping_ = false;
+  std::atomic<bool> cancel_{false};  // set when stopping: kills a running sendmail
   std::size_t discarded_ = 0;
   std::thread worker_;
 };

@@ -42,8 +42,7 @@ class AlertNotifier {
  public:
   // `redis`: the Redis store (claims), or null (memory store: this relay's table only).
   AlertNotifier(MetricsRegistry* metrics, RedisStore* redis, MicrosClock clock = systemMicros);
-  // Stops the mail worker: waits for a running sendmail (at most its timeout); queued mails are
-  // discarded and logged.
+  // Stops the mail worker: a running sendmail is killed, queued mails are discarded and logged.
   ~AlertNotifier();
   AlertNotifier(const AlertNotifier&) = delete;
   AlertNotifier& operator=(const AlertNotifier&) = delete;

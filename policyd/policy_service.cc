@@ -330,7 +330,7 @@ void PolicyService::stop() {
     alerts_->detachStore();  // claims the Redis store answers below are not alerted
   }
   store_.reset();   // a Redis store answers its pending decisions with an error now
-  alerts_.reset();  // waits for a running sendmail (at most alerts.timeout)
+  alerts_.reset();  // kills a running sendmail
   redis_ = nullptr;
   memory_ = nullptr;
 }

@@ -404,6 +404,24 @@ TEST_F(Scripts, MailerQueueIsBoundedAndReportsEveryJob) {
             (std::vector<std::pair<std::string, bool>>{{"hung", false}, {"second", true}}));
 }
 
+TEST_F(Scripts, StoppingKillsARunningSendmail) {
+  const std::string hang = script("hang", "exec sleep 30\n");
+  std::optional<Status> report;
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    AlertMailer mailer([&](const AlertMailer::Job&, const Status& result) { report = result; });
+    ASSERT_TRUE(mailer.submit(AlertMailer::Job{"l", {hang}, "x\n", std::chrono::seconds(30)}, 5));
+    ASSERT_TRUE(mailer.submit(AlertMailer::Job{"l", {hang}, "x\n", std::chrono::seconds(30)}, 5));
+    for (int i = 0; i < 500 && mailer.queued() > 1; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the first sendmail runs
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+  ASSERT_TRUE(report.has_value());
+  EXPECT_EQ(report->message(), "cancelled: relaykit-policyd is stopping (killed)");
+}
+
 // ---- the notifier ------------------------------------------------------------------------------
 
 struct Relay {
