@@ -34,6 +34,7 @@ new primary: the same checks, back to the first server.
 """
 
 import collections
+import datetime
 import hashlib
 import os
 import re
@@ -82,6 +83,21 @@ def offsets_equal(primary_port, replica_port):
         m = re.search(r"^%s:(\d+)" % field, cli(port, "INFO", "replication"), re.M)
         return int(m.group(1)) if m else -1
     return offset(primary_port, "master_repl_offset") == offset(replica_port, "slave_repl_offset")
+
+
+def switch_master_time(topo, after):
+    """Wall-clock time of the first +switch-master any sentinel logged after `after`."""
+    times = []
+    for i in range(len(topo.sentinel_ports)):
+        with open(os.path.join(topo.dir, "sentinel%d.log" % i)) as f:
+            for line in f:
+                m = re.match(r"^\d+:X (\d+ \w+ \d+ [\d:.]+) . \+switch-master ", line)
+                if m:
+                    t = datetime.datetime.strptime(m.group(1), "%d %b %Y %H:%M:%S.%f")
+                    if t.timestamp() >= after:
+                        times.append(t.timestamp())
+    assert times, "no +switch-master logged"
+    return min(times)
 
 
 class Outcome:
@@ -274,7 +290,7 @@ class PolicyFleetTest(harness.E2ETestCase):
             harness.wait_until(lambda: all(
                 sum(1 for o in outcomes[first:] if o.relay == r and o.code == 250) >= 40
                 for r in range(2)), 30, "flood under way")
-            killed_at = time.monotonic()
+            killed_at, killed_wall = time.monotonic(), time.time()
             topo.kill(victim)
 
             def recovered():
@@ -336,6 +352,13 @@ class PolicyFleetTest(harness.E2ETestCase):
             self.assertLess(gauge, gaps[-1][0] + 0.5)
             if gaps[-1][0] > 2.5:
                 self.assertGreater(gauge, 0)
+
+        # What relaykit adds to the sentinels' own failover time: from the first +switch-master
+        # a sentinel logged to the primary in use again (relaykit asks the sentinels again at
+        # least every 250 ms while the primary they name cannot be reached).
+        switched = switch_master_time(topo, killed_wall) - killed_wall
+        added = [g[0] + g[2] - switched for g in gaps]
+        self.assertLess(max(added), 0.6, (switched, gaps))
 
         # Decisions under on_store_error: relay 1 (open) accepted them uncounted; relay 2
         # (closed) deferred each one, and the client saw exactly that many 450s.
@@ -400,6 +423,8 @@ class PolicyFleetTest(harness.E2ETestCase):
             "  no primary as policyd saw it (/health every 50 ms): relay 1 %.2f s, relay 2 "
             "%.2f s (first seen %.2f / %.2f s after the kill; largest "
             "relaykit_policy_redis_no_primary_seconds seen %.0f / %.0f)\n"
+            "  the sentinels switched %.2f s after the kill; relaykit's policyd used the new "
+            "primary %.2f / %.2f s later\n"
             "  on_store_error meanwhile: relay 1 (open) %d decisions DUNNO, accepted uncounted; "
             "relay 2 (closed) %d DEFER_IF_PERMIT, each a 450 its client sent again\n"
             "  counts: %d charges acknowledged in this round, %d more on the new primary: %d lost (bound: the %d charges "
@@ -408,6 +433,7 @@ class PolicyFleetTest(harness.E2ETestCase):
             "  capped principal: 2 more accepted after the failover, then 450 on both relays\n"
             % (rnd + 1, victim, survivor, sent, ok, sent - ok,
                gaps[0][0], gaps[1][0], gaps[0][2], gaps[1][2], gaps[0][1], gaps[1][1],
+               switched, added[0], added[1],
                delta[0]["store_error_open"], delta[1]["store_error_closed"],
                acked - acked_before, fleet - fleet_before, lost, window, LOST_WINDOW, timeouts, in_flight,
                len(missing), len(charged)))
