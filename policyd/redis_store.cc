@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -25,6 +26,12 @@ namespace relaykit::policy {
 namespace {
 constexpr int kMinBackoffMs = 100;
 constexpr int kMaxBackoffMs = 5000;
+// With sentinels, while the primary they name cannot be used: how often they are asked again. A
+// failover ends when the sentinels name another primary, and only asking shows it; connecting to
+// the primary they keep naming still waits for the backoff (so a dead or refusing server gets no
+// more attempts, nor log lines, than without sentinels). One small request to one sentinel, no
+// log line. Bounds what relaykit adds to the sentinels' own failover time.
+constexpr int kSentinelPollMs = 250;
 // A sentinel query gets at least this long (timeout_ms may be tighter than a TCP connect).
 constexpr int kMinDiscoveryTimeoutMs = 200;
 
@@ -50,6 +57,12 @@ bool isClusterError(std::string_view error) {
     }
   }
   return false;
+}
+
+std::int64_t steadyMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 timeval msToTimeval(int ms) {
@@ -277,7 +290,9 @@ void RedisStore::setupDone() {
 
 void RedisStore::scheduleReconnect() {
   needDiscovery_ = true;  // with sentinels: ask again which server is the primary
-  const timeval tv = msToTimeval(backoffMs_);
+  retryPrimaryAtUs_ = steadyMicros() + std::int64_t{backoffMs_} * 1000;
+  const timeval tv =
+      msToTimeval(pollSentinels_ ? std::min(backoffMs_, kSentinelPollMs) : backoffMs_);
   backoffMs_ = std::min(backoffMs_ * 2, kMaxBackoffMs);
   evtimer_add(reconnectTimer_, &tv);
 }
@@ -353,6 +368,7 @@ void RedisStore::discoveryFailed(const std::string& why) {
   }
   logWarning("redis: no sentinel reported a primary for \"" + settings_.masterName +
              "\"; asking again with backoff");
+  pollSentinels_ = false;  // each failed sentinel logs a line: the backoff paces the next round
   scheduleReconnect();
 }
 
@@ -390,6 +406,13 @@ void RedisStore::onSentinelReply(redisAsyncContext* ac, void* replyPtr) {
   }
   const std::string primary = host + ":" + std::to_string(port);
   stats_.discoveries++;
+  pollSentinels_ = true;
+  if (primary == stats_.primary && steadyMicros() < retryPrimaryAtUs_) {
+    // Still the server that just failed, and its backoff is not over: ask again soon.
+    const timeval tv = msToTimeval(kSentinelPollMs);
+    evtimer_add(reconnectTimer_, &tv);
+    return;
+  }
   if (primary != stats_.primary) {
     if (!stats_.primary.empty()) {
       stats_.failovers++;

@@ -6,7 +6,9 @@
 // adapter); every evaluate() answers within timeout_ms, with an error when Redis is down, slow or
 // refusing, so Postfix never waits longer than that; a lost or stuck connection is dropped and
 // re-established with exponential backoff (100 ms to 5 s), and decisions resume as soon as Redis
-// is back. While disconnected, evaluate() fails at once. Not thread-safe: one event loop owns it.
+// is back (with sentinels: as soon as they name a new primary; they are asked every 250 ms
+// meanwhile). While disconnected, evaluate() fails at once. Not thread-safe: one event loop owns
+// it.
 #pragma once
 
 #include <cstdint>
@@ -120,6 +122,11 @@ class RedisStore : public RateStore {
   std::string host_;
   int port_ = 0;
   bool needDiscovery_ = true;
+  // A sentinel named a primary in the last round: until it is usable, the sentinels are asked
+  // again every kSentinelPollMs, and the same primary is only tried again from retryPrimaryAtUs_
+  // (steady clock) on, after the backoff.
+  bool pollSentinels_ = false;
+  std::int64_t retryPrimaryAtUs_ = 0;
   redisAsyncContext* sentinelAc_ = nullptr;
   event* discoveryTimer_ = nullptr;
   std::size_t sentinelIndex_ = 0;
