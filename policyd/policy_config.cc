@@ -11,6 +11,7 @@
 #include "common/bounded_file.h"
 #include "common/casefold.h"
 #include "common/yaml_util.h"
+#include "policyd/alert_config.h"
 
 namespace relaykit::policy {
 
@@ -21,7 +22,8 @@ const std::vector<std::string> kLimitKeys = {"name",       "key",
                                              "per",        "windows",
                                              "reply",      "warn_only",
                                              "exempt",     "recipient_delimiter",
-                                             "allowances", "allowances_file"};
+                                             "allowances", "allowances_file",
+                                             "alert"};
 const std::vector<std::string> kAllowanceKeys = {"match", "max", "per", "windows"};
 const std::vector<std::string> kRelayKeys = {"sender", "filter", "client", "sasl_user",
                                              "recipient_domain"};
@@ -271,6 +273,7 @@ class Parser {
       rule.allowances = std::move(table);
     }
     r_.getBool(node, "warn_only", &rule.warnOnly);
+    r_.getBool(node, "alert", &rule.alert);
     rule.exempt = exemptions(YamlReader::child(node, "exempt"), what + " exempt");
     config_->tracksRecipients = config_->tracksRecipients || rule.usesRecipient();
     config_->limits.push_back(std::move(rule));
@@ -325,7 +328,7 @@ class Parser {
     }
     if (!r_.checkMap(node, "policy",
                      allowedKeysWithDaemonKeys({"store", "on_store_error", "exempt", "limits",
-                                                "relay", "admin_socket"})) &&
+                                                "relay", "admin_socket", "alerts"})) &&
         !node.IsMap()) {
       return;
     }
@@ -355,6 +358,7 @@ class Parser {
       }
     }
     config_->exempt = exemptions(YamlReader::child(node, "exempt"), "policy exempt");
+    parseAlertSettings(r_, YamlReader::child(node, "alerts"), &config_->alerts);
     if (const YAML::Node limits = YamlReader::child(node, "limits"); limits.IsDefined()) {
       if (!limits.IsSequence()) {
         r_.error(limits, "limits: expected a list");

@@ -19,6 +19,7 @@
 #include "common/config.h"
 #include "common/diagnostics.h"
 #include "common/ip_network.h"
+#include "policyd/alert.h"
 #include "policyd/allowance_table.h"
 #include "policyd/gcra.h"
 #include "policyd/policy_codec.h"
@@ -71,6 +72,7 @@ struct LimitRule {
   std::shared_ptr<const AllowanceTable> allowances;
   std::string reply = kDefaultLimitReply;
   bool warnOnly = false;
+  bool alert = true;  // `alert: false`: no alert when this limit trips (policy.alerts)
   Exemptions exempt;
   bool usesRecipient() const;
   // The allowance that applies to this principal: its own (or its @domain's), or the default
@@ -110,6 +112,7 @@ struct PolicyConfig {
   Exemptions exempt;
   std::vector<LimitRule> limits;
   std::vector<RelayRule> relay;
+  AlertSettings alerts;  // policy.alerts (alerts.enabled: the section exists)
   RedisStoreSettings redis;
   // The `postfix:` section (recipient_delimiter, local domains) for sender matching.
   std::shared_ptr<const PostfixSettings> postfix = std::make_shared<const PostfixSettings>();

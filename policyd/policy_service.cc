@@ -341,6 +341,7 @@ Status PolicyService::start(event_base* base, MetricsRegistry* metrics) {
     adminFd_ = -1;  // the server owns it now
     logInfo("limits admin socket: unix:" + adminPath_);
   }
+  alerts_ = std::make_unique<AlertNotifier>(metrics, redis_);
   for (Stage stage : {Stage::kRcpt, Stage::kData, Stage::kEndOfMessage, Stage::kOther}) {
     stageRequests_[static_cast<int>(stage)] = &requests_->labels({stageLabel(stage)});
   }
@@ -361,7 +362,11 @@ void PolicyService::stop() {
     metricsTimer_ = nullptr;
   }
   adminServer_.reset();
-  store_.reset();  // a Redis store answers its pending decisions with an error now
+  if (alerts_ != nullptr) {
+    alerts_->detachStore();  // claims the Redis store answers below are not alerted
+  }
+  store_.reset();   // a Redis store answers its pending decisions with an error now
+  alerts_.reset();  // kills a running sendmail
   redis_ = nullptr;
   memory_ = nullptr;
 }
@@ -464,18 +469,7 @@ void PolicyService::syncRedisMetrics() {
 
 void PolicyService::logStoreError(const std::string& line) {
   // While Redis is down every request fails: one line per second, with how many were not logged.
-  const auto now = std::chrono::steady_clock::now();
-  if (now - lastStoreErrorLog_ < kStoreErrorLogInterval) {
-    ++suppressedStoreErrors_;
-    return;
-  }
-  lastStoreErrorLog_ = now;
-  std::string text = line;
-  if (suppressedStoreErrors_ > 0) {
-    text += " (" + std::to_string(suppressedStoreErrors_) + " more since the last such line)";
-    suppressedStoreErrors_ = 0;
-  }
-  logWarning(text);
+  storeErrorLog_.log(line);
 }
 
 void PolicyService::rememberRecipient(const std::string& instance, const std::string& recipient) {
@@ -579,6 +573,9 @@ void PolicyService::finish(const PolicyConfig& config, const PolicyRequest& requ
     }
     const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started;
     latencySeries_->observe(elapsed.count());
+  }
+  if (!verdict.hits.empty() && alerts_ != nullptr) {
+    alerts_->onTrips(config, request, plan, verdict);
   }
   if (plan.stage == Stage::kRcpt && !verdict.refused && config.tracksRecipients) {
     rememberRecipient(std::string(request.get("instance")), std::string(request.get("recipient")));

@@ -21,10 +21,12 @@
 #include <vector>
 
 #include "common/server/connection.h"
+#include "common/server/logging.h"
 #include "common/server/metrics.h"
 #include "common/server/server.h"
 #include "common/snapshot.h"
 #include "policyd/admin_protocol.h"
+#include "policyd/alert_notifier.h"
 #include "policyd/policy_codec.h"
 #include "policyd/policy_config.h"
 #include "policyd/policy_engine.h"
@@ -105,6 +107,7 @@ class PolicyService : public Service {
   event* metricsTimer_ = nullptr;  // refreshes the Redis gauges once a second
   std::string storeName_ = "memory";
   RecipientTracker recipients_;  // instance -> accepted at RCPT (bounded: recipient_tracker.h)
+  std::unique_ptr<AlertNotifier> alerts_;  // policy.alerts: trips -> alerts (set in start())
   std::size_t seenEvictions_ = 0;
   std::chrono::steady_clock::time_point lastEvictionLog_{};
   // Metrics (set in start()).
@@ -131,8 +134,7 @@ class PolicyService : public Service {
   std::uint64_t seenFailovers_ = 0;
   std::chrono::steady_clock::time_point primaryLostAt_{};
   bool primaryLost_ = false;
-  std::chrono::steady_clock::time_point lastStoreErrorLog_{};
-  std::uint64_t suppressedStoreErrors_ = 0;
+  ThrottledWarning storeErrorLog_{kStoreErrorLogInterval};
   std::uint64_t seenTimeouts_ = 0;
   std::uint64_t seenConnects_ = 0;
 };
