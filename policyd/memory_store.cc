@@ -67,7 +67,8 @@ StatusOr<StoreResult> MemoryStore::evaluateNow(const StoreRequest& request) {
   sweep(now);
   // One hash lookup per charge (each is a likely cache miss): found[i] is the entry of
   // request.charges[i].key or null. Element pointers survive later insertions (rehashing).
-  std::vector<Entry*> found(request.charges.size(), nullptr);
+  std::vector<Entry*>& found = found_;
+  found.assign(request.charges.size(), nullptr);
   std::size_t newKeys = 0;
   for (std::size_t i = 0; i < request.charges.size(); ++i) {
     auto it = entries_.find(request.charges[i].key);
@@ -88,7 +89,7 @@ StatusOr<StoreResult> MemoryStore::evaluateNow(const StoreRequest& request) {
     }
     return 0;
   };
-  std::vector<std::vector<std::int64_t>> newTats;
+  std::vector<std::vector<std::int64_t>>& newTats = newTats_;
   StoreResult result = evaluateCharges(request, now, tatOf, &newTats);
   if (!result.committed) {
     return result;

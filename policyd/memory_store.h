@@ -62,6 +62,9 @@ class MemoryStore : public RateStore {
   std::int64_t lastSweepUs_ = 0;  // clock at the last sweep
   std::int64_t sweepCredit_ = 0;  // bucket-microseconds not yet swept (see sweep())
   std::int64_t lastFullSweepUs_ = INT64_MIN / 2;
+  // evaluateNow()'s scratch space, kept so that a decision allocates nothing for it.
+  std::vector<Entry*> found_;
+  std::vector<std::vector<std::int64_t>> newTats_;
 };
 
 }  // namespace relaykit::policy

@@ -23,9 +23,11 @@ namespace {
 constexpr std::size_t kStoreKeyCacheSlots = 256;
 constexpr std::size_t kMaxCachedPrincipalBytes = 256;
 
-std::string cachedStoreKey(const std::string& principal, const std::string& limitName) {
+const std::string& cachedStoreKey(const std::string& principal, const std::string& limitName) {
   if (principal.size() > kMaxCachedPrincipalBytes) {
-    return storeKeyFor(principal, limitName);
+    thread_local std::string uncached;
+    uncached = storeKeyFor(principal, limitName);
+    return uncached;
   }
   struct Slot {
     std::string principal;
@@ -42,6 +44,73 @@ std::string cachedStoreKey(const std::string& principal, const std::string& limi
     slot.limitName = limitName;
   }
   return slot.key;
+}
+
+// A limit's principal and store key for one request, remembered by what they are computed from:
+// the limit's name, and per key part its text, its extension delimiters and the raw request
+// value it reads (principalOf() and storeKeyFor() are pure functions of these). Each field is
+// length-prefixed, so two different inputs never share a slot's identity. Direct-mapped like the
+// store-key table (kStoreKeyCacheSlots slots per thread); inputs over kMaxCachedInputBytes are
+// computed every time and not kept.
+constexpr std::size_t kMaxCachedInputBytes = 512;
+
+struct PrincipalSlot {
+  std::string input;
+  bool present = false;  // false: a key part has no value, the limit does not apply
+  std::string principal;
+  std::string key;
+};
+
+std::string_view rawPartValue(const KeyPart& part, const PolicyRequest& request) {
+  switch (part.kind) {
+    case KeyPart::Kind::kSenderDomain:
+      return request.get(Attribute::kSender);
+    case KeyPart::Kind::kRecipientDomain:
+      return request.get(Attribute::kRecipient);
+    case KeyPart::Kind::kClientNetwork:
+      return request.get(Attribute::kClientAddress);
+    case KeyPart::Kind::kAttribute:
+      break;
+  }
+  return request.get(part.attribute);
+}
+
+void appendField(std::string* out, std::string_view field) {
+  const auto n = static_cast<std::uint32_t>(field.size());
+  out->append(reinterpret_cast<const char*>(&n), sizeof(n));
+  out->append(field);
+}
+
+void fillSlot(PrincipalSlot* slot, const LimitRule& rule, const PolicyRequest& request) {
+  std::optional<std::string> principal = principalOf(rule.key, request);
+  slot->present = principal.has_value();
+  if (slot->present) {
+    slot->key = storeKeyFor(*principal, rule.name);
+    slot->principal = std::move(*principal);
+  }
+}
+
+const PrincipalSlot& cachedPrincipal(const LimitRule& rule, const PolicyRequest& request) {
+  thread_local std::string input;
+  thread_local std::array<PrincipalSlot, kStoreKeyCacheSlots> slots;
+  thread_local PrincipalSlot uncached;
+  input.clear();
+  appendField(&input, rule.name);
+  for (const KeyPart& part : rule.key) {
+    appendField(&input, part.text);
+    appendField(&input, part.extensionDelimiters);
+    appendField(&input, rawPartValue(part, request));
+  }
+  if (input.size() > kMaxCachedInputBytes) {
+    fillSlot(&uncached, rule, request);
+    return uncached;
+  }
+  PrincipalSlot& slot = slots[std::hash<std::string>{}(input) % kStoreKeyCacheSlots];
+  if (slot.input != input) {
+    fillSlot(&slot, rule, request);
+    slot.input = input;
+  }
+  return slot;
 }
 
 // The sender's search keys (senderSearchKeys(): a tenth of a decision's instructions) for the
@@ -113,13 +182,13 @@ bool relayMatches(const RelayRule& rule, const PolicyRequest& request,
       }
       break;
     case RelayRule::SenderKind::kRegexp:
-      if (!RE2::PartialMatch(toLower(request.get("sender")), *rule.regexp)) {
+      if (!RE2::PartialMatch(toLower(request.get(Attribute::kSender)), *rule.regexp)) {
         return false;
       }
       break;
   }
   if (!rule.clients.empty()) {
-    auto address = IpAddress::parse(request.get("client_address"));
+    auto address = IpAddress::parse(request.get(Attribute::kClientAddress));
     bool any = false;
     for (const IpNetwork& net : rule.clients) {
       any = any || (address.isOk() && net.contains(*address));
@@ -129,7 +198,7 @@ bool relayMatches(const RelayRule& rule, const PolicyRequest& request,
     }
   }
   if (!rule.saslUsers.empty()) {
-    const std::string user = toLower(request.get("sasl_username"));
+    const std::string user = toLower(request.get(Attribute::kSaslUsername));
     bool any = false;
     for (const std::string& u : rule.saslUsers) {
       any = any || (!user.empty() && u == user);
@@ -140,8 +209,8 @@ bool relayMatches(const RelayRule& rule, const PolicyRequest& request,
   }
   if (!rule.recipientDomains.empty()) {
     std::vector<std::string> domains;
-    if (!request.get("recipient").empty()) {
-      domains.push_back(domainOf(request.get("recipient")));
+    if (!request.get(Attribute::kRecipient).empty()) {
+      domains.push_back(domainOf(request.get(Attribute::kRecipient)));
     } else if (acceptedRecipients != nullptr) {
       for (const std::string& r : *acceptedRecipients) {
         domains.push_back(domainOf(r));
@@ -192,7 +261,7 @@ Status checkRequest(const PolicyRequest& request) {
 }
 
 Stage stageOf(const PolicyRequest& request) {
-  const std::string_view state = request.get("protocol_state");
+  const std::string_view state = request.get(Attribute::kProtocolState);
   if (state == "RCPT") {
     return Stage::kRcpt;
   }
@@ -208,50 +277,67 @@ Stage stageOf(const PolicyRequest& request) {
 Plan planRequest(const PolicyConfig& config, const PolicyRequest& request,
                  const std::vector<std::string>* acceptedRecipients) {
   Plan plan;
+  planRequest(config, request, acceptedRecipients, &plan);
+  return plan;
+}
+
+void planRequest(const PolicyConfig& config, const PolicyRequest& request,
+                 const std::vector<std::string>* acceptedRecipients, Plan* out) {
+  Plan& plan = *out;
   plan.stage = stageOf(request);
+  plan.exempt = false;
+  plan.filter.clear();
+  plan.store.commit = false;
+  plan.rules.clear();
   if (plan.stage == Stage::kOther) {
-    return plan;
+    plan.store.charges.clear();
+    return;
   }
   // Only configs that match senders by address or @domain pay for the search keys.
   static const std::vector<std::string> kNoKeys;
   const std::vector<std::string>& senderKeys =
-      config.matchesSenderKeys ? cachedSenderKeys(request.get("sender"), config.postfix) : kNoKeys;
+      config.matchesSenderKeys ? cachedSenderKeys(request.get(Attribute::kSender), config.postfix)
+                               : kNoKeys;
   if (plan.stage == Stage::kRcpt || plan.stage == Stage::kEndOfMessage) {
     for (const RelayRule& rule : config.relay) {
       if (relayMatches(rule, request, senderKeys, acceptedRecipients)) {
-        plan.filter = "FILTER " + rule.filter;
+        plan.filter.assign("FILTER ").append(rule.filter);
         break;
       }
     }
   }
-  if (plan.stage == Stage::kOther) {
-    return plan;
-  }
   if (config.exempt.matches(request, senderKeys)) {
     plan.exempt = true;
-    return plan;
+    plan.store.charges.clear();
+    return;
   }
   plan.store.commit = plan.stage == Stage::kEndOfMessage;
+  // Charges are rewritten in place: their key strings and window vectors keep their buffers.
+  std::size_t charges = 0;
   const std::int64_t recipientCount =
       attributeNumber(request, "recipient_count", kMaxRecipientCountAttribute);
-  const bool expandRecipients = plan.stage != Stage::kRcpt && request.get("recipient").empty() &&
+  const bool expandRecipients = plan.stage != Stage::kRcpt &&
+                                request.get(Attribute::kRecipient).empty() &&
                                 acceptedRecipients != nullptr && !acceptedRecipients->empty();
   for (const LimitRule& rule : config.limits) {
     if (rule.exempt.matches(request, senderKeys)) {
       continue;
     }
-    auto charge = [&](std::string principal, std::int64_t recipients) {
-      StoreCharge c;
-      c.cost = costOf(rule, plan.stage, request, recipients);
-      if (c.cost <= 0) {
+    auto charge = [&](const std::string& principal, const std::string& key,
+                      std::int64_t recipients) {
+      const std::int64_t cost = costOf(rule, plan.stage, request, recipients);
+      if (cost <= 0) {
         return;
       }
-      c.key = cachedStoreKey(principal, rule.name);
+      if (charges == plan.store.charges.size()) {
+        plan.store.charges.emplace_back();
+      }
+      StoreCharge& c = plan.store.charges[charges++];
+      c.cost = cost;
+      c.key.assign(key);
       c.windows = rule.windowsFor(principal);
       c.enforce = !rule.warnOnly;
-      plan.store.charges.push_back(std::move(c));
       plan.rules.push_back(&rule);
-      plan.principals.push_back(std::move(principal));
     };
     if (rule.usesRecipient() && expandRecipients) {
       std::map<std::string, std::int64_t> principals;  // principal -> its recipients
@@ -263,13 +349,13 @@ Plan planRequest(const PolicyConfig& config, const PolicyRequest& request,
         }
       }
       for (auto& [principal, recipients] : principals) {
-        charge(principal, recipients);
+        charge(principal, cachedStoreKey(principal, rule.name), recipients);
       }
-    } else if (auto p = principalOf(rule.key, request)) {
-      charge(std::move(*p), recipientCount);
+    } else if (const PrincipalSlot& slot = cachedPrincipal(rule, request); slot.present) {
+      charge(slot.principal, slot.key, recipientCount);
     }
   }
-  return plan;
+  plan.store.charges.resize(charges);
 }
 
 std::string expandReply(const std::string& text, const PolicyRequest& request,
@@ -347,10 +433,10 @@ Verdict decide(const PolicyConfig& config, const PolicyRequest& request, const P
                        stage + ": limit=" + rule.name + " count=" + countUnitName(rule.count) +
                        " cost=" + std::to_string(plan.store.charges[i].cost) +
                        " retry_after=" + std::to_string(retrySeconds) + "s sender=<" +
-                       std::string(request.get("sender")) +
-                       "> client=" + std::string(request.get("client_address")) +
-                       " sasl_username=" + std::string(request.get("sasl_username")) +
-                       " queue_id=" + std::string(request.get("queue_id"));
+                       std::string(request.get(Attribute::kSender)) +
+                       "> client=" + std::string(request.get(Attribute::kClientAddress)) +
+                       " sasl_username=" + std::string(request.get(Attribute::kSaslUsername)) +
+                       " queue_id=" + std::string(request.get(Attribute::kQueueId));
     verdict.logs.push_back(std::move(line));
     verdict.hits.push_back(LimitHit{rule.name, rule.warnOnly, i, retrySeconds});
     if (!rule.warnOnly && !verdict.refused) {

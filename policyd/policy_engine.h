@@ -47,7 +47,6 @@ struct Plan {
   std::string filter;                   // "FILTER transport:nexthop" or empty
   StoreRequest store;                   // empty charges: no store round trip needed
   std::vector<const LimitRule*> rules;  // the limit of each charge (same order)
-  std::vector<std::string> principals;  // for logs: the principal of each charge
 };
 
 // `acceptedRecipients`: at END-OF-MESSAGE, the recipients this server accepted at RCPT for the
@@ -55,6 +54,9 @@ struct Plan {
 // no `recipient` attribute (Postfix sends it only for single-recipient mail).
 Plan planRequest(const PolicyConfig& config, const PolicyRequest& request,
                  const std::vector<std::string>* acceptedRecipients = nullptr);
+// The same into *plan, whose buffers are reused (a daemon plans every request into one Plan).
+void planRequest(const PolicyConfig& config, const PolicyRequest& request,
+                 const std::vector<std::string>* acceptedRecipients, Plan* plan);
 
 struct LimitHit {
   std::string limit;

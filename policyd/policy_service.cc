@@ -5,8 +5,6 @@
 
 #include <event2/buffer.h>
 
-#include <deque>
-
 #include "common/endpoint.h"
 #include "common/server/listener.h"
 #include "common/server/logging.h"
@@ -67,16 +65,22 @@ class PolicyHandler : public ConnectionHandler {
         conn.close();
         return;
       }
-      queue_.push_back(std::move(r));
     }
-    requests.clear();
-    if (queue_.size() > kMaxQueuedRequests) {
+    if (queue_.size() - head_ + requests.size() > kMaxQueuedRequests) {
       logWarning("closing policy connection from " + conn.peer() + ": more than " +
                  std::to_string(kMaxQueuedRequests) + " requests without waiting for replies");
       service_->countProtocolError("flood");
       conn.close();
       return;
     }
+    if (head_ > 0) {  // drop the answered ones (moved from: nothing to free)
+      queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
+    for (PolicyRequest& r : requests) {
+      queue_.push_back(std::move(r));
+    }
+    requests.clear();
     next(conn);
   }
 
@@ -99,26 +103,35 @@ class PolicyHandler : public ConnectionHandler {
  private:
   // Answers queued requests in order, one at a time; stops while one waits for the store. The
   // store calls back either inside decideRequest (memory store, errors) or later from the event
-  // loop (Redis).
+  // loop (Redis). A request decided at once goes back to the codec for its buffers.
   void next(Connection& conn) {
-    while (!busy_ && conn.isOpen() && !queue_.empty()) {
-      PolicyRequest request = std::move(queue_.front());
-      queue_.pop_front();
+    while (!busy_ && conn.isOpen() && head_ < queue_.size()) {
+      PolicyRequest& request = queue_[head_++];
       busy_ = true;
       inCall_ = true;
-      std::weak_ptr<Connection> weak = conn.weak();
-      service_->decideRequest(std::move(request), [weak, this](std::string action) {
-        auto c = weak.lock();
-        if (!c || !c->isOpen()) {
-          return;  // the connection (and this handler) is gone
-        }
-        c->send(formatPolicyReply(action));
-        busy_ = false;
-        if (!inCall_) {
-          next(*c);
-        }
+      const bool now = service_->decideRequest(request, &action_, [this, &conn] {
+        std::weak_ptr<Connection> weak = conn.weak();
+        return PolicyService::Reply([weak, this](std::string action) {
+          auto c = weak.lock();
+          if (!c || !c->isOpen()) {
+            return;  // the connection (and this handler) is gone
+          }
+          formatPolicyReply(action, &reply_);
+          c->send(reply_);
+          busy_ = false;
+          if (!inCall_) {
+            next(*c);
+          }
+        });
       });
       inCall_ = false;
+      if (now) {
+        codec_.recycle(std::move(request));
+        formatPolicyReply(action_, &reply_);
+        conn.send(reply_);
+        busy_ = false;
+        continue;
+      }
       if (busy_) {
         // The store answers later. Reading goes on (Postfix sends one request at a time; more
         // is refused by the kMaxQueuedRequests bound): pausing and resuming the read event
@@ -126,12 +139,19 @@ class PolicyHandler : public ConnectionHandler {
         return;
       }
     }
+    if (head_ == queue_.size()) {
+      queue_.clear();
+      head_ = 0;
+    }
   }
 
   PolicyService* service_;
   PolicyCodec codec_;
   std::vector<PolicyRequest> parsed_;  // requests completed by one onData call
-  std::deque<PolicyRequest> queue_;
+  std::vector<PolicyRequest> queue_;   // received, not yet decided from queue_[head_] on
+  std::size_t head_ = 0;
+  std::string action_;   // the action of a request decided at once (buffer reused)
+  std::string reply_;    // the reply being sent (buffer reused)
   bool busy_ = false;    // a decision is in flight
   bool inCall_ = false;  // inside decideRequest (a callback now is synchronous)
 };
@@ -493,7 +513,8 @@ void PolicyService::rememberRecipient(const std::string& instance, const std::st
   }
 }
 
-void PolicyService::decideRequest(PolicyRequest request, std::function<void(std::string)> reply) {
+bool PolicyService::decideRequest(PolicyRequest& request, std::string* action,
+                                  const std::function<Reply()>& later) {
   const auto started = std::chrono::steady_clock::now();
   std::shared_ptr<const PolicyConfig> config = config_.get();
   const Stage stage = stageOf(request);
@@ -505,37 +526,38 @@ void PolicyService::decideRequest(PolicyRequest request, std::function<void(std:
   if (config->tracksRecipients && stage != Stage::kRcpt) {
     TrackedRecipients tracked;
     if (stage == Stage::kEndOfMessage) {
-      haveAccepted = recipients_.take(request.get("instance"), &tracked);
+      haveAccepted = recipients_.take(request.get(Attribute::kInstance), &tracked);
       accepted = std::move(tracked.recipients);
-    } else if (const TrackedRecipients* t = recipients_.find(request.get("instance"))) {
+    } else if (const TrackedRecipients* t = recipients_.find(request.get(Attribute::kInstance))) {
       accepted = t->recipients;
       haveAccepted = true;
     }
   }
-  Plan plan = planRequest(*config, request, haveAccepted ? &accepted : nullptr);
+  Plan& plan = plan_;  // reused: its buffers serve every request
+  planRequest(*config, request, haveAccepted ? &accepted : nullptr, &plan);
   if (plan.store.charges.empty() || store_ == nullptr) {
     Verdict verdict;
     verdict.action = plan.filter.empty() ? "DUNNO" : plan.filter;
     finish(*config, request, plan, verdict, started);
-    reply(verdict.action);
-    return;
+    action->assign(verdict.action);
+    return true;
   }
   if (memory_ != nullptr) {  // answers at once: nothing needs to outlive this call
-    complete(*config, request, plan, memory_->evaluateNow(plan.store), started, reply);
-    return;
+    action->assign(complete(*config, request, plan, memory_->evaluateNow(plan.store), started));
+    return true;
   }
   auto req = std::make_shared<PolicyRequest>(std::move(request));
   auto shared = std::make_shared<Plan>(std::move(plan));
-  store_->evaluate(shared->store,
-                   [this, config, req, shared, started, reply](StatusOr<StoreResult> result) {
-                     complete(*config, *req, *shared, result, started, reply);
-                   });
+  store_->evaluate(shared->store, [this, config, req, shared, started,
+                                   reply = later()](StatusOr<StoreResult> result) {
+    reply(complete(*config, *req, *shared, result, started));
+  });
+  return false;
 }
 
-void PolicyService::complete(const PolicyConfig& config, const PolicyRequest& request,
-                             const Plan& plan, const StatusOr<StoreResult>& result,
-                             std::chrono::steady_clock::time_point started,
-                             const std::function<void(std::string)>& reply) {
+std::string PolicyService::complete(const PolicyConfig& config, const PolicyRequest& request,
+                                    const Plan& plan, const StatusOr<StoreResult>& result,
+                                    std::chrono::steady_clock::time_point started) {
   Verdict verdict;
   if (result.isOk()) {
     verdict = decide(config, request, plan, *result);
@@ -548,7 +570,7 @@ void PolicyService::complete(const PolicyConfig& config, const PolicyRequest& re
   }
   syncRedisMetrics();
   finish(config, request, plan, verdict, started);
-  reply(verdict.action);
+  return std::move(verdict.action);
 }
 
 void PolicyService::finish(const PolicyConfig& config, const PolicyRequest& request,
@@ -578,7 +600,8 @@ void PolicyService::finish(const PolicyConfig& config, const PolicyRequest& requ
     alerts_->onTrips(config, request, plan, verdict);
   }
   if (plan.stage == Stage::kRcpt && !verdict.refused && config.tracksRecipients) {
-    rememberRecipient(std::string(request.get("instance")), std::string(request.get("recipient")));
+    rememberRecipient(std::string(request.get(Attribute::kInstance)),
+                      std::string(request.get(Attribute::kRecipient)));
   }
 }
 

@@ -65,18 +65,24 @@ class PolicyService : public Service {
 
   // For the handlers.
   std::shared_ptr<const PolicyConfig> snapshot() const { return config_.get(); }
-  // Decides one request; calls `reply` with the action exactly once (maybe before returning).
-  void decideRequest(PolicyRequest request, std::function<void(std::string)> reply);
+  using Reply = std::function<void(std::string action)>;
+  // Decides one request. Returns true when it is decided at once (no store round trip, the
+  // memory store), with the action in *action. Otherwise (Redis) the request has been moved
+  // from, `later` was called once for the reply function, which gets the action exactly once
+  // (maybe before decideRequest returns), and false is returned. `later` builds the reply only
+  // when it is needed: the common path allocates nothing for it.
+  bool decideRequest(PolicyRequest& request, std::string* action,
+                     const std::function<Reply()>& later);
   void countProtocolError(const char* kind);
   Gauge* connections() const { return connections_; }
   // One `relaykit limits` request from the admin socket; returns the reply line.
   std::string admin(const AdminCommand& command);
 
  private:
-  // The store's answer to a plan: the verdict, logged and counted (finish), then the reply.
-  void complete(const PolicyConfig& config, const PolicyRequest& request, const Plan& plan,
-                const StatusOr<StoreResult>& result, std::chrono::steady_clock::time_point started,
-                const std::function<void(std::string)>& reply);
+  // The store's answer to a plan: the verdict, logged and counted (finish); returns the action.
+  std::string complete(const PolicyConfig& config, const PolicyRequest& request, const Plan& plan,
+                       const StatusOr<StoreResult>& result,
+                       std::chrono::steady_clock::time_point started);
   void finish(const PolicyConfig& config, const PolicyRequest& request, const Plan& plan,
               const Verdict& verdict, std::chrono::steady_clock::time_point started);
   void rememberRecipient(const std::string& instance, const std::string& recipient);
@@ -106,6 +112,7 @@ class PolicyService : public Service {
   std::unique_ptr<Server> adminServer_;
   event* metricsTimer_ = nullptr;  // refreshes the Redis gauges once a second
   std::string storeName_ = "memory";
+  Plan plan_;  // the plan of the request being decided (moved away when the store is Redis)
   RecipientTracker recipients_;  // instance -> accepted at RCPT (bounded: recipient_tracker.h)
   std::unique_ptr<AlertNotifier> alerts_;  // policy.alerts: trips -> alerts (set in start())
   std::size_t seenEvictions_ = 0;

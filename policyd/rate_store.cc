@@ -19,7 +19,10 @@ StoreResult evaluateCharges(
     std::vector<std::vector<std::int64_t>>* newTats) {
   StoreResult result;
   result.outcomes.resize(request.charges.size());
-  newTats->assign(request.charges.size(), {});
+  newTats->resize(request.charges.size());  // emptied, not freed: a caller may reuse them
+  for (std::vector<std::int64_t>& tats : *newTats) {
+    tats.clear();
+  }
   bool blocked = false;
   for (std::size_t i = 0; i < request.charges.size(); ++i) {
     const StoreCharge& charge = request.charges[i];

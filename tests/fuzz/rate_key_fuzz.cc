@@ -77,6 +77,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     pos = comma + 1;
   }
+  Plan reused;
   for (const PolicyRequest& request : requests) {
     bool allPresent = !parts.empty();
     for (const KeyPart& part : parts) {
@@ -95,9 +96,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)domainOf(request.get("sender"));
     std::vector<std::string> accepted = {"a@corp.com", std::string(request.get("recipient"))};
     Plan plan = planRequest(*policyConfig(), request, &accepted);
-    FUZZ_CHECK(plan.rules.size() == plan.store.charges.size() &&
-                   plan.principals.size() == plan.store.charges.size(),
-               "plan sizes");
+    FUZZ_CHECK(plan.rules.size() == plan.store.charges.size(), "plan sizes");
+    // Planned into the Plan of the previous request (as the daemon does): the same charges.
+    planRequest(*policyConfig(), request, &accepted, &reused);
+    FUZZ_CHECK(reused.store.charges.size() == plan.store.charges.size(), "reused plan size");
+    for (std::size_t i = 0; i < plan.store.charges.size(); ++i) {
+      FUZZ_CHECK(reused.store.charges[i].key == plan.store.charges[i].key &&
+                     reused.store.charges[i].cost == plan.store.charges[i].cost,
+                 "reused plan charge");
+    }
     (void)expandReply("$client_address ${sender} $limit $retry_after $$ $", request, "per-x", 30);
   }
   return 0;
