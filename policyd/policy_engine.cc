@@ -291,6 +291,7 @@ void planRequest(const PolicyConfig& config, const PolicyRequest& request,
   plan.rules.clear();
   if (plan.stage == Stage::kOther) {
     plan.store.charges.clear();
+    plan.principals.clear();
     return;
   }
   // Only configs that match senders by address or @domain pay for the search keys.
@@ -309,6 +310,7 @@ void planRequest(const PolicyConfig& config, const PolicyRequest& request,
   if (config.exempt.matches(request, senderKeys)) {
     plan.exempt = true;
     plan.store.charges.clear();
+    plan.principals.clear();
     return;
   }
   plan.store.commit = plan.stage == Stage::kEndOfMessage;
@@ -332,6 +334,10 @@ void planRequest(const PolicyConfig& config, const PolicyRequest& request,
       if (charges == plan.store.charges.size()) {
         plan.store.charges.emplace_back();
       }
+      if (charges == plan.principals.size()) {
+        plan.principals.emplace_back();
+      }
+      plan.principals[charges].assign(principal);
       StoreCharge& c = plan.store.charges[charges++];
       c.cost = cost;
       c.key.assign(key);
@@ -356,6 +362,7 @@ void planRequest(const PolicyConfig& config, const PolicyRequest& request,
     }
   }
   plan.store.charges.resize(charges);
+  plan.principals.resize(charges);
 }
 
 std::string expandReply(const std::string& text, const PolicyRequest& request,

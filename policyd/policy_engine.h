@@ -47,6 +47,9 @@ struct Plan {
   std::string filter;                   // "FILTER transport:nexthop" or empty
   StoreRequest store;                   // empty charges: no store round trip needed
   std::vector<const LimitRule*> rules;  // the limit of each charge (same order)
+  // The principal of each charge (same order), for alerts and logs; entries keep their buffers
+  // when a Plan is reused.
+  std::vector<std::string> principals;
 };
 
 // `acceptedRecipients`: at END-OF-MESSAGE, the recipients this server accepted at RCPT for the
