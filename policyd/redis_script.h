@@ -61,7 +61,9 @@ for i = 1, nkeys do
   local n = num[q + 1]
   q = q + 2
   local vals
-  if n > 0 then
+  if n == 1 then
+    vals = call('HMGET', keys[i], argv[a + 1])
+  elseif n > 1 then
     vals = call('HMGET', keys[i], unpack(argv, a + 1, a + n))
   end
   a = a + 1 + n

@@ -1,8 +1,9 @@
 -- SPDX-License-Identifier: Apache-2.0
--- The rate-limit script of the first rework (2026-12-07), before its arguments were packed and its
--- keys given a fixed TTL: the "before" layout of bench/policyd/script_cost.py (now, commit, then
--- per charge enforce, cost, window count, max and period per window). script_cost.py drives it
--- beside rate_script_before.lua and policyd/redis_script.h's current script.
+-- The rate-limit script of the first rework (2026-12-07), before policyd packed its numbers into
+-- one argument and set each key's TTL to its longest period + 1 s. Its arguments are the "before"
+-- layout of bench/policyd/script_cost.py (now, commit, then per charge enforce, cost, window count,
+-- max and period per window); script_cost.py drives it beside rate_script_before.lua and
+-- policyd/redis_script.h's current script.
 local now = tonumber(ARGV[1])
 if now == 0 then
   local t = redis.call('TIME')

@@ -18,7 +18,8 @@ Workloads (one decision each; "allowed" in the output: the share of decisions al
              refusals (read only);
   3limits    three charges of different principals (100/min; 10/min + 1000/h; a warn-only bytes
              limit of 100,000 per minute), mostly refused after the first rounds likewise;
-  check      one charge, commit 0 (the RCPT-stage check: reads only);
+  check      one charge, commit 0 (the RCPT-stage check: reads only), of 1,000 principals
+             whose counters are half full (set before each batch, unmeasured);
   1limit-ok  as 1limit with a max nobody reaches: every decision charges (TIME, HMGET, HSET,
              PEXPIRE);
   3limits-ok as 3limits with maxima nobody reaches: every decision writes three keys, four
@@ -40,8 +41,14 @@ what one Redis core sustains (decisions/s = 1e6 / usec per decision) against a r
 run by scripts that do only part of the work (the reply alone; + TIME; + the three HMGET; + the
 three HSET; + the three PEXPIRE: the commands the semantics need with no logic, i.e. the floor),
 then the whole script, interleaved; per step its redis-server CPU per decision.
+--instructions: instead, the instructions redis-server executes per decision of each workload
+and script, counted by valgrind's callgrind (exact and repeatable on a loaded machine; use
+--calls 2000, valgrind is slow).
+--ops: instead, the instructions one operation costs inside a script (callgrind): argument
+access, conversions between strings and numbers, string.match/format, struct.unpack, each
+redis.call the script makes, and each EVALSHA argument.
 Usage: bench/policyd/script_cost.py [--rounds 7] [--calls 20000] [--relay-peak 34611]
-       [--after FILE.lua] [--breakdown]
+       [--after FILE.lua] [--breakdown | --instructions | --ops]
 """
 
 import argparse
@@ -51,6 +58,8 @@ import re
 import socket
 import statistics
 import struct
+import subprocess
+import time
 import sys
 import tempfile
 
@@ -156,10 +165,12 @@ def decisions(kind, layout, sha, tag, i, rng):
     """The decisions of workload `kind` number i (seed: one message, 2-4 decisions)."""
     def one(keys, charges, commit=True):
         return eval_args(layout, sha, keys, charges, 0, commit)
-    if kind in ("1limit", "check", "1limit-ok"):
+    if kind == "check":
+        return [one(["relaykit:rl:{%schk%d}:c" % (tag, i % 1000)], [(True, 1, [(100, MINUTE)])],
+                    False)]
+    if kind in ("1limit", "1limit-ok"):
         m = OK if kind == "1limit-ok" else 100
-        return [one(["relaykit:rl:{%s%d}:c" % (tag, i % 1000)], [(True, 1, [(m, MINUTE)])],
-                    kind != "check")]
+        return [one(["relaykit:rl:{%s%d}:c" % (tag, i % 1000)], [(True, 1, [(m, MINUTE)])])]
     if kind == "seed":
         key = ["relaykit:rl:{%sseed%d}:c" % (tag, rng.randrange(10000))]
         charge = [(True, 1, [(100, MINUTE)])]
@@ -170,6 +181,20 @@ def decisions(kind, layout, sha, tag, i, rng):
                 [(True, 1, [(OK if ok else 100, MINUTE)]),
                  (True, 1, [(OK if ok else 10, MINUTE), (OK if ok else 1000, 60 * MINUTE)]),
                  (False, 5000 + i % 7000, [(OK if ok else 100000, MINUTE)])])]
+
+
+def prime(r, kind, layout, sha, tag):
+    """Before a check batch (not measured): each of its 1,000 keys afresh holds a counter half
+    full (cost 50 of 100 per minute), so every script's checks read and parse a stored TAT 30 s
+    ahead, whatever TTL the script gives its keys."""
+    if kind != "check":
+        return
+    batch = []
+    for i in range(1000):
+        key = "relaykit:rl:{%schk%d}:c" % (tag, i)
+        batch.append(["DEL", key])
+        batch.append(eval_args(layout, sha, [key], [(True, 50, [(100, MINUTE)])]))
+    r.pipe(batch)
 
 
 def batch_of(kind, layout, sha, tag, first, calls):
@@ -254,6 +279,7 @@ def run_batches(r, shas, layouts, kinds, opts):
             for name in order:
                 batch = batch_of(kind, layouts[name], shas[name], name, rnd * opts.calls,
                                  opts.calls)
+                prime(r, kind, layouts[name], shas[name], name)
                 r.cmd("CONFIG", "RESETSTAT")
                 cpu0 = cpu_seconds(r)
                 replies = r.pipe(batch)
@@ -289,6 +315,127 @@ def breakdown(r, opts):
         prev = m
 
 
+class CallgrindRedis:
+    """A private redis-server under valgrind's callgrind; count(fn) runs fn() and returns the
+    instructions redis-server executed meanwhile (exact and repeatable on a loaded machine)."""
+
+    def __init__(self, tmp):
+        self.port = harness.free_port()
+        self.out = os.path.join(tmp, "callgrind.out")
+        self.dumps = 0
+        self.proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + self.out, "redis-server",
+             "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", tmp, "--hz", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        harness.wait_port(self.port, proc=self.proc, what="redis-server under valgrind",
+                          timeout=60)
+        self.r = Resp(self.port)
+
+    def control(self, flag):
+        subprocess.run(["callgrind_control", flag, str(self.proc.pid)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def count(self, fn):
+        self.control("-z")
+        fn()
+        self.control("-d")
+        self.dumps += 1
+        dump = "%s.%d" % (self.out, self.dumps)
+        for _ in range(100):
+            if os.path.exists(dump):
+                break
+            time.sleep(0.1)
+        return int(re.search(r"^(?:summary|totals): (\d+)", open(dump).read(), re.M).group(1))
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def instructions(opts, kinds):
+    """Instructions redis-server executes per decision: per workload and script a warm-up
+    batch, then one batch of --calls decisions counted."""
+    named = scripts()
+    result = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cg = CallgrindRedis(tmp)
+        try:
+            shas = {n: cg.r.cmd("SCRIPT", "LOAD", src) for n, (src, _) in named.items()}
+            for kind in kinds:
+                for name, sha in shas.items():
+                    layout = named[name][1]
+                    cg.r.pipe(batch_of(kind, layout, sha, name, 0, opts.calls))
+                    prime(cg.r, kind, layout, sha, name)
+                    batch = batch_of(kind, layout, sha, name, opts.calls, opts.calls)
+                    result[(kind, name)] = cg.count(lambda: cg.r.pipe(batch)) / len(batch)
+        finally:
+            cg.stop()
+    names = list(named)
+    print("Instructions redis-server executes per decision (callgrind, %d decisions per "
+          "workload after a warm-up batch)" % opts.calls)
+    print("| workload | " + " | ".join(names) + " | after ÷ previous |")
+    print("|---|" + "---|" * len(names) + "---|")
+    for kind in kinds:
+        print("| %s | %s | %.2f |" % (kind, " | ".join("%.0f" % result[(kind, n)] for n in names),
+                                      result[(kind, "after")] / result[(kind, "previous")]))
+
+
+# --ops: what one operation costs inside a script: each body runs 10,000 times in one EVALSHA
+# (KEYS[1] a hash holding field 60000000 = "1765000000000000:100", ARGV[1] 24 packed bytes),
+# an empty loop subtracted.
+OPS = [
+    ("ARGV[i] (global table)", "x = ARGV[2]"),
+    ("tonumber('1765000000000000')", "x = tonumber(s16)"),
+    ("tonumber('1')", "x = tonumber(s1)"),
+    ("string.match(v, '^(%d+):(%d+)$')", "x, y = string.match(v, '^(%d+):(%d+)$')"),
+    ("string.format('%.0f:%d', tat, max)", "x = string.format('%.0f:%d', n + i, 100)"),
+    ("string.format('%d:%d', tat, max)", "x = string.format('%d:%d', n + i, 100)"),
+    ("struct.unpack('<ddd', 24 bytes)", "x, y, z = struct.unpack('<ddd', ARGV[1])"),
+    ("math.floor(x)", "x = math.floor(i * 1.5)"),
+    ("a table {0}", "x = {0}"),
+    ("redis.call('TIME')", "x = redis.call('TIME')"),
+    ("redis.call('HMGET', key, 1 field)", "x = redis.call('HMGET', KEYS[1], '60000000')"),
+    ("redis.call('HMGET', key, 2 fields)", "x = redis.call('HMGET', KEYS[1], '60000000', 'f')"),
+    ("redis.call('HSET', key, field, string)", "redis.call('HSET', KEYS[1], 'f', v)"),
+    ("redis.call('HSET', key, field, number)", "redis.call('HSET', KEYS[1], 'f', n)"),
+    ("redis.call('PEXPIRE', key, string)", "redis.call('PEXPIRE', KEYS[1], '61000')"),
+    ("redis.call('PEXPIRE', key, number)", "redis.call('PEXPIRE', KEYS[1], 61000)"),
+]
+
+
+def ops():
+    prologue = ("local s16, s1, v = '1765000000000000', '1', '1765000000000000:100' "
+                "local n = 1765000000000000 local x, y, z ")
+    with tempfile.TemporaryDirectory() as tmp:
+        cg = CallgrindRedis(tmp)
+        try:
+            cg.r.cmd("HSET", "k", "60000000", "1765000000000000:100")
+            packed = struct.pack("<ddd", 1, 2, 3)
+
+            def run(body):
+                sha = cg.r.cmd("SCRIPT", "LOAD", prologue + "for i = 1, 10000 do " + body +
+                               " end return 1")
+                cg.r.cmd("EVALSHA", sha, 1, "k", packed, "x")
+                return cg.count(lambda: cg.r.cmd("EVALSHA", sha, 1, "k", packed, "x"))
+            empty = run("")
+            rows = [(name, (run(body) - empty) / 10000.0) for name, body in OPS]
+            args = {}
+            for n in (2, 22):
+                sha = cg.r.cmd("SCRIPT", "LOAD", "return 1")
+                batch = [["EVALSHA", sha, 1, "k"] + ["1765000000000000"] * n] * 1000
+                args[n] = cg.count(lambda: cg.r.pipe(batch)) / 1000.0
+        finally:
+            cg.stop()
+    print("Instructions per operation inside a script (callgrind; 10,000 in one EVALSHA, an "
+          "empty loop subtracted)")
+    print("| operation | instructions |")
+    print("|---|---|")
+    for name, n in rows:
+        print("| %s | %.0f |" % (name, n))
+    print("| EVALSHA of `return 1` with 1 key and 2 arguments (whole command) | %.0f |" % args[2])
+    print("| each further argument (22 instead of 2) | %.0f |" % ((args[22] - args[2]) / 20))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=7)
@@ -296,7 +443,18 @@ def main():
     ap.add_argument("--relay-peak", type=float, default=34611.0)
     ap.add_argument("--after", help="a Lua file to use as \"after\" instead of redis_script.h's")
     ap.add_argument("--breakdown", action="store_true")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count instructions under valgrind instead (use --calls 2000)")
+    ap.add_argument("--ops", action="store_true",
+                    help="count instructions per operation inside a script (valgrind)")
     opts = ap.parse_args()
+    kinds = ["1limit", "3limits", "check", "1limit-ok", "3limits-ok", "seed"]
+    if opts.instructions:
+        instructions(opts, kinds)
+        return
+    if opts.ops:
+        ops()
+        return
     named = scripts()
     if opts.after:
         named["after"] = (open(opts.after).read(), "after")
@@ -312,7 +470,6 @@ def main():
             layouts = {n: layout for n, (_, layout) in named.items()}
             agree(r, shas, layouts)
             r.cmd("FLUSHALL")
-            kinds = ["1limit", "3limits", "check", "1limit-ok", "3limits-ok", "seed"]
             usec, cpu, calls, allowed = run_batches(r, shas, layouts, kinds, opts)
         finally:
             server.stop()
