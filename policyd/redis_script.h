@@ -18,10 +18,11 @@
 // ARGV[1] = now in µs, decimal ("0": use TIME; tests inject a clock);
 // ARGV[2] = the struct.unpack format of ARGV[3]: "<" and one "d" per number;
 // ARGV[3] = the numbers, little-endian IEEE doubles (each an integer below 2^53, so exact):
-//   commit (1/0), then per charge: enforce (1/0), window count, then per window: max, period (µs),
+//   commit (1/0), then per charge: enforce (1/0), window count, then per window: period (µs),
 //   increment (µs: gcraIncrement(cost, window), or -1 when cost > max: never fits);
-// ARGV[4...] = per charge: the key's TTL in ms (longest period + 1 s), then each window's period
-//   in µs (its hash field), decimal.
+// ARGV[4...] = per charge, decimal: the key's TTL in ms (longest period + 1 s), each window's
+//   period in µs (its hash field), then each window's max (compared with the stored MAX as
+//   text, and written after the TAT).
 // Numbers travel packed because every argument and every string-to-number conversion costs
 // Redis CPU (bench/policyd/RESULTS.md); strings are passed where Redis needs strings.
 // Returns {committed, allowed_1, retry_us_1, allowed_2, retry_us_2, ...}.
@@ -66,14 +67,12 @@ for i = 1, nkeys do
   elseif n > 1 then
     vals = call('HMGET', keys[i], unpack(argv, a + 1, a + n))
   end
-  a = a + 1 + n
   local allowed = true
   local retry = 0
   for w = 1, n do
-    local max = num[q]
-    local period = num[q + 1]
-    local inc = num[q + 2]
-    q = q + 3
+    local period = num[q]
+    local inc = num[q + 1]
+    q = q + 2
     local tat = now
     local v = vals[w]
     if v then
@@ -82,9 +81,9 @@ for i = 1, nkeys do
         t = tonumber(t)
         if t > now then
           tat = t
-          m = tonumber(m)
+          local max = argv[a + n + w]
           if m ~= max then
-            tat = now + math.floor((t - now) * m / max)
+            tat = now + math.floor((t - now) * tonumber(m) / tonumber(max))
           end
         end
       end
@@ -103,13 +102,14 @@ for i = 1, nkeys do
     end
     num[q - 1] = tat  -- the increment's slot now holds the new TAT (read when writing)
   end
+  a = a + 1 + 2 * n
   if not allowed and enforce then blocked = true end
   out[2 * i] = allowed and 1 or 0
   out[2 * i + 1] = retry
 end
 if commit and not blocked then
   out[1] = 1
-  -- Allowed TATs are at most now + period: '%d' prints them exactly.
+  -- '%.0f', not '%d': Lua's '%d' goes through a C long, 32 bits on some Redis hosts.
   local fmt = string.format
   q = 2
   a = 4
@@ -117,19 +117,19 @@ if commit and not blocked then
     local n = num[q + 1]
     if n > 0 and out[2 * i] == 1 then
       if n == 1 then
-        call('HSET', keys[i], argv[a + 1], fmt('%d:%d', num[q + 4], num[q + 2]))
+        call('HSET', keys[i], argv[a + 1], fmt('%.0f:%s', num[q + 3], argv[a + 2]))
       else
         local f = {}
         for w = 1, n do
           f[2 * w - 1] = argv[a + w]
-          f[2 * w] = fmt('%d:%d', num[q + 3 * w + 1], num[q + 3 * w - 1])
+          f[2 * w] = fmt('%.0f:%s', num[q + 2 * w + 1], argv[a + n + w])
         end
         call('HSET', keys[i], unpack(f))
       end
       call('PEXPIRE', keys[i], argv[a])
     end
-    q = q + 2 + 3 * n
-    a = a + 1 + n
+    q = q + 2 + 2 * n
+    a = a + 1 + 2 * n
   end
 end
 return out
@@ -165,10 +165,12 @@ inline void appendRateScriptArgs(const StoreRequest& request, const std::string&
     put(static_cast<double>(c.windows.size()));
     strings.push_back(std::to_string(rateKeyTtlMs(c.windows)));
     for (const RateWindow& w : c.windows) {
-      put(static_cast<double>(w.max));
       put(static_cast<double>(w.periodUs));
       put(c.cost > w.max ? -1.0 : static_cast<double>(gcraIncrement(c.cost, w)));
       strings.push_back(std::to_string(w.periodUs));
+    }
+    for (const RateWindow& w : c.windows) {
+      strings.push_back(std::to_string(w.max));
     }
   }
   args->push_back(std::to_string(request.charges.size()));

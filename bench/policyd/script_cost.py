@@ -151,8 +151,8 @@ def eval_args(layout, sha, keys, charges, now=0, commit=True):
         numbers += [1 if enforce else 0, len(windows)]
         strings.append((max(p for _, p in windows) + 999) // 1000 + 1000)
         for m, p in windows:
-            numbers += [m, p, -1 if cost > m else increment(cost, m, p)]
-            strings.append(p)
+            numbers += [p, -1 if cost > m else increment(cost, m, p)]
+        strings += [p for _, p in windows] + [m for m, _ in windows]
     return args + [now, "<" + "d" * len(numbers),
                    struct.pack("<%dd" % len(numbers), *numbers)] + strings
 
@@ -250,19 +250,19 @@ def agree(r, shas, layouts):
 
 
 # --breakdown: scripts that do part of a 3limits-ok decision's work, with its exact arguments
-# (after layout: ARGV[4] TTL and ARGV[5] field of key 1; ARGV[6] TTL, ARGV[7], ARGV[8] fields of
-# key 2; ARGV[9] TTL and ARGV[10] field of key 3).
+# (after layout: ARGV[4] TTL, ARGV[5] field, ARGV[6] max of key 1; ARGV[7] TTL, ARGV[8], ARGV[9]
+# fields, ARGV[10], ARGV[11] maxima of key 2; ARGV[12] TTL, ARGV[13] field, ARGV[14] max of key 3).
 STEPS = [
     ("reply only", ""),
     ("+ TIME", "redis.call('TIME')\n"),
     ("+ 3 HMGET (4 fields)", "redis.call('HMGET', KEYS[1], ARGV[5])\n"
-     "redis.call('HMGET', KEYS[2], ARGV[7], ARGV[8])\nredis.call('HMGET', KEYS[3], ARGV[10])\n"),
+     "redis.call('HMGET', KEYS[2], ARGV[8], ARGV[9])\nredis.call('HMGET', KEYS[3], ARGV[13])\n"),
     ("+ 3 HSET (4 fields)", "redis.call('HSET', KEYS[1], ARGV[5], '1765000000000000:1000000000000')\n"
-     "redis.call('HSET', KEYS[2], ARGV[7], '1765000000000000:1000000000000', ARGV[8], "
+     "redis.call('HSET', KEYS[2], ARGV[8], '1765000000000000:1000000000000', ARGV[9], "
      "'1765000000000000:1000000000000')\n"
-     "redis.call('HSET', KEYS[3], ARGV[10], '1765000000000000:1000000000000')\n"),
+     "redis.call('HSET', KEYS[3], ARGV[13], '1765000000000000:1000000000000')\n"),
     ("+ 3 PEXPIRE (the floor)", "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
-     "redis.call('PEXPIRE', KEYS[2], ARGV[6])\nredis.call('PEXPIRE', KEYS[3], ARGV[9])\n"),
+     "redis.call('PEXPIRE', KEYS[2], ARGV[7])\nredis.call('PEXPIRE', KEYS[3], ARGV[12])\n"),
 ]
 
 

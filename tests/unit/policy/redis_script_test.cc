@@ -43,7 +43,7 @@ TEST(RedisScriptArgs, LayoutOfKeysNumbersAndFields) {
   request.charges.push_back(StoreCharge{"rl:{c}:b", {{1000, kMinute}}, 5000, true});
   std::vector<std::string> args;
   appendRateScriptArgs(request, "p:", 0, &args);
-  ASSERT_EQ(args.size(), 1u + 3 + 3 + 3 + 4);
+  ASSERT_EQ(args.size(), 1u + 3 + 3 + 3 + 4 + 4);
   EXPECT_EQ(args[0], "3");
   EXPECT_EQ(args[1], "p:rl:{a}:c");
   EXPECT_EQ(args[2], "p:rl:{b}:s");
@@ -51,14 +51,14 @@ TEST(RedisScriptArgs, LayoutOfKeysNumbersAndFields) {
   EXPECT_EQ(args[4], "0");  // Redis's clock
   const std::vector<double> n = decodeNumbers(args[5], args[6]);
   const std::vector<double> want = {1,                                     // commit
-                                    1,    1,      100,      60e6, 600000,  // enforce, 1 window
-                                    0,    2,      10,       60e6, 18e6,
-                                    1000, 3600e6, 10800000,             // warn-only, 2 windows
-                                    1,    1,      1000,     60e6, -1};  // cost > max: never fits
+                                    1, 1, 60e6, 600000,                    // enforced, 1 window
+                                    0, 2, 60e6, 18e6,   3600e6, 10800000,  // warn-only, 2 windows
+                                    1, 1, 60e6, -1};                       // cost > max
   EXPECT_EQ(n, want);
   const std::vector<std::string> strings(args.begin() + 7, args.end());
-  EXPECT_EQ(strings, (std::vector<std::string>{"61000", "60000000", "3601000", "60000000",
-                                               "3600000000", "61000", "60000000"}));
+  EXPECT_EQ(strings,
+            (std::vector<std::string>{"61000", "60000000", "100", "3601000", "60000000",
+                                      "3600000000", "10", "1000", "61000", "60000000", "1000"}));
 }
 
 TEST(RedisScriptArgs, CheckOnlyAndInjectedClock) {
@@ -66,9 +66,10 @@ TEST(RedisScriptArgs, CheckOnlyAndInjectedClock) {
   request.charges.push_back(StoreCharge{"k", {{7, 10 * kSecond}}, 0, true});
   std::vector<std::string> args;
   appendRateScriptArgs(request, "", 1700000000123456, &args);
-  ASSERT_EQ(args.size(), 7u);
+  ASSERT_EQ(args.size(), 8u);
   EXPECT_EQ(args[2], "1700000000123456");
-  EXPECT_EQ(decodeNumbers(args[3], args[4]), (std::vector<double>{0, 1, 1, 7, 10e6, 0}));
+  EXPECT_EQ(decodeNumbers(args[3], args[4]), (std::vector<double>{0, 1, 1, 10e6, 0}));
+  EXPECT_EQ(args[7], "7");
 }
 
 // Every increment is gcraIncrement's (the memory store's own arithmetic), exactly.
@@ -83,13 +84,15 @@ TEST(RedisScriptArgs, IncrementsAreGcraIncrement) {
     std::vector<std::string> args;
     appendRateScriptArgs(request, "", 0, &args);
     const std::vector<double> n = decodeNumbers(args[3], args[4]);
-    ASSERT_EQ(n.size(), 6u);
-    EXPECT_EQ(n[3], static_cast<double>(w.max));
-    EXPECT_EQ(n[4], static_cast<double>(w.periodUs));
+    ASSERT_EQ(n.size(), 5u);
+    ASSERT_EQ(args.size(), 8u);
+    EXPECT_EQ(args[6], std::to_string(w.periodUs));
+    EXPECT_EQ(args[7], std::to_string(w.max));
+    EXPECT_EQ(n[3], static_cast<double>(w.periodUs));
     if (cost > w.max) {
-      EXPECT_EQ(n[5], -1);
+      EXPECT_EQ(n[4], -1);
     } else {
-      EXPECT_EQ(n[5], static_cast<double>(gcraIncrement(cost, w))) << cost << " " << w.max;
+      EXPECT_EQ(n[4], static_cast<double>(gcraIncrement(cost, w))) << cost << " " << w.max;
     }
   }
 }
