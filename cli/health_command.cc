@@ -30,8 +30,8 @@
 #include "cli/health_config.h"
 #include "cli/health_probes.h"
 #include "cli/postfix_wiring.h"
-#include "cli/run_program.h"
 #include "common/config.h"
+#include "common/run_program.h"
 #include "policyd/policy_config.h"
 
 namespace relaykit {

@@ -139,12 +139,18 @@ int run(const LimitsOptions& opt, bool reset) {
       std::fprintf(stderr, "relaykit: limits: %s\n", windows.status().message().c_str());
       return kLimitsError;
     }
-    // A limit with allowances says which one applies (the window lines show its figures).
-    const char* allowance = t.rule->allowances.empty()                  ? ""
-                            : t.rule->allowances.count(t.principal) > 0 ? ", own allowance"
-                                                                        : ", default allowance";
-    std::printf("%s\t%s\t(%s%s)\n", t.rule->name.c_str(), printablePrincipal(t.principal).c_str(),
-                policy::countUnitName(t.rule->count), allowance);
+    // A limit with allowances says which one applies (the window lines show its figures) and,
+    // for an own allowance, where it is written.
+    const policy::AllowanceTable::Entry* own = t.rule->allowanceFor(t.principal);
+    const bool hasAllowances =
+        t.rule->allowances != nullptr &&
+        (!t.rule->allowances->empty() || !t.rule->allowances->files().empty());
+    const char* allowance = !hasAllowances   ? ""
+                            : own != nullptr ? ", own allowance"
+                                             : ", default allowance";
+    const std::string origin = own != nullptr ? "\tfrom " + t.rule->allowances->origin(*own) : "";
+    std::printf("%s\t%s\t(%s%s)%s\n", t.rule->name.c_str(), printablePrincipal(t.principal).c_str(),
+                policy::countUnitName(t.rule->count), allowance, origin.c_str());
     for (const policy::WindowState& w : *windows) {
       std::printf("  %lld per %s: %lld left, full again in %s\n",
                   static_cast<long long>(w.window.max), duration(w.window.periodUs).c_str(),

@@ -14,8 +14,8 @@
 
 #include "cli/commands.h"
 #include "cli/postfix_wiring.h"
-#include "cli/run_program.h"
 #include "common/config.h"
+#include "common/run_program.h"
 #include "milters/milter_config.h"
 #include "policyd/policy_config.h"
 

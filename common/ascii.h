@@ -23,4 +23,7 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b);
 // True when `text` starts with `prefix`, ASCII case-insensitively.
 bool startsWithIgnoreCase(std::string_view text, std::string_view prefix);
 
+// `s` without leading and trailing spaces and tabs.
+std::string_view trimBlanks(std::string_view s);
+
 }  // namespace relaykit

@@ -455,6 +455,25 @@ void collectNamedFiles(const YamlReader& r, Config* config) {
     config->files.push_back(
         NamedFile{path, r.where(hf), "header_checks_file", DaemonSection::kMilter});
   }
+  // Allowances files (policy.limits[].allowances_file: texthash:PATH, or hash:PATH read as
+  // PATH.db): relaykit-policyd reads them at every reload.
+  YAML::Node limits = YamlReader::child(config->policyNode, "limits");
+  if (limits.IsDefined() && limits.IsSequence()) {
+    for (const auto& limit : limits) {
+      YAML::Node af = YamlReader::child(limit, "allowances_file");
+      if (!af.IsDefined() || !af.IsScalar()) {
+        continue;
+      }
+      const std::string& spec = af.Scalar();
+      if (spec.rfind("texthash:/", 0) == 0) {
+        config->files.push_back(
+            NamedFile{spec.substr(9), r.where(af), "allowances_file", DaemonSection::kPolicy});
+      } else if (spec.rfind("hash:/", 0) == 0) {
+        config->files.push_back(NamedFile{spec.substr(5) + ".db", r.where(af), "allowances_file",
+                                          DaemonSection::kPolicy});
+      }
+    }
+  }
   // DKIM private keys (milter.dkim.keys[].key_file): the milter must be able to read them.
   YAML::Node keys = YamlReader::child(YamlReader::child(config->milterNode, "dkim"), "keys");
   if (keys.IsDefined() && keys.IsSequence()) {

@@ -71,10 +71,8 @@ LookupResult IndexedSource::lookup(std::string_view key) const {
   return LookupResult::found(it->second);
 }
 
-std::unordered_map<std::string, std::string> parsePostmapSource(std::string_view text,
-                                                                const SourceLocation& origin,
-                                                                Diagnostics* diags, bool smtputf8) {
-  std::unordered_map<std::string, std::string> entries;
+void forEachPostmapEntry(std::string_view text, const SourceLocation& origin, Diagnostics* diags,
+                         bool smtputf8, const std::function<void(PostmapSourceEntry&&)>& visit) {
   for (const LogicalLine& line : readLogicalLines(text, origin, diags)) {
     const std::string_view all = line.text;
     const SourceLocation where = line.locate(origin, 0);
@@ -112,13 +110,23 @@ std::unordered_map<std::string, std::string> parsePostmapSource(std::string_view
     if (key.back() == ':') {
       diags->warning(where, "record is in \"key: value\" format; is this an alias file?");
     }
-    std::string folded = *foldTableKey(key, smtputf8);
-    if (entries.count(folded) != 0) {
-      diags->warning(where, "duplicate entry: \"" + folded + "\"");
-      continue;
-    }
-    entries.emplace(std::move(folded), std::string(value));
+    visit(PostmapSourceEntry{*foldTableKey(key, smtputf8), std::string(value), where.line,
+                             where.column});
   }
+}
+
+std::unordered_map<std::string, std::string> parsePostmapSource(std::string_view text,
+                                                                const SourceLocation& origin,
+                                                                Diagnostics* diags, bool smtputf8) {
+  std::unordered_map<std::string, std::string> entries;
+  forEachPostmapEntry(text, origin, diags, smtputf8, [&](PostmapSourceEntry&& entry) {
+    if (entries.count(entry.key) != 0) {
+      diags->warning(SourceLocation{origin.file, entry.line, entry.column},
+                     "duplicate entry: \"" + entry.key + "\"");
+      return;
+    }
+    entries.emplace(std::move(entry.key), std::move(entry.value));
+  });
   return entries;
 }
 

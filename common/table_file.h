@@ -11,6 +11,7 @@
 // IndexedSource is an O(1) hash map keyed by folded keys (casefold.h); lookups fold the key too.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -55,6 +56,21 @@ class RegexpSource : public TableSource {
   std::string description_;
   std::unique_ptr<RegexpTable> table_;
 };
+
+// One entry of postmap source text, in file order: the key folded, the value trimmed, and the
+// 1-based line and column where its logical line starts.
+struct PostmapSourceEntry {
+  std::string key;
+  std::string value;
+  int line = 0;
+  int column = 0;
+};
+
+// postmap source text -> `visit` called with every entry in file order, duplicate keys included
+// (the caller decides what a duplicate means); lines postmap skips are reported as
+// parsePostmapSource reports them, in file order with the entries.
+void forEachPostmapEntry(std::string_view text, const SourceLocation& origin, Diagnostics* diags,
+                         bool smtputf8, const std::function<void(PostmapSourceEntry&&)>& visit);
 
 // postmap source text -> folded key/value map (see above). `origin` names the file for
 // diagnostics (line 1 is the first line of `text`).

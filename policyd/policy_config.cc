@@ -11,15 +11,19 @@
 #include "common/bounded_file.h"
 #include "common/casefold.h"
 #include "common/yaml_util.h"
+#include "policyd/alert_config.h"
 
 namespace relaykit::policy {
 
 namespace {
 
-const std::vector<std::string> kLimitKeys = {
-    "name",      "key",   "count",     "max",    "per",
-    "windows",   "reply", "warn_only", "exempt", "recipient_delimiter",
-    "allowances"};
+const std::vector<std::string> kLimitKeys = {"name",       "key",
+                                             "count",      "max",
+                                             "per",        "windows",
+                                             "reply",      "warn_only",
+                                             "exempt",     "recipient_delimiter",
+                                             "allowances", "allowances_file",
+                                             "alert"};
 const std::vector<std::string> kAllowanceKeys = {"match", "max", "per", "windows"};
 const std::vector<std::string> kRelayKeys = {"sender", "filter", "client", "sasl_user",
                                              "recipient_domain"};
@@ -108,7 +112,8 @@ class Parser {
 
   // allowances: [{match: {<key part as written in key:>: value, ...}, max, per | windows}]: the
   // principal the match names gets these windows instead of the limit's (the default).
-  void allowances(const YAML::Node& node, const std::string& what, LimitRule* rule) {
+  void allowances(const YAML::Node& node, const std::string& what, const LimitRule& rule,
+                  AllowanceTable* table) {
     if (!node.IsDefined()) {
       return;
     }
@@ -120,6 +125,7 @@ class Parser {
       r_.error(node, what + ": allowances: at most " + std::to_string(kMaxAllowances) + " entries");
       return;
     }
+    const std::uint32_t source = table->addSource(AllowanceTable::SourceKind::kYaml, r_.file());
     for (const YAML::Node& entry : node) {
       const std::string ewhat = what + " allowance";
       if (!r_.checkMap(entry, ewhat, kAllowanceKeys)) {
@@ -130,14 +136,14 @@ class Parser {
         r_.error(entry, ewhat + ": needs match: {<key part>: value, ...}");
         continue;
       }
-      PolicyRequest request;
+      std::vector<std::string> values(rule.key.size());
       bool ok = true;
       for (const auto& kv : match) {
         const std::string partText = kv.first.as<std::string>("");
-        const auto part = std::find_if(rule->key.begin(), rule->key.end(),
+        const auto part = std::find_if(rule.key.begin(), rule.key.end(),
                                        [&](const KeyPart& p) { return p.text == partText; });
         const std::optional<std::string> value = r_.asString(kv.second);
-        if (part == rule->key.end()) {
+        if (part == rule.key.end()) {
           r_.error(kv.first, ewhat + ": match: \"" + partText + "\" is not a part of the key");
           ok = false;
           continue;
@@ -147,25 +153,13 @@ class Parser {
           ok = false;
           continue;
         }
-        switch (part->kind) {
-          case KeyPart::Kind::kAttribute:
-            request.add(part->attribute, *value);
-            break;
-          case KeyPart::Kind::kSenderDomain:
-            request.add("sender", "@" + *value);
-            break;
-          case KeyPart::Kind::kRecipientDomain:
-            request.add("recipient", "@" + *value);
-            break;
-          case KeyPart::Kind::kClientNetwork:
-            request.add("client_address", *value);
-            break;
-        }
+        values[static_cast<std::size_t>(part - rule.key.begin())] = *value;
       }
       if (!ok) {
         continue;
       }
-      const std::optional<std::string> principal = principalOf(rule->key, request);
+      const std::optional<std::string> principal = principalFromValues(
+          rule.key, std::vector<std::string_view>(values.begin(), values.end()));
       if (!principal) {
         r_.error(match, ewhat + ": match must give a valid value for every key part");
         continue;
@@ -175,8 +169,11 @@ class Parser {
         r_.error(entry, ewhat + ": needs max and per, or windows");
         continue;
       }
-      if (!rule->allowances.emplace(*principal, std::move(windows)).second) {
-        r_.error(match, ewhat + ": a second allowance for the same principal");
+      const SourceLocation at = r_.where(match);
+      std::string problem;
+      if (!table->add(*principal, std::string_view(), std::move(windows), source, at.line,
+                      at.column, &problem)) {
+        r_.error(match, ewhat + ": " + problem);
       }
     }
   }
@@ -264,8 +261,19 @@ class Parser {
         part.extensionDelimiters = rule.recipientDelimiter;
       }
     }
-    allowances(YamlReader::child(node, "allowances"), what, &rule);
+    auto table = std::make_shared<AllowanceTable>();
+    const YAML::Node inlineAllowances = YamlReader::child(node, "allowances");
+    allowances(inlineAllowances, what, rule, table.get());
+    if (const YAML::Node file = YamlReader::child(node, "allowances_file"); file.IsDefined()) {
+      if (const std::optional<std::string> spec = r_.asString(file)) {
+        loadAllowanceFile(*spec, r_.where(file), rule.key, what, table.get(), r_.diags());
+      }
+    }
+    if (inlineAllowances.IsDefined() || !table->files().empty()) {
+      rule.allowances = std::move(table);
+    }
     r_.getBool(node, "warn_only", &rule.warnOnly);
+    r_.getBool(node, "alert", &rule.alert);
     rule.exempt = exemptions(YamlReader::child(node, "exempt"), what + " exempt");
     config_->tracksRecipients = config_->tracksRecipients || rule.usesRecipient();
     config_->limits.push_back(std::move(rule));
@@ -320,7 +328,7 @@ class Parser {
     }
     if (!r_.checkMap(node, "policy",
                      allowedKeysWithDaemonKeys({"store", "on_store_error", "exempt", "limits",
-                                                "relay", "admin_socket"})) &&
+                                                "relay", "admin_socket", "alerts"})) &&
         !node.IsMap()) {
       return;
     }
@@ -350,6 +358,7 @@ class Parser {
       }
     }
     config_->exempt = exemptions(YamlReader::child(node, "exempt"), "policy exempt");
+    parseAlertSettings(r_, YamlReader::child(node, "alerts"), &config_->alerts);
     if (const YAML::Node limits = YamlReader::child(node, "limits"); limits.IsDefined()) {
       if (!limits.IsSequence()) {
         r_.error(limits, "limits: expected a list");
@@ -377,12 +386,14 @@ class Parser {
 
 }  // namespace
 
+const AllowanceTable::Entry* LimitRule::allowanceFor(const std::string& principal) const {
+  return allowances == nullptr || allowances->empty() ? nullptr
+                                                      : allowances->search(key, principal);
+}
+
 const std::vector<RateWindow>& LimitRule::windowsFor(const std::string& principal) const {
-  if (allowances.empty()) {
-    return windows;
-  }
-  const auto it = allowances.find(principal);
-  return it == allowances.end() ? windows : it->second;
+  const AllowanceTable::Entry* own = allowanceFor(principal);
+  return own == nullptr ? windows : allowances->windows(*own);
 }
 
 std::vector<std::string> senderSearchKeys(std::string_view sender, const PostfixSettings& postfix) {

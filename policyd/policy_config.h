@@ -19,6 +19,8 @@
 #include "common/config.h"
 #include "common/diagnostics.h"
 #include "common/ip_network.h"
+#include "policyd/alert.h"
+#include "policyd/allowance_table.h"
 #include "policyd/gcra.h"
 #include "policyd/policy_codec.h"
 #include "policyd/rate_key.h"
@@ -65,14 +67,19 @@ struct LimitRule {
   std::vector<KeyPart> key;
   CountUnit count = CountUnit::kMessages;
   std::vector<RateWindow> windows;  // the default allowance
-  // allowances: principal (principalOf the entry's match) -> its own windows.
-  std::map<std::string, std::vector<RateWindow>> allowances;
+  // `allowances:` entries and the `allowances_file:` (allowance_table.h); null when neither is
+  // given.
+  std::shared_ptr<const AllowanceTable> allowances;
   std::string reply = kDefaultLimitReply;
   bool warnOnly = false;
+  bool alert = true;  // `alert: false`: no alert when this limit trips (policy.alerts)
   Exemptions exempt;
   bool usesRecipient() const;
-  // The allowance that applies to this principal: its own, or the default (`windows`).
+  // The allowance that applies to this principal: its own (or its @domain's), or the default
+  // (`windows`).
   const std::vector<RateWindow>& windowsFor(const std::string& principal) const;
+  // The entry windowsFor() takes the windows of; nullptr for the default.
+  const AllowanceTable::Entry* allowanceFor(const std::string& principal) const;
 };
 
 struct RelayRule {
@@ -105,6 +112,7 @@ struct PolicyConfig {
   Exemptions exempt;
   std::vector<LimitRule> limits;
   std::vector<RelayRule> relay;
+  AlertSettings alerts;  // policy.alerts (alerts.enabled: the section exists)
   RedisStoreSettings redis;
   // The `postfix:` section (recipient_delimiter, local domains) for sender matching.
   std::shared_ptr<const PostfixSettings> postfix = std::make_shared<const PostfixSettings>();

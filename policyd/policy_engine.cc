@@ -352,7 +352,7 @@ Verdict decide(const PolicyConfig& config, const PolicyRequest& request, const P
                        " sasl_username=" + std::string(request.get("sasl_username")) +
                        " queue_id=" + std::string(request.get("queue_id"));
     verdict.logs.push_back(std::move(line));
-    verdict.hits.push_back(LimitHit{rule.name, rule.warnOnly});
+    verdict.hits.push_back(LimitHit{rule.name, rule.warnOnly, i, retrySeconds});
     if (!rule.warnOnly && !verdict.refused) {
       verdict.refused = true;
       verdict.action = expandReply(rule.reply, request, rule.name, retrySeconds);

@@ -59,6 +59,8 @@ Plan planRequest(const PolicyConfig& config, const PolicyRequest& request,
 struct LimitHit {
   std::string limit;
   bool warnOnly = false;
+  std::size_t charge = 0;  // its index in plan.store.charges (and plan.rules, plan.principals)
+  std::int64_t retryAfterSeconds = 0;
 };
 
 struct Verdict {
@@ -66,7 +68,7 @@ struct Verdict {
   bool refused = false;
   bool storeError = false;        // the store could not answer (on_store_error applied)
   std::vector<std::string> logs;  // one line per refusal, warn-only refusal or store error
-  std::vector<LimitHit> hits;     // every limit exceeded (for metrics)
+  std::vector<LimitHit> hits;     // every limit exceeded (metrics, alerts)
 };
 
 Verdict decide(const PolicyConfig& config, const PolicyRequest& request, const Plan& plan,

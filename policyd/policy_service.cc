@@ -191,9 +191,25 @@ class AdminService : public Service {
 
 bool PolicyService::configure(const std::shared_ptr<const Config>& config, Diagnostics* diags,
                               bool install) {
-  std::shared_ptr<const PolicyConfig> policy = parsePolicyConfig(*config, diags);
+  std::shared_ptr<const PolicyConfig> policy;
+  if (install) {
+    std::lock_guard<std::mutex> lock(compiledMutex_);
+    if (compiledFrom_.lock() == config) {
+      policy = std::move(compiled_);
+    }
+    compiled_.reset();
+    compiledFrom_.reset();
+  }
+  if (policy == nullptr) {
+    policy = parsePolicyConfig(*config, diags);
+  }
   if (policy == nullptr) {
     return false;
+  }
+  if (!install) {
+    std::lock_guard<std::mutex> lock(compiledMutex_);
+    compiledFrom_ = config;
+    compiled_ = policy;
   }
   if (install) {
     if (std::shared_ptr<const PolicyConfig> old = config_.get()) {
@@ -225,9 +241,29 @@ bool PolicyService::configure(const std::shared_ptr<const Config>& config, Diagn
     } else if (policy->adminSocket != adminPath_) {
       logWarning("policy admin_socket changed: it takes effect after a restart");
     }
+    std::shared_ptr<const PolicyConfig> old = config_.get();
     config_.set(policy);
+    retire(std::move(old));
   }
   return true;
+}
+
+void PolicyService::retire(std::shared_ptr<const PolicyConfig> old) {
+  // Freeing a snapshot with a large allowance index costs milliseconds (munmap): when nothing
+  // else holds it (no decision in flight), it is freed on a thread of its own, not the loop.
+  if (old == nullptr || old.use_count() != 1) {
+    return;
+  }
+  if (retirer_.joinable()) {
+    retirer_.join();  // the previous one: long done, reloads are seconds apart
+  }
+  retirer_ = std::thread([old = std::move(old)]() mutable { old.reset(); });
+}
+
+PolicyService::~PolicyService() {
+  if (retirer_.joinable()) {
+    retirer_.join();
+  }
 }
 
 Status PolicyService::start(event_base* base, MetricsRegistry* metrics) {
@@ -305,6 +341,7 @@ Status PolicyService::start(event_base* base, MetricsRegistry* metrics) {
     adminFd_ = -1;  // the server owns it now
     logInfo("limits admin socket: unix:" + adminPath_);
   }
+  alerts_ = std::make_unique<AlertNotifier>(metrics, redis_);
   for (Stage stage : {Stage::kRcpt, Stage::kData, Stage::kEndOfMessage, Stage::kOther}) {
     stageRequests_[static_cast<int>(stage)] = &requests_->labels({stageLabel(stage)});
   }
@@ -325,7 +362,11 @@ void PolicyService::stop() {
     metricsTimer_ = nullptr;
   }
   adminServer_.reset();
-  store_.reset();  // a Redis store answers its pending decisions with an error now
+  if (alerts_ != nullptr) {
+    alerts_->detachStore();  // claims the Redis store answers below are not alerted
+  }
+  store_.reset();   // a Redis store answers its pending decisions with an error now
+  alerts_.reset();  // kills a running sendmail
   redis_ = nullptr;
   memory_ = nullptr;
 }
@@ -368,6 +409,18 @@ std::string PolicyService::admin(const AdminCommand& command) {
     logInfo("limits: " + line.substr(0, 200) + " (admin socket)");
   }
   return executeAdminCommand(*memory_, command);
+}
+
+std::vector<WatchedFile> PolicyService::watchedFiles() const {
+  std::vector<WatchedFile> out;
+  if (std::shared_ptr<const PolicyConfig> config = config_.get()) {
+    for (const LimitRule& rule : config->limits) {
+      if (rule.allowances != nullptr) {
+        out.insert(out.end(), rule.allowances->files().begin(), rule.allowances->files().end());
+      }
+    }
+  }
+  return out;
 }
 
 std::unique_ptr<ConnectionHandler> PolicyService::newConnection(Connection&) {
@@ -416,18 +469,7 @@ void PolicyService::syncRedisMetrics() {
 
 void PolicyService::logStoreError(const std::string& line) {
   // While Redis is down every request fails: one line per second, with how many were not logged.
-  const auto now = std::chrono::steady_clock::now();
-  if (now - lastStoreErrorLog_ < kStoreErrorLogInterval) {
-    ++suppressedStoreErrors_;
-    return;
-  }
-  lastStoreErrorLog_ = now;
-  std::string text = line;
-  if (suppressedStoreErrors_ > 0) {
-    text += " (" + std::to_string(suppressedStoreErrors_) + " more since the last such line)";
-    suppressedStoreErrors_ = 0;
-  }
-  logWarning(text);
+  storeErrorLog_.log(line);
 }
 
 void PolicyService::rememberRecipient(const std::string& instance, const std::string& recipient) {
@@ -531,6 +573,9 @@ void PolicyService::finish(const PolicyConfig& config, const PolicyRequest& requ
     }
     const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started;
     latencySeries_->observe(elapsed.count());
+  }
+  if (!verdict.hits.empty() && alerts_ != nullptr) {
+    alerts_->onTrips(config, request, plan, verdict);
   }
   if (plan.stage == Stage::kRcpt && !verdict.refused && config.tracksRecipients) {
     rememberRecipient(std::string(request.get("instance")), std::string(request.get("recipient")));

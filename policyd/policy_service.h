@@ -14,15 +14,19 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "common/server/connection.h"
+#include "common/server/logging.h"
 #include "common/server/metrics.h"
 #include "common/server/server.h"
 #include "common/snapshot.h"
 #include "policyd/admin_protocol.h"
+#include "policyd/alert_notifier.h"
 #include "policyd/policy_codec.h"
 #include "policyd/policy_config.h"
 #include "policyd/policy_engine.h"
@@ -41,6 +45,10 @@ inline constexpr std::chrono::seconds kStoreErrorLogInterval{1};
 
 class PolicyService : public Service {
  public:
+  PolicyService() = default;
+  ~PolicyService() override;
+  PolicyService(const PolicyService&) = delete;
+  PolicyService& operator=(const PolicyService&) = delete;
   DaemonSection section() const override { return DaemonSection::kPolicy; }
   bool configure(const std::shared_ptr<const Config>& config, Diagnostics* diags,
                  bool install) override;
@@ -52,6 +60,8 @@ class PolicyService : public Service {
   // (mail flows, limits are not enforced); ok otherwise.
   Health health() const override;
   std::unique_ptr<ConnectionHandler> newConnection(Connection& conn) override;
+  // The allowances files of the installed snapshot (the skeleton reloads when one changes).
+  std::vector<WatchedFile> watchedFiles() const override;
 
   // For the handlers.
   std::shared_ptr<const PolicyConfig> snapshot() const { return config_.get(); }
@@ -71,10 +81,20 @@ class PolicyService : public Service {
               const Verdict& verdict, std::chrono::steady_clock::time_point started);
   void rememberRecipient(const std::string& instance, const std::string& recipient);
   void logStoreError(const std::string& line);
+  // Releases the snapshot a reload replaced (see retirer_).
+  void retire(std::shared_ptr<const PolicyConfig> old);
   void syncRedisMetrics();
   static void onMetricsTimer(evutil_socket_t fd, short what, void* arg);
 
   SnapshotHolder<PolicyConfig> config_;
+  // The snapshot a reload's worker compiled (configure, install=false) and the Config it came
+  // from: the loop thread's configure(install=true) of that Config installs it as is instead of
+  // compiling it again (a large allowances file must not be read on the loop).
+  std::mutex compiledMutex_;
+  std::weak_ptr<const Config> compiledFrom_;
+  std::shared_ptr<const PolicyConfig> compiled_;
+  // Frees a replaced snapshot off the loop (a 100,000-entry allowance index takes ms to free).
+  std::thread retirer_;
   std::unique_ptr<RateStore> store_;
   RedisStore* redis_ = nullptr;
   MemoryStore* memory_ = nullptr;
@@ -87,6 +107,7 @@ class PolicyService : public Service {
   event* metricsTimer_ = nullptr;  // refreshes the Redis gauges once a second
   std::string storeName_ = "memory";
   RecipientTracker recipients_;  // instance -> accepted at RCPT (bounded: recipient_tracker.h)
+  std::unique_ptr<AlertNotifier> alerts_;  // policy.alerts: trips -> alerts (set in start())
   std::size_t seenEvictions_ = 0;
   std::chrono::steady_clock::time_point lastEvictionLog_{};
   // Metrics (set in start()).
@@ -113,8 +134,7 @@ class PolicyService : public Service {
   std::uint64_t seenFailovers_ = 0;
   std::chrono::steady_clock::time_point primaryLostAt_{};
   bool primaryLost_ = false;
-  std::chrono::steady_clock::time_point lastStoreErrorLog_{};
-  std::uint64_t suppressedStoreErrors_ = 0;
+  ThrottledWarning storeErrorLog_{kStoreErrorLogInterval};
   std::uint64_t seenTimeouts_ = 0;
   std::uint64_t seenConnects_ = 0;
 };

@@ -10,8 +10,10 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -24,6 +26,12 @@ namespace relaykit::policy {
 namespace {
 constexpr int kMinBackoffMs = 100;
 constexpr int kMaxBackoffMs = 5000;
+// With sentinels, while the primary they name cannot be used: how often they are asked again. A
+// failover ends when the sentinels name another primary, and only asking shows it; connecting to
+// the primary they keep naming still waits for the backoff (so a dead or refusing server gets no
+// more attempts, nor log lines, than without sentinels). One small request to one sentinel, no
+// log line. Bounds what relaykit adds to the sentinels' own failover time.
+constexpr int kSentinelPollMs = 250;
 // A sentinel query gets at least this long (timeout_ms may be tighter than a TCP connect).
 constexpr int kMinDiscoveryTimeoutMs = 200;
 
@@ -49,6 +57,12 @@ bool isClusterError(std::string_view error) {
     }
   }
   return false;
+}
+
+std::int64_t steadyMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 timeval msToTimeval(int ms) {
@@ -79,6 +93,42 @@ struct RedisStore::Pending {
     }
     Callback cb = std::move(done);
     cb(std::move(result));
+  }
+};
+
+// One claim(): two pipelined commands; the second reply (or the first failure) completes it.
+struct ClaimState {
+  RedisStore::ClaimCallback done;
+  int outstanding = 0;
+  std::optional<bool> won;  // the SET's answer
+  std::string error;
+
+  static void onReply(redisAsyncContext*, void* replyPtr, void* privdata) {
+    auto* state = static_cast<ClaimState*>(privdata);
+    auto* reply = static_cast<redisReply*>(replyPtr);
+    const bool first = !state->won.has_value() && state->error.empty();
+    std::int64_t left = 0;
+    if (reply == nullptr) {
+      state->error = state->error.empty() ? "redis connection lost" : state->error;
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+      state->error = state->error.empty() ? "redis error: " + std::string(reply->str, reply->len)
+                                          : state->error;
+    } else if (first) {
+      state->won = reply->type == REDIS_REPLY_STATUS;  // "OK"; NIL when the key exists
+    } else if (reply->type == REDIS_REPLY_INTEGER) {
+      left = reply->integer;
+    }
+    if (--state->outstanding > 0) {
+      return;
+    }
+    ClaimState* owned = state;
+    if (!owned->error.empty() || !owned->won.has_value()) {
+      owned->done(Status::error(owned->error.empty() ? "redis: no answer" : owned->error));
+    } else {
+      // Lost, but the window ended between the two commands (PTTL -2): 1 ms left.
+      owned->done(*owned->won ? std::int64_t{0} : std::max<std::int64_t>(left, 1));
+    }
+    delete owned;
   }
 };
 
@@ -240,7 +290,9 @@ void RedisStore::setupDone() {
 
 void RedisStore::scheduleReconnect() {
   needDiscovery_ = true;  // with sentinels: ask again which server is the primary
-  const timeval tv = msToTimeval(backoffMs_);
+  retryPrimaryAtUs_ = steadyMicros() + std::int64_t{backoffMs_} * 1000;
+  const timeval tv =
+      msToTimeval(pollSentinels_ ? std::min(backoffMs_, kSentinelPollMs) : backoffMs_);
   backoffMs_ = std::min(backoffMs_ * 2, kMaxBackoffMs);
   evtimer_add(reconnectTimer_, &tv);
 }
@@ -316,6 +368,7 @@ void RedisStore::discoveryFailed(const std::string& why) {
   }
   logWarning("redis: no sentinel reported a primary for \"" + settings_.masterName +
              "\"; asking again with backoff");
+  pollSentinels_ = false;  // each failed sentinel logs a line: the backoff paces the next round
   scheduleReconnect();
 }
 
@@ -353,6 +406,13 @@ void RedisStore::onSentinelReply(redisAsyncContext* ac, void* replyPtr) {
   }
   const std::string primary = host + ":" + std::to_string(port);
   stats_.discoveries++;
+  pollSentinels_ = true;
+  if (primary == stats_.primary && steadyMicros() < retryPrimaryAtUs_) {
+    // Still the server that just failed, and its backoff is not over: ask again soon.
+    const timeval tv = msToTimeval(kSentinelPollMs);
+    evtimer_add(reconnectTimer_, &tv);
+    return;
+  }
   if (primary != stats_.primary) {
     if (!stats_.primary.empty()) {
       stats_.failovers++;
@@ -594,6 +654,38 @@ void RedisStore::onReply(Pending* pending, void* replyPtr) {
   }
   pending->finish(std::move(result));
   delete pending;
+}
+
+}  // namespace relaykit::policy
+
+namespace relaykit::policy {
+
+void RedisStore::claim(const std::string& key, const std::string& value, std::int64_t ttlMs,
+                       ClaimCallback done) {
+  if (ac_ == nullptr || !connected_) {
+    done(Status::error("redis not connected"));
+    return;
+  }
+  const std::string fullKey = settings_.keyPrefix + key;
+  const std::string ttl = std::to_string(std::max<std::int64_t>(ttlMs, 1));
+  auto* state = new ClaimState;
+  state->done = std::move(done);
+  const char* set[] = {"SET", fullKey.c_str(), value.c_str(), "NX", "PX", ttl.c_str()};
+  const size_t setLens[] = {3, fullKey.size(), value.size(), 2, 2, ttl.size()};
+  const char* pttl[] = {"PTTL", fullKey.c_str()};
+  const size_t pttlLens[] = {4, fullKey.size()};
+  state->outstanding = 2;
+  if (redisAsyncCommandArgv(ac_, ClaimState::onReply, state, 6, set, setLens) != REDIS_OK) {
+    ClaimCallback cb = std::move(state->done);
+    delete state;
+    cb(Status::error("redis command could not be queued"));
+    return;
+  }
+  if (redisAsyncCommandArgv(ac_, ClaimState::onReply, state, 2, pttl, pttlLens) != REDIS_OK) {
+    // The SET's reply (or its NULL when the connection goes) completes the claim.
+    state->error = "redis command could not be queued";
+    --state->outstanding;
+  }
 }
 
 }  // namespace relaykit::policy

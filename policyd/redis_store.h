@@ -6,7 +6,9 @@
 // adapter); every evaluate() answers within timeout_ms, with an error when Redis is down, slow or
 // refusing, so Postfix never waits longer than that; a lost or stuck connection is dropped and
 // re-established with exponential backoff (100 ms to 5 s), and decisions resume as soon as Redis
-// is back. While disconnected, evaluate() fails at once. Not thread-safe: one event loop owns it.
+// is back (with sentinels: as soon as they name a new primary; they are asked every 250 ms
+// meanwhile). While disconnected, evaluate() fails at once. Not thread-safe: one event loop owns
+// it.
 #pragma once
 
 #include <cstdint>
@@ -66,6 +68,18 @@ class RedisStore : public RateStore {
   // Starts connecting; later failures are retried with backoff.
   void start();
   void evaluate(StoreRequest request, Callback done) override;
+
+  // The fleet-wide alert window (alert_notifier.h), outside the rate-limit script:
+  // `SET <prefix>KEY VALUE NX PX TTL` then `PTTL <prefix>KEY`, pipelined (one round trip) on the
+  // connection decisions use (with sentinels: the primary). `done` gets 0 when this call set the
+  // key (this relay owns the window), else the milliseconds the window set by another has left
+  // (at least 1); an error when not connected, on an error reply, or when the connection is lost
+  // (the decisions' timeout drops a stuck connection, which answers every pending claim). Called
+  // exactly once, maybe before claim() returns.
+  using ClaimCallback = std::function<void(StatusOr<std::int64_t>)>;
+  void claim(const std::string& key, const std::string& value, std::int64_t ttlMs,
+             ClaimCallback done);
+
   const RedisStoreStats& stats() const { return stats_; }
   const RedisStoreSettings& settings() const { return settings_; }
 
@@ -108,6 +122,11 @@ class RedisStore : public RateStore {
   std::string host_;
   int port_ = 0;
   bool needDiscovery_ = true;
+  // A sentinel named a primary in the last round: until it is usable, the sentinels are asked
+  // again every kSentinelPollMs, and the same primary is only tried again from retryPrimaryAtUs_
+  // (steady clock) on, after the backoff.
+  bool pollSentinels_ = false;
+  std::int64_t retryPrimaryAtUs_ = 0;
   redisAsyncContext* sentinelAc_ = nullptr;
   event* discoveryTimer_ = nullptr;
   std::size_t sentinelIndex_ = 0;

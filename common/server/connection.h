@@ -34,9 +34,11 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/config.h"
 #include "common/diagnostics.h"
+#include "common/file_stamp.h"
 #include "common/status.h"
 
 struct event;
@@ -218,6 +220,10 @@ class Service {
   virtual Health health() const { return Health::ok(); }
   virtual ServerLimits limits() const { return ServerLimits(); }
   virtual std::unique_ptr<ConnectionHandler> newConnection(Connection& conn) = 0;
+  // Files the installed state was compiled from besides the configuration file, each with its
+  // stamp from before it was read: the skeleton reloads (as on SIGHUP) when one of them changes
+  // (daemon.h). Called on the loop thread once a second; must be cheap.
+  virtual std::vector<WatchedFile> watchedFiles() const { return {}; }
 };
 
 }  // namespace relaykit

@@ -5,12 +5,15 @@
 
 #include <event2/event.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <exception>
+#include <map>
+#include <optional>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -19,6 +22,7 @@
 #endif
 
 #include "common/file_access.h"
+#include "common/file_stamp.h"
 #include "common/server/listener.h"
 #include "common/server/logging.h"
 #include "common/server/privileges.h"
@@ -28,6 +32,11 @@
 namespace relaykit {
 
 namespace {
+
+// How often the files of Service::watchedFiles() are stat()ed.
+constexpr int kWatchIntervalSeconds = 1;
+// The reload worker's nice value (the loop thread keeps the daemon's).
+constexpr int kReloadWorkerNice = 10;
 
 // Start-up failure: logged, and also on stderr when logging goes to syslog, so a failed start is
 // visible to whoever started the daemon.
@@ -82,6 +91,14 @@ struct LoopContext {
   bool reloadAgain = false;
   std::shared_ptr<const Config> compiled;
   Diagnostics compileDiags;
+  // Watched files (Service::watchedFiles) by path: the stamp seen at the last check, and the
+  // stamp a reload was last started for (not tried again when that reload was refused).
+  struct WatchState {
+    std::optional<FileStamp> seen;
+    std::optional<FileStamp> tried;
+    FileStamp now;  // this check's
+  };
+  std::map<std::string, WatchState> watch;
 };
 
 std::size_t countErrors(const Diagnostics& diags) {
@@ -105,6 +122,9 @@ void startReload(LoopContext* ctx) {
   notifyServiceManager("RELOADING=1");
   logInfo("reloading configuration from " + ctx->configPath);
   ctx->worker = std::thread([ctx] {
+    // Below the loop thread (Linux: a nice value per thread): on a busy machine the compile
+    // takes the CPU the loop does not use, not the loop's.
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kReloadWorkerNice);
     Diagnostics diags;
     std::shared_ptr<const Config> config;
     try {
@@ -120,6 +140,41 @@ void startReload(LoopContext* ctx) {
     while (write(ctx->doneFds[1], &done, 1) < 0 && errno == EINTR) {
     }
   });
+}
+
+// Once a second (loop thread): a watched file whose stamp differs from the one the installed
+// state was read with, and was the same at the previous check (so a file being written is read
+// once it is complete), starts a reload as SIGHUP does.
+void onWatchTimer(evutil_socket_t, short, void* arg) {
+  auto* ctx = static_cast<LoopContext*>(arg);
+  if (ctx->reloading) {
+    return;
+  }
+  std::map<std::string, LoopContext::WatchState> next;  // one state per path, however named
+  std::string changed;
+  for (const WatchedFile& file : ctx->service->watchedFiles()) {
+    auto [it, fresh] = next.try_emplace(file.path);
+    LoopContext::WatchState& state = it->second;
+    if (fresh) {
+      if (const auto old = ctx->watch.find(file.path); old != ctx->watch.end()) {
+        state = old->second;
+      }
+      state.now = stampFile(file.path);
+    }
+    if (state.now != file.stamp && state.seen == state.now && state.tried != state.now &&
+        changed.empty()) {
+      changed = file.path;
+      state.tried = state.now;
+    }
+  }
+  for (auto& [path, state] : next) {
+    state.seen = state.now;
+  }
+  ctx->watch = std::move(next);
+  if (!changed.empty()) {
+    logInfo(changed + " changed: reloading");
+    startReload(ctx);
+  }
 }
 
 void onReload(evutil_socket_t, short, void* arg) {
@@ -416,6 +471,9 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
     event* reloadDone =
         event_new(base, ctx.doneFds[0], EV_READ | EV_PERSIST, &onReloadCompiled, &ctx);
     event_add(reloadDone, nullptr);
+    event* watchTimer = event_new(base, -1, EV_PERSIST, &onWatchTimer, &ctx);
+    const timeval watchInterval{kWatchIntervalSeconds, 0};
+    event_add(watchTimer, &watchInterval);
     event* hup = evsignal_new(base, SIGHUP, &onReload, &ctx);
     event* term = evsignal_new(base, SIGTERM, &onStop, &ctx);
     event* intr = evsignal_new(base, SIGINT, &onStop, &ctx);
@@ -438,6 +496,7 @@ int runDaemon(int argc, char** argv, const std::string& program, Service& servic
       ctx.worker.join();
     }
     event_free(reloadDone);
+    event_free(watchTimer);
     close(ctx.doneFds[0]);
     close(ctx.doneFds[1]);
     notifyServiceManager("STOPPING=1");

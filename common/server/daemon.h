@@ -17,14 +17,17 @@
 //     outside systemd); connections are admitted by the section's allowed_users and the
 //     skeleton's per-peer limits (server.h);
 //  4. runs a libevent loop: SIGHUP reloads OFF the loop (systemd hears RELOADING=1, then
-//     READY=1): a worker thread runs loadConfig + Service::configure(install=false) (so
-//     configure(install=false) must touch nothing the loop uses), then the loop thread installs
-//     the result with Service::configure(install=true) on the compiled Config (keep that cheap: a
-//     snapshot swap). Requests keep being answered while a large file compiles. A bad file is
-//     refused, its problems logged, and the old snapshot keeps serving; a SIGHUP during a reload
-//     queues one more; listen/user/metrics changes need a restart and are logged as such;
-//     SIGTERM/SIGINT stop cleanly (STOPPING=1, listeners closed and unix sockets removed,
-//     Service::stop, connections closed, "stopped" logged, exit 0).
+//     READY=1): a worker thread (at nice 10, below the loop thread) runs loadConfig +
+//     Service::configure(install=false) (so configure(install=false) must touch nothing the loop
+//     uses), then the loop thread installs the result with Service::configure(install=true) on the
+//     compiled Config (keep that cheap: a snapshot swap). Requests keep being answered while a
+//     large file compiles. A bad file is refused, its problems logged, and the old snapshot keeps
+//     serving; a SIGHUP during a reload queues one more; listen/user/metrics changes need a restart
+//     and are logged as such; SIGTERM/SIGINT stop cleanly (STOPPING=1, listeners closed and unix
+//     sockets removed, Service::stop, connections closed, "stopped" logged, exit 0). Once a second
+//     the files of Service::watchedFiles() are stat()ed: one that changed since the installed state
+//     read it, and did not change since the previous second, starts the same reload ("PATH changed:
+//     reloading"); a refused reload is not retried until the file changes again.
 // Snapshot policy: the skeleton only installs snapshots; each Service decides whether a
 // connection pins the snapshot it started with or takes the latest per request (socketmapd:
 // per request). The building blocks are exposed for daemons that cannot use the event loop

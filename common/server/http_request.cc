@@ -4,6 +4,8 @@
 
 #include <cctype>
 
+#include "common/ascii.h"
+
 namespace relaykit {
 
 namespace {
@@ -14,16 +16,6 @@ std::string lower(std::string_view s) {
     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   }
   return out;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
 }
 
 bool isToken(std::string_view s) {
@@ -177,7 +169,7 @@ void HttpRequestParser::parseHead() {
       return;
     }
     const std::string name = lower(line.substr(0, colon));
-    const std::string value = lower(trim(line.substr(colon + 1)));
+    const std::string value = lower(trimBlanks(line.substr(colon + 1)));
     if (name == "content-length") {
       if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos) {
         fail(400, "malformed Content-Length");

@@ -94,4 +94,19 @@ void logMessage(LogLevel level, std::string_view text) {
   (void)ignored;
 }
 
+void ThrottledWarning::log(std::string_view line) {
+  const auto now = std::chrono::steady_clock::now();
+  if (last_ != std::chrono::steady_clock::time_point{} && now - last_ < interval_) {
+    ++suppressed_;
+    return;
+  }
+  last_ = now;
+  std::string text(line);
+  if (suppressed_ > 0) {
+    text += " (" + std::to_string(suppressed_) + " more since the last such line)";
+    suppressed_ = 0;
+  }
+  logWarning(text);
+}
+
 }  // namespace relaykit

@@ -10,6 +10,8 @@
 // unit's stderr) keeps the level; the prefix is left out when stderr is a terminal.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -39,5 +41,19 @@ inline void logError(std::string_view text) {
 inline void logFatal(std::string_view text) {
   logMessage(LogLevel::kFatal, text);
 }
+
+// A warning that comes in floods (every request fails while a store is down): logged at most
+// once per `interval`; the lines held back are counted into the next one logged ("... (N more
+// since the last such line)"). Not thread-safe: one thread owns it.
+class ThrottledWarning {
+ public:
+  explicit ThrottledWarning(std::chrono::milliseconds interval) : interval_(interval) {}
+  void log(std::string_view line);
+
+ private:
+  std::chrono::milliseconds interval_;
+  std::chrono::steady_clock::time_point last_{};
+  std::uint64_t suppressed_ = 0;
+};
 
 }  // namespace relaykit

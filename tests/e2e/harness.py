@@ -82,11 +82,30 @@ def binary_path(name):
     raise FileNotFoundError("%s not built: looked in %s" % (name, build_dir()))
 
 
+# Ports handed out by free_port() come from below the kernel's ephemeral range (Linux default
+# 32768-60999): a port the kernel picked for bind(0) is also the kind it hands to outgoing
+# connections (Postfix's smtp client, the tests' own clients), which can take it between the
+# check and the daemon's bind ("Address already in use" under load). Random order across
+# processes, and never the same port twice within one test process.
+FREE_PORT_RANGE = (20000, 32000)
+_ports_given = set()
+
+
 def free_port():
-    """A TCP port that is free on 127.0.0.1 at the time of the call (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port that is free on 127.0.0.1 at the time of the call, outside the ephemeral range."""
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        port = rng.randrange(*FREE_PORT_RANGE)
+        if port in _ports_given:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
+    raise RuntimeError("no free TCP port in %d-%d" % FREE_PORT_RANGE)
 
 
 def wait_until(predicate, timeout=DEFAULT_TIMEOUT, what="condition", interval=POLL_INTERVAL):

@@ -91,11 +91,13 @@ class PolicyHealthTest(harness.E2ETestCase):
         self.assertEqual(code, 503)
 
     def test_acl_user_right_and_wrong_password(self):
-        # An ACL user with only the commands the rate script needs (policyd/README.md).
+        # An ACL user with only the commands the rate script and the alert window need
+        # (policyd/README.md; the alerts themselves: test_policy_alerts.py).
         redis = self.start_redis()
         self.assertEqual(redis.cli("ACL", "SETUSER", "relaykit", "on", ">right-Secret-1",
                                    "resetkeys", "~relaykit:*", "resetchannels", "-@all",
-                                   "+evalsha", "+eval", "+time", "+hmget", "+hset", "+pexpire"),
+                                   "+evalsha", "+eval", "+time", "+hmget", "+hset", "+pexpire",
+                                   "+set", "+pttl"),
                          "OK")
         for password, healthy in (("wrong-Secret-2", False), ("right-Secret-1", True)):
             port, metrics = harness.free_port(), harness.free_port()

@@ -13,7 +13,9 @@ the failover are still enforced after it (replication was awaited, so none were 
 back to the first server.
 """
 
+import datetime
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -84,6 +86,45 @@ class Topology:
                                                 stderr=subprocess.DEVNULL)
             harness.wait_port(port, proc=self.procs[name], what=name)
 
+    def start_replicated(self, extra=()):
+        """Server a the primary, b its replica, three sentinels (`extra`: more sentinel.conf
+        lines); returns once every sentinel knows the replica and has its quorum."""
+        self.start_server("a")
+        self.start_server("b", replica_of="a")
+        self.start_sentinels("a", extra=extra)
+        self.wait_sentinels_ready()
+
+    def wait_sentinels_ready(self, timeout=30):
+        harness.wait_until(lambda: all(
+            "slave" in cli(p, "SENTINEL", "replicas", MASTER) and
+            cli(p, "SENTINEL", "ckquorum", MASTER).startswith("OK")
+            for p in self.sentinel_ports), timeout, "sentinels ready")
+
+    def restart_as_replica(self, name):
+        """Starts the killed server `name` again; returns once the sentinels have made it a
+        replica of the new primary, its link up, and every sentinel is ready again."""
+        self.start_server(name)
+        harness.wait_until(
+            lambda: cli(self.ports[name], "ROLE").startswith("slave") and
+            "master_link_status:up" in cli(self.ports[name], "INFO", "replication"),
+            60, "old primary rejoined as a replica")
+        self.wait_sentinels_ready(60)
+
+    def switch_master_time(self, after, sentinels=None):
+        """Wall-clock time of the first +switch-master logged at or after `after` by any of
+        `sentinels` (indexes; default all), None when none did. Sentinel 0 is the one policyd
+        asks while every sentinel answers (the first of its `sentinels:`)."""
+        times = []
+        for i in sentinels if sentinels is not None else range(len(self.sentinel_ports)):
+            with open(os.path.join(self.dir, "sentinel%d.log" % i)) as f:
+                for line in f:
+                    m = re.match(r"^\d+:X (\d+ \w+ \d+ [\d:.]+) . \+switch-master ", line)
+                    if m:
+                        t = datetime.datetime.strptime(m.group(1), "%d %b %Y %H:%M:%S.%f")
+                        if t.timestamp() >= after:
+                            times.append(t.timestamp())
+        return min(times) if times else None
+
     def primary_port(self):
         out = cli(self.sentinel_ports[0], "SENTINEL", "get-master-addr-by-name", MASTER).split()
         return int(out[1]) if len(out) == 2 else None
@@ -103,16 +144,10 @@ class PolicySentinelTest(harness.E2ETestCase):
     def test_failover_and_back(self):
         topo = Topology(self.subdir("redis"))
         self.addCleanup(topo.stop)
-        topo.start_server("a")
-        topo.start_server("b", replica_of="a")
-        topo.start_sentinels("a")
         for i in range(3):
             self.register_log("sentinel%d" % i, os.path.join(topo.dir, "sentinel%d.log" % i))
         # Every sentinel knows the replica (and the others) before anything is killed.
-        harness.wait_until(lambda: all(
-            "slave" in cli(p, "SENTINEL", "replicas", MASTER) and
-            cli(p, "SENTINEL", "ckquorum", MASTER).startswith("OK")
-            for p in topo.sentinel_ports), 30, "sentinels ready")
+        topo.start_replicated()
 
         port, metrics = harness.free_port(), harness.free_port()
         path = os.path.join(self.tmp, "relaykit.yaml")
@@ -204,15 +239,8 @@ class PolicySentinelTest(harness.E2ETestCase):
                 self.assertEqual(ask("10.0.0.1"), "action=DUNNO\n\n")
                 self.assertTrue(ask("10.0.0.1").startswith("action=450 "))
                 # The old primary comes back; the sentinels make it a replica of the new one.
-                topo.start_server(victim)
-                harness.wait_until(
-                    lambda: cli(topo.ports[victim], "ROLE").startswith("slave") and
-                    "master_link_status:up" in cli(topo.ports[victim], "INFO", "replication"),
-                    60, "old primary rejoined as a replica")
+                topo.restart_as_replica(victim)
                 self.assertEqual(cli(topo.ports[survivor], "WAIT", "1", "5000"), "1")
-                harness.wait_until(lambda: all(
-                    cli(p, "SENTINEL", "ckquorum", MASTER).startswith("OK")
-                    for p in topo.sentinel_ports), 30, "sentinels ready again")
             else:
                 self.assertTrue(ask("10.0.0.1").startswith("action=450 "))  # still enforced
         self.assertTrue(d.running())

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // run_program.cc: fork/exec with a deadline and captured output; see run_program.h.
-#include "cli/run_program.h"
+#include "common/run_program.h"
 
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +26,8 @@ const char* const kFallbackDirs[] = {"/usr/sbin", "/usr/bin", "/sbin", "/bin"};
 constexpr std::size_t kReadChunk = 65536;
 // How often the exit of a child that closed its output is polled for.
 constexpr useconds_t kWaitPollMicros = 5000;
+// How often the cancel flag is looked at while the program runs.
+constexpr std::int64_t kCancelPollMs = 50;
 
 bool isExecutable(const std::string& path) {
   struct stat st {};
@@ -66,6 +69,9 @@ std::string ProgramResult::describeFailure() const {
   if (timedOut) {
     return "timed out";
   }
+  if (cancelled) {
+    return "cancelled";
+  }
   std::string first = err.substr(0, err.find('\n'));
   std::string what =
       exitCode >= 0 ? "exit " + std::to_string(exitCode) : std::string("killed by a signal");
@@ -74,7 +80,8 @@ std::string ProgramResult::describeFailure() const {
 
 StatusOr<ProgramResult> runProgram(const std::vector<std::string>& argv,
                                    std::chrono::milliseconds timeout,
-                                   const std::vector<std::string>& extraEnv) {
+                                   const std::vector<std::string>& extraEnv,
+                                   const std::string* input, const std::atomic<bool>* cancel) {
   if (argv.empty()) {
     return Status::error("no program to run");
   }
@@ -111,46 +118,98 @@ StatusOr<ProgramResult> runProgram(const std::vector<std::string>& argv,
     close(outPipe[1]);
     return Status::error(std::string("pipe: ") + std::strerror(errno));
   }
-  const pid_t pid = fork();
-  if (pid < 0) {
+  // The input goes through a socket pair, not a pipe: send(MSG_NOSIGNAL) to a program that
+  // exited early fails with EPIPE instead of raising SIGPIPE in the caller.
+  int inPair[2] = {-1, -1};
+  if (input != nullptr &&
+      socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, inPair) != 0) {
     const int saved = errno;
     for (int fd : {outPipe[0], outPipe[1], errPipe[0], errPipe[1]}) {
       close(fd);
     }
+    return Status::error(std::string("socketpair: ") + std::strerror(saved));
+  }
+  const pid_t pid = fork();
+  if (pid < 0) {
+    const int saved = errno;
+    for (int fd : {outPipe[0], outPipe[1], errPipe[0], errPipe[1], inPair[0], inPair[1]}) {
+      if (fd >= 0) {
+        close(fd);
+      }
+    }
     return Status::error(std::string("fork: ") + std::strerror(saved));
   }
   if (pid == 0) {
-    const int devNull = open("/dev/null", O_RDONLY);
-    if (devNull >= 0) {
-      dup2(devNull, 0);
+    if (inPair[1] >= 0) {
+      const int flags = fcntl(inPair[1], F_GETFL);
+      fcntl(inPair[1], F_SETFL, flags & ~O_NONBLOCK);
+      dup2(inPair[1], 0);
+    } else {
+      const int devNull = open("/dev/null", O_RDONLY);
+      if (devNull >= 0) {
+        dup2(devNull, 0);
+      }
     }
     dup2(outPipe[1], 1);
     dup2(errPipe[1], 2);
+    // The caller may ignore or block signals (a daemon ignores SIGPIPE and SIGHUP): the program
+    // starts with the defaults.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    signal(SIGPIPE, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     execve(path.c_str(), args.data(), env.data());
     _exit(127);
   }
   close(outPipe[1]);
   close(errPipe[1]);
+  if (inPair[1] >= 0) {
+    close(inPair[1]);
+  }
 
   ProgramResult result;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  pollfd fds[2] = {{outPipe[0], POLLIN, 0}, {errPipe[0], POLLIN, 0}};
+  pollfd fds[3] = {{outPipe[0], POLLIN, 0}, {errPipe[0], POLLIN, 0}, {inPair[0], POLLOUT, 0}};
   int open = 2;
+  std::size_t written = 0;
+  if (inPair[0] >= 0 && input->empty()) {
+    close(inPair[0]);
+    fds[2].fd = -1;
+  }
   std::string chunk(kReadChunk, '\0');
   while (open > 0) {
+    if (cancel != nullptr && cancel->load()) {
+      result.cancelled = true;
+      break;
+    }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       result.timedOut = true;
       break;
     }
-    const int ready = poll(fds, 2, static_cast<int>(left.count()));
-    if (ready < 0 && errno == EINTR) {
-      continue;
+    const int ready = poll(
+        fds, 3,
+        static_cast<int>(cancel == nullptr ? left.count()
+                                           : std::min<std::int64_t>(left.count(), kCancelPollMs)));
+    if ((ready < 0 && errno == EINTR) || (ready == 0 && cancel != nullptr)) {
+      continue;  // (the deadline and the cancel flag are checked above)
     }
     if (ready <= 0) {
       result.timedOut = ready == 0;
       break;
+    }
+    if (fds[2].fd >= 0 && fds[2].revents != 0) {
+      const ssize_t n = send(fds[2].fd, input->data() + written, input->size() - written,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        written += static_cast<std::size_t>(n);
+      }
+      if (written == input->size() || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+        close(fds[2].fd);  // end of input (or the program stopped reading)
+        fds[2].fd = -1;
+      }
     }
     for (int i = 0; i < 2; ++i) {
       if (fds[i].fd < 0 || fds[i].revents == 0) {
@@ -180,7 +239,7 @@ StatusOr<ProgramResult> runProgram(const std::vector<std::string>& argv,
       close(p.fd);
     }
   }
-  if (result.timedOut || result.truncated || open > 0) {
+  if (result.timedOut || result.cancelled || result.truncated || open > 0) {
     kill(pid, SIGKILL);
   }
   // The child may outlive its output: wait for it until the deadline, then kill it.
@@ -190,8 +249,10 @@ StatusOr<ProgramResult> runProgram(const std::vector<std::string>& argv,
     if (done == pid || (done < 0 && errno != EINTR)) {
       break;
     }
-    if (done == 0 && std::chrono::steady_clock::now() >= deadline) {
-      result.timedOut = true;
+    const bool cancelled = cancel != nullptr && cancel->load();
+    if (done == 0 && (std::chrono::steady_clock::now() >= deadline || cancelled)) {
+      result.timedOut = !cancelled;
+      result.cancelled = cancelled;
       kill(pid, SIGKILL);
       while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
       }
