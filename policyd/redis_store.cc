@@ -566,24 +566,10 @@ void RedisStore::evaluate(StoreRequest request, Callback done) {
   pending->done = std::move(done);
   pending->chargeCount = request.charges.size();
   std::vector<std::string>& a = pending->args;
-  a.reserve(6 + request.charges.size() * 8);
+  a.reserve(6 + request.charges.size() * 4);
   a.push_back("EVALSHA");
   a.push_back(scriptSha_);
-  a.push_back(std::to_string(request.charges.size()));
-  for (const StoreCharge& c : request.charges) {
-    a.push_back(settings_.keyPrefix + c.key);
-  }
-  a.push_back(testClock_ ? std::to_string(testClock_()) : "0");
-  a.push_back(request.commit ? "1" : "0");
-  for (const StoreCharge& c : request.charges) {
-    a.push_back(c.enforce ? "1" : "0");
-    a.push_back(std::to_string(c.cost));
-    a.push_back(std::to_string(c.windows.size()));
-    for (const RateWindow& w : c.windows) {
-      a.push_back(std::to_string(w.max));
-      a.push_back(std::to_string(w.periodUs));
-    }
-  }
+  appendRateScriptArgs(request, settings_.keyPrefix, testClock_ ? testClock_() : 0, &a);
   pending->timer = evtimer_new(base_, RedisStoreCallbacks::onTimer, pending);
   const timeval tv = msToTimeval(settings_.timeoutMs);
   evtimer_add(pending->timer, &tv);

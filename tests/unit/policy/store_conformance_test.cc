@@ -8,6 +8,7 @@
 #include <chrono>
 #include <memory>
 #include <random>
+#include <sstream>
 
 #include "policyd/memory_store.h"
 #include "policyd/redis_store.h"
@@ -71,6 +72,31 @@ class StoreConformance : public ::testing::TestWithParam<std::string> {
   }
   bool charge(std::vector<StoreCharge> charges) { return run(std::move(charges), true).committed; }
 
+  // Runs `charges` (each key once: duplicates dropped) on the store under test and on
+  // `reference`; true when both answer the same.
+  ::testing::AssertionResult sameAsReference(MemoryStore& reference,
+                                             std::vector<StoreCharge> charges, bool commit) {
+    std::sort(charges.begin(), charges.end(), [](auto& a, auto& b) { return a.key < b.key; });
+    charges.erase(std::unique(charges.begin(), charges.end(),
+                              [](auto& a, auto& b) { return a.key == b.key; }),
+                  charges.end());
+    StoreResult got = run(charges, commit);
+    StatusOr<StoreResult> want = reference.evaluateNow(StoreRequest{charges, commit});
+    if (!want.isOk() || got.committed != want->committed ||
+        got.outcomes.size() != want->outcomes.size()) {
+      return ::testing::AssertionFailure() << "committed or outcome count differ";
+    }
+    for (std::size_t k = 0; k < got.outcomes.size(); ++k) {
+      if (got.outcomes[k].allowed != want->outcomes[k].allowed ||
+          got.outcomes[k].retryAfterUs != want->outcomes[k].retryAfterUs) {
+        return ::testing::AssertionFailure()
+               << "charge " << k << ": allowed " << got.outcomes[k].allowed << " retry "
+               << got.outcomes[k].retryAfterUs << ", reference " << want->outcomes[k].allowed
+               << " retry " << want->outcomes[k].retryAfterUs;
+      }
+    }
+    return ::testing::AssertionSuccess();
+  }
   static StoreCharge c(const std::string& key, std::vector<RateWindow> w, std::int64_t cost,
                        bool enforce = true) {
     return StoreCharge{key, std::move(w), cost, enforce};
@@ -215,22 +241,42 @@ TEST_P(StoreConformance, AgreesWithReferenceOnRandomWorkload) {
                           shapes[shape], shape == 2 ? rng() % 3000 : 1 + rng() % 3,
                           rng() % 5 != 0));
     }
-    // A request names each key once.
-    std::sort(charges.begin(), charges.end(), [](auto& a, auto& b) { return a.key < b.key; });
-    charges.erase(std::unique(charges.begin(), charges.end(),
-                              [](auto& a, auto& b) { return a.key == b.key; }),
-                  charges.end());
-    const bool commit = rng() % 4 != 0;
-    StoreResult got = run(charges, commit);
-    StatusOr<StoreResult> want = reference.evaluateNow(StoreRequest{charges, commit});
-    ASSERT_TRUE(want.isOk());
-    ASSERT_EQ(got.committed, want->committed) << "step " << i;
-    ASSERT_EQ(got.outcomes.size(), want->outcomes.size());
-    for (std::size_t k = 0; k < got.outcomes.size(); ++k) {
-      ASSERT_EQ(got.outcomes[k].allowed, want->outcomes[k].allowed) << "step " << i;
-      ASSERT_EQ(got.outcomes[k].retryAfterUs, want->outcomes[k].retryAfterUs) << "step " << i;
-    }
+    ASSERT_TRUE(sameAsReference(reference, std::move(charges), rng() % 4 != 0)) << "step " << i;
     const std::int64_t step = static_cast<std::int64_t>(rng() % 2000) * 1000;
+    now_ += step;
+    refNow += step;
+  }
+}
+
+// The same with reloads: maxima that change between requests (TATs rescaled), costs above max
+// (never fit), costs of 0, several windows, warn-only charges, and idle gaps longer than periods.
+TEST_P(StoreConformance, AgreesWithReferenceAcrossReloadsAndOversizeCosts) {
+  std::int64_t refNow = now_;
+  MemoryStore reference([&refNow] { return refNow; });
+  std::mt19937 rng(13);
+  const std::vector<std::vector<RateWindow>> shapes{
+      {{4, 10 * kSecond}}, {{10, kMinute}, {30, 10 * kMinute}}, {{6000, kMinute}}};
+  for (int i = 0; i < 400; ++i) {
+    std::vector<StoreCharge> charges;
+    const int n = 1 + static_cast<int>(rng() % 3);
+    for (int k = 0; k < n; ++k) {
+      const std::size_t shape = rng() % shapes.size();
+      std::vector<RateWindow> windows = shapes[shape];
+      if (rng() % 4 == 0) {  // a reload changed max
+        for (RateWindow& w : windows) {
+          w.max = rng() % 2 == 0 ? w.max * 3 : std::max<std::int64_t>(1, w.max / 2);
+        }
+      }
+      std::int64_t cost = shape == 2 ? static_cast<std::int64_t>(rng() % 4000) : 1 + rng() % 3;
+      if (rng() % 10 == 0) {
+        cost = rng() % 2 == 0 ? 0 : windows[0].max + 1 + static_cast<std::int64_t>(rng() % 5);
+      }
+      charges.push_back(c("rl:{q" + std::to_string(rng() % 3) + "}:s" + std::to_string(shape),
+                          windows, cost, rng() % 4 != 0));
+    }
+    ASSERT_TRUE(sameAsReference(reference, std::move(charges), rng() % 5 != 0)) << "step " << i;
+    const std::int64_t step =
+        rng() % 20 == 0 ? 11 * kMinute : static_cast<std::int64_t>(rng() % 3000) * 1000;
     now_ += step;
     refNow += step;
   }
@@ -296,6 +342,57 @@ TEST_F(RedisStoreTest, UsesRedisClockAndExpiringPrefixedKeys) {
   EXPECT_LE(ttl, 61000);
   EXPECT_EQ(server_.command("HKEYS relaykit:rl:{abc}:l"), "60000000");
   EXPECT_NE(server_.command("HGET relaykit:rl:{abc}:l 60000000").find(":3"), std::string::npos);
+}
+
+// No key can expire while one of its TATs is in the future: after every decision, each key's
+// TTL covers the largest TAT it holds (+ at least most of the 1 s margin), and is at most its
+// longest period + 1 s, so idle keys still go. The clock is injected; TTLs run on Redis's.
+TEST_F(RedisStoreTest, KeysOutliveEveryTatTheyHold) {
+  std::int64_t now = 1700000000LL * kSecond;
+  makeStore(1000, [&now] { return now; });
+  std::mt19937 rng(3);
+  const std::vector<std::vector<RateWindow>> shapes{
+      {{3, 10 * kSecond}}, {{5, kMinute}, {8, 60 * kMinute}}, {{100, 2 * kSecond}}};
+  int written = 0;
+  for (int i = 0; i < 300; ++i) {
+    std::vector<StoreCharge> charges;
+    for (std::size_t s = 0; s < shapes.size(); ++s) {
+      if (rng() % 2 == 0) {
+        charges.push_back(
+            StoreCharge{"rl:{k" + std::to_string(rng() % 3) + "}:s" + std::to_string(s), shapes[s],
+                        1 + static_cast<std::int64_t>(rng() % 3), rng() % 3 != 0});
+      }
+    }
+    if (charges.empty()) {
+      continue;
+    }
+    StatusOr<StoreResult> r = runOnLoop(base_, store_.get(), StoreRequest{charges, true});
+    ASSERT_TRUE(r.isOk()) << r.status().message();
+    for (const StoreCharge& charge : charges) {
+      const std::string key = "relaykit:" + charge.key;
+      std::istringstream fields(server_.command("HGETALL " + key));
+      std::string field;
+      std::string value;
+      std::int64_t maxTat = 0;
+      while (fields >> field >> value) {
+        maxTat = std::max<std::int64_t>(maxTat, std::stoll(value.substr(0, value.find(':'))));
+      }
+      if (maxTat == 0) {
+        continue;  // never charged yet
+      }
+      ++written;
+      const std::int64_t pttlMs = std::stoll(server_.command("PTTL " + key));
+      ASSERT_GT(pttlMs, 0) << key;
+      EXPECT_GE(pttlMs * 1000 + kSecond / 2, maxTat - now + kSecond) << key << " step " << i;
+      std::int64_t longest = 0;
+      for (const RateWindow& w : charge.windows) {
+        longest = std::max(longest, w.periodUs);
+      }
+      EXPECT_LE(pttlMs * 1000, longest + kSecond) << key;
+    }
+    now += static_cast<std::int64_t>(rng() % 1500) * 1000;
+  }
+  EXPECT_GT(written, 100);
 }
 
 // A Redis Cluster node is refused at connect with a clear error (one decision may charge several
