@@ -473,17 +473,11 @@ void PolicyService::syncRedisMetrics() {
       redisPrimary_->labels({s.primary}).set(1);
       shownPrimary_ = s.primary;
     }
-    const auto now = std::chrono::steady_clock::now();
-    if (s.connected) {
-      primaryLost_ = false;
-      redisNoPrimary_->set(0);
-    } else {
-      if (!primaryLost_) {
-        primaryLost_ = true;
-        primaryLostAt_ = now;
-      }
-      redisNoPrimary_->set(std::chrono::duration<double>(now - primaryLostAt_).count());
-    }
+    // From the moment the store lost its primary, not from this (once a second) update.
+    redisNoPrimary_->set(s.connected ? 0.0
+                                     : std::chrono::duration<double>(
+                                           std::chrono::steady_clock::now() - s.disconnectedAt)
+                                           .count());
   }
 }
 

@@ -139,8 +139,6 @@ class PolicyService : public Service {
   Gauge* redisNoPrimary_ = nullptr;
   std::string shownPrimary_;
   std::uint64_t seenFailovers_ = 0;
-  std::chrono::steady_clock::time_point primaryLostAt_{};
-  bool primaryLost_ = false;
   ThrottledWarning storeErrorLog_{kStoreErrorLogInterval};
   std::uint64_t seenTimeouts_ = 0;
   std::uint64_t seenConnects_ = 0;

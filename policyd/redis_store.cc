@@ -143,7 +143,7 @@ struct RedisStoreCallbacks {
       store->ac_ = nullptr;  // hiredis frees the context after this callback
       store->connected_ = false;
       store->transportUp_ = false;
-      store->stats_.connected = false;
+      store->markDisconnected();
       store->scheduleReconnect();
       return;
     }
@@ -160,7 +160,7 @@ struct RedisStoreCallbacks {
     store->ac_ = nullptr;  // hiredis frees the context after this callback
     store->connected_ = false;
     store->transportUp_ = false;
-    store->stats_.connected = false;
+    store->markDisconnected();
     store->scheduleReconnect();
   }
   static void onReply(redisAsyncContext*, void* reply, void* privdata) {
@@ -274,7 +274,15 @@ RedisStore::~RedisStore() {
 }
 
 void RedisStore::start() {
+  stats_.disconnectedAt = std::chrono::steady_clock::now();
   connect();
+}
+
+void RedisStore::markDisconnected() {
+  if (stats_.connected) {
+    stats_.disconnectedAt = std::chrono::steady_clock::now();
+  }
+  stats_.connected = false;
 }
 
 void RedisStore::setupDone() {
@@ -544,7 +552,7 @@ void RedisStore::connectionLost(const char* why) {
   ac_ = nullptr;
   connected_ = false;
   transportUp_ = false;
-  stats_.connected = false;
+  markDisconnected();
   ac->data = nullptr;
   redisAsyncFree(ac);
   scheduleReconnect();

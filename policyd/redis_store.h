@@ -11,6 +11,7 @@
 // it.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -49,6 +50,9 @@ struct RedisStoreStats {
   std::uint64_t connects = 0;  // successful connections (the first one included)
   std::uint64_t noscript = 0;
   bool connected = false;
+  // While !connected: when the usable connection was lost, or the store started, so "time
+  // without a primary" is exact whenever it is read.
+  std::chrono::steady_clock::time_point disconnectedAt{};
   // Connections refused because the server is a Redis Cluster node (see connectData()).
   std::uint64_t clusterRefused = 0;
   // Sentinel only.
@@ -98,6 +102,8 @@ class RedisStore : public RateStore {
   void dropSentinel();
   void connectionLost(const char* why);
   void scheduleReconnect();
+  // The usable connection is gone: stats_.connected false, disconnectedAtUs set on the change.
+  void markDisconnected();
   void send(Pending* pending, bool withScript);
   void onReply(Pending* pending, void* reply);
   void onTimeout(Pending* pending);

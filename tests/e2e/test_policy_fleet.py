@@ -324,11 +324,11 @@ class PolicyFleetTest(harness.E2ETestCase):
             gaps.append((down[-1][0] - down[0][0], gauge, down[0][0] - killed_at))
             expected = ((200, "degraded") if daemons[i].mode == "open" else (503, "unavailable"))
             self.assertEqual((down[0][1], down[0][2].split(":")[0]), expected, down[0])
-            # The gauge is updated once a second: never above the gap, at least one tick once
-            # the gap is over two.
+            # The gauge counts from the moment the store lost its primary and is refreshed once
+            # a second (read every 200 ms here): never above the gap, and its largest reading
+            # within 1.5 s of it.
             self.assertLess(gauge, gaps[-1][0] + 0.5)
-            if gaps[-1][0] > 2.5:
-                self.assertGreater(gauge, 0)
+            self.assertGreater(gauge, gaps[-1][0] - 1.5)
 
         # What relaykit adds to the sentinels' own failover time: from the +switch-master of the
         # sentinel policyd asks (the first of its list) to the primary in use again (relaykit
@@ -401,7 +401,7 @@ class PolicyFleetTest(harness.E2ETestCase):
             "%d accepted at once, %d deferred and accepted on retry\n"
             "  no primary as policyd saw it (/health every 50 ms): relay 1 %.2f s, relay 2 "
             "%.2f s (first seen %.2f / %.2f s after the kill; largest "
-            "relaykit_policy_redis_no_primary_seconds seen %.0f / %.0f)\n"
+            "relaykit_policy_redis_no_primary_seconds seen %.2f / %.2f)\n"
             "  the sentinel policyd asks switched %.2f s after the kill; the policyds used the "
             "new primary %.2f / %.2f s later\n"
             "  on_store_error meanwhile: relay 1 (open) %d decisions DUNNO, accepted uncounted; "
