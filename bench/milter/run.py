@@ -61,7 +61,7 @@ NATIVE_CANONICAL = ("/^root@relay\\.corp\\.local$/ noreply@corp.com\n"
 class FloorMilter:
     """bench/milter_floor on a unix socket (see the module docstring)."""
 
-    def __init__(self, tmp, inet=False):
+    def __init__(self, tmp, inet=False, prefix=()):
         if inet:
             port = harness.free_port()
             self.listen = "inet:127.0.0.1:%d" % port
@@ -70,12 +70,12 @@ class FloorMilter:
             sock = os.path.join(tmp, "floor.sock")
             self.listen = "unix:" + sock
             args = ["-u", sock]
-        self.proc = subprocess.Popen([floor_binary()] + args,
+        self.proc = subprocess.Popen(list(prefix) + [floor_binary()] + args,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if inet:
             harness.wait_port(port, proc=self.proc, what="milter_floor")
         else:
-            harness.wait_until(lambda: os.path.exists(sock), 10, "milter_floor socket")
+            harness.wait_until(lambda: os.path.exists(sock), 30, "milter_floor socket")
 
     def stop(self):
         harness.stop_process(self.proc)
@@ -112,20 +112,25 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def process_usage(pid):
-    """(CPU seconds, context switches) of a process so far, every thread included."""
+    """(CPU seconds from utime + stime, CPU seconds from schedstat, context switches) of a
+    process so far, every thread included. utime + stime moves in clock ticks (10 ms);
+    /proc/PID/task/*/schedstat counts each thread's run time in nanoseconds."""
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    run_ns = 0
     switches = 0
     for tid in os.listdir("/proc/%d/task" % pid):
         try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                run_ns += int(f.read().split()[0])
             with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
                 for line in f:
                     if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
                         switches += int(line.split()[1])
         except OSError:
             pass  # a thread that ended meanwhile
-    return cpu, switches
+    return cpu, run_ns / 1e9, switches
 
 
 def milter_pid(milter):
@@ -160,8 +165,9 @@ def dkim_section(kind, tmp):
             "    - {domain: corp.com, selector: bench, key_file: %s}\n" % key)
 
 
-def start_stack(kind, tmp, sink_port):
-    """Starts Postfix (and the milter) for one configuration; returns (postfix, milter|None)."""
+def start_stack(kind, tmp, sink_port, prefix=()):
+    """Starts Postfix (and the milter) for one configuration; returns (postfix, milter|None).
+    `prefix`: a command the milter runs under (valgrind ...), same process id."""
     params = {"default_process_limit": 100, "smtpd_client_connection_count_limit": 0,
               "smtpd_client_message_rate_limit": 0}
     milter = None
@@ -178,12 +184,17 @@ def start_stack(kind, tmp, sink_port):
                                         milter_fixtures.SEED_MILTER + dkim_section(kind, tmp),
                                         listen))
         milter = harness.RelaykitDaemon("relaykit-milter", config, port=port, workdir=tmp)
-        milter.start()
+        if prefix:
+            wrapper = harness.write_file(os.path.join(tmp, "under-prefix"),
+                                         "#!/bin/sh\nexec %s %s \"$@\"\n"
+                                         % (" ".join(prefix), milter.binary), mode=0o755)
+            milter.binary = wrapper
+        milter.start(timeout=60)
         if kind != "inet":
-            harness.wait_until(lambda: os.path.exists(sock), 10, "milter socket")
+            harness.wait_until(lambda: os.path.exists(sock), 60, "milter socket")
         params.update({"smtpd_milters": listen, "milter_default_action": "tempfail"})
     elif kind in ("floor", "floor-inet"):
-        milter = FloorMilter(tmp, inet=kind == "floor-inet")
+        milter = FloorMilter(tmp, inet=kind == "floor-inet", prefix=prefix)
         params.update({"smtpd_milters": milter.listen, "milter_default_action": "tempfail"})
     elif kind == "native":
         hc = harness.write_file(os.path.join(tmp, "header_checks"), NATIVE_HEADER_CHECKS)
@@ -195,12 +206,67 @@ def start_stack(kind, tmp, sink_port):
     return pf, milter
 
 
+def callgrind_totals(path):
+    """The Ir total of a callgrind dump file."""
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError("no totals in %s" % path)
+
+
+def callgrind_run(kinds, count, keep_dir):
+    """Instructions per message of each milter under callgrind (valgrind), on the same load:
+    `count` messages of 1 KiB over 4 sessions after a warm-up; the counters are zeroed after the
+    warm-up (callgrind_control -z) and dumped after the load (-d), so start-up and
+    configuration loading are not counted. Returns {kind: instructions per message}."""
+    result = {}
+    sink = BareSink()
+    try:
+        for kind in kinds:
+            tmp = harness.make_tmpdir("relaykit-bench-milter-cg-%s-" % kind)
+            out_dir = keep_dir or tmp
+            out = os.path.join(os.path.abspath(out_dir), "callgrind.%s" % kind)
+            prefix = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out]
+            pf, milter = start_stack(kind, tmp, sink.port, prefix=prefix)
+            try:
+                pid = milter_pid(milter)
+                run_source(pf.port, 4, 1024, 50)  # warm-up: first-use allocations, caches
+                pf.wait_queue_empty(timeout=300)
+                harness.run(["callgrind_control", "-z", str(pid)])
+                run_source(pf.port, 4, 1024, count)
+                pf.wait_queue_empty(timeout=300)
+                harness.run(["callgrind_control", "-d", str(pid)])
+                dumps = sorted(f for f in os.listdir(os.path.dirname(out))
+                               if f.startswith(os.path.basename(out) + "."))
+                if not dumps:
+                    raise RuntimeError("callgrind wrote no dump for %s" % kind)
+                result[kind] = callgrind_totals(os.path.join(os.path.dirname(out),
+                                                             dumps[-1])) / count
+                print("callgrind %-10s %12.0f instructions/msg (%s)"
+                      % (kind, result[kind], os.path.join(os.path.dirname(out), dumps[-1])),
+                      flush=True)
+            finally:
+                pf.stop()
+                milter.stop()
+                if not keep_dir:
+                    subprocess.run(["rm", "-rf", tmp])
+    finally:
+        sink.stop()
+    return result
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="fewer messages, one repetition")
     ap.add_argument("--kinds", help="comma-separated configurations to run (none is always run)")
+    ap.add_argument("--callgrind", type=int, metavar="N",
+                    help="instead of the throughput runs: instructions per message of each milter "
+                         "kind under callgrind, N messages (4 sessions, 1 KiB) after a warm-up")
+    ap.add_argument("--callgrind-out", metavar="DIR",
+                    help="keep the callgrind dumps in DIR (for callgrind_annotate)")
     args = ap.parse_args()
     os.environ["RELAYKIT_BUILD_DIR"] = os.path.abspath(args.build_dir)
     repeat = 1 if args.quick else args.repeat
@@ -211,6 +277,17 @@ def main():
     kinds += list(SIGN_KINDS)
     if args.kinds:
         kinds = ["none"] + [k for k in kinds[1:] if k in args.kinds.split(",")]
+    if args.callgrind:
+        milters = [k for k in kinds if k in ("unix", "inet", "floor", "floor-inet")]
+        ir = callgrind_run(milters, args.callgrind, args.callgrind_out)
+        print()
+        print("%-26s" % "instructions/msg" + "".join(" %12s" % k for k in milters))
+        print("%-26s" % ("4 sessions 1KiB, %d msgs" % args.callgrind) +
+              "".join(" %12.0f" % ir[k] for k in milters))
+        for k, f in (("unix", "floor"), ("inet", "floor-inet")):
+            if k in ir and f in ir:
+                print("%s/%s: %.2f" % (k, f, ir[k] / ir[f]))
+        return 0
     combos = [(s, size) for size in (1024, 100 * 1024) for s in (4, 20)]
     rates = {}
     relay_rates = {}
@@ -241,10 +318,10 @@ def main():
                         # too coarse for one run's per-message figure.
                         after = process_usage(pid)
                         key = (kind, sessions, size)
-                        total = usage.setdefault(key, [0.0, 0, 0])
-                        total[0] += after[0] - before[0]
-                        total[1] += after[1] - before[1]
-                        total[2] += counts[size]
+                        total = usage.setdefault(key, [0.0, 0.0, 0, 0])
+                        for i in range(3):
+                            total[i] += after[i] - before[i]
+                        total[3] += counts[size]
                     deadline = time.monotonic() + 300
                     while queued(pf) and time.monotonic() < deadline:
                         time.sleep(0.02)
@@ -282,17 +359,19 @@ def main():
                   "".join(" %10.1f" % r for r in row) + "   " +
                   " ".join("%.2f" % (r / row[0]) for r in row[1:]))
     milters = [k for k in kinds if k in ("unix", "inet", "floor", "floor-inet") or k in SIGN_KINDS]
-    for title, index, scale in (("milter CPU us/msg", 0, 1e6), ("milter ctx switches/msg", 1, 1)):
-        results = {k: v[index] * scale / v[2] for k, v in usage.items()}
+    for title, index, scale in (("milter CPU us/msg (schedstat)", 1, 1e6),
+                                ("milter CPU us/msg (utime+stime)", 0, 1e6),
+                                ("milter ctx switches/msg", 2, 1)):
+        results = {k: v[index] * scale / v[3] for k, v in usage.items()}
         pairs = [(k, f) for k, f in (("unix", "floor"), ("inet", "floor-inet"),
                                      ("sign-rsa", "unix"), ("sign-ed25519", "unix"))
                  if k in milters and f in milters]
         print()
-        print("%-26s" % title + "".join(" %10s" % k for k in milters) +
+        print("%-33s" % title + "".join(" %10s" % k for k in milters) +
               ("   ratios: " + " ".join("%s/%s" % p for p in pairs) if pairs else ""))
         for sessions, size in combos:
             row = [results[(k, sessions, size)] for k in milters]
-            print("%2d sessions %6s         " % (sessions, "1KiB" if size == 1024 else "100KiB") +
+            print("%2d sessions %6s                " % (sessions, "1KiB" if size == 1024 else "100KiB") +
                   "".join(" %10.1f" % r for r in row) + "   " +
                   " ".join("%.2f" % (results[(k, sessions, size)] / results[(f, sessions, size)])
                            if results[(f, sessions, size)] else "-" for k, f in pairs))
