@@ -345,7 +345,8 @@ MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifi
                  ": message passed unchanged");
       counted = gMetrics.skipped;
     } else if (cfg) {
-      RewriteOutcome out = rewriteMessage(*cfg, m.envelope, m.headers);
+      // The resulting headers are for DKIM signing only.
+      RewriteOutcome out = rewriteMessage(*cfg, m.envelope, m.headers, cfg->dkim != nullptr);
       for (const std::string& note : out.notes) {
         logInfo(prefix + note);
       }

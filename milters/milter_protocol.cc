@@ -262,6 +262,7 @@ void appendOptionNegotiationReply(std::string* out, std::uint32_t version, std::
       }
     }
   }
+  out->reserve(out->size() + kMilterLengthBytes + 1 + length);  // one allocation for the packet
   putHeader(out, SMFIC_OPTNEG, length);
   putU32(out, version);
   putU32(out, actions);
