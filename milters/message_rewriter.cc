@@ -316,20 +316,26 @@ std::string formatRewriteLog(const std::string& queueId, const std::vector<std::
     return std::string();
   }
   // Identical changes (two X-Originating-IP headers removed) are written once with a count.
-  std::vector<std::pair<std::string, int>> counted;
+  std::vector<std::pair<const std::string*, int>> counted;
+  std::size_t length = queueId.size() + 8;
   for (const std::string& c : changes) {
-    auto it = std::find_if(counted.begin(), counted.end(),
-                           [&](const std::pair<std::string, int>& p) { return p.first == c; });
+    auto it =
+        std::find_if(counted.begin(), counted.end(),
+                     [&](const std::pair<const std::string*, int>& p) { return *p.first == c; });
     if (it != counted.end()) {
       ++it->second;
     } else {
-      counted.emplace_back(c, 1);
+      counted.emplace_back(&c, 1);
+      length += c.size() + 2;
     }
   }
-  std::string line = (queueId.empty() ? std::string("NOQUEUE") : queueId) + ":";
+  std::string line;
+  line.reserve(length + 16);
+  line += queueId.empty() ? std::string_view("NOQUEUE") : std::string_view(queueId);
+  line += ':';
   for (size_t i = 0; i < counted.size(); ++i) {
     line += i == 0 ? " " : ", ";
-    line += counted[i].first;
+    line += *counted[i].first;
     if (counted[i].second > 1) {
       line += " (x" + std::to_string(counted[i].second) + ")";
     }

@@ -212,7 +212,7 @@ MilterResponse RelaykitFilter::mail(const MilterSession& s,
                                     const std::vector<std::string_view>& args) {
   try {
     message_.reset();
-    message_.emplace();
+    message_ = std::make_unique<Message>();
     Message& m = *message_;
     m.config = snapshotFor(s);
     m.envelope.clientAddress = client_.clientAddress;
