@@ -315,7 +315,7 @@ void Server::accept(int fd, sockaddr* addr, int len) {
     }
   }
   if (addr != nullptr && len > 0 && (addr->sa_family == AF_INET || addr->sa_family == AF_INET6)) {
-    setTcpNoDelay(fd);  // TCP only: the accepted address says which (no getsockname(2))
+    setTcpNoDelayOnTcp(fd);  // TCP only: the accepted address says which (no getsockname(2))
   }
   std::uint64_t id = nextId_++;
   auto conn = std::make_shared<Connection>(this, fd, id, name);
