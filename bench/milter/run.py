@@ -8,6 +8,8 @@ rules rewrite the envelope sender and the From header of every message):
   none     Postfix alone;
   unix     relaykit-milter on unix: (smtpd_milters), seed rules;
   inet     relaykit-milter on inet: (smtpd_milters), seed rules;
+  unix-nolog  as unix with the milter's stderr (its log) on /dev/null: what the log line of
+           every changed message costs when stderr is a file (only when named in --kinds);
   native   Postfix doing the same rewriting itself: header_checks + regexp sender_canonical_maps;
   floor    bench/milter_floor on unix: (smtpd_milters): the same protocol steps and edits as
            relaykit, answered at once with no work: Postfix's own side of the milter protocol,
@@ -27,7 +29,8 @@ spent per message (utime + stime of the process, all threads, from /proc/PID/sta
 context switches per message (voluntary + involuntary, all threads, /proc/PID/task/*/status),
 measured over the same smtp-source runs, with relaykit's ratio to the floor's. Usage (as root):
   bench/milter/run.py [--build-dir build] [--repeat 3] [--quick]
-                      [--kinds unix,inet,native,floor,floor-inet,sign-rsa,sign-ed25519]
+                      [--kinds unix,inet,unix-nolog,native,floor,floor-inet,sign-rsa,
+                               sign-ed25519] [--callgrind N [--callgrind-out DIR]]
 Exits 1 when a server cannot be started or smtp-source fails.
 """
 
@@ -171,7 +174,7 @@ def start_stack(kind, tmp, sink_port, prefix=()):
     params = {"default_process_limit": 100, "smtpd_client_connection_count_limit": 0,
               "smtpd_client_message_rate_limit": 0}
     milter = None
-    if kind in ("unix", "inet") or kind in SIGN_KINDS:
+    if kind in ("unix", "inet", "unix-nolog") or kind in SIGN_KINDS:
         if kind != "inet":
             sock = os.path.join(tmp, "milter.sock")
             listen = "unix:" + sock
@@ -184,6 +187,8 @@ def start_stack(kind, tmp, sink_port, prefix=()):
                                         milter_fixtures.SEED_MILTER + dkim_section(kind, tmp),
                                         listen))
         milter = harness.RelaykitDaemon("relaykit-milter", config, port=port, workdir=tmp)
+        if kind == "unix-nolog":
+            milter.stderr_path = os.devnull
         if prefix:
             wrapper = harness.write_file(os.path.join(tmp, "under-prefix"),
                                          "#!/bin/sh\nexec %s %s \"$@\"\n"
@@ -271,12 +276,14 @@ def main():
     os.environ["RELAYKIT_BUILD_DIR"] = os.path.abspath(args.build_dir)
     repeat = 1 if args.quick else args.repeat
     counts = {1024: 300 if args.quick else 1000, 100 * 1024: 100 if args.quick else 300}
-    kinds = ["none", "unix", "inet", "native"]
+    kinds = ["none", "unix", "inet", "unix-nolog", "native"]
     if os.access(floor_binary(), os.X_OK):
         kinds += ["floor", "floor-inet"]
     kinds += list(SIGN_KINDS)
     if args.kinds:
         kinds = ["none"] + [k for k in kinds[1:] if k in args.kinds.split(",")]
+    else:
+        kinds.remove("unix-nolog")  # on request only
     if args.callgrind:
         milters = [k for k in kinds if k in ("unix", "inet", "floor", "floor-inet")]
         ir = callgrind_run(milters, args.callgrind, args.callgrind_out)
@@ -358,12 +365,14 @@ def main():
             print("%2d sessions %6s       " % (sessions, "1KiB" if size == 1024 else "100KiB") +
                   "".join(" %10.1f" % r for r in row) + "   " +
                   " ".join("%.2f" % (r / row[0]) for r in row[1:]))
-    milters = [k for k in kinds if k in ("unix", "inet", "floor", "floor-inet") or k in SIGN_KINDS]
+    milters = [k for k in kinds
+               if k in ("unix", "inet", "unix-nolog", "floor", "floor-inet") or k in SIGN_KINDS]
     for title, index, scale in (("milter CPU us/msg (schedstat)", 1, 1e6),
                                 ("milter CPU us/msg (utime+stime)", 0, 1e6),
                                 ("milter ctx switches/msg", 2, 1)):
         results = {k: v[index] * scale / v[3] for k, v in usage.items()}
         pairs = [(k, f) for k, f in (("unix", "floor"), ("inet", "floor-inet"),
+                                     ("unix-nolog", "floor"),
                                      ("sign-rsa", "unix"), ("sign-ed25519", "unix"))
                  if k in milters and f in milters]
         print()
@@ -371,7 +380,8 @@ def main():
               ("   ratios: " + " ".join("%s/%s" % p for p in pairs) if pairs else ""))
         for sessions, size in combos:
             row = [results[(k, sessions, size)] for k in milters]
-            print("%2d sessions %6s                " % (sessions, "1KiB" if size == 1024 else "100KiB") +
+            label = "%2d sessions %6s" % (sessions, "1KiB" if size == 1024 else "100KiB")
+            print("%-33s" % label +
                   "".join(" %10.1f" % r for r in row) + "   " +
                   " ".join("%.2f" % (results[(k, sessions, size)] / results[(f, sessions, size)])
                            if results[(f, sessions, size)] else "-" for k, f in pairs))
