@@ -226,15 +226,21 @@ def callgrind_run(kinds, count, keep_dir):
     warm-up (callgrind_control -z) and dumped after the load (-d), so start-up and
     configuration loading are not counted. Returns {kind: instructions per message}."""
     result = {}
+    if keep_dir:
+        os.makedirs(keep_dir, exist_ok=True)
     sink = BareSink()
     try:
         for kind in kinds:
             tmp = harness.make_tmpdir("relaykit-bench-milter-cg-%s-" % kind)
             out_dir = keep_dir or tmp
             out = os.path.join(os.path.abspath(out_dir), "callgrind.%s" % kind)
+            for stale in os.listdir(out_dir):
+                if stale.startswith(os.path.basename(out) + "."):  # an earlier run's dump
+                    os.remove(os.path.join(out_dir, stale))
             prefix = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out]
-            pf, milter = start_stack(kind, tmp, sink.port, prefix=prefix)
+            pf = milter = None
             try:
+                pf, milter = start_stack(kind, tmp, sink.port, prefix=prefix)
                 pid = milter_pid(milter)
                 run_source(pf.port, 4, 1024, 50)  # warm-up: first-use allocations, caches
                 pf.wait_queue_empty(timeout=300)
@@ -252,10 +258,11 @@ def callgrind_run(kinds, count, keep_dir):
                       % (kind, result[kind], os.path.join(os.path.dirname(out), dumps[-1])),
                       flush=True)
             finally:
-                pf.stop()
-                milter.stop()
-                if not keep_dir:
-                    subprocess.run(["rm", "-rf", tmp])
+                if pf:
+                    pf.stop()
+                if milter:
+                    milter.stop()
+                subprocess.run(["rm", "-rf", tmp])  # the dumps kept are in keep_dir
     finally:
         sink.stop()
     return result
