@@ -919,6 +919,10 @@ def sanitizer_report(text):
     return "\n".join(text[start:].splitlines()[:60])
 
 
+# What every daemon logs once it serves (common/server/daemon.cc).
+READY_LINE = "ready: listening on "
+
+
 class RelaykitDaemon:
     """One relaykit daemon: `BINARY -c CONFIG -f [args]`, stderr to DIR/<binary>.N.stderr.
 
@@ -959,6 +963,7 @@ class RelaykitDaemon:
             raise RuntimeError("%s already running" % self.binary_name)
         if self._err is None:
             self._err = open(self.stderr_path, "a")
+        readies = self.stderr().count(READY_LINE)
         self.proc = subprocess.Popen([self.binary, "-c", self.config_path, "-f"] + self.args,
                                      stdout=self._err, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
@@ -975,6 +980,15 @@ class RelaykitDaemon:
                         self.binary_name, self.proc.returncode, self.stderr()))
                 return unix_accepts(self.unix_socket)
             wait_until(ready, timeout, "%s on %s" % (self.binary_name, self.unix_socket))
+        if self.port or self.unix_socket:
+            # The port accepts as soon as it is bound; the metrics listener and the service
+            # start a moment later: "ready" is logged when everything is up.
+            def logged_ready():
+                if self.proc.poll() is not None:
+                    raise RuntimeError("%s exited with %s\n%s" % (
+                        self.binary_name, self.proc.returncode, self.stderr()))
+                return self.stderr().count(READY_LINE) > readies
+            wait_until(logged_ready, timeout, "%s ready" % self.binary_name)
         return self
 
     def stderr(self):
