@@ -2,13 +2,17 @@
 # SPDX-License-Identifier: Apache-2.0
 """bench/policyd/script_cost.py: Redis CPU per rate-limit decision, before and after.
 
-Loads two rate-limit scripts into one private redis-server: "before" (bench/policyd/
-rate_script_before.lua, the script as it was before its reworks, with its argument layout) and
-"after" (the script relaykit-policyd runs today, read from policyd/redis_script.h, with the
-arguments policyd/redis_script.h's appendRateScriptArgs builds), and drives both with the same
-decisions, interleaved round by round, by EVALSHA exactly as policyd sends it (now = 0: the script
-reads Redis's clock with TIME). Each script gets its own keys ({before...} / {after...}) so
-neither sees the other's state. After every batch it reads `INFO commandstats`, reset before the
+Loads the rate-limit scripts into one private redis-server: "before" (bench/policyd/
+rate_script_before.lua, the script as it was before its reworks, with its argument layout),
+"previous" (bench/policyd/rate_script_previous.lua, the first rework), "after" (the script
+relaykit-policyd runs today, read from policyd/redis_script.h, with the arguments
+policyd/redis_script.h's appendRateScriptArgs builds) and "strings" (bench/policyd/
+rate_script_strings.lua, a candidate layout measured and not adopted: one STRING key per charge
+holding binary-packed windows, read by one MGET and written by one SET ... PX per charged key;
+its arguments are built by eval_args below), and drives all with the same decisions, interleaved
+round by round, by EVALSHA exactly as policyd sends it (now = 0: the script reads Redis's clock
+with TIME). Each script gets its own keys ({before...} / {after...} / ...) so none sees
+another's state. After every batch it reads `INFO commandstats`, reset before the
 batch: `cmdstat_evalsha` usec_per_call is the time Redis spends per decision (the commands the
 script calls run inside it and are included in that time).
 
@@ -27,8 +31,9 @@ Workloads (one decision each; "allowed" in the output: the share of decisions al
   seed       the stream bench/policyd/policy_load.cc sends against the seed config (one limit,
              100 messages per minute per client, 10,000 clients): per message 1-3 RCPT checks
              then one END-OF-MESSAGE charge.
-Both scripts also get a random workload with several windows, warn-only charges, refusals and
-rescaled maxima, and their replies must agree (a guard, not a benchmark).
+All scripts also get a random workload with several windows, warn-only charges, refusals,
+rescaled maxima and windows dropped by a reload and put back, and their replies must agree (a
+guard, not a benchmark).
 
 Also reads redis-server's own CPU time (INFO cpu) around each batch: on a shared, loaded machine
 usec_per_call (wall clock around each call) includes time the server was preempted, CPU time
@@ -40,7 +45,10 @@ what one Redis core sustains (decisions/s = 1e6 / usec per decision) against a r
 --breakdown: instead, where the time of a 3limits-ok decision goes: the same EVALSHA arguments
 run by scripts that do only part of the work (the reply alone; + TIME; + the three HMGET; + the
 three HSET; + the three PEXPIRE: the commands the semantics need with no logic, i.e. the floor),
-then the whole script, interleaved; per step its redis-server CPU per decision.
+then the whole script; then the same for the strings layout (the reply alone; + TIME; + one
+MGET of the three keys; + three SET ... PX: its floor; the whole strings script), interleaved;
+per step its redis-server CPU per decision. With --instructions: the same steps counted by
+callgrind instead of timed.
 --instructions: instead, the instructions redis-server executes per decision of each workload
 and script, counted by valgrind's callgrind (exact and repeatable on a loaded machine; use
 --calls 2000, valgrind is slow).
@@ -48,7 +56,7 @@ and script, counted by valgrind's callgrind (exact and repeatable on a loaded ma
 access, conversions between strings and numbers, string.match/format, struct.unpack, each
 redis.call the script makes, and each EVALSHA argument.
 Usage: bench/policyd/script_cost.py [--rounds 7] [--calls 20000] [--relay-peak 34611]
-       [--after FILE.lua] [--breakdown | --instructions | --ops]
+       [--after FILE.lua] [--breakdown [--instructions] | --instructions | --ops]
 """
 
 import argparse
@@ -125,7 +133,8 @@ def scripts():
     after = re.search(r'R"LUA\((.*)\)LUA"', header, re.S).group(1)
     return {"before": (open(os.path.join(HERE, "rate_script_before.lua")).read(), "before"),
             "previous": (open(os.path.join(HERE, "rate_script_previous.lua")).read(), "before"),
-            "after": (after, "after")}
+            "after": (after, "after"),
+            "strings": (open(os.path.join(HERE, "rate_script_strings.lua")).read(), "strings")}
 
 
 def increment(cost, m, period):
@@ -147,6 +156,14 @@ def eval_args(layout, sha, keys, charges, now=0, commit=True):
         return args
     numbers = [1 if commit else 0]
     strings = []
+    if layout == "strings":
+        for enforce, cost, windows in charges:
+            numbers += [1 if enforce else 0, len(windows)]
+            strings.append((max(p for _, p in windows) + 999) // 1000 + 1000)
+            for m, p in windows:
+                numbers += [p, -1 if cost > m else increment(cost, m, p), m]
+        return args + [now, "<" + "d" * len(numbers),
+                       struct.pack("<%dd" % len(numbers), *numbers)] + strings
     for enforce, cost, windows in charges:
         numbers += [1 if enforce else 0, len(windows)]
         strings.append((max(p for _, p in windows) + 999) // 1000 + 1000)
@@ -236,6 +253,8 @@ def agree(r, shas, layouts):
             shape = shapes[k % 3]
             if rng.randrange(10) == 0:  # a reload changed the max
                 shape = [(m * 2, p) for m, p in shape]
+            if len(shape) > 1 and rng.randrange(8) == 0:  # a reload dropped a window (for now)
+                shape = shape[rng.randrange(len(shape)):][:1]
             cost = rng.randrange(3000) if k % 3 == 2 else 1 + rng.randrange(3)
             charges.append((k, shape, cost, rng.randrange(5) != 0))
         commit = rng.randrange(4) != 0
@@ -266,6 +285,18 @@ STEPS = [
 ]
 
 
+# The same for the strings layout (bench/policyd/rate_script_strings.lua: ARGV[4], ARGV[5],
+# ARGV[6] the three keys' TTLs), whose floor is TIME, one MGET and three SET ... PX.
+STRING_STEPS = [
+    ("strings: reply only", ""),
+    ("strings: + TIME", "redis.call('TIME')\n"),
+    ("strings: + MGET (3 keys)", "redis.call('MGET', KEYS[1], KEYS[2], KEYS[3])\n"),
+    ("strings: + 3 SET PX (the floor)", "redis.call('SET', KEYS[1], '%s', 'PX', ARGV[4])\n"
+     "redis.call('SET', KEYS[2], '%s', 'PX', ARGV[5])\n"
+     "redis.call('SET', KEYS[3], '%s', 'PX', ARGV[6])\n" % ("x" * 24, "x" * 48, "x" * 24)),
+]
+
+
 def run_batches(r, shas, layouts, kinds, opts):
     """Interleaved rounds; returns per (kind, name): usec_per_call list, CPU µs list, calls,
     allowed decisions."""
@@ -292,27 +323,57 @@ def run_batches(r, shas, layouts, kinds, opts):
     return usec, cpu, calls, allowed
 
 
-def breakdown(r, opts):
-    after, _ = scripts()["after"]
-    body = ""
-    shas = {}
-    layouts = {}
-    for name, code in STEPS:
-        body += code
-        shas[name] = r.cmd("SCRIPT", "LOAD", body + "return {1, 1, 0, 1, 0, 1, 0}\n")
-        layouts[name] = "after"
-    shas["whole script"] = r.cmd("SCRIPT", "LOAD", after)
-    layouts["whole script"] = "after"
-    _, cpu, _, _ = run_batches(r, shas, layouts, ["3limits-ok"], opts)
-    print("Where a 3limits-ok decision's Redis CPU goes (INFO cpu per decision, median of %d "
-          "rounds of %d calls; each step adds to the one above)" % (opts.rounds, opts.calls))
-    print("| step | µs per decision | added |")
+def breakdown_scripts():
+    """name -> (Lua source, layout) of each --breakdown step, hash layout then strings layout."""
+    out = {}
+    for steps, whole, layout in ((STEPS, "whole script", "after"),
+                                 (STRING_STEPS, "strings: whole script", "strings")):
+        body = ""
+        for name, code in steps:
+            body += code
+            out[name] = (body + "return {1, 1, 0, 1, 0, 1, 0}\n", layout)
+        out[whole] = (scripts()[layout][0], layout)
+    return out
+
+
+def print_breakdown(values, unit, what):
+    print("Where a 3limits-ok decision's Redis %s goes (%s; each step adds to the one above)"
+          % (unit, what))
+    print("| step | %s per decision | added |" % unit)
     print("|---|---|---|")
     prev = 0.0
-    for name in shas:
-        m = statistics.median(cpu[("3limits-ok", name)])
+    for name, m in values.items():
+        if name == "strings: reply only":
+            prev = 0.0
         print("| %s | %.2f | %+.2f |" % (name, m, m - prev))
         prev = m
+
+
+def breakdown(r, opts):
+    named = breakdown_scripts()
+    shas = {n: r.cmd("SCRIPT", "LOAD", src) for n, (src, _) in named.items()}
+    layouts = {n: layout for n, (_, layout) in named.items()}
+    _, cpu, _, _ = run_batches(r, shas, layouts, ["3limits-ok"], opts)
+    print_breakdown({n: statistics.median(cpu[("3limits-ok", n)]) for n in shas}, "CPU µs",
+                    "INFO cpu per decision, median of %d rounds of %d calls"
+                    % (opts.rounds, opts.calls))
+
+
+def breakdown_instructions(opts):
+    named = breakdown_scripts()
+    result = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cg = CallgrindRedis(tmp)
+        try:
+            for name, (src, layout) in named.items():
+                sha = cg.r.cmd("SCRIPT", "LOAD", src)
+                cg.r.pipe(batch_of("3limits-ok", layout, sha, name, 0, opts.calls))
+                batch = batch_of("3limits-ok", layout, sha, name, opts.calls, opts.calls)
+                result[name] = cg.count(lambda: cg.r.pipe(batch)) / len(batch)
+        finally:
+            cg.stop()
+    print_breakdown(result, "instructions", "callgrind, %d decisions after a warm-up batch"
+                    % opts.calls)
 
 
 class CallgrindRedis:
@@ -373,11 +434,13 @@ def instructions(opts, kinds):
     names = list(named)
     print("Instructions redis-server executes per decision (callgrind, %d decisions per "
           "workload after a warm-up batch)" % opts.calls)
-    print("| workload | " + " | ".join(names) + " | after ÷ previous |")
-    print("|---|" + "---|" * len(names) + "---|")
+    print("| workload | " + " | ".join(names) + " | after ÷ previous | strings ÷ after |")
+    print("|---|" + "---|" * len(names) + "---|---|")
     for kind in kinds:
-        print("| %s | %s | %.2f |" % (kind, " | ".join("%.0f" % result[(kind, n)] for n in names),
-                                      result[(kind, "after")] / result[(kind, "previous")]))
+        print("| %s | %s | %.2f | %.2f |" % (
+            kind, " | ".join("%.0f" % result[(kind, n)] for n in names),
+            result[(kind, "after")] / result[(kind, "previous")],
+            result[(kind, "strings")] / result[(kind, "after")]))
 
 
 # --ops: what one operation costs inside a script: each body runs 10,000 times in one EVALSHA
@@ -400,16 +463,28 @@ OPS = [
     ("redis.call('HSET', key, field, number)", "redis.call('HSET', KEYS[1], 'f', n)"),
     ("redis.call('PEXPIRE', key, string)", "redis.call('PEXPIRE', KEYS[1], '61000')"),
     ("redis.call('PEXPIRE', key, number)", "redis.call('PEXPIRE', KEYS[1], 61000)"),
+    ("struct.unpack('<ddd', 24-byte value, pos)", "x, y, z = struct.unpack('<ddd', b24, 1)"),
+    ("struct.pack('<ddd', period, tat, max)", "x = struct.pack('<ddd', 60000000, n + i, 100)"),
+    ("redis.call('MGET', 1 key)", "x = redis.call('MGET', 'sk')"),
+    ("redis.call('MGET', 3 keys)", "x = redis.call('MGET', 'sk', 'sk', 'sk')"),
+    ("redis.call('SET', key, 24 bytes, 'PX', string)",
+     "redis.call('SET', 'sk2', b24, 'PX', '61000')"),
+    ("redis.call('SET', key, 24 bytes, 'PXAT', string)",
+     "redis.call('SET', 'sk2', b24, 'PXAT', '1865000000000')"),
+    ("redis.call('PSETEX', key, string, 24 bytes)", "redis.call('PSETEX', 'sk2', '61000', b24)"),
+    ("redis.call('SET', key, 24 bytes) (no TTL)", "redis.call('SET', 'sk3', b24)"),
 ]
 
 
 def ops():
     prologue = ("local s16, s1, v = '1765000000000000', '1', '1765000000000000:100' "
-                "local n = 1765000000000000 local x, y, z ")
+                "local n = 1765000000000000 local x, y, z "
+                "local b24 = struct.pack('<ddd', 60000000, n, 100) ")
     with tempfile.TemporaryDirectory() as tmp:
         cg = CallgrindRedis(tmp)
         try:
             cg.r.cmd("HSET", "k", "60000000", "1765000000000000:100")
+            cg.r.cmd("SET", "sk", struct.pack("<ddd", 60000000, 1765000000000000, 100))
             packed = struct.pack("<ddd", 1, 2, 3)
 
             def run(body):
@@ -449,6 +524,9 @@ def main():
                     help="count instructions per operation inside a script (valgrind)")
     opts = ap.parse_args()
     kinds = ["1limit", "3limits", "check", "1limit-ok", "3limits-ok", "seed"]
+    if opts.instructions and opts.breakdown:
+        breakdown_instructions(opts)
+        return
     if opts.instructions:
         instructions(opts, kinds)
         return
@@ -478,26 +556,29 @@ def main():
     print("Redis time per decision (cmdstat_evalsha usec_per_call; median of %d rounds of %d "
           "calls, min-max)" % (opts.rounds, opts.calls))
     print("| workload | allowed | " + " | ".join("%s µs" % n for n in names) +
-          " | after ÷ previous |")
-    print("|---|---|" + "---|" * len(names) + "---|")
+          " | after ÷ previous | strings ÷ after |")
+    print("|---|---|" + "---|" * len(names) + "---|---|")
     for kind in kinds:
         cells = ["%.2f (%.2f–%.2f)" % (statistics.median(usec[(kind, n)]), min(usec[(kind, n)]),
                                       max(usec[(kind, n)])) for n in names]
-        print("| %s | %.0f %% | %s | %.2f |" % (
+        med = {n: statistics.median(usec[(kind, n)]) for n in names}
+        print("| %s | %.0f %% | %s | %.2f | %.2f |" % (
             kind, 100.0 * allowed[(kind, "after")] / calls[(kind, "after")], " | ".join(cells),
-            statistics.median(usec[(kind, "after")]) / statistics.median(usec[(kind, "previous")])))
+            med["after"] / med["previous"], med["strings"] / med["after"]))
     print()
     print("redis-server CPU time per decision (INFO cpu user+sys over each batch ÷ calls: also "
           "parsing the request and writing the reply; median, min), and what it means: decisions/s "
           "per Redis core, relays per primary at %.0f decisions/s each" % opts.relay_peak)
     print("| workload | " + " | ".join("%s µs" % n for n in names) +
-          " | after ÷ previous | decisions/s per core (after) | relays per primary (previous → after) |")
-    print("|---|" + "---|" * len(names) + "---|---|---|")
+          " | after ÷ previous | strings ÷ after | decisions/s per core (after) |"
+          " relays per primary (previous → after) |")
+    print("|---|" + "---|" * len(names) + "---|---|---|---|")
     for kind in kinds:
         med = {n: statistics.median(cpu[(kind, n)]) for n in names}
         cells = ["%.2f (min %.2f)" % (med[n], min(cpu[(kind, n)])) for n in names]
-        print("| %s | %s | %.2f | %.0f | %.1f → %.1f |" % (
-            kind, " | ".join(cells), med["after"] / med["previous"], 1e6 / med["after"],
+        print("| %s | %s | %.2f | %.2f | %.0f | %.1f → %.1f |" % (
+            kind, " | ".join(cells), med["after"] / med["previous"], med["strings"] / med["after"],
+            1e6 / med["after"],
             1e6 / med["previous"] / opts.relay_peak, 1e6 / med["after"] / opts.relay_peak))
     print("calls counted: " + ", ".join("%s/%s %d" % (k, s, calls[(k, s)]) for k, s in calls))
 
