@@ -3,8 +3,10 @@
 #include "common/server/logging.h"
 
 #include <pthread.h>
+
 #include <syslog.h>
 #include <unistd.h>
+#include <algorithm>
 
 #include <atomic>
 #include <mutex>
@@ -81,6 +83,19 @@ void setLogLevel(LogLevel level) {
   gMinLevel = static_cast<int>(level);
 }
 
+std::string_view printableLogText(std::string_view text, std::string* scratch) {
+  const auto control = [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  };
+  if (std::none_of(text.begin(), text.end(), control)) {
+    return text;
+  }
+  scratch->assign(text.data(), text.size());
+  std::replace_if(scratch->begin(), scratch->end(), control, '?');
+  return *scratch;
+}
+
 void logMessage(LogLevel level, std::string_view text) {
   if (static_cast<int>(level) < gMinLevel.load()) {
     return;
@@ -88,6 +103,8 @@ void logMessage(LogLevel level, std::string_view text) {
   if (text.size() > kMaxLogLineBytes) {
     text = text.substr(0, kMaxLogLineBytes);
   }
+  std::string printable;
+  text = printableLogText(text, &printable);
   std::lock_guard<std::mutex> lock(gMutex);
   if (!gToStderr) {
     syslog(priorityOf(level), "%s%.*s", prefixOf(level), static_cast<int>(text.size()),

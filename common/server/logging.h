@@ -4,7 +4,9 @@
 // To syslog (facility mail, the program name as ident, pid included) or, in the foreground, to
 // stderr as "relaykit-socketmapd[1234]: warning: text". Levels follow Postfix's wording: info lines
 // carry no prefix, others "warning: ", "error: ", "fatal: ". Thread-safe: each line is one write.
-// Logging never fails the caller (a failed write is ignored).
+// Logging never fails the caller (a failed write is ignored). Text from clients (addresses,
+// HELO names) cannot forge or split lines: control bytes (0x00-0x1f, 0x7f) are logged as '?', as
+// Postfix's own logging does; bytes from 0x80 (UTF-8) pass.
 // On stderr (the foreground, -f) each line starts with the syslog priority in angle brackets,
 // "<4>relaykit-policyd[12]: warning: ...", as sd-daemon(3) describes, so journald (a systemd
 // unit's stderr) keeps the level; the prefix is left out when stderr is a terminal.
@@ -26,6 +28,8 @@ void initLogging(std::string program, bool toStderr);
 void setLogLevel(LogLevel level);
 
 void logMessage(LogLevel level, std::string_view text);
+// `text` with every control byte replaced by '?' (in *scratch when it had any, else text itself).
+std::string_view printableLogText(std::string_view text, std::string* scratch);
 inline void logDebug(std::string_view text) {
   logMessage(LogLevel::kDebug, text);
 }

@@ -2,13 +2,14 @@
 // logging_test.cc: common/server/logging.h: stderr lines with the priority prefix and
 // "PROGRAM[PID]: " carrying the pid of the process that writes the line (also in a child forked
 // after the first line); ThrottledWarning: one line per interval, the lines held back counted
-// into the next one.
+// into the next one; control bytes logged as '?'.
 #include "common/server/logging.h"
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -70,6 +71,20 @@ TEST(LoggingTest, StderrLinesCarryTheWritersPid) {
   EXPECT_EQ(text.str(), "<6>" + parent + "parent line\n<4>" + parent +
                             "warning: parent warning\n<6>" + kid + "child line\n<3>" + parent +
                             "error: parent again\n");
+}
+
+TEST(LoggingTest, ControlBytesFromClientsCannotSplitOrForgeLines) {
+  std::string scratch;
+  EXPECT_EQ(printableLogText("sender=<a@b.example>", &scratch), "sender=<a@b.example>");
+  EXPECT_EQ(printableLogText(std::string_view("a\r\nfake: line\0x\x1b[31m\x7f", 21), &scratch),
+            "a??fake: line?x?[31m?");
+  EXPECT_EQ(printableLogText("caf\xc3\xa9@b.example", &scratch), "caf\xc3\xa9@b.example");
+
+  ::testing::internal::CaptureStderr();
+  logInfo(std::string_view("refused: sender=<x\n<3>relaykit: forged>", 39));
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find("refused: sender=<x?<3>relaykit: forged>\n"), std::string::npos) << log;
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
 }
 
 }  // namespace
