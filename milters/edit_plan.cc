@@ -25,17 +25,59 @@ std::string normalizeNewlines(const std::string& value) {
   return out;
 }
 
+// Names of changed headers above which the occurrences are counted with a hash map.
+constexpr std::size_t kMaxScannedNames = 4;
+
+bool slotChanged(const HeaderSlot& slot) {
+  return !slot.current || slot.current->name != slot.original.name ||
+         slot.current->value != slot.original.value;
+}
+
+// occurrences[n]: the 1-based index of slot n among the headers of its name (case-insensitive),
+// for the slots an operation refers to (changed or removed; 0 for the others). A message changes
+// few names (From, a removed Received): those are counted in one scan comparing names in place;
+// more, and every name is counted in a hash map. Linear in the headers either way.
+std::vector<int> sameNameOccurrences(const std::vector<HeaderSlot>& slots) {
+  std::vector<int> occurrences(slots.size());
+  std::vector<std::string_view> names;
+  for (const HeaderSlot& slot : slots) {
+    if (!slotChanged(slot)) {
+      continue;
+    }
+    const std::string_view name = slot.original.name;
+    if (std::none_of(names.begin(), names.end(),
+                     [&](std::string_view n) { return equalsIgnoreCase(n, name); })) {
+      names.push_back(name);
+      if (names.size() > kMaxScannedNames) {
+        break;
+      }
+    }
+  }
+  if (names.size() > kMaxScannedNames) {
+    std::unordered_map<std::string, int> seen;
+    for (size_t n = 0; n < slots.size(); ++n) {
+      occurrences[n] = ++seen[toLowerAscii(slots[n].original.name)];
+    }
+    return occurrences;
+  }
+  std::vector<int> counts(names.size());
+  for (size_t n = 0; n < slots.size(); ++n) {
+    for (size_t k = 0; k < names.size(); ++k) {
+      if (equalsIgnoreCase(names[k], slots[n].original.name)) {
+        occurrences[n] = ++counts[k];
+        break;
+      }
+    }
+  }
+  return occurrences;
+}
+
 }  // namespace
 
 EditPlan buildEditPlan(const std::vector<HeaderSlot>& slots,
                        const std::vector<HeaderField>& appended, int insertOffset) {
   EditPlan plan;
-  // occurrences[n]: the 1-based index of slot n among the headers of its name (case-insensitive).
-  std::vector<int> occurrences(slots.size());
-  std::unordered_map<std::string, int> seen;
-  for (size_t n = 0; n < slots.size(); ++n) {
-    occurrences[n] = ++seen[toLowerAscii(slots[n].original.name)];
-  }
+  const std::vector<int> occurrences = sameNameOccurrences(slots);
   for (size_t n = slots.size(); n-- > 0;) {
     const HeaderSlot& slot = slots[n];
     const int occurrence = occurrences[n];

@@ -333,9 +333,13 @@ bool HeaderRuleSet::usesClient() const {
 std::optional<RuleDecision> HeaderRuleSet::decide(const HeaderField& header,
                                                   const Envelope& envelope,
                                                   std::string* problem) const {
+  // Postfix's header_checks see the header as stored: "Name:" + value, newlines kept; the rules
+  // see it unfolded. Built once, and unfolded only when it is folded.
+  std::string folded;
+  folded.reserve(header.name.size() + 1 + header.value.size());
+  folded.append(header.name).push_back(':');
+  folded.append(header.value);
   if (headerChecks_) {
-    // Postfix's header_checks see the header as stored: "Name:" + value, newlines kept.
-    std::string folded = header.name + ":" + header.value;
     if (auto m = headerChecks_->match(folded)) {
       StatusOr<Action> action = parseAction(m->value);
       if (!action) {
@@ -352,7 +356,7 @@ std::optional<RuleDecision> HeaderRuleSet::decide(const HeaderField& header,
   if (rules_.empty()) {
     return std::nullopt;
   }
-  std::string logical = unfold(header.name + ":" + header.value);
+  std::string logical = folded.find('\n') == std::string::npos ? std::move(folded) : unfold(folded);
   std::string decoded;
   bool haveDecoded = false;
   for (const HeaderRule& rule : rules_) {

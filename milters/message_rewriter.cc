@@ -27,20 +27,20 @@ LookupResult mapOnce(const Table& table, const std::string& address) {
 
 class AddressMapper {
  public:
-  AddressMapper(const Table& table, int rounds) : table_(table), rounds_(rounds) {}
+  // `memo`: the snapshot's answers for this table and rounds (may be null: this mapper's own).
+  AddressMapper(const Table& table, int rounds, AddressMemo* memo)
+      : table_(table), rounds_(rounds), memo_(memo != nullptr ? memo : &own_) {}
 
   // Found(new address) when it changes, NotFound when it stays, or the table's error.
   LookupResult map(const std::string& address) {
-    auto it = cache_.find(address);
-    if (it != cache_.end()) {
-      return it->second;
+    if (std::optional<LookupResult> known = memo_->find(address)) {
+      return std::move(*known);
     }
     std::string current = address;
     bool changed = false;
     for (int round = 0; round < rounds_; ++round) {
       LookupResult r = mapOnce(table_, current);
       if (r.isError()) {
-        cache_.emplace(address, r);
         return r;
       }
       if (!r.isFound() || r.value() == current) {
@@ -49,16 +49,17 @@ class AddressMapper {
       current = r.value();
       changed = true;
     }
-    LookupResult result =
-        changed && current != address ? LookupResult::found(current) : LookupResult::notFound();
-    cache_.emplace(address, result);
+    LookupResult result = changed && current != address ? LookupResult::found(std::move(current))
+                                                        : LookupResult::notFound();
+    memo_->remember(address, result);
     return result;
   }
 
  private:
   const Table& table_;
   int rounds_;
-  std::map<std::string, LookupResult> cache_;
+  AddressMemo own_;
+  AddressMemo* memo_;
 };
 
 // Postfix's message_drop_headers (default): cleanup(8) removes these primary headers, also one
@@ -130,8 +131,19 @@ bool listed(const std::vector<std::string>& names, const std::string& name) {
   return false;
 }
 
-// Rewrites the addresses of one header in place. Returns false on a table error.
-bool rewriteAddresses(AddressMapper* mapper, HeaderField* header, RewriteOutcome* out) {
+// Rewrites the addresses of one header in place. Returns false on a table error. `memo` (may be
+// null) holds the rewrites of header values seen before.
+bool rewriteAddresses(AddressMapper* mapper, HeaderField* header, RewriteOutcome* out,
+                      HeaderRewriteMemo* memo) {
+  if (memo != nullptr) {
+    if (std::optional<HeaderRewrite> known = memo->find(header->value)) {
+      if (known->changed) {
+        header->value = std::move(known->value);
+        out->changes.push_back("header " + header->name + " " + known->summary);
+      }
+      return true;
+    }
+  }
   StatusOr<std::vector<Mailbox>> boxes = parseAddressList(header->value);
   if (!boxes) {
     out->notes.push_back("header " + header->name + " left unchanged: cannot parse \"" +
@@ -157,9 +169,18 @@ bool rewriteAddresses(AddressMapper* mapper, HeaderField* header, RewriteOutcome
       summary += "<" + address + "> -> <" + r.value() + ">";
     }
   }
+  HeaderRewrite rewrite;
   if (!replacements.empty()) {
-    header->value = rewriteAddressList(header->value, *boxes, std::move(replacements));
-    out->changes.push_back("header " + header->name + " " + summary);
+    rewrite.changed = true;
+    rewrite.value = rewriteAddressList(header->value, *boxes, std::move(replacements));
+    rewrite.summary = std::move(summary);
+  }
+  if (memo != nullptr) {
+    memo->remember(header->value, rewrite);
+  }
+  if (rewrite.changed) {
+    header->value = std::move(rewrite.value);
+    out->changes.push_back("header " + header->name + " " + rewrite.summary);
   }
   return true;
 }
@@ -167,7 +188,7 @@ bool rewriteAddresses(AddressMapper* mapper, HeaderField* header, RewriteOutcome
 }  // namespace
 
 RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelope,
-                              const std::vector<HeaderField>& headers) {
+                              const std::vector<HeaderField>& headers, bool wantHeaders) {
   RewriteOutcome out;
   std::vector<HeaderSlot> slots;
   slots.reserve(headers.size());
@@ -216,37 +237,52 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
   }
 
   if (config.fromTable) {
-    AddressMapper mapper(*config.fromTable, 1);
+    AddressMapper mapper(*config.fromTable, 1, config.fromMemo.get());
     for (HeaderSlot& slot : slots) {
       for (HeaderField& b : slot.before) {
-        if (listed(config.fromHeaders, b.name) && !rewriteAddresses(&mapper, &b, &out)) {
+        if (listed(config.fromHeaders, b.name) &&
+            !rewriteAddresses(&mapper, &b, &out, config.fromHeaderMemo.get())) {
           return out;
         }
       }
       if (slot.current && listed(config.fromHeaders, slot.current->name) &&
-          !rewriteAddresses(&mapper, &*slot.current, &out)) {
+          !rewriteAddresses(&mapper, &*slot.current, &out, config.fromHeaderMemo.get())) {
         return out;
       }
     }
   }
 
   out.plan = buildEditPlan(slots, {});
-  for (const HeaderSlot& slot : slots) {
-    for (const HeaderField& b : slot.before) {
-      out.headers.push_back(b);
-    }
-    if (slot.current) {
-      out.headers.push_back(*slot.current);
+  if (wantHeaders) {
+    for (const HeaderSlot& slot : slots) {
+      for (const HeaderField& b : slot.before) {
+        out.headers.push_back(b);
+      }
+      if (slot.current) {
+        out.headers.push_back(*slot.current);
+      }
     }
   }
 
   if (config.senderTable && !envelope.sender.empty()) {
     // Looked up as canonical(5) sees it after cleanup's local-context rewrite; when nothing
     // matches, the sender is left to Postfix.
-    const PostfixSettings* postfix = config.base ? config.base->postfix.get() : nullptr;
-    AddressMapper mapper(*config.senderTable, kMaxCanonicalRounds);
-    LookupResult r = mapper.map(
-        rewriteLocalContext(envelope.sender, postfix ? postfix->origin() : std::string_view()));
+    // The whole mapping, local context included, depends on the sender alone: remembered by
+    // the sender as it came (senderMemo), not by the rewritten form.
+    std::optional<LookupResult> known;
+    if (config.senderMemo) {
+      known = config.senderMemo->find(envelope.sender);
+    }
+    if (!known) {
+      const PostfixSettings* postfix = config.base ? config.base->postfix.get() : nullptr;
+      AddressMapper mapper(*config.senderTable, kMaxCanonicalRounds, nullptr);
+      known = mapper.map(
+          rewriteLocalContext(envelope.sender, postfix ? postfix->origin() : std::string_view()));
+      if (config.senderMemo) {
+        config.senderMemo->remember(envelope.sender, *known);
+      }
+    }
+    const LookupResult& r = *known;
     if (r.isError()) {
       out.error = true;
       out.errorReason = "sender lookup for <" + envelope.sender + "> failed: " + r.reason();
@@ -280,20 +316,26 @@ std::string formatRewriteLog(const std::string& queueId, const std::vector<std::
     return std::string();
   }
   // Identical changes (two X-Originating-IP headers removed) are written once with a count.
-  std::vector<std::pair<std::string, int>> counted;
+  std::vector<std::pair<const std::string*, int>> counted;
+  std::size_t length = queueId.size() + 8;
   for (const std::string& c : changes) {
-    auto it = std::find_if(counted.begin(), counted.end(),
-                           [&](const std::pair<std::string, int>& p) { return p.first == c; });
+    auto it =
+        std::find_if(counted.begin(), counted.end(),
+                     [&](const std::pair<const std::string*, int>& p) { return *p.first == c; });
     if (it != counted.end()) {
       ++it->second;
     } else {
-      counted.emplace_back(c, 1);
+      counted.emplace_back(&c, 1);
+      length += c.size() + 2;
     }
   }
-  std::string line = (queueId.empty() ? std::string("NOQUEUE") : queueId) + ":";
+  std::string line;
+  line.reserve(length + 16);
+  line += queueId.empty() ? std::string_view("NOQUEUE") : std::string_view(queueId);
+  line += ':';
   for (size_t i = 0; i < counted.size(); ++i) {
     line += i == 0 ? " " : ", ";
-    line += counted[i].first;
+    line += *counted[i].first;
     if (counted[i].second > 1) {
       line += " (x" + std::to_string(counted[i].second) + ")";
     }

@@ -29,13 +29,15 @@ struct RewriteOutcome {
   EditPlan plan;                     // in application order; empty: nothing to change
   std::vector<std::string> changes;  // "from=<a> -> <b>", "header X-Originating-IP removed", ...
   std::vector<std::string> notes;    // WARN/INFO texts and problems (unparsable header, ...)
-  std::vector<HeaderField> headers;  // the headers as they will be after the plan
+  std::vector<HeaderField> headers;  // the headers as they will be after the plan (wantHeaders)
   bool error = false;                // a table lookup failed: apply on_error, change nothing
   std::string errorReason;
 };
 
+// `wantHeaders` false leaves RewriteOutcome::headers empty (a caller that does not look at the
+// resulting headers saves copying them).
 RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelope,
-                              const std::vector<HeaderField>& headers);
+                              const std::vector<HeaderField>& headers, bool wantHeaders = true);
 
 // The Postfix-style log line for a changed message: "QID: change, change", or "" when unchanged.
 // Bounds of one message's header block: past either one relaykit-milter lets the message pass

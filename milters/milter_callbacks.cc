@@ -212,7 +212,7 @@ MilterResponse RelaykitFilter::mail(const MilterSession& s,
                                     const std::vector<std::string_view>& args) {
   try {
     message_.reset();
-    message_.emplace();
+    message_ = std::make_unique<Message>();
     Message& m = *message_;
     m.config = snapshotFor(s);
     m.envelope.clientAddress = client_.clientAddress;
@@ -345,7 +345,8 @@ MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifi
                  ": message passed unchanged");
       counted = gMetrics.skipped;
     } else if (cfg) {
-      RewriteOutcome out = rewriteMessage(*cfg, m.envelope, m.headers);
+      // The resulting headers are for DKIM signing only.
+      RewriteOutcome out = rewriteMessage(*cfg, m.envelope, m.headers, cfg->dkim != nullptr);
       for (const std::string& note : out.notes) {
         logInfo(prefix + note);
       }

@@ -61,7 +61,7 @@ class RelaykitFilter : public MilterFilter {
   void abort(const MilterSession& s) override;
   void close(const MilterSession& s) override;
 
-  bool inMessage() const { return message_.has_value(); }
+  bool inMessage() const { return message_ != nullptr; }
   // A signing job left by endOfMessage() (at most one), or nullopt.
   std::optional<dkim::SignJob> takeSignJob();
   // The signatures (or the signing error) for the job taken.
@@ -99,7 +99,8 @@ class RelaykitFilter : public MilterFilter {
   std::shared_ptr<const MilterConfig> config_;  // pinned at negotiation
   Envelope client_;                             // client address, name, helo
   bool nonSmtpd_ = false;                       // cleanup(8)'s non_smtpd_milters connection
-  std::optional<Message> message_;
+  // Per message, on the heap: a session between messages stays small (one allocation each).
+  std::unique_ptr<Message> message_;
 };
 
 }  // namespace relaykit::milter

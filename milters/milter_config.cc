@@ -288,6 +288,9 @@ std::shared_ptr<const MilterConfig> parseMilterConfig(std::shared_ptr<const Conf
   YamlReader r(config->file, &local, config->text);
   auto out = std::make_shared<MilterConfig>();
   out->base = config;
+  out->fromMemo = std::make_shared<AddressMemo>();
+  out->fromHeaderMemo = std::make_shared<HeaderRewriteMemo>();
+  out->senderMemo = std::make_shared<AddressMemo>();
   out->daemon = config->milter;
   const YAML::Node& node = config->milterNode;
   std::shared_ptr<const RegexpTable> headerChecks;

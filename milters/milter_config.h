@@ -26,6 +26,7 @@
 #include "common/config.h"
 #include "common/diagnostics.h"
 #include "common/table.h"
+#include "milters/address_memo.h"
 #include "milters/dkim_config.h"
 #include "milters/header_rules.h"
 
@@ -43,10 +44,15 @@ struct MilterConfig {
   // milter.max_sessions: Postfix sessions served at once (slots of the event loop, see
   // milter_service.h); more wait their turn. Read at start-up only (a change needs a restart).
   int maxSessions = kDefaultMilterSessions;
-  std::shared_ptr<const HeaderRuleSet> rules;    // never null (may be empty)
-  std::shared_ptr<const Table> fromTable;        // rewrite_from; null when off
-  std::vector<std::string> fromHeaders;          // default: From
-  std::shared_ptr<const Table> senderTable;      // rewrite_sender; null when off
+  std::shared_ptr<const HeaderRuleSet> rules;  // never null (may be empty)
+  std::shared_ptr<const Table> fromTable;      // rewrite_from; null when off
+  std::vector<std::string> fromHeaders;        // default: From
+  std::shared_ptr<const Table> senderTable;    // rewrite_sender; null when off
+  // The answers of fromTable and senderTable mappings so far, by address and (rewrite_from) by
+  // whole header value (address_memo.h); null: none kept.
+  std::shared_ptr<AddressMemo> fromMemo;
+  std::shared_ptr<HeaderRewriteMemo> fromHeaderMemo;
+  std::shared_ptr<AddressMemo> senderMemo;
   std::shared_ptr<const dkim::DkimConfig> dkim;  // milter.dkim; null when signing is off
 
   // Protocol steps this configuration needs (negotiation asks only for these).

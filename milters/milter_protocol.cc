@@ -135,12 +135,12 @@ StatusOr<OptionNegotiation> parseOptionNegotiation(std::string_view data) {
   return out;
 }
 
-StatusOr<MacroDefinitions> parseMacros(std::string_view data) {
+Status parseMacrosInto(std::string_view data, MacroDefinitions* out) {
+  out->values.clear();
   if (data.empty()) {
     return Status::error("macro packet without a command");
   }
-  MacroDefinitions out;
-  out.stage = data[0];
+  out->stage = data[0];
   std::size_t pos = 1;
   while (pos < data.size()) {
     std::string_view name;
@@ -148,7 +148,16 @@ StatusOr<MacroDefinitions> parseMacros(std::string_view data) {
     if (!takeString(data, &pos, &name) || !takeString(data, &pos, &value)) {
       return Status::error("macro packet: a name without a NUL-terminated value");
     }
-    out.values.emplace_back(name, value);
+    out->values.emplace_back(name, value);
+  }
+  return Status::ok();
+}
+
+StatusOr<MacroDefinitions> parseMacros(std::string_view data) {
+  MacroDefinitions out;
+  Status st = parseMacrosInto(data, &out);
+  if (!st) {
+    return st;
   }
   return out;
 }
@@ -262,6 +271,7 @@ void appendOptionNegotiationReply(std::string* out, std::uint32_t version, std::
       }
     }
   }
+  out->reserve(out->size() + kMilterLengthBytes + 1 + length);  // one allocation for the packet
   putHeader(out, SMFIC_OPTNEG, length);
   putU32(out, version);
   putU32(out, actions);

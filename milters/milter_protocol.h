@@ -103,6 +103,9 @@ struct MacroDefinitions {
   std::vector<std::pair<std::string_view, std::string_view>> values;
 };
 StatusOr<MacroDefinitions> parseMacros(std::string_view data);
+// The same into `out` (its vector's capacity is reused: no allocation per packet once warm).
+// On error `out` holds what was parsed before the error.
+Status parseMacrosInto(std::string_view data, MacroDefinitions* out);
 
 // SMFIC_CONNECT: hostname, family (SMFIA_*), port and address (absent for SMFIA_UNKNOWN). An
 // SMFIA_INET6 address loses an "IPv6:" prefix.

@@ -610,9 +610,18 @@ void MilterService::release(MilterConnection* c) {
 }
 
 void MilterService::countClose(const char* reason) {
-  if (closed_ != nullptr) {
-    closed_->labels({reason}).inc();
+  if (closed_ == nullptr) {
+    return;
   }
+  for (const auto& [known, counter] : closedByReason_) {
+    if (known == reason) {
+      counter->inc();
+      return;
+    }
+  }
+  Counter& counter = closed_->labels({reason});
+  closedByReason_.emplace_back(reason, &counter);
+  counter.inc();
 }
 
 bool MilterService::evictIdle() {

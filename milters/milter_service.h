@@ -123,6 +123,8 @@ class MilterService : public Service {
   Gauge* activeGauge_ = nullptr;
   Gauge* waitingGauge_ = nullptr;
   CounterFamily* closed_ = nullptr;  // reason: quit | eof | timeout | error | stop | evicted
+  // closed_'s counter per reason (the reasons are string literals): no label lookup per close.
+  std::vector<std::pair<const char*, Counter*>> closedByReason_;
   // Signing: jobs out, by ticket; results posted by the workers, read on the loop.
   std::unique_ptr<dkim::SignPool> pool_;
   std::uint64_t nextTicket_ = 1;

@@ -268,9 +268,9 @@ MilterSession::Next MilterSession::handle(char command, std::string_view data, s
     case SMFIC_OPTNEG:
       return negotiate(data, out);
     case SMFIC_MACRO: {
-      StatusOr<MacroDefinitions> defs = parseMacros(data);
-      if (!defs) {
-        return fail(defs.status().message());
+      MacroDefinitions* defs = &macroScratch_;
+      if (Status parsed = parseMacrosInto(data, defs); !parsed) {
+        return fail(parsed.message());
       }
       const int target = macroStage(defs->stage);
       if (target < 0) {

@@ -206,6 +206,7 @@ class MilterSession {
   std::uint32_t protocol_ = 0;  // an MTA that does not negotiate: reply to everything
   std::array<std::vector<std::pair<std::string, std::string>>, kMacroStages> macros_;
   std::array<std::size_t, kMacroStages> macroCount_{};
+  MacroDefinitions macroScratch_;       // the SMFIC_MACRO packet being stored (its capacity reused)
   std::vector<std::string_view> args_;  // reused between commands
   std::string error_;
 };

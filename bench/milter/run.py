@@ -8,6 +8,8 @@ rules rewrite the envelope sender and the From header of every message):
   none     Postfix alone;
   unix     relaykit-milter on unix: (smtpd_milters), seed rules;
   inet     relaykit-milter on inet: (smtpd_milters), seed rules;
+  unix-nolog  as unix with the milter's stderr (its log) on /dev/null: what the log line of
+           every changed message costs when stderr is a file (only when named in --kinds);
   native   Postfix doing the same rewriting itself: header_checks + regexp sender_canonical_maps;
   floor    bench/milter_floor on unix: (smtpd_milters): the same protocol steps and edits as
            relaykit, answered at once with no work: Postfix's own side of the milter protocol,
@@ -27,7 +29,8 @@ spent per message (utime + stime of the process, all threads, from /proc/PID/sta
 context switches per message (voluntary + involuntary, all threads, /proc/PID/task/*/status),
 measured over the same smtp-source runs, with relaykit's ratio to the floor's. Usage (as root):
   bench/milter/run.py [--build-dir build] [--repeat 3] [--quick]
-                      [--kinds unix,inet,native,floor,floor-inet,sign-rsa,sign-ed25519]
+                      [--kinds unix,inet,unix-nolog,native,floor,floor-inet,sign-rsa,
+                               sign-ed25519] [--callgrind N [--callgrind-out DIR]]
 Exits 1 when a server cannot be started or smtp-source fails.
 """
 
@@ -61,7 +64,7 @@ NATIVE_CANONICAL = ("/^root@relay\\.corp\\.local$/ noreply@corp.com\n"
 class FloorMilter:
     """bench/milter_floor on a unix socket (see the module docstring)."""
 
-    def __init__(self, tmp, inet=False):
+    def __init__(self, tmp, inet=False, prefix=()):
         if inet:
             port = harness.free_port()
             self.listen = "inet:127.0.0.1:%d" % port
@@ -70,12 +73,12 @@ class FloorMilter:
             sock = os.path.join(tmp, "floor.sock")
             self.listen = "unix:" + sock
             args = ["-u", sock]
-        self.proc = subprocess.Popen([floor_binary()] + args,
+        self.proc = subprocess.Popen(list(prefix) + [floor_binary()] + args,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if inet:
             harness.wait_port(port, proc=self.proc, what="milter_floor")
         else:
-            harness.wait_until(lambda: os.path.exists(sock), 10, "milter_floor socket")
+            harness.wait_until(lambda: os.path.exists(sock), 30, "milter_floor socket")
 
     def stop(self):
         harness.stop_process(self.proc)
@@ -112,20 +115,25 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def process_usage(pid):
-    """(CPU seconds, context switches) of a process so far, every thread included."""
+    """(CPU seconds from utime + stime, CPU seconds from schedstat, context switches) of a
+    process so far, every thread included. utime + stime moves in clock ticks (10 ms);
+    /proc/PID/task/*/schedstat counts each thread's run time in nanoseconds."""
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    run_ns = 0
     switches = 0
     for tid in os.listdir("/proc/%d/task" % pid):
         try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                run_ns += int(f.read().split()[0])
             with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
                 for line in f:
                     if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
                         switches += int(line.split()[1])
         except OSError:
             pass  # a thread that ended meanwhile
-    return cpu, switches
+    return cpu, run_ns / 1e9, switches
 
 
 def milter_pid(milter):
@@ -160,12 +168,13 @@ def dkim_section(kind, tmp):
             "    - {domain: corp.com, selector: bench, key_file: %s}\n" % key)
 
 
-def start_stack(kind, tmp, sink_port):
-    """Starts Postfix (and the milter) for one configuration; returns (postfix, milter|None)."""
+def start_stack(kind, tmp, sink_port, prefix=()):
+    """Starts Postfix (and the milter) for one configuration; returns (postfix, milter|None).
+    `prefix`: a command the milter runs under (valgrind ...), same process id."""
     params = {"default_process_limit": 100, "smtpd_client_connection_count_limit": 0,
               "smtpd_client_message_rate_limit": 0}
     milter = None
-    if kind in ("unix", "inet") or kind in SIGN_KINDS:
+    if kind in ("unix", "inet", "unix-nolog") or kind in SIGN_KINDS:
         if kind != "inet":
             sock = os.path.join(tmp, "milter.sock")
             listen = "unix:" + sock
@@ -178,12 +187,19 @@ def start_stack(kind, tmp, sink_port):
                                         milter_fixtures.SEED_MILTER + dkim_section(kind, tmp),
                                         listen))
         milter = harness.RelaykitDaemon("relaykit-milter", config, port=port, workdir=tmp)
-        milter.start()
+        if kind == "unix-nolog":
+            milter.stderr_path = os.devnull
+        if prefix:
+            wrapper = harness.write_file(os.path.join(tmp, "under-prefix"),
+                                         "#!/bin/sh\nexec %s %s \"$@\"\n"
+                                         % (" ".join(prefix), milter.binary), mode=0o755)
+            milter.binary = wrapper
+        milter.start(timeout=60)
         if kind != "inet":
-            harness.wait_until(lambda: os.path.exists(sock), 10, "milter socket")
+            harness.wait_until(lambda: os.path.exists(sock), 60, "milter socket")
         params.update({"smtpd_milters": listen, "milter_default_action": "tempfail"})
     elif kind in ("floor", "floor-inet"):
-        milter = FloorMilter(tmp, inet=kind == "floor-inet")
+        milter = FloorMilter(tmp, inet=kind == "floor-inet", prefix=prefix)
         params.update({"smtpd_milters": milter.listen, "milter_default_action": "tempfail"})
     elif kind == "native":
         hc = harness.write_file(os.path.join(tmp, "header_checks"), NATIVE_HEADER_CHECKS)
@@ -195,22 +211,97 @@ def start_stack(kind, tmp, sink_port):
     return pf, milter
 
 
+def callgrind_totals(path):
+    """The Ir total of a callgrind dump file."""
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError("no totals in %s" % path)
+
+
+def callgrind_run(kinds, count, keep_dir):
+    """Instructions per message of each milter under callgrind (valgrind), on the same load:
+    `count` messages of 1 KiB over 4 sessions after a warm-up; the counters are zeroed after the
+    warm-up (callgrind_control -z) and dumped after the load (-d), so start-up and
+    configuration loading are not counted. Returns {kind: instructions per message}."""
+    result = {}
+    if keep_dir:
+        os.makedirs(keep_dir, exist_ok=True)
+    sink = BareSink()
+    try:
+        for kind in kinds:
+            tmp = harness.make_tmpdir("relaykit-bench-milter-cg-%s-" % kind)
+            out_dir = keep_dir or tmp
+            out = os.path.join(os.path.abspath(out_dir), "callgrind.%s" % kind)
+            for stale in os.listdir(out_dir):
+                if stale.startswith(os.path.basename(out) + "."):  # an earlier run's dump
+                    os.remove(os.path.join(out_dir, stale))
+            prefix = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out]
+            pf = milter = None
+            try:
+                pf, milter = start_stack(kind, tmp, sink.port, prefix=prefix)
+                pid = milter_pid(milter)
+                run_source(pf.port, 4, 1024, 50)  # warm-up: first-use allocations, caches
+                pf.wait_queue_empty(timeout=300)
+                harness.run(["callgrind_control", "-z", str(pid)])
+                run_source(pf.port, 4, 1024, count)
+                pf.wait_queue_empty(timeout=300)
+                harness.run(["callgrind_control", "-d", str(pid)])
+                dumps = sorted(f for f in os.listdir(os.path.dirname(out))
+                               if f.startswith(os.path.basename(out) + "."))
+                if not dumps:
+                    raise RuntimeError("callgrind wrote no dump for %s" % kind)
+                result[kind] = callgrind_totals(os.path.join(os.path.dirname(out),
+                                                             dumps[-1])) / count
+                print("callgrind %-10s %12.0f instructions/msg (%s)"
+                      % (kind, result[kind], os.path.join(os.path.dirname(out), dumps[-1])),
+                      flush=True)
+            finally:
+                if pf:
+                    pf.stop()
+                if milter:
+                    milter.stop()
+                subprocess.run(["rm", "-rf", tmp])  # the dumps kept are in keep_dir
+    finally:
+        sink.stop()
+    return result
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="fewer messages, one repetition")
     ap.add_argument("--kinds", help="comma-separated configurations to run (none is always run)")
+    ap.add_argument("--callgrind", type=int, metavar="N",
+                    help="instead of the throughput runs: instructions per message of each milter "
+                         "kind under callgrind, N messages (4 sessions, 1 KiB) after a warm-up")
+    ap.add_argument("--callgrind-out", metavar="DIR",
+                    help="keep the callgrind dumps in DIR (for callgrind_annotate)")
     args = ap.parse_args()
     os.environ["RELAYKIT_BUILD_DIR"] = os.path.abspath(args.build_dir)
     repeat = 1 if args.quick else args.repeat
     counts = {1024: 300 if args.quick else 1000, 100 * 1024: 100 if args.quick else 300}
-    kinds = ["none", "unix", "inet", "native"]
+    kinds = ["none", "unix", "inet", "unix-nolog", "native"]
     if os.access(floor_binary(), os.X_OK):
         kinds += ["floor", "floor-inet"]
     kinds += list(SIGN_KINDS)
     if args.kinds:
         kinds = ["none"] + [k for k in kinds[1:] if k in args.kinds.split(",")]
+    else:
+        kinds.remove("unix-nolog")  # on request only
+    if args.callgrind:
+        milters = [k for k in kinds if k in ("unix", "inet", "floor", "floor-inet")]
+        ir = callgrind_run(milters, args.callgrind, args.callgrind_out)
+        print()
+        print("%-26s" % "instructions/msg" + "".join(" %12s" % k for k in milters))
+        print("%-26s" % ("4 sessions 1KiB, %d msgs" % args.callgrind) +
+              "".join(" %12.0f" % ir[k] for k in milters))
+        for k, f in (("unix", "floor"), ("inet", "floor-inet")):
+            if k in ir and f in ir:
+                print("%s/%s: %.2f" % (k, f, ir[k] / ir[f]))
+        return 0
     combos = [(s, size) for size in (1024, 100 * 1024) for s in (4, 20)]
     rates = {}
     relay_rates = {}
@@ -241,10 +332,10 @@ def main():
                         # too coarse for one run's per-message figure.
                         after = process_usage(pid)
                         key = (kind, sessions, size)
-                        total = usage.setdefault(key, [0.0, 0, 0])
-                        total[0] += after[0] - before[0]
-                        total[1] += after[1] - before[1]
-                        total[2] += counts[size]
+                        total = usage.setdefault(key, [0.0, 0.0, 0, 0])
+                        for i in range(3):
+                            total[i] += after[i] - before[i]
+                        total[3] += counts[size]
                     deadline = time.monotonic() + 300
                     while queued(pf) and time.monotonic() < deadline:
                         time.sleep(0.02)
@@ -281,18 +372,23 @@ def main():
             print("%2d sessions %6s       " % (sessions, "1KiB" if size == 1024 else "100KiB") +
                   "".join(" %10.1f" % r for r in row) + "   " +
                   " ".join("%.2f" % (r / row[0]) for r in row[1:]))
-    milters = [k for k in kinds if k in ("unix", "inet", "floor", "floor-inet") or k in SIGN_KINDS]
-    for title, index, scale in (("milter CPU us/msg", 0, 1e6), ("milter ctx switches/msg", 1, 1)):
-        results = {k: v[index] * scale / v[2] for k, v in usage.items()}
+    milters = [k for k in kinds
+               if k in ("unix", "inet", "unix-nolog", "floor", "floor-inet") or k in SIGN_KINDS]
+    for title, index, scale in (("milter CPU us/msg (schedstat)", 1, 1e6),
+                                ("milter CPU us/msg (utime+stime)", 0, 1e6),
+                                ("milter ctx switches/msg", 2, 1)):
+        results = {k: v[index] * scale / v[3] for k, v in usage.items()}
         pairs = [(k, f) for k, f in (("unix", "floor"), ("inet", "floor-inet"),
+                                     ("unix-nolog", "floor"),
                                      ("sign-rsa", "unix"), ("sign-ed25519", "unix"))
                  if k in milters and f in milters]
         print()
-        print("%-26s" % title + "".join(" %10s" % k for k in milters) +
+        print("%-33s" % title + "".join(" %10s" % k for k in milters) +
               ("   ratios: " + " ".join("%s/%s" % p for p in pairs) if pairs else ""))
         for sessions, size in combos:
             row = [results[(k, sessions, size)] for k in milters]
-            print("%2d sessions %6s         " % (sessions, "1KiB" if size == 1024 else "100KiB") +
+            label = "%2d sessions %6s" % (sessions, "1KiB" if size == 1024 else "100KiB")
+            print("%-33s" % label +
                   "".join(" %10.1f" % r for r in row) + "   " +
                   " ".join("%.2f" % (results[(k, sessions, size)] / results[(f, sessions, size)])
                            if results[(f, sessions, size)] else "-" for k, f in pairs))

@@ -132,8 +132,7 @@ void Connection::setHandler(std::unique_ptr<ConnectionHandler> handler) {
 }
 
 bool Connection::start(const ServerLimits& limits) {
-  limits_ = limits;
-  evutil_make_socket_nonblocking(fd_);
+  limits_ = limits;  // fd_ is non-blocking already (accept4 with SOCK_NONBLOCK)
   readEvent_ = event_new(server_->base(), fd_, EV_READ | EV_PERSIST, &Connection::onReadable, this);
   writeEvent_ =
       event_new(server_->base(), fd_, EV_WRITE | EV_PERSIST, &Connection::onWritable, this);

@@ -119,7 +119,8 @@ class InputBuffer {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  // Takes ownership of the connected socket `fd` (closed when the connection closes).
+  // Takes ownership of the connected, non-blocking socket `fd` (closed when the connection
+  // closes).
   Connection(Server* server, int fd, std::uint64_t id, std::string peer);
   ~Connection();
   Connection(const Connection&) = delete;

@@ -204,9 +204,13 @@ void setTcpNoDelay(int fd) {
     return;
   }
   if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setTcpNoDelayOnTcp(fd);
   }
+}
+
+void setTcpNoDelayOnTcp(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 StatusOr<int> connectTo(const Endpoint& ep) {

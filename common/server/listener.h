@@ -29,8 +29,10 @@ struct ListenOptions {
 StatusOr<int> openListener(const Endpoint& endpoint, const ListenOptions& options = {});
 // The local port of a bound inet socket (useful with port 0), 0 for others.
 std::uint16_t localPort(int fd);
-// TCP_NODELAY on a connected TCP socket; a no-op on unix sockets.
+// TCP_NODELAY on a connected TCP socket; a no-op on unix sockets (getsockname(2) tells which).
 void setTcpNoDelay(int fd);
+// TCP_NODELAY on a socket the caller knows is TCP (the family accept(2) returned).
+void setTcpNoDelayOnTcp(int fd);
 
 // chown(2)s a unix socket to `owner` ("user", "user:group" or ":group"; a user alone also sets
 // the user's primary group). Errors name the unknown user/group or the failed chown.

@@ -2,6 +2,7 @@
 // logging.cc: syslog or stderr sink; see logging.h.
 #include "common/server/logging.h"
 
+#include <pthread.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -20,6 +21,13 @@ std::string gProgram = "relaykit";
 bool gToStderr = true;
 bool gPriorityPrefix = false;  // "<N>" before each stderr line (sd-daemon style)
 std::atomic<int> gMinLevel{static_cast<int>(LogLevel::kInfo)};
+// "PROGRAM[PID]: " for stderr lines, built once (no getpid(2) per line); a forked child builds
+// its own (forgetPrefix runs in the child).
+std::string gPrefix;
+
+void forgetPrefix() {
+  gPrefix.clear();
+}
 
 const char* prefixOf(LogLevel level) {
   switch (level) {
@@ -60,6 +68,9 @@ void initLogging(std::string program, bool toStderr) {
   gProgram = std::move(program);
   gToStderr = toStderr;
   gPriorityPrefix = toStderr && isatty(STDERR_FILENO) == 0;
+  gPrefix.clear();
+  static std::once_flag atfork;
+  std::call_once(atfork, [] { pthread_atfork(nullptr, nullptr, &forgetPrefix); });
   if (!gToStderr) {
     // openlog keeps the pointer: gProgram lives for the whole process and is not changed again.
     openlog(gProgram.c_str(), LOG_PID | LOG_NDELAY, LOG_MAIL);
@@ -83,11 +94,19 @@ void logMessage(LogLevel level, std::string_view text) {
            text.data());
     return;
   }
-  std::string line;
-  if (gPriorityPrefix) {
-    line = "<" + std::to_string(priorityOf(level)) + ">";
+  if (gPrefix.empty()) {
+    gPrefix = gProgram + "[" + std::to_string(getpid()) + "]: ";
   }
-  line += gProgram + "[" + std::to_string(getpid()) + "]: " + prefixOf(level);
+  const char* levelPrefix = prefixOf(level);
+  std::string line;
+  line.reserve(4 + gPrefix.size() + 10 + text.size() + 1);
+  if (gPriorityPrefix) {
+    line.push_back('<');
+    line.push_back(static_cast<char>('0' + priorityOf(level)));  // LOG_CRIT (2) to LOG_DEBUG (7)
+    line.push_back('>');
+  }
+  line += gPrefix;
+  line += levelPrefix;
   line.append(text.data(), text.size());
   line.push_back('\n');
   ssize_t ignored = write(STDERR_FILENO, line.data(), line.size());

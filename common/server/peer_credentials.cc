@@ -90,9 +90,15 @@ PeerResolver::~PeerResolver() {
 
 PeerIdentity PeerResolver::resolve(int fd, const sockaddr* addr, socklen_t len) {
   sockaddr_storage local{};
-  socklen_t localLen = sizeof local;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &localLen) != 0) {
-    return PeerIdentity::unknown();
+  const bool unixPeer = addr != nullptr && len >= static_cast<socklen_t>(sizeof(sa_family_t)) &&
+                        addr->sa_family == AF_UNIX;
+  if (unixPeer) {
+    local.ss_family = AF_UNIX;  // accept(2) on a unix socket says so: no getsockname(2)
+  } else {
+    socklen_t localLen = sizeof local;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &localLen) != 0) {
+      return PeerIdentity::unknown();
+    }
   }
   if (local.ss_family == AF_UNIX) {
     ucred cred{};

@@ -4,7 +4,6 @@
 
 #include <arpa/inet.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <sys/resource.h>
@@ -26,6 +25,11 @@ namespace {
 
 // After accept(2) fails (EMFILE, ENFILE, ENOBUFS), stop accepting this long instead of spinning.
 constexpr int kAcceptPauseMs = 100;
+// Connections accepted per readable event of a listener. One: the accept never comes back
+// EAGAIN (the wake-up said one is queued), and with more queued the level-triggered listener is
+// ready again at the next loop iteration, after the ready connections had their turn, so a burst
+// of connections neither costs an extra accept(2) nor holds back the clients being served.
+constexpr int kAcceptsPerWakeup = 1;
 // Log at most one "too many connections" line per this many refused connections.
 constexpr std::uint64_t kRefusedLogEvery = 100;
 // Log at most one eviction line per this many evictions.
@@ -51,11 +55,29 @@ std::string peerName(const sockaddr* addr, int len) {
   return "unix";
 }
 
-void reenableListener(evutil_socket_t, short, void* arg) {
-  evconnlistener_enable(static_cast<evconnlistener*>(arg));
-}
-
 }  // namespace
+
+// One listening socket on the loop: a plain read event (libevent's evconnlistener accepts until
+// accept(2) fails with EAGAIN, one wasted system call per wake-up) and the timer that resumes
+// accepting after a resource error.
+struct Server::Listener {
+  Server* server = nullptr;
+  int fd = -1;
+  event* readable = nullptr;
+  event* resume = nullptr;
+
+  ~Listener() {
+    if (readable != nullptr) {
+      event_free(readable);
+    }
+    if (resume != nullptr) {
+      event_free(resume);
+    }
+    if (fd >= 0) {
+      close(fd);
+    }
+  }
+};
 
 std::uint64_t openFileLimit() {
   rlimit rl{};
@@ -99,14 +121,16 @@ Server::~Server() {
 }
 
 Status Server::addListener(int listenFd, std::string description) {
-  evconnlistener* l = evconnlistener_new(
-      base_, &Server::onAccept, this, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, listenFd);
-  if (l == nullptr) {
-    close(listenFd);
-    return Status::error("cannot serve " + description);
+  auto l = std::make_unique<Listener>();
+  l->server = this;
+  l->fd = listenFd;
+  l->readable =
+      event_new(base_, listenFd, EV_READ | EV_PERSIST, &Server::onListenerReadable, l.get());
+  l->resume = event_new(base_, -1, 0, &Server::onListenerResume, l.get());
+  if (l->readable == nullptr || l->resume == nullptr || event_add(l->readable, nullptr) != 0) {
+    return Status::error("cannot serve " + description);  // ~Listener closes listenFd
   }
-  evconnlistener_set_error_cb(l, &Server::onAcceptError);
-  listeners_.push_back(l);
+  listeners_.push_back(std::move(l));
   return Status::ok();
 }
 
@@ -146,9 +170,6 @@ void Server::countConnectionError(const char* reason) {
 }
 
 void Server::shutdown() {
-  for (auto* l : listeners_) {
-    evconnlistener_free(l);
-  }
   listeners_.clear();
   auto connections = std::move(connections_);
   connections_.clear();
@@ -176,17 +197,41 @@ void Server::forget(std::uint64_t id) {
   connections_.erase(it);
 }
 
-void Server::onAccept(evconnlistener*, int fd, sockaddr* addr, int len, void* arg) {
-  auto* self = static_cast<Server*>(arg);
+void Server::onListenerReadable(int fd, short, void* arg) {
+  auto* l = static_cast<Listener*>(arg);
+  for (int i = 0; i < kAcceptsPerWakeup; ++i) {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    // Non-blocking and close-on-exec from the start: no fcntl(2) per connection.
+    const int conn =
+        accept4(fd, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (conn < 0) {
+      const int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED) {
+        return;  // nothing (more) to accept, or the client gave up first
+      }
+      l->server->acceptFailed(l, err);
+      return;
+    }
+    l->server->acceptGuarded(conn, reinterpret_cast<sockaddr*>(&addr), static_cast<int>(len));
+  }
+}
+
+void Server::onListenerResume(int, short, void* arg) {
+  auto* l = static_cast<Listener*>(arg);
+  event_add(l->readable, nullptr);
+}
+
+void Server::acceptGuarded(int fd, sockaddr* addr, int len) {
   try {
-    self->accept(fd, addr, len);
+    accept(fd, addr, len);
   } catch (const std::exception& e) {
     // The connection may or may not be in the table; a half-set-up one is closed by its owner.
     logError(std::string("accept: unexpected exception: ") + e.what());
-    self->countConnectionError("exception");
+    countConnectionError("exception");
   } catch (...) {
     logError("accept: unexpected exception");
-    self->countConnectionError("exception");
+    countConnectionError("exception");
   }
 }
 
@@ -269,7 +314,9 @@ void Server::accept(int fd, sockaddr* addr, int len) {
       return;
     }
   }
-  setTcpNoDelay(fd);
+  if (addr != nullptr && len > 0 && (addr->sa_family == AF_INET || addr->sa_family == AF_INET6)) {
+    setTcpNoDelayOnTcp(fd);  // TCP only: the accepted address says which (no getsockname(2))
+  }
   std::uint64_t id = nextId_++;
   auto conn = std::make_shared<Connection>(this, fd, id, name);
   if (!conn->start(limits_)) {
@@ -302,14 +349,14 @@ void Server::accept(int fd, sockaddr* addr, int len) {
   conn->setHandler(std::move(handler));
 }
 
-void Server::onAcceptError(evconnlistener* listener, void*) {
-  int err = EVUTIL_SOCKET_ERROR();
-  logWarning(std::string("accept: ") + evutil_socket_error_to_string(err));
+void Server::acceptFailed(Listener* l, int err) {
+  logWarning(std::string("accept: ") + std::strerror(err));
   if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-    evconnlistener_disable(listener);
+    // Out of descriptors or memory: the queued connection stays ready, so retrying at once would
+    // spin. Stop accepting for a moment.
+    event_del(l->readable);
     timeval pause{0, kAcceptPauseMs * 1000};
-    event_base_once(evconnlistener_get_base(listener), -1, EV_TIMEOUT, &reenableListener, listener,
-                    &pause);
+    event_add(l->resume, &pause);
   }
 }
 

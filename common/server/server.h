@@ -2,14 +2,15 @@
 // server.h: accepts connections on listening sockets and runs them on one libevent loop.
 //
 // A Server is bound to an event base and a Service; it owns the listeners handed to it and every
-// live Connection. Accepted TCP sockets get TCP_NODELAY. Each accepted connection is admitted by
-// the rules of connection_limits.h (docs/connection-limits.md): its peer is identified (uid by
-// SO_PEERCRED or sock_diag, else remote address), refused when a PeerPolicy's allowed users do not
-// include it, and when the table is full the oldest idle connection its class may displace is
-// evicted; only when there is none is the new connection closed at once (rate-limited log line).
-// Caps come from ServerLimits, lowered to fit the soft RLIMIT_NOFILE at construction. Refused and
-// evicted connections and per-connection errors are counted when setMetrics() was called. Not
-// thread-safe: use it on the loop thread only.
+// live Connection. A listener accepts one connection per readable event (accept4(2),
+// non-blocking and close-on-exec at once). Accepted TCP sockets get TCP_NODELAY. Each accepted
+// connection is admitted by the rules of connection_limits.h (docs/connection-limits.md): its
+// peer is identified (uid by SO_PEERCRED or sock_diag, else remote address), refused when a
+// PeerPolicy's allowed users do not include it, and when the table is full the oldest idle
+// connection its class may displace is evicted; only when there is none is the new connection
+// closed at once (rate-limited log line). Caps come from ServerLimits, lowered to fit the soft
+// RLIMIT_NOFILE at construction. Refused and evicted connections and per-connection errors are
+// counted when setMetrics() was called. Not thread-safe: use it on the loop thread only.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +24,6 @@
 #include "common/server/connection_limits.h"
 #include "common/server/peer_credentials.h"
 
-struct evconnlistener;
 struct event_base;
 struct sockaddr;
 
@@ -70,8 +70,13 @@ class Server {
   void forget(std::uint64_t id);
 
  private:
-  static void onAccept(evconnlistener* listener, int fd, sockaddr* addr, int len, void* arg);
-  static void onAcceptError(evconnlistener* listener, void* arg);
+  struct Listener;
+  static void onListenerReadable(int fd, short what, void* arg);
+  static void onListenerResume(int fd, short what, void* arg);
+  // accept() with any exception caught and counted.
+  void acceptGuarded(int fd, sockaddr* addr, int len);
+  // accept(2) failed with `err` (not EAGAIN): logs; pauses the listener on resource errors.
+  void acceptFailed(Listener* l, int err);
 
   struct Entry {
     std::shared_ptr<Connection> conn;
@@ -90,7 +95,7 @@ class Server {
   ConnectionCaps caps_;
   PeerPolicy policy_;
   PeerResolver resolver_;
-  std::vector<evconnlistener*> listeners_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
   std::map<std::uint64_t, Entry> connections_;
   std::size_t untrusted_ = 0;
   std::unordered_map<std::string, std::size_t> perPeer_;

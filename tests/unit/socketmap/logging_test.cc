@@ -1,12 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
-// logging_test.cc: common/server/logging.h's ThrottledWarning: one line per interval, the lines
-// held back counted into the next one.
+// logging_test.cc: common/server/logging.h: stderr lines with the priority prefix and
+// "PROGRAM[PID]: " carrying the pid of the process that writes the line (also in a child forked
+// after the first line); ThrottledWarning: one line per interval, the lines held back counted
+// into the next one.
+#include "common/server/logging.h"
+
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <thread>
-
-#include "common/server/logging.h"
 
 namespace relaykit {
 namespace {
@@ -29,6 +37,39 @@ TEST(ThrottledWarningTest, OneLinePerIntervalWithTheCountHeldBack) {
     lines += c == '\n' ? 1 : 0;
   }
   EXPECT_EQ(lines, 2u) << log;
+}
+
+TEST(LoggingTest, StderrLinesCarryTheWritersPid) {
+  char path[] = "/tmp/relaykit-logging-test-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  const int saved = dup(STDERR_FILENO);
+  ASSERT_GE(saved, 0);
+  ASSERT_GE(dup2(fd, STDERR_FILENO), 0);  // not a terminal: lines get the "<N>" prefix
+  initLogging("relaykit-test", true);
+  logInfo("parent line");
+  logWarning("parent warning");
+  const pid_t child = fork();
+  if (child == 0) {
+    logInfo("child line");
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  logError("parent again");
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  close(fd);
+  initLogging("relaykit", true);
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  unlink(path);
+  const std::string parent = "relaykit-test[" + std::to_string(getpid()) + "]: ";
+  const std::string kid = "relaykit-test[" + std::to_string(child) + "]: ";
+  EXPECT_EQ(text.str(), "<6>" + parent + "parent line\n<4>" + parent +
+                            "warning: parent warning\n<6>" + kid + "child line\n<3>" + parent +
+                            "error: parent again\n");
 }
 
 }  // namespace
