@@ -14,6 +14,7 @@ Exits 1 when the server cannot be started or no lookup was answered.
 """
 
 import argparse
+import importlib.util
 import os
 import random
 import re
@@ -27,6 +28,12 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
 import run as socketmap_bench  # noqa: E402
+
+# dumped_total() of bench/policyd/instructions.py (same file name as this one: loaded by path).
+_spec = importlib.util.spec_from_file_location(
+    "policyd_instructions", os.path.join(ROOT, "bench", "policyd", "instructions.py"))
+policyd_instructions = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(policyd_instructions)
 
 
 def main():
@@ -65,11 +72,7 @@ def main():
                        stdout=subprocess.DEVNULL)
     finally:
         harness.stop_process(server)
-    dumps = sorted(f for f in os.listdir(tmp)
-                   if f.startswith(os.path.basename(out) + ".") and not f.endswith(".log"))
-    dump = os.path.join(tmp, dumps[0]) if dumps else out
-    with open(dump) as f:
-        total = int(re.search(r"^summary: (\d+)", f.read(), re.M).group(1))
+    dump, total = policyd_instructions.dumped_total(out)
     if answered <= 0:
         sys.exit("no lookup answered")
     print("lookups %d, instructions %d, per lookup %.0f (profile %s)"

@@ -3,9 +3,9 @@
 //
 // Reading: one read(2) of up to kReadChunk bytes per readable event (level-triggered, so a larger
 // backlog simply fires again) straight into the free tail of the connection's flat input buffer;
-// the handler consumes from its front. Writing: a
-// reply goes out with one send(2) when nothing is queued; what the kernel does not take waits in
-// the output evbuffer and goes out with writev(2) when the socket is writable. One timer per
+// the handler consumes from its front. Writing: a reply goes out with one send(2) when nothing is
+// queued; what the kernel does not take waits in the output evbuffer and goes out with writev(2)
+// when the socket is writable. One timer per
 // connection holds the deadline of its phase: idle (idleTimeout from the last completed request),
 // request (requestTimeout from the request's first byte, never restarted by later bytes) or
 // draining (writeTimeout from the moment queued output went over the cap, or closeAfterWrite()).
@@ -31,7 +31,7 @@
 namespace relaykit {
 namespace {
 
-// Room offered to read(2) per readable event, at least (the input buffer's first allocation).
+// Bytes taken from the socket per readable event, at most (and the input buffer's first size).
 constexpr std::size_t kReadChunk = 16 * 1024;
 // An input buffer grown past this (a large pipelined burst, a milter body chunk) is freed once
 // it is empty again; smaller ones are kept for the next request.
