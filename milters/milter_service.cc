@@ -2,7 +2,6 @@
 // milter_service.cc: the milter Service and its per-connection handler; see milter_service.h.
 #include "milters/milter_service.h"
 
-#include <event2/buffer.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -88,7 +87,7 @@ class MilterConnection : public ConnectionHandler {
   MilterConnection(const MilterConnection&) = delete;
   MilterConnection& operator=(const MilterConnection&) = delete;
 
-  void onData(Connection& conn, evbuffer* input) override {
+  void onData(Connection& conn, InputBuffer& input) override {
     if (phase_ == Phase::kWaiting || done_) {
       return;  // read again once a slot is granted
     }
@@ -206,14 +205,9 @@ class MilterConnection : public ConnectionHandler {
  private:
   enum class Phase { kNew, kWaiting, kServing };
 
-  void process(Connection& conn, evbuffer* input) {
+  void process(Connection& conn, InputBuffer& input) {
     lastActive_ = Clock::now();
-    const std::size_t total = evbuffer_get_length(input);
-    const char* bytes = reinterpret_cast<const char*>(evbuffer_pullup(input, -1));
-    if (bytes == nullptr) {
-      return;
-    }
-    const std::string_view data(bytes, total);
+    const std::string_view data = input.view();
     std::size_t used = 0;
     out_.clear();
     while (used < data.size() && !done_ && !session_.awaitingEndOfMessage()) {
@@ -241,7 +235,7 @@ class MilterConnection : public ConnectionHandler {
       }
       handle(decoder_.command(), decoder_.data());
     }
-    evbuffer_drain(input, used);
+    input.consume(used);
     if (!done_ && session_.awaitingEndOfMessage()) {
       startSigning(conn);
     }

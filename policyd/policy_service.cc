@@ -3,8 +3,6 @@
 // relaykit-policyd; see policy_service.h.
 #include "policyd/policy_service.h"
 
-#include <event2/buffer.h>
-
 #include "common/endpoint.h"
 #include "common/server/listener.h"
 #include "common/server/logging.h"
@@ -13,8 +11,6 @@
 namespace relaykit::policy {
 
 namespace {
-
-constexpr int kPeekChains = 16;
 
 const char* stageLabel(Stage stage) {
   switch (stage) {
@@ -38,25 +34,18 @@ class PolicyHandler : public ConnectionHandler {
     }
   }
 
-  void onData(Connection& conn, evbuffer* input) override {
+  void onData(Connection& conn, InputBuffer& input) override {
     std::vector<PolicyRequest>& requests = parsed_;  // reused: no allocation per call
     requests.clear();
-    while (conn.isOpen() && evbuffer_get_length(input) > 0) {
-      evbuffer_iovec vec[kPeekChains];
-      const int chains = evbuffer_peek(input, -1, nullptr, vec, kPeekChains);
-      std::size_t consumed = 0;
-      for (int i = 0; i < chains && i < kPeekChains; ++i) {
-        Status s = codec_.feed(
-            std::string_view(static_cast<const char*>(vec[i].iov_base), vec[i].iov_len), &requests);
-        if (!s.isOk()) {
-          logWarning("closing policy connection from " + conn.peer() + ": " + s.message());
-          service_->countProtocolError("malformed");
-          conn.close();
-          return;
-        }
-        consumed += vec[i].iov_len;
+    if (!input.empty()) {
+      Status s = codec_.feed(input.view(), &requests);
+      input.consume(input.size());
+      if (!s.isOk()) {
+        logWarning("closing policy connection from " + conn.peer() + ": " + s.message());
+        service_->countProtocolError("malformed");
+        conn.close();
+        return;
       }
-      evbuffer_drain(input, consumed);
     }
     for (PolicyRequest& r : requests) {
       if (Status s = checkRequest(r); !s.isOk()) {
@@ -165,19 +154,18 @@ class AdminHandler : public ConnectionHandler {
  public:
   explicit AdminHandler(PolicyService* service) : service_(service) {}
 
-  void onData(Connection& conn, evbuffer* input) override {
+  void onData(Connection& conn, InputBuffer& input) override {
     while (conn.isOpen()) {
-      const evbuffer_ptr eol = evbuffer_search_eol(input, nullptr, nullptr, EVBUFFER_EOL_LF);
-      if (eol.pos < 0) {
-        if (evbuffer_get_length(input) > kMaxAdminLine) {
+      const std::size_t eol = input.view().find('\n');
+      if (eol == std::string_view::npos) {
+        if (input.size() > kMaxAdminLine) {
           conn.send("error request longer than " + std::to_string(kMaxAdminLine) + " bytes\n");
           conn.closeAfterWrite();
         }
         return;
       }
-      std::string line(static_cast<std::size_t>(eol.pos), '\0');
-      evbuffer_remove(input, line.data(), line.size());
-      evbuffer_drain(input, 1);
+      std::string line(input.data(), eol);
+      input.consume(eol + 1);
       StatusOr<AdminCommand> command = parseAdminCommand(line);
       conn.send(command.isOk() ? service_->admin(*command)
                                : "error " + command.status().message() + "\n");

@@ -2,8 +2,6 @@
 // socketmap_service.cc: netstring framing, request dispatch, logging and metrics for socketmapd.
 #include "socketmapd/socketmap_service.h"
 
-#include <event2/buffer.h>
-
 #include <chrono>
 
 #include "common/netstring.h"
@@ -16,8 +14,6 @@ namespace {
 
 // Bytes of a key or map name quoted in a log line.
 constexpr std::size_t kMaxLoggedKeyBytes = 200;
-// evbuffer chains examined per evbuffer_peek call.
-constexpr int kPeekChains = 16;
 
 // `text` made safe and short for a log line.
 std::string printable(std::string_view text) {
@@ -55,33 +51,20 @@ class SocketmapHandler : public ConnectionHandler {
     }
   }
 
-  void onData(Connection& conn, evbuffer* input) override {
+  void onData(Connection& conn, InputBuffer& input) override {
     // Stops while the replies queued for a client that does not read them are over the output
     // cap: the rest stays in `input` until the client reads (or the write deadline closes it).
-    while (conn.isOpen() && !conn.outputBlocked() && evbuffer_get_length(input) > 0) {
-      evbuffer_iovec vec[kPeekChains];
-      int chains = evbuffer_peek(input, -1, nullptr, vec, kPeekChains);
-      std::size_t consumed = 0;
-      bool gotMessage = false;
-      for (int i = 0; i < chains && i < kPeekChains; ++i) {
-        std::string_view chunk(static_cast<const char*>(vec[i].iov_base), vec[i].iov_len);
-        consumed += decoder_.feed(chunk);
-        if (decoder_.state() == NetstringDecoder::State::kError) {
-          logWarning("closing connection from " + conn.peer() +
-                     ": bad request: " + decoder_.error());
-          service_->countProtocolError(decoder_.errorKind() == NetstringDecoder::Error::kTooLong
-                                           ? "oversized"
-                                           : "malformed");
-          conn.close();
-          return;
-        }
-        if (decoder_.state() == NetstringDecoder::State::kMessage) {
-          gotMessage = true;
-          break;
-        }
+    while (conn.isOpen() && !conn.outputBlocked() && !input.empty()) {
+      const std::size_t consumed = decoder_.feed(input.view());
+      input.consume(consumed);
+      if (decoder_.state() == NetstringDecoder::State::kError) {
+        logWarning("closing connection from " + conn.peer() + ": bad request: " + decoder_.error());
+        service_->countProtocolError(
+            decoder_.errorKind() == NetstringDecoder::Error::kTooLong ? "oversized" : "malformed");
+        conn.close();
+        return;
       }
-      evbuffer_drain(input, consumed);
-      if (!gotMessage) {
+      if (decoder_.state() != NetstringDecoder::State::kMessage) {
         if (consumed == 0) {
           break;  // nothing more to take (should not happen)
         }

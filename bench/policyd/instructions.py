@@ -60,6 +60,15 @@ def requests_answered(metrics_port):
                re.findall(r"^relaykit_policy_requests_total\{[^}]*\} (\S+)$", text, re.M))
 
 
+def dumped_total(out):
+    """The dump callgrind_control -d wrote for --callgrind-out-file=`out`, and its Ir total."""
+    dumps = sorted(f for f in os.listdir(os.path.dirname(out))
+                   if f.startswith(os.path.basename(out) + ".") and not f.endswith(".log"))
+    dump = os.path.join(os.path.dirname(out), dumps[0]) if dumps else out
+    with open(dump) as f:
+        return dump, int(re.search(r"^summary: (\d+)", f.read(), re.M).group(1))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build-dir", default="build")
@@ -97,11 +106,7 @@ def main():
         answered = requests_answered(metrics) - before
     finally:
         harness.stop_process(server)
-    dumps = sorted(f for f in os.listdir(os.path.dirname(out))
-                   if f.startswith(os.path.basename(out) + ".") and not f.endswith(".log"))
-    dump = os.path.join(os.path.dirname(out), dumps[0]) if dumps else out
-    with open(dump) as f:
-        total = int(re.search(r"^summary: (\d+)", f.read(), re.M).group(1))
+    dump, total = dumped_total(out)
     if answered <= 0:
         sys.exit("no request answered")
     print("requests %d, instructions %d, per request %.0f (profile %s)"

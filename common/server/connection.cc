@@ -2,9 +2,10 @@
 // connection.cc: one client connection over plain libevent events; see connection.h.
 //
 // Reading: one read(2) of up to kReadChunk bytes per readable event (level-triggered, so a larger
-// backlog simply fires again), appended to the input evbuffer the handler consumes. Writing: a
-// reply goes out with one send(2) when nothing is queued; what the kernel does not take waits in
-// the output evbuffer and goes out with writev(2) when the socket is writable. One timer per
+// backlog simply fires again) straight into the free tail of the connection's flat input buffer;
+// the handler consumes from its front. Writing: a reply goes out with one send(2) when nothing is
+// queued; what the kernel does not take waits in the output evbuffer and goes out with writev(2)
+// when the socket is writable. One timer per
 // connection holds the deadline of its phase: idle (idleTimeout from the last completed request),
 // request (requestTimeout from the request's first byte, never restarted by later bytes) or
 // draining (writeTimeout from the moment queued output went over the cap, or closeAfterWrite()).
@@ -30,8 +31,11 @@
 namespace relaykit {
 namespace {
 
-// Bytes taken from the socket per readable event.
+// Bytes taken from the socket per readable event, at most (and the input buffer's first size).
 constexpr std::size_t kReadChunk = 16 * 1024;
+// An input buffer grown past this (a large pipelined burst, a milter body chunk) is freed once
+// it is empty again; smaller ones are kept for the next request.
+constexpr std::size_t kInputKeepBytes = 64 * 1024;
 
 std::int64_t monotonicMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -53,6 +57,46 @@ bool runGuarded(const char* what, const std::function<void()>& body) {
   return false;
 }
 
+void InputBuffer::consume(std::size_t n) {
+  begin_ += n < size() ? n : size();
+  if (begin_ == end_) {
+    begin_ = end_ = 0;  // empty: the next read starts at the front, no move needed
+  }
+}
+
+char* InputBuffer::prepare(std::size_t minRoom) {
+  if (capacity_ - end_ >= minRoom) {
+    return buf_.get() + end_;
+  }
+  const std::size_t live = size();
+  if (begin_ >= live && capacity_ - live >= minRoom) {
+    // The consumed prefix is at least as long as what is left: moving it costs no more than the
+    // bytes already consumed, so each byte is moved O(1) times on average.
+    std::memmove(buf_.get(), buf_.get() + begin_, live);
+  } else {
+    std::size_t grown = capacity_ * 2;
+    if (grown < live + minRoom) {
+      grown = live + minRoom;
+    }
+    std::unique_ptr<char[]> bigger(new char[grown]);  // not zeroed: only written bytes are read
+    if (live > 0) {
+      std::memcpy(bigger.get(), buf_.get() + begin_, live);
+    }
+    buf_ = std::move(bigger);
+    capacity_ = grown;
+  }
+  begin_ = 0;
+  end_ = live;
+  return buf_.get() + end_;
+}
+
+void InputBuffer::release(std::size_t keep) {
+  if (empty() && capacity_ > keep) {
+    buf_.reset();
+    capacity_ = begin_ = end_ = 0;
+  }
+}
+
 Connection::Connection(Server* server, int fd, std::uint64_t id, std::string peer)
     : server_(server),
       fd_(fd),
@@ -70,9 +114,6 @@ Connection::~Connection() {
   }
   if (deadline_ != nullptr) {
     event_free(deadline_);
-  }
-  if (input_ != nullptr) {
-    evbuffer_free(input_);
   }
   if (output_ != nullptr) {
     evbuffer_free(output_);
@@ -96,10 +137,9 @@ bool Connection::start(const ServerLimits& limits) {
   writeEvent_ =
       event_new(server_->base(), fd_, EV_WRITE | EV_PERSIST, &Connection::onWritable, this);
   deadline_ = event_new(server_->base(), -1, 0, &Connection::onDeadline, this);
-  input_ = evbuffer_new();
   output_ = evbuffer_new();
   if (readEvent_ == nullptr || writeEvent_ == nullptr || deadline_ == nullptr ||
-      input_ == nullptr || output_ == nullptr) {
+      output_ == nullptr) {
     return false;
   }
   enterPhase(Phase::kIdle, limits_.idleTimeout);
@@ -155,11 +195,15 @@ bool Connection::handlerMidRequest() {
   if (!handler_) {
     return false;
   }
-  bool mid = false;
-  if (!runGuarded("midRequest", [&] { mid = handler_->midRequest(); })) {
-    return false;
+  // Guarded like runGuarded() without its std::function: this runs once per request.
+  try {
+    return handler_->midRequest();
+  } catch (const std::exception& e) {
+    logError(std::string("midRequest: unexpected exception: ") + e.what());
+  } catch (...) {
+    logError("midRequest: unexpected exception");
   }
-  return mid;
+  return false;
 }
 
 void Connection::settle() {
@@ -180,20 +224,26 @@ void Connection::settle() {
       enterPhase(Phase::kDraining, limits_.writeTimeout);
     }
   } else if (!outputBlocked_) {
-    if (evbuffer_get_length(input_) > 0 || handlerMidRequest()) {
+    if (!input_.empty() || handlerMidRequest()) {
       if (phase_ != Phase::kRequest || requestArmPending_) {
         // A request whose first byte came before the output cleared: its clock starts now.
         enterPhase(Phase::kRequest, limits_.requestTimeout);
       }
     } else {
       // The request is complete: the idle clock starts again.
+      input_.release(kInputKeepBytes);
       enterPhase(Phase::kIdle, limits_.idleTimeout);
       lastActivityMs_ = idleSinceMs_;
+      sentInDispatch_ = false;
     }
+  }
+  if (sentInDispatch_) {
+    lastActivityMs_ = monotonicMs();  // the reply send() left undated
+    sentInDispatch_ = false;
   }
   updateReadEvent();
   // Pipelined requests held back while the output was blocked: serve them from the loop.
-  if (unblocked && reading_ && evbuffer_get_length(input_) > 0) {
+  if (unblocked && reading_ && !input_.empty()) {
     event_active(readEvent_, EV_READ, 0);
   }
 }
@@ -202,7 +252,11 @@ void Connection::send(std::string_view reply) {
   if (fd_ < 0 || reply.empty()) {
     return;
   }
-  lastActivityMs_ = monotonicMs();
+  if (dispatching_) {
+    sentInDispatch_ = true;  // dated once by settle() after the handler returns
+  } else {
+    lastActivityMs_ = monotonicMs();
+  }
   if (evbuffer_get_length(output_) == 0) {
     // Nothing queued before it: write now, in one send(2). Whatever the kernel does not take is
     // queued below (order is kept) and written when the socket is writable.
@@ -281,17 +335,18 @@ void Connection::resumeReading() {
   handlerPaused_ = false;
   updateReadEvent();
   // Bytes may already be buffered (a pipelined request): hand them over from the loop.
-  if (reading_ && evbuffer_get_length(input_) > 0) {
+  if (reading_ && !input_.empty()) {
     event_active(readEvent_, EV_READ, 0);
   }
 }
 
 void Connection::dispatchInput() {
   if (closing_ || !handler_) {
-    evbuffer_drain(input_, evbuffer_get_length(input_));
+    input_.consume(input_.size());
     return;
   }
   bool ok = true;
+  dispatching_ = true;
   try {
     handler_->onData(*this, input_);
   } catch (const std::exception& e) {
@@ -303,10 +358,11 @@ void Connection::dispatchInput() {
     closeForError("exception",
                   "closing connection from " + peer_ + ": unexpected exception in the handler");
   }
+  dispatching_ = false;
   if (!ok || fd_ < 0) {
     return;
   }
-  if (!closing_ && evbuffer_get_length(input_) > limits_.maxInputBytes) {
+  if (!closing_ && input_.size() > limits_.maxInputBytes) {
     closeForError("input_limit", "closing connection from " + peer_ + ": more than " +
                                      std::to_string(limits_.maxInputBytes) +
                                      " bytes of unprocessed input");
@@ -325,9 +381,11 @@ void Connection::onReadable(int fd, short what, void* arg) {
   if (c->outputBlocked_ || c->handlerPaused_ || c->closing_) {
     return;  // an activation queued before reading was switched off
   }
-  const bool wasIdle = c->phase_ == Phase::kIdle && evbuffer_get_length(c->input_) == 0;
-  char buf[kReadChunk];
-  ssize_t n = ::read(fd, buf, sizeof buf);
+  const bool wasIdle = c->phase_ == Phase::kIdle && c->input_.empty();
+  // Straight into the input buffer: at most maxInputBytes are left unconsumed after the handler
+  // ran (else the connection is closed), so it holds at most that plus one read.
+  char* tail = c->input_.prepare(kReadChunk);
+  ssize_t n = ::read(fd, tail, kReadChunk);
   if (n > 0) {
     if (wasIdle) {
       // The first byte of a request: the whole request must be in by requestTimeout, counted
@@ -336,7 +394,7 @@ void Connection::onReadable(int fd, short what, void* arg) {
       c->phase_ = Phase::kRequest;
       c->requestArmPending_ = true;
     }
-    evbuffer_add(c->input_, buf, static_cast<std::size_t>(n));
+    c->input_.commit(static_cast<std::size_t>(n));
     c->dispatchInput();
     if (c->fd_ >= 0 && c->requestArmPending_) {
       c->enterPhase(Phase::kRequest, c->limits_.requestTimeout);  // settle() did not run
@@ -345,14 +403,14 @@ void Connection::onReadable(int fd, short what, void* arg) {
   }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
     // A resumeReading() wake-up with nothing new on the socket: serve what is buffered.
-    if (evbuffer_get_length(c->input_) > 0) {
+    if (!c->input_.empty()) {
       c->dispatchInput();
     }
     return;
   }
   if (n == 0) {
     if (c->handler_ && !c->closing_) {
-      const std::size_t unconsumed = evbuffer_get_length(c->input_);
+      const std::size_t unconsumed = c->input_.size();
       if (!runGuarded("onEof", [&] { c->handler_->onEof(*c, unconsumed); })) {
         c->server_->countConnectionError("exception");
       }

@@ -5,7 +5,9 @@
 // The skeleton owns sockets and the libevent loop; a Service supplies one ConnectionHandler per
 // connection, fed the connection's input buffer as bytes arrive. A connection is a socket with a
 // plain read event and write event (no bufferevent: its reads cost an extra ioctl(FIONREAD) per
-// request), so a request/reply exchange costs one read(2) and one send(2). Guarantees:
+// request), so a request/reply exchange costs one read(2) and one send(2). Its input is one flat
+// buffer (InputBuffer) that read(2) fills directly, so a handler sees the unconsumed bytes as one
+// contiguous view, with no copy and no evbuffer chain walk. Guarantees:
 //  - send() writes one reply in one send(2) right away when nothing is queued before it (else it
 //    queues it as one contiguous piece, written with one writev(2)); TCP_NODELAY is on for TCP, so
 //    Nagle/delayed-ACK stalls cannot happen;
@@ -81,6 +83,40 @@ struct ServerLimits {
 // service registers on the loop itself (timers, hiredis replies): nothing may throw into libevent.
 bool runGuarded(const char* what, const std::function<void()>& body);
 
+// The unconsumed input of one connection, contiguous. The skeleton read(2)s straight into its free
+// tail; a handler looks at view() and consume()s what it handled, leaving an incomplete request in
+// place. Room is made by moving the unconsumed bytes to the front only when the consumed prefix is
+// at least as long as they are, else by doubling, so every byte is moved O(1) times on average;
+// the size is bounded by the caller (ServerLimits::maxInputBytes plus one read).
+class InputBuffer {
+ public:
+  InputBuffer() = default;
+  InputBuffer(const InputBuffer&) = delete;
+  InputBuffer& operator=(const InputBuffer&) = delete;
+
+  const char* data() const { return buf_.get() + begin_; }
+  std::size_t size() const { return end_ - begin_; }
+  bool empty() const { return begin_ == end_; }
+  std::string_view view() const { return std::string_view(data(), size()); }
+  // Drops the first `n` bytes (at most size()).
+  void consume(std::size_t n);
+  // The memory held (for tests; released by release()).
+  std::size_t capacity() const { return capacity_; }
+
+  // Used by the skeleton: a tail of at least `minRoom` free bytes (allocated on first use), to
+  // read into; commit(n) appends the `n` bytes written there.
+  char* prepare(std::size_t minRoom);
+  void commit(std::size_t n) { end_ += n; }
+  // Frees the memory when nothing is buffered and more than `keep` bytes are held.
+  void release(std::size_t keep);
+
+ private:
+  std::unique_ptr<char[]> buf_;
+  std::size_t capacity_ = 0;
+  std::size_t begin_ = 0;
+  std::size_t end_ = 0;
+};
+
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   // Takes ownership of the connected, non-blocking socket `fd` (closed when the connection
@@ -142,7 +178,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   event* readEvent_ = nullptr;
   event* writeEvent_ = nullptr;
   event* deadline_ = nullptr;
-  evbuffer* input_ = nullptr;
+  InputBuffer input_;
   evbuffer* output_ = nullptr;
   ServerLimits limits_;
   bool reading_ = false;        // the read event is armed
@@ -162,14 +198,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string peer_;
   std::unique_ptr<ConnectionHandler> handler_;
   bool closing_ = false;
+  // Inside the handler's onData(): a reply sent then is dated by settle() (one clock read per
+  // request, shared with the idle phase's start) instead of by send() itself.
+  bool dispatching_ = false;
+  bool sentInDispatch_ = false;
 };
 
 class ConnectionHandler {
  public:
   virtual ~ConnectionHandler() = default;
-  // Bytes arrived. `input` holds every byte not yet consumed: drain (evbuffer_drain/remove) what
-  // you have handled, leave an incomplete request in place.
-  virtual void onData(Connection& conn, evbuffer* input) = 0;
+  // Bytes arrived. `input` holds every byte not yet consumed, contiguous: consume() what you have
+  // handled, leave an incomplete request in place. Views into it are valid until onData returns.
+  virtual void onData(Connection& conn, InputBuffer& input) = 0;
   // The peer closed its side; `unconsumed` bytes were left (a truncated request when non-zero).
   // The connection is closed right after.
   virtual void onEof(Connection& conn, std::size_t unconsumed) {

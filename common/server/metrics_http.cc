@@ -3,7 +3,6 @@
 // metrics.h. Each request head goes through HttpRequestParser (bounded, no bodies); each answer is
 // one write with Content-Length. The connection table, deadlines and output cap are the
 // skeleton's (server.h), with the endpoint's own small limits below.
-#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <unistd.h>
@@ -18,8 +17,6 @@ namespace relaykit {
 
 namespace {
 
-// evbuffer chains examined per evbuffer_peek call.
-constexpr int kPeekChains = 16;
 // A scraper keeps its connection between scrapes (typically 15-60 s apart).
 constexpr std::chrono::seconds kMetricsIdleTimeout{90};
 constexpr std::chrono::seconds kMetricsRequestTimeout{10};
@@ -50,7 +47,7 @@ class MetricsHttpService;
 class MetricsHttpHandler : public ConnectionHandler {
  public:
   explicit MetricsHttpHandler(MetricsHttpService* service) : service_(service) {}
-  void onData(Connection& conn, evbuffer* input) override;
+  void onData(Connection& conn, InputBuffer& input) override;
   bool midRequest() const override { return parser_.inProgress(); }
 
  private:
@@ -90,19 +87,10 @@ class MetricsHttpService : public Service {
   HealthCheck healthy_;
 };
 
-void MetricsHttpHandler::onData(Connection& conn, evbuffer* input) {
-  while (conn.isOpen() && !conn.outputBlocked() && evbuffer_get_length(input) > 0) {
-    evbuffer_iovec vec[kPeekChains];
-    const int chains = evbuffer_peek(input, -1, nullptr, vec, kPeekChains);
-    std::size_t consumed = 0;
-    for (int i = 0; i < chains && i < kPeekChains; ++i) {
-      consumed +=
-          parser_.feed(std::string_view(static_cast<const char*>(vec[i].iov_base), vec[i].iov_len));
-      if (parser_.state() != HttpRequestParser::State::kHead) {
-        break;
-      }
-    }
-    evbuffer_drain(input, consumed);
+void MetricsHttpHandler::onData(Connection& conn, InputBuffer& input) {
+  while (conn.isOpen() && !conn.outputBlocked() && !input.empty()) {
+    const std::size_t consumed = parser_.feed(input.view());
+    input.consume(consumed);
     if (parser_.state() == HttpRequestParser::State::kHead) {
       if (consumed == 0) {
         return;

@@ -6,7 +6,6 @@
 // connection, and sock_diag names the uid of a loopback TCP peer.
 #include <gtest/gtest.h>
 
-#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <poll.h>
@@ -141,15 +140,14 @@ constexpr std::size_t kBigReply = 64 * 1024;
 class TestHandler : public ConnectionHandler {
  public:
   explicit TestHandler(std::atomic<int>* served) : served_(served) {}
-  void onData(Connection& conn, evbuffer* input) override {
+  void onData(Connection& conn, InputBuffer& input) override {
     while (conn.isOpen() && !conn.outputBlocked()) {
-      std::size_t len = 0;
-      char* line = evbuffer_readln(input, &len, EVBUFFER_EOL_LF);
-      if (line == nullptr) {
+      const std::size_t eol = input.view().find('\n');
+      if (eol == std::string_view::npos) {
         return;
       }
-      std::string text(line, len);
-      free(line);
+      std::string text(input.data(), eol);
+      input.consume(eol + 1);
       ++*served_;
       if (text == "throw") {
         throw std::runtime_error("boom");

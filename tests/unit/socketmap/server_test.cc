@@ -4,7 +4,6 @@
 // bound, pause/resume for async replies, and the socketmap reply mapping.
 #include <gtest/gtest.h>
 
-#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <fcntl.h>
@@ -14,6 +13,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,15 +32,14 @@ namespace {
 // 50 ms later from a timer (as an async Redis reply would), reading paused meanwhile.
 class EchoHandler : public ConnectionHandler {
  public:
-  void onData(Connection& conn, evbuffer* input) override {
+  void onData(Connection& conn, InputBuffer& input) override {
     while (true) {
-      std::size_t len = 0;
-      char* line = evbuffer_readln(input, &len, EVBUFFER_EOL_LF);
-      if (line == nullptr) {
+      const std::size_t eol = input.view().find('\n');
+      if (eol == std::string_view::npos) {
         return;
       }
-      std::string text(line, len);
-      free(line);
+      std::string text(input.data(), eol);
+      input.consume(eol + 1);
       if (text == "quit") {
         conn.send("bye\n");
         conn.closeAfterWrite();
@@ -189,6 +189,71 @@ TEST_F(ServerTest, UnconsumedInputIsBounded) {
   EXPECT_EQ(readFor(fd, 900, &eof), "");
   EXPECT_TRUE(eof);
   close(fd);
+}
+
+// The flat input buffer against a std::string model: random appends (as read(2) fills it) and
+// consumes keep the same bytes, and the memory stays within four times the most bytes ever live
+// plus two reads.
+TEST(InputBufferTest, MatchesAStringUnderRandomReadsAndConsumes) {
+  InputBuffer buffer;
+  std::string model;
+  std::uint32_t seed = 12345;
+  auto next = [&seed] {
+    seed = seed * 1103515245u + 12345u;
+    return (seed >> 8) & 0xffff;
+  };
+  constexpr std::size_t kChunk = 16 * 1024;
+  std::size_t moved = 0;
+  std::size_t maxLive = 0;
+  for (int step = 0; step < 20000; ++step) {
+    const std::size_t add = next() % 3000;
+    const char* before = buffer.data();
+    const std::size_t liveBefore = buffer.size();
+    char* tail = buffer.prepare(kChunk);
+    if (buffer.data() != before) {
+      moved += liveBefore;
+    }
+    for (std::size_t i = 0; i < add; ++i) {
+      tail[i] = static_cast<char>('a' + (step + i) % 26);
+      model.push_back(static_cast<char>('a' + (step + i) % 26));
+    }
+    buffer.commit(add);
+    maxLive = buffer.size() > maxLive ? buffer.size() : maxLive;
+    const std::size_t take = next() % 4000;
+    buffer.consume(take);
+    model.erase(0, take < model.size() ? take : model.size());
+    ASSERT_EQ(buffer.view(), model) << "step " << step;
+    ASSERT_LE(buffer.capacity(), 4 * maxLive + 2 * kChunk);
+    if (step % 97 == 0) {
+      buffer.consume(buffer.size());
+      model.clear();
+      buffer.release(64 * 1024);
+      ASSERT_LE(buffer.capacity(), 64 * 1024u);
+    }
+  }
+  // Linear: bytes moved to make room stay within a small multiple of the bytes read.
+  EXPECT_LT(moved, 20000u * 3000u);
+  buffer.consume(buffer.size() + 1);  // more than is buffered: empties it
+  EXPECT_TRUE(buffer.empty());
+  buffer.consume(1);  // consuming from an empty buffer is a no-op
+  EXPECT_TRUE(buffer.empty());
+}
+
+TEST(InputBufferTest, KeepsAnIncompleteRequestWhileGrowing) {
+  InputBuffer buffer;
+  std::string model;
+  for (int i = 0; i < 40; ++i) {  // a request dripped in 16 KiB reads, never consumed
+    char* tail = buffer.prepare(16 * 1024);
+    std::memset(tail, 'x' + i % 3, 16 * 1024);
+    buffer.commit(16 * 1024);
+    model.append(16 * 1024, static_cast<char>('x' + i % 3));
+  }
+  EXPECT_EQ(buffer.view(), model);
+  buffer.release(64 * 1024);  // not empty: kept
+  EXPECT_EQ(buffer.size(), model.size());
+  buffer.consume(model.size());
+  buffer.release(64 * 1024);
+  EXPECT_EQ(buffer.capacity(), 0u);
 }
 
 TEST_F(ServerTest, ABurstOfQueuedConnectionsIsServedWhole) {
