@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "common/ascii.h"
 #include "common/regexp_table_impl.h"
 
 namespace relaykit {
@@ -52,7 +53,46 @@ int RegexpTable::Impl::winnerLinear(std::string_view key) const {
   });
 }
 
+void RegexpTable::Impl::buildPrefilter() {
+  prefiltered =
+      !patternPrefix.empty() && std::all_of(patternPrefix.begin(), patternPrefix.end(),
+                                            [](const LiteralPrefix& p) { return !p.text.empty(); });
+  if (!prefiltered) {
+    return;
+  }
+  for (const LiteralPrefix& p : patternPrefix) {
+    const bool known = std::any_of(prefixes.begin(), prefixes.end(), [&](const LiteralPrefix& q) {
+      return q.text == p.text && q.foldCase == p.foldCase;
+    });
+    if (!known) {
+      prefixes.push_back(p);
+    }
+    const auto first = static_cast<unsigned char>(p.text[0]);
+    prefixFirstBytes.set(first);
+    if (p.foldCase) {
+      const char lower = toLowerAscii(p.text[0]);
+      prefixFirstBytes.set(static_cast<unsigned char>(lower));
+      if (lower >= 'a' && lower <= 'z') {
+        prefixFirstBytes.set(static_cast<unsigned char>(lower - 'a' + 'A'));
+      }
+    }
+  }
+  // A key that matches no pattern: only negated rules (under negated IFs) can win.
+  noMatchWinner = findWinner(negatedRules, [](int) { return false; });
+}
+
+bool RegexpTable::Impl::mayMatch(std::string_view key) const {
+  if (key.empty() || !prefixFirstBytes.test(static_cast<unsigned char>(key[0]))) {
+    return false;
+  }
+  return std::any_of(prefixes.begin(), prefixes.end(),
+                     [&](const LiteralPrefix& p) { return p.begins(key); });
+}
+
 int RegexpTable::Impl::winner(std::string_view key) const {
+  if (prefiltered && !mayMatch(key)) {
+    return noMatchWinner;
+  }
   if (set == nullptr) {
     return winnerLinear(key);
   }
@@ -129,6 +169,7 @@ std::unique_ptr<RegexpTable> RegexpTable::parse(std::string_view text, const Sou
   if (failed) {
     return nullptr;
   }
+  impl->buildPrefilter();
   if (!impl->patterns.empty()) {
     re2::RE2::Options so = tableRe2Options(options.dialect, kSetMaxMem);
     auto set = std::make_unique<re2::RE2::Set>(so, re2::RE2::UNANCHORED);

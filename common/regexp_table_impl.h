@@ -8,6 +8,7 @@
 #include <re2/re2.h>
 #include <re2/set.h>
 
+#include <bitset>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -17,6 +18,7 @@
 
 #include "common/diagnostics.h"
 #include "common/regexp_table.h"
+#include "common/regexp_translate.h"
 
 namespace relaykit {
 
@@ -50,6 +52,19 @@ struct RegexpTable::Impl {
   std::vector<int> negatedRules;               // match rules whose primary pattern is negated
   std::vector<int> matchRules;                 // all match rules, in order
   std::unique_ptr<re2::RE2::Set> set;          // all patterns; null when unusable
+
+  // The prefilter: when every pattern is anchored on a literal (anchoredLiteralPrefix), a key
+  // that starts with none of them matches no pattern, and its answer is noMatchWinner (a negated
+  // rule, or -1) without running RE2. patternPrefix[pid] is "" for a pattern without one.
+  std::vector<LiteralPrefix> patternPrefix;
+  bool prefiltered = false;
+  std::vector<LiteralPrefix> prefixes;  // the distinct prefixes, when prefiltered
+  std::bitset<256> prefixFirstBytes;    // their first bytes (both cases when folded)
+  int noMatchWinner = -1;
+  // Builds the prefilter from patternPrefix (after parsing).
+  void buildPrefilter();
+  // False when `key` cannot match any pattern (only meaningful when prefiltered).
+  bool mayMatch(std::string_view key) const;
 
   // The first rule (in table order) whose patterns and enclosing IFs hold for `key`; -1 when
   // none. winner() asks the Set which patterns match; winnerLinear() tries rule by rule.

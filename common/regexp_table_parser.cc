@@ -186,9 +186,26 @@ class Parser {
       return -1;
     }
     impl_->patterns.push_back(std::move(re));
+    impl_->patternPrefix.push_back(literalPrefix(spec, toggled));
     impl_->patternRule.push_back(ruleIndex);
     impl_->patternIsPositivePrimary.push_back(positivePrimary);
     return static_cast<int>(impl_->patterns.size()) - 1;
+  }
+
+  // The literal every match of the pattern starts the key with, for the prefilter: only where `^`
+  // means the start of the key (no `m` flag). POSIX folds case ASCII-only (Latin-1 mode), PCRE
+  // patterns run in RE2's UTF-8 mode.
+  template <typename Toggled>
+  LiteralPrefix literalPrefix(const PatternSpec& spec, Toggled&& toggled) const {
+    if (toggled('m')) {
+      return LiteralPrefix();
+    }
+    PatternCase c = PatternCase::kSensitive;
+    if (!toggled('i')) {
+      c = options_.dialect == RegexpDialect::kPosix ? PatternCase::kAsciiFold
+                                                    : PatternCase::kUnicodeFold;
+    }
+    return anchoredLiteralPrefix(spec.body, c);
   }
 
   // mac_parse(3) over the result text: $$, $name, ${name}, $(name); names must be numbers >= 1.

@@ -4,6 +4,8 @@
 
 #include <cctype>
 
+#include "common/ascii.h"
+
 namespace relaykit {
 namespace {
 
@@ -298,6 +300,40 @@ RegexpTranslation checkPcreForRe2(std::string_view pcre) {
   t.ok = true;
   t.re2 = std::string(pcre);
   return t;
+}
+
+bool LiteralPrefix::begins(std::string_view subject) const {
+  return foldCase ? startsWithIgnoreCase(subject, text) : subject.substr(0, text.size()) == text;
+}
+
+LiteralPrefix anchoredLiteralPrefix(std::string_view pattern, PatternCase patternCase) {
+  LiteralPrefix prefix;
+  prefix.foldCase = patternCase != PatternCase::kSensitive;
+  if (pattern.empty() || pattern[0] != '^' || pattern.find('|') != std::string_view::npos) {
+    return prefix;
+  }
+  auto plain = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == ':';
+  };
+  size_t end = 1;
+  while (end < pattern.size() && plain(pattern[end])) {
+    ++end;
+  }
+  if (end < pattern.size() && end > 1) {
+    const char next = pattern[end];
+    if (next == '?' || next == '*' || next == '+' || next == '{') {
+      --end;  // the last character may be absent or repeated
+    }
+  }
+  if (patternCase == PatternCase::kUnicodeFold) {
+    const size_t folds = pattern.substr(0, end).find_first_of("kKsS");
+    if (folds != std::string_view::npos) {
+      end = folds;
+    }
+  }
+  prefix.text = std::string(pattern.substr(1, end - 1));
+  return prefix;
 }
 
 }  // namespace relaykit

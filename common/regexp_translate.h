@@ -37,4 +37,25 @@ RegexpTranslation translatePosixToRe2(std::string_view posix, bool newlineSensit
 // (back-references); the pattern itself is already RE2 (Perl) syntax and is returned unchanged.
 RegexpTranslation checkPcreForRe2(std::string_view pcre);
 
+// How a pattern's letters match: as written, ASCII-case-insensitively (POSIX, RE2 in Latin-1
+// mode), or with RE2's Unicode case folding (UTF-8 mode: 'k' also matches U+212A KELVIN SIGN and
+// 's' U+017F LONG S; every other letter, digit, '-', '_' and ':' only its ASCII self and case).
+enum class PatternCase { kSensitive, kAsciiFold, kUnicodeFold };
+
+// A literal every match starts the subject with; empty text: none known.
+struct LiteralPrefix {
+  std::string text;
+  bool foldCase = false;  // compare ASCII-case-insensitively
+  // True when `subject` starts with the text.
+  bool begins(std::string_view subject) const;
+};
+
+// The literal every match of `pattern` starts the subject with, when that can be read off the
+// pattern as written: `^` followed by letters, digits, '-', '_' and ':' (a last character under
+// a quantifier ?, *, + or { is left out; under kUnicodeFold the text stops before 'k' or 's'),
+// in a pattern without '|'. Empty text when nothing can be proven. The reading holds for POSIX
+// EREs and for RE2/PCRE syntax provided the pattern runs without multi-line mode (`^` only at the
+// start of the subject) and without extended syntax: the caller checks those. Linear.
+LiteralPrefix anchoredLiteralPrefix(std::string_view pattern, PatternCase patternCase);
+
 }  // namespace relaykit

@@ -301,7 +301,26 @@ std::string expandGroups(const re2::RE2& re, std::string_view text, std::string_
 
 HeaderRuleSet::HeaderRuleSet(std::shared_ptr<const RegexpTable> headerChecks,
                              std::vector<HeaderRule> rules)
-    : headerChecks_(std::move(headerChecks)), rules_(std::move(rules)) {}
+    : headerChecks_(std::move(headerChecks)), rules_(std::move(rules)) {
+  rulePrefix_.reserve(rules_.size());
+  for (const HeaderRule& rule : rules_) {
+    LiteralPrefix prefix;
+    if (rule.match) {
+      // `^` is the start of the text unless the pattern turns on (?m) itself, which leaves it
+      // without a leading `^` and so without a prefix.
+      const re2::RE2::Options& o = rule.match->options();
+      PatternCase c = PatternCase::kSensitive;
+      if (!o.case_sensitive()) {
+        c = o.encoding() == re2::RE2::Options::EncodingUTF8 ? PatternCase::kUnicodeFold
+                                                            : PatternCase::kAsciiFold;
+      }
+      if (!o.literal() && (!o.posix_syntax() || o.one_line())) {
+        prefix = anchoredLiteralPrefix(rule.match->pattern(), c);
+      }
+    }
+    rulePrefix_.push_back(std::move(prefix));
+  }
+}
 
 bool HeaderRuleSet::usesRecipients() const {
   for (const HeaderRule& r : rules_) {
@@ -334,9 +353,9 @@ std::optional<RuleDecision> HeaderRuleSet::decide(const HeaderField& header,
                                                   const Envelope& envelope,
                                                   std::string* problem) const {
   // Postfix's header_checks see the header as stored: "Name:" + value, newlines kept; the rules
-  // see it unfolded. Built once, and unfolded only when it is folded.
-  std::string folded;
-  folded.reserve(header.name.size() + 1 + header.value.size());
+  // see it unfolded. Built once per header into a per-thread buffer, unfolded only when folded.
+  thread_local std::string folded;
+  folded.clear();
   folded.append(header.name).push_back(':');
   folded.append(header.value);
   if (headerChecks_) {
@@ -356,10 +375,16 @@ std::optional<RuleDecision> HeaderRuleSet::decide(const HeaderField& header,
   if (rules_.empty()) {
     return std::nullopt;
   }
-  std::string logical = folded.find('\n') == std::string::npos ? std::move(folded) : unfold(folded);
+  std::string unfolded;
+  const bool isFolded = folded.find('\n') != std::string::npos;
+  if (isFolded) {
+    unfolded = unfold(folded);
+  }
+  const std::string& logical = isFolded ? unfolded : folded;
   std::string decoded;
   bool haveDecoded = false;
-  for (const HeaderRule& rule : rules_) {
+  for (size_t i = 0; i < rules_.size(); ++i) {
+    const HeaderRule& rule = rules_[i];
     const std::string* text = &logical;
     if (rule.decode) {
       if (!haveDecoded) {
@@ -368,7 +393,7 @@ std::optional<RuleDecision> HeaderRuleSet::decide(const HeaderField& header,
       }
       text = &decoded;
     }
-    if (!partial(rule.match, *text)) {
+    if (!rulePrefix_[i].begins(*text) || !partial(rule.match, *text)) {
       continue;
     }
     if (!rule.when.holds(envelope)) {

@@ -21,6 +21,7 @@
 #include "common/diagnostics.h"
 #include "common/ip_network.h"
 #include "common/regexp_table.h"
+#include "common/regexp_translate.h"
 #include "common/status.h"
 
 namespace re2 {
@@ -142,6 +143,9 @@ class HeaderRuleSet {
  private:
   std::shared_ptr<const RegexpTable> headerChecks_;
   std::vector<HeaderRule> rules_;
+  // rulePrefix_[i]: a literal every match of rules_[i] starts with (a header name in `^From:`
+  // style rules); a header that does not start with it skips the rule's RE2 search.
+  std::vector<LiteralPrefix> rulePrefix_;
 };
 
 // "Name: value" unfolded: every CRLF/LF that precedes whitespace removed.

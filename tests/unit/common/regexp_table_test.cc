@@ -349,22 +349,20 @@ TEST(RegexpTableTest, ManyRulesFirstInFileOrder) {
   EXPECT_EQ(get(*t, "nobody@x"), "<none>");
 }
 
-// Random tables mixing if/endif, negation and second patterns: the RE2::Set path and the
-// rule-by-rule path must always agree.
-TEST(RegexpTableTest, SetAndLinearAgreeOnRandomTables) {
-  std::mt19937 rng(12345);
-  const char* atoms[] = {"a", "b", "ab", "^a", "b$", "[ab]c", "c+", "(a|b)c", "x", "^$", "."};
-  const int natoms = sizeof(atoms) / sizeof(atoms[0]);
+// 30 random tables of `atoms` in `dialect`, 200 random keys of `keyChars` each: the RE2::Set
+// path (with the prefilter when it applies) and the rule-by-rule path must agree.
+void expectSetAndLinearAgree(std::mt19937& rng, const char* const* atoms, int natoms,
+                             RegexpDialect dialect, const std::string& keyChars) {
   for (int round = 0; round < 30; ++round) {
     std::string text = randomRegexpTable(rng, atoms, natoms, false);
     Diagnostics d;
-    auto t = RegexpTable::parse(text, {"t", 1, 0}, {RegexpDialect::kPosix, true}, &d);
+    auto t = RegexpTable::parse(text, {"t", 1, 0}, {dialect, true}, &d);
     ASSERT_NE(t, nullptr) << d.formatAll();
     for (int k = 0; k < 200; ++k) {
       std::string key;
       const int len = static_cast<int>(rng() % 6);
       for (int j = 0; j < len; ++j) {
-        key.push_back("abcxAB"[rng() % 6]);
+        key.push_back(keyChars[rng() % keyChars.size()]);
       }
       auto fast = t->match(key);
       auto slow = t->matchLinear(key);
@@ -374,6 +372,116 @@ TEST(RegexpTableTest, SetAndLinearAgreeOnRandomTables) {
       }
     }
   }
+}
+
+// Random tables mixing if/endif, negation and second patterns.
+TEST(RegexpTableTest, SetAndLinearAgreeOnRandomTables) {
+  std::mt19937 rng(12345);
+  const char* atoms[] = {"a", "b", "ab", "^a", "b$", "[ab]c", "c+", "(a|b)c", "x", "^$", "."};
+  expectSetAndLinearAgree(rng, atoms, sizeof(atoms) / sizeof(atoms[0]), RegexpDialect::kPosix,
+                          "abcxAB");
+}
+
+TEST(RegexpTableTest, AnchoredLiteralPrefix) {
+  struct Case {
+    const char* pattern;
+    const char* prefix;
+  };
+  const Case cases[] = {
+      {"^Subject:", "Subject:"},
+      {"^X-Originating-IP:", "X-Originating-IP:"},
+      {"^Subject: hello", "Subject:"},
+      {"^Subj?ect", "Sub"},
+      {"^Subject+:", "Subjec"},
+      {"^Ab*c", "A"},
+      {"^ab{2}", "a"},
+      {"^Sub(ject)?", "Sub"},
+      {"^Sub[jJ]ect", "Sub"},
+      {"^Sub\\ject", "Sub"},
+      {"^a.b", "a"},
+      {"^a$", "a"},
+      {"^a", "a"},
+      {"^", ""},
+      {"^*a", ""},
+      {"^(Subject|From):", ""},
+      {"^Subject:|^From:", ""},
+      {"^Subject:.*[|]", ""},
+      {"Subject:", ""},
+      {"(^Subject:)", ""},
+      {"\\ASubject:", ""},
+      {"", ""},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(anchoredLiteralPrefix(c.pattern, PatternCase::kSensitive).text, c.prefix)
+        << c.pattern;
+    EXPECT_EQ(anchoredLiteralPrefix(c.pattern, PatternCase::kAsciiFold).text, c.prefix)
+        << c.pattern;
+  }
+  // RE2's UTF-8 case folding matches U+212A for 'k' and U+017F for 's': the prefix stops there.
+  EXPECT_EQ(anchoredLiteralPrefix("^Received:", PatternCase::kUnicodeFold).text, "Received:");
+  EXPECT_EQ(anchoredLiteralPrefix("^X-Spam:", PatternCase::kUnicodeFold).text, "X-");
+  EXPECT_EQ(anchoredLiteralPrefix("^Subject:", PatternCase::kUnicodeFold).text, "");
+  EXPECT_EQ(anchoredLiteralPrefix("^Dkim", PatternCase::kUnicodeFold).text, "D");
+  EXPECT_TRUE(anchoredLiteralPrefix("^a", PatternCase::kUnicodeFold).foldCase);
+  EXPECT_FALSE(anchoredLiteralPrefix("^a", PatternCase::kSensitive).foldCase);
+  LiteralPrefix folded{"From:", true};
+  EXPECT_TRUE(folded.begins("FROM: x"));
+  EXPECT_FALSE(folded.begins("Fro"));
+  LiteralPrefix exact{"From:", false};
+  EXPECT_FALSE(exact.begins("FROM: x"));
+  EXPECT_TRUE(exact.begins("From:"));
+}
+
+// The prefilter (every pattern anchored on a literal) keeps Postfix's answers: negated rules and
+// negated IFs match keys no pattern matches, case folding follows the flags, `m` lets `^` match
+// after a newline of a folded header, and the Set and rule-by-rule paths agree.
+TEST(RegexpTableTest, AnchoredTablesKeepTheirAnswers) {
+  auto t = parseOk(
+      "/^Subject:/ subject\n"
+      "/^X-Spam:/i spam-cs\n"
+      "if !/^Received:/\n"
+      "!/^From:/ not-from\n"
+      "endif\n");
+  EXPECT_EQ(get(*t, "Subject: a"), "subject");
+  EXPECT_EQ(get(*t, "subject: a"), "subject");  // POSIX tables fold case by default
+  EXPECT_EQ(get(*t, "SUBJECT: a"), "subject");
+  EXPECT_EQ(get(*t, "X-Spam: yes"), "spam-cs");
+  EXPECT_EQ(get(*t, "x-spam: yes"), "not-from");  // the `i` flag makes it case-sensitive
+  EXPECT_EQ(get(*t, "Received: from x"), "<none>");
+  EXPECT_EQ(get(*t, "From: a@b"), "<none>");
+  EXPECT_EQ(get(*t, "To: a@b"), "not-from");
+  EXPECT_EQ(get(*t, ""), "not-from");
+  EXPECT_EQ(get(*t, "X-Foo: a\n\tSubject: b"), "not-from");
+
+  auto m = parseOk("/^Subject:/m subject\n");
+  EXPECT_EQ(get(*m, "X-Foo: a\nSubject: b"), "subject");
+  EXPECT_EQ(get(*m, "X-Foo: a"), "<none>");
+
+  auto pcre = parseOk(
+      "/^Subject:/ folded\n"
+      "/^Kind:/i exact\n",
+      RegexpDialect::kPcre);
+  EXPECT_EQ(get(*pcre, "subject: x"), "folded");
+  EXPECT_EQ(get(*pcre, "\xe2\x84\xaaind: x"), "<none>");
+  EXPECT_EQ(get(*pcre, "Kind: x"), "exact");
+  EXPECT_EQ(get(*pcre, "kind: x"), "<none>");
+
+  // PCRE tables run in RE2's UTF-8 mode: /^Kind:/ (case-insensitive) matches U+212A KELVIN SIGN.
+  auto kelvin = parseOk("/^Kind:/ kind\n/^Date:/ date\n", RegexpDialect::kPcre);
+  EXPECT_EQ(get(*kelvin, "\xe2\x84\xaaind: x"), "kind");
+  EXPECT_EQ(get(*kelvin, "KIND: x"), "kind");
+  EXPECT_EQ(get(*kelvin, "Dkind: x"), "<none>");
+}
+
+// Random tables whose every pattern is anchored on a literal (so the prefilter is on): the
+// prefiltered Set path and the rule-by-rule path must agree, in both dialects.
+TEST(RegexpTableTest, PrefilteredAndLinearAgreeOnRandomTables) {
+  std::mt19937 rng(4242);
+  const char* atoms[] = {"^a",  "^ab",   "^A:",  "^ab?",  "^a+b",
+                         "^b:", "^a{2}", "^ab$", "^b.*a", "^ba:c"};
+  const int natoms = sizeof(atoms) / sizeof(atoms[0]);
+  expectSetAndLinearAgree(rng, atoms, natoms, RegexpDialect::kPosix, "abcAB:\n");
+  expectSetAndLinearAgree(rng, atoms, natoms, RegexpDialect::kPcre, "abcAB:\n");
 }
 
 TEST(RegexpTableTest, ConcurrentLookups) {

@@ -136,6 +136,33 @@ TEST(MessageRewriterTest, HeaderRulesSeeUnfoldedAndDecodedText) {
   EXPECT_EQ(render(out.headers), "Subject: unfolded\n");
 }
 
+// Rules anchored on a header name skip headers that do not start with it; which headers they
+// match stays RE2's answer: case-insensitive (also U+212A KELVIN SIGN for 'k' in UTF-8 mode),
+// (?m) makes `^` match after a newline (none left in the unfolded text rules see), an unanchored
+// rule sees every header.
+TEST(MessageRewriterTest, AnchoredHeaderRulesMatchAsRe2Does) {
+  auto mc = load(R"(
+  header_rules:
+    - match: '^X-Drop:'
+      action: remove
+    - match: '^Kind:'
+      action: remove
+    - match: '(?m)^Inner:'
+      action: remove
+    - match: '(?-i)^Exact:'
+      action: remove
+    - match: 'anywhere-marker'
+      action: remove
+)");
+  std::vector<HeaderField> in = {{"X-DROP", " a"},       {"x-drop", " b"},
+                                 {"X-Dro", " c"},        {"\xe2\x84\xaaind", " d"},
+                                 {"KIND", " e"},         {"X-Outer", " f\n Inner: g"},
+                                 {"Outer", " Inner: h"}, {"Exact", " i"},
+                                 {"EXACT", " j"},        {"Subject", " has anywhere-marker"}};
+  RewriteOutcome out = rewriteMessage(*mc, env(), in);
+  EXPECT_EQ(render(out.headers), "X-Dro: c\nX-Outer: f\n Inner: g\nOuter: Inner: h\nEXACT: j\n");
+}
+
 TEST(MessageRewriterTest, ConditionsEachKind) {
   auto mc = load(R"(
   header_rules:
