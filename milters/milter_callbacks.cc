@@ -177,7 +177,18 @@ std::shared_ptr<const MilterConfig> RelaykitFilter::snapshotFor(const MilterSess
 MilterWants RelaykitFilter::negotiate(const OptionNegotiation& offer) {
   (void)offer;
   config_ = activeConfig();
-  return relaykitWants(config_.get());
+  // What a snapshot wants is fixed: computed once per snapshot (the loop thread negotiates every
+  // connection; the cache holds the last snapshot seen, released at the next one).
+  struct WantsCache {
+    std::shared_ptr<const MilterConfig> config;
+    MilterWants wants;
+  };
+  static thread_local WantsCache cache;
+  if (!cache.config || cache.config != config_) {
+    cache.wants = relaykitWants(config_.get());
+    cache.config = config_;
+  }
+  return cache.wants;
 }
 
 MilterResponse RelaykitFilter::connect(const MilterSession& s, const ConnectInfo& info) {

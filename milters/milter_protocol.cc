@@ -4,6 +4,7 @@
 #include "milters/milter_protocol.h"
 
 #include <cstdio>
+#include <cstring>
 
 namespace relaykit::milter {
 namespace {
@@ -271,17 +272,31 @@ void appendOptionNegotiationReply(std::string* out, std::uint32_t version, std::
       }
     }
   }
-  out->reserve(out->size() + kMilterLengthBytes + 1 + length);  // one allocation for the packet
-  putHeader(out, SMFIC_OPTNEG, length);
-  putU32(out, version);
-  putU32(out, actions);
-  putU32(out, protocol);
+  // Written in place after one resize: this reply starts every milter connection.
+  const std::size_t start = out->size();
+  out->resize(start + kMilterLengthBytes + 1 + length);
+  char* p = out->data() + start;
+  const auto u32 = [&p](std::uint32_t v) {
+    p[0] = static_cast<char>(v >> 24);
+    p[1] = static_cast<char>(v >> 16);
+    p[2] = static_cast<char>(v >> 8);
+    p[3] = static_cast<char>(v);
+    p += 4;
+  };
+  u32(static_cast<std::uint32_t>(length + 1));
+  *p++ = SMFIC_OPTNEG;
+  u32(version);
+  u32(actions);
+  u32(protocol);
   if (lists) {
     for (std::size_t stage = 0; stage < kMacroStages; ++stage) {
       const std::string& names = macroLists[stage];
       if (!names.empty()) {
-        putU32(out, static_cast<std::uint32_t>(stage));
-        putString(out, std::string_view(names).substr(0, kMaxMacroListBytes));
+        const std::size_t n = std::min(names.size(), kMaxMacroListBytes);
+        u32(static_cast<std::uint32_t>(stage));
+        std::memcpy(p, names.data(), n);
+        p += n;
+        *p++ = '\0';
       }
     }
   }

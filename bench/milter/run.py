@@ -25,12 +25,16 @@ gives messages relayed per second, from the first message in to the last one han
 four configurations run side by side and their runs interleave, so load drifting on a shared
 machine hits them alike. Prints both tables and each configuration's ratio to `none` (target
 >= 0.85 for unix and inet, on messages accepted per second), then, for each milter, the CPU it
-spent per message (utime + stime of the process, all threads, from /proc/PID/stat) and its
+spent per message (schedstat run time, utime + stime, and utime and stime apart: where a gap to
+the floor lies, in user space or in the kernel) and its
 context switches per message (voluntary + involuntary, all threads, /proc/PID/task/*/status),
 measured over the same smtp-source runs, with relaykit's ratio to the floor's. Usage (as root):
   bench/milter/run.py [--build-dir build] [--repeat 3] [--quick]
                       [--kinds unix,inet,unix-nolog,native,floor,floor-inet,sign-rsa,
                                sign-ed25519] [--callgrind N [--callgrind-out DIR]]
+                      [--strace N]
+With --strace N, instead of the throughput runs: system calls per message of each milter kind
+(strace -c -f attached after a warm-up, N messages, 4 sessions, 1 KiB), per call name.
 Exits 1 when a server cannot be started or smtp-source fails.
 """
 
@@ -115,12 +119,15 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def process_usage(pid):
-    """(CPU seconds from utime + stime, CPU seconds from schedstat, context switches) of a
-    process so far, every thread included. utime + stime moves in clock ticks (10 ms);
-    /proc/PID/task/*/schedstat counts each thread's run time in nanoseconds."""
+    """(CPU seconds from utime + stime, CPU seconds from schedstat, context switches, user CPU
+    seconds, system CPU seconds) of a process so far, every thread included. utime + stime moves
+    in clock ticks (10 ms); /proc/PID/task/*/schedstat counts each thread's run time in
+    nanoseconds."""
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    user = int(fields[11]) / CLOCK_TICKS
+    system = int(fields[12]) / CLOCK_TICKS
+    cpu = user + system
     run_ns = 0
     switches = 0
     for tid in os.listdir("/proc/%d/task" % pid):
@@ -133,7 +140,7 @@ def process_usage(pid):
                         switches += int(line.split()[1])
         except OSError:
             pass  # a thread that ended meanwhile
-    return cpu, run_ns / 1e9, switches
+    return cpu, run_ns / 1e9, switches, user, system
 
 
 def milter_pid(milter):
@@ -268,6 +275,53 @@ def callgrind_run(kinds, count, keep_dir):
     return result
 
 
+def strace_run(kinds, count):
+    """System calls per message of each milter on the same load: strace -c -f attached to the
+    running milter after a warm-up, detached after `count` messages of 1 KiB over 4 sessions.
+    Returns {kind: {syscall: calls per message}}."""
+    result = {}
+    sink = BareSink()
+    try:
+        for kind in kinds:
+            tmp = harness.make_tmpdir("relaykit-bench-milter-st-%s-" % kind)
+            pf = milter = None
+            tracer = None
+            try:
+                pf, milter = start_stack(kind, tmp, sink.port)
+                pid = milter_pid(milter)
+                run_source(pf.port, 4, 1024, 50)  # warm-up
+                pf.wait_queue_empty(timeout=300)
+                out = os.path.join(tmp, "strace.out")
+                tracer = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(pid)],
+                                          stderr=subprocess.DEVNULL)
+                time.sleep(1.0)  # attached to every thread
+                run_source(pf.port, 4, 1024, count)
+                pf.wait_queue_empty(timeout=300)
+                tracer.send_signal(2)
+                tracer.wait(timeout=60)
+                tracer = None
+                calls = {}
+                with open(out) as f:
+                    for line in f:
+                        fields = line.split()
+                        if (len(fields) >= 5 and fields[0][0].isdigit() and
+                                not line.startswith("100")):
+                            name = fields[-1]
+                            calls[name] = int(fields[3]) / count
+                result[kind] = calls
+            finally:
+                if tracer:
+                    tracer.kill()
+                if pf:
+                    pf.stop()
+                if milter:
+                    milter.stop()
+                subprocess.run(["rm", "-rf", tmp])
+    finally:
+        sink.stop()
+    return result
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
@@ -279,6 +333,9 @@ def main():
                          "kind under callgrind, N messages (4 sessions, 1 KiB) after a warm-up")
     ap.add_argument("--callgrind-out", metavar="DIR",
                     help="keep the callgrind dumps in DIR (for callgrind_annotate)")
+    ap.add_argument("--strace", type=int, metavar="N",
+                    help="instead of the throughput runs: system calls per message of each "
+                         "milter kind under strace -c, N messages (4 sessions, 1 KiB)")
     args = ap.parse_args()
     os.environ["RELAYKIT_BUILD_DIR"] = os.path.abspath(args.build_dir)
     repeat = 1 if args.quick else args.repeat
@@ -302,10 +359,24 @@ def main():
             if k in ir and f in ir:
                 print("%s/%s: %.2f" % (k, f, ir[k] / ir[f]))
         return 0
+    if args.strace:
+        milters = [k for k in kinds if k in ("unix", "inet", "unix-nolog", "floor", "floor-inet")]
+        calls = strace_run(milters, args.strace)
+        names = sorted({n for c in calls.values() for n in c},
+                       key=lambda n: -max(c.get(n, 0) for c in calls.values()))
+        print()
+        print("%-26s" % "system calls/msg" + "".join(" %10s" % k for k in milters))
+        for name in names + ["total"]:
+            print("%-26s" % name + "".join(
+                " %10.2f" % (sum(calls[k].values()) if name == "total" else calls[k].get(name, 0))
+                for k in milters))
+        return 0
     combos = [(s, size) for size in (1024, 100 * 1024) for s in (4, 20)]
     rates = {}
     relay_rates = {}
-    usage = {}  # (kind, sessions, size) -> [CPU seconds, context switches, messages]
+    # (kind, sessions, size) -> [CPU s (ticks), CPU s (schedstat), context switches, messages,
+    # user s, system s]
+    usage = {}
     sink = BareSink()
     stacks = {}
     tmps = []
@@ -332,10 +403,12 @@ def main():
                         # too coarse for one run's per-message figure.
                         after = process_usage(pid)
                         key = (kind, sessions, size)
-                        total = usage.setdefault(key, [0.0, 0.0, 0, 0])
+                        total = usage.setdefault(key, [0.0, 0.0, 0, 0, 0.0, 0.0])
                         for i in range(3):
                             total[i] += after[i] - before[i]
                         total[3] += counts[size]
+                        total[4] += after[3] - before[3]
+                        total[5] += after[4] - before[4]
                     deadline = time.monotonic() + 300
                     while queued(pf) and time.monotonic() < deadline:
                         time.sleep(0.02)
@@ -376,6 +449,8 @@ def main():
                if k in ("unix", "inet", "unix-nolog", "floor", "floor-inet") or k in SIGN_KINDS]
     for title, index, scale in (("milter CPU us/msg (schedstat)", 1, 1e6),
                                 ("milter CPU us/msg (utime+stime)", 0, 1e6),
+                                ("milter user CPU us/msg (utime)", 4, 1e6),
+                                ("milter system CPU us/msg (stime)", 5, 1e6),
                                 ("milter ctx switches/msg", 2, 1)):
         results = {k: v[index] * scale / v[3] for k, v in usage.items()}
         pairs = [(k, f) for k, f in (("unix", "floor"), ("inet", "floor-inet"),

@@ -24,6 +24,7 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <vector>
 
 #include "common/server/logging.h"
 #include "common/server/server.h"
@@ -36,6 +37,57 @@ constexpr std::size_t kReadChunk = 16 * 1024;
 // An input buffer grown past this (a large pipelined burst, a milter body chunk) is freed once
 // it is empty again; smaller ones are kept for the next request.
 constexpr std::size_t kInputKeepBytes = 64 * 1024;
+
+// Input blocks of kReadChunk bytes (every connection's first) are kept for the next connection,
+// up to this many per thread (connections live on their loop's thread): a connection per SMTP
+// session (the milter) would otherwise allocate and free 16 KiB each time, a slow path of malloc.
+constexpr std::size_t kSpareInputBlocks = 32;
+
+// Set once the thread's spare list is destroyed (a trivially destructible flag stays readable):
+// an input buffer freed after that frees its block.
+thread_local bool spareGone = false;
+
+struct SpareBlocks {
+  std::vector<std::unique_ptr<char[]>> blocks;
+  ~SpareBlocks() { spareGone = true; }
+};
+
+SpareBlocks& spareBlocks() {
+  static thread_local SpareBlocks spare;
+  return spare;
+}
+
+std::unique_ptr<char[]> takeBlock(std::size_t size) {
+  if (size != kReadChunk || spareGone) {
+    return std::unique_ptr<char[]>(new char[size]);  // not zeroed: only written bytes are read
+  }
+  auto& blocks = spareBlocks().blocks;
+  if (!blocks.empty()) {
+    std::unique_ptr<char[]> block = std::move(blocks.back());
+    blocks.pop_back();
+    return block;
+  }
+  return std::unique_ptr<char[]>(new char[size]);  // not zeroed: only written bytes are read
+}
+
+void giveBlock(std::unique_ptr<char[]> block, std::size_t size) {
+  if (size != kReadChunk || spareGone) {
+    return;  // freed here
+  }
+  auto& blocks = spareBlocks().blocks;
+  if (blocks.size() < kSpareInputBlocks) {
+    if (blocks.capacity() == 0) {
+      blocks.reserve(kSpareInputBlocks);
+    }
+    blocks.push_back(std::move(block));
+  }
+}
+
+// Bytes per event in Connection's event block, rounded up to keep each event aligned.
+std::size_t eventStride() {
+  static const std::size_t stride = (event_get_struct_event_size() + 15) / 16 * 16;
+  return stride;
+}
 
 std::int64_t monotonicMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -78,10 +130,11 @@ char* InputBuffer::prepare(std::size_t minRoom) {
     if (grown < live + minRoom) {
       grown = live + minRoom;
     }
-    std::unique_ptr<char[]> bigger(new char[grown]);  // not zeroed: only written bytes are read
+    std::unique_ptr<char[]> bigger = takeBlock(grown);
     if (live > 0) {
       std::memcpy(bigger.get(), buf_.get() + begin_, live);
     }
+    freeStorage();
     buf_ = std::move(bigger);
     capacity_ = grown;
   }
@@ -92,9 +145,19 @@ char* InputBuffer::prepare(std::size_t minRoom) {
 
 void InputBuffer::release(std::size_t keep) {
   if (empty() && capacity_ > keep) {
-    buf_.reset();
+    freeStorage();
     capacity_ = begin_ = end_ = 0;
   }
+}
+
+void InputBuffer::freeStorage() {
+  if (buf_) {
+    giveBlock(std::move(buf_), capacity_);
+  }
+}
+
+InputBuffer::~InputBuffer() {
+  freeStorage();
 }
 
 Connection::Connection(Server* server, int fd, std::uint64_t id, std::string peer)
@@ -106,14 +169,10 @@ Connection::Connection(Server* server, int fd, std::uint64_t id, std::string pee
       peer_(std::move(peer)) {}
 
 Connection::~Connection() {
-  if (readEvent_ != nullptr) {
-    event_free(readEvent_);
-  }
-  if (writeEvent_ != nullptr) {
-    event_free(writeEvent_);
-  }
-  if (deadline_ != nullptr) {
-    event_free(deadline_);
+  if (eventBlock_ && fd_ >= 0) {  // close() took them off the loop already
+    event_del(readEvent_);
+    event_del(writeEvent_);
+    event_del(deadline_);
   }
   if (output_ != nullptr) {
     evbuffer_free(output_);
@@ -133,13 +192,18 @@ void Connection::setHandler(std::unique_ptr<ConnectionHandler> handler) {
 
 bool Connection::start(const ServerLimits& limits) {
   limits_ = limits;  // fd_ is non-blocking already (accept4 with SOCK_NONBLOCK)
-  readEvent_ = event_new(server_->base(), fd_, EV_READ | EV_PERSIST, &Connection::onReadable, this);
-  writeEvent_ =
-      event_new(server_->base(), fd_, EV_WRITE | EV_PERSIST, &Connection::onWritable, this);
-  deadline_ = event_new(server_->base(), -1, 0, &Connection::onDeadline, this);
-  output_ = evbuffer_new();
-  if (readEvent_ == nullptr || writeEvent_ == nullptr || deadline_ == nullptr ||
-      output_ == nullptr) {
+  const std::size_t stride = eventStride();
+  eventBlock_.reset(new unsigned char[3 * stride]);
+  readEvent_ = reinterpret_cast<event*>(eventBlock_.get());
+  writeEvent_ = reinterpret_cast<event*>(eventBlock_.get() + stride);
+  deadline_ = reinterpret_cast<event*>(eventBlock_.get() + 2 * stride);
+  if (event_assign(readEvent_, server_->base(), fd_, EV_READ | EV_PERSIST, &Connection::onReadable,
+                   this) != 0 ||
+      event_assign(writeEvent_, server_->base(), fd_, EV_WRITE | EV_PERSIST,
+                   &Connection::onWritable, this) != 0 ||
+      event_assign(deadline_, server_->base(), -1, 0, &Connection::onDeadline, this) != 0) {
+    eventBlock_.reset();
+    readEvent_ = writeEvent_ = deadline_ = nullptr;
     return false;
   }
   enterPhase(Phase::kIdle, limits_.idleTimeout);
@@ -210,7 +274,7 @@ void Connection::settle() {
   if (fd_ < 0) {
     return;
   }
-  const std::size_t queued = evbuffer_get_length(output_);
+  const std::size_t queued = queuedOutputBytes();
   bool unblocked = false;
   if (!outputBlocked_ && queued > limits_.maxOutputBytes) {
     outputBlocked_ = true;
@@ -257,7 +321,7 @@ void Connection::send(std::string_view reply) {
   } else {
     lastActivityMs_ = monotonicMs();
   }
-  if (evbuffer_get_length(output_) == 0) {
+  if (queuedOutputBytes() == 0) {
     // Nothing queued before it: write now, in one send(2). Whatever the kernel does not take is
     // queued below (order is kept) and written when the socket is writable.
     ssize_t n = ::send(fd_, reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -273,13 +337,31 @@ void Connection::send(std::string_view reply) {
       event_active(writeEvent_, EV_WRITE, 0);
     }
   }
-  evbuffer_add(output_, reply.data(), reply.size());
+  if (!queueOutput(reply)) {
+    // Out of memory: the reply cannot be kept; close from the loop (onWritable finds nothing
+    // queued and closes), not from inside the handler's call stack.
+    logError("connection from " + peer_ + ": no memory to queue a reply; closing");
+    closing_ = true;
+    updateReadEvent();
+    event_active(writeEvent_, EV_WRITE, 0);
+    return;
+  }
   event_add(writeEvent_, nullptr);
-  if (!outputBlocked_ && evbuffer_get_length(output_) > limits_.maxOutputBytes) {
+  if (!outputBlocked_ && queuedOutputBytes() > limits_.maxOutputBytes) {
     outputBlocked_ = true;
     enterPhase(Phase::kDraining, limits_.writeTimeout);
     updateReadEvent();
   }
+}
+
+bool Connection::queueOutput(std::string_view bytes) {
+  if (output_ == nullptr) {
+    output_ = evbuffer_new();
+    if (output_ == nullptr) {
+      return false;
+    }
+  }
+  return evbuffer_add(output_, bytes.data(), bytes.size()) == 0;
 }
 
 void Connection::closeAfterWrite() {
@@ -288,7 +370,7 @@ void Connection::closeAfterWrite() {
   }
   closing_ = true;
   updateReadEvent();
-  if (evbuffer_get_length(output_) == 0) {
+  if (queuedOutputBytes() == 0) {
     close();
     return;
   }
@@ -428,7 +510,7 @@ void Connection::onWritable(int fd, short what, void* arg) {
   if (c->fd_ < 0) {
     return;
   }
-  while (evbuffer_get_length(c->output_) > 0) {
+  while (c->queuedOutputBytes() > 0) {
     int n = evbuffer_write(c->output_, fd);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
@@ -442,7 +524,7 @@ void Connection::onWritable(int fd, short what, void* arg) {
       break;
     }
   }
-  if (evbuffer_get_length(c->output_) == 0) {
+  if (c->queuedOutputBytes() == 0) {
     event_del(c->writeEvent_);
     if (c->closing_) {
       c->close();
@@ -486,7 +568,7 @@ void Connection::onDeadline(int, short, void* arg) {
       return;
     case Phase::kDraining:
       c->closeForError("write_timeout", "closing connection from " + c->peer_ + ": " +
-                                            std::to_string(evbuffer_get_length(c->output_)) +
+                                            std::to_string(c->queuedOutputBytes()) +
                                             " bytes of replies not read within " +
                                             std::to_string(c->limits_.writeTimeout.count()) + " s");
       return;

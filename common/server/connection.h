@@ -109,8 +109,11 @@ class InputBuffer {
   void commit(std::size_t n) { end_ += n; }
   // Frees the memory when nothing is buffered and more than `keep` bytes are held.
   void release(std::size_t keep);
+  ~InputBuffer();
 
  private:
+  void freeStorage();
+
   std::unique_ptr<char[]> buf_;
   std::size_t capacity_ = 0;
   std::size_t begin_ = 0;
@@ -173,8 +176,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void enterPhase(Phase phase, std::chrono::seconds timeout);
   bool handlerMidRequest();
 
+  // Queues what send() could not write (the output buffer is made on first use: most
+  // connections never need it).
+  bool queueOutput(std::string_view bytes);
+
   Server* server_;
   int fd_;
+  // The three events live in one block (event_assign): one allocation per connection, not three.
+  std::unique_ptr<unsigned char[]> eventBlock_;
   event* readEvent_ = nullptr;
   event* writeEvent_ = nullptr;
   event* deadline_ = nullptr;
