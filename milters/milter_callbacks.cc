@@ -157,6 +157,13 @@ RelaykitFilter::RelaykitFilter() : config_(activeConfig()) {}
 
 RelaykitFilter::~RelaykitFilter() = default;
 
+void RelaykitFilter::reset(std::shared_ptr<const MilterConfig> config) {
+  config_ = std::move(config);
+  client_ = Envelope();
+  nonSmtpd_ = false;
+  message_.reset();
+}
+
 // The newest snapshot whose needs fit the steps negotiated on this connection.
 std::shared_ptr<const MilterConfig> RelaykitFilter::snapshotFor(const MilterSession& s) const {
   std::shared_ptr<const MilterConfig> latest = activeConfig();

@@ -62,6 +62,9 @@ class RelaykitFilter : public MilterFilter {
   void close(const MilterSession& s) override;
 
   bool inMessage() const { return message_ != nullptr; }
+  // Back to the state of a new filter (for a new connection) holding `config` (a spare holds
+  // none: it would keep an old snapshot alive).
+  void reset(std::shared_ptr<const MilterConfig> config);
   // A signing job left by endOfMessage() (at most one), or nullopt.
   std::optional<dkim::SignJob> takeSignJob();
   // The signatures (or the signing error) for the job taken.

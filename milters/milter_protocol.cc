@@ -53,6 +53,21 @@ bool takeString(std::string_view data, std::size_t* pos, std::string_view* out) 
 
 MilterPacketDecoder::MilterPacketDecoder(std::size_t maxPacket) : maxPacket_(maxPacket) {}
 
+void MilterPacketDecoder::reset() {
+  state_ = State::kNeedMore;
+  lengthBytes_ = {};
+  have_ = 0;
+  length_ = 0;
+  command_ = 0;
+  if (buffer_.capacity() > kKeptBufferBytes) {
+    std::string().swap(buffer_);
+  } else {
+    buffer_.clear();
+  }
+  view_ = std::string_view();
+  error_.clear();
+}
+
 void MilterPacketDecoder::fail(std::string why) {
   state_ = State::kError;
   error_ = std::move(why);

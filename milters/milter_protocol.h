@@ -69,6 +69,8 @@ class MilterPacketDecoder {
   const std::string& error() const { return error_; }
   // True while part of a packet has been received (EOF or a deadline now would truncate it).
   bool inProgress() const { return have_ > 0; }
+  // Back to the state of a new decoder (for a new connection), keeping the buffer's memory.
+  void reset();
 
  private:
   void fail(std::string why);

@@ -61,6 +61,31 @@ void quickAck(int fd) {
 
 }  // namespace
 
+// What one connection's protocol needs, reused by the next connection (MilterService keeps the
+// spares): Postfix opens a milter connection per SMTP session, and building the decoder, session,
+// filter and their buffers afresh each time cost more than the rest of the connection.
+struct SessionParts {
+  SessionParts()
+      : session(&filter), timerMemory(new unsigned char[event_get_struct_event_size()]) {}
+  SessionParts(const SessionParts&) = delete;
+  SessionParts& operator=(const SessionParts&) = delete;
+
+  // Back to the state of new parts: nothing of the previous connection stays visible.
+  void reset() {
+    session.disconnected();  // tells the filter, if the connection ended without QUIT
+    session.reset();
+    filter.reset(nullptr);
+    decoder.reset();
+    out.clear();
+  }
+
+  MilterPacketDecoder decoder;
+  RelaykitFilter filter;
+  MilterSession session;
+  std::string out;                               // the replies of one burst
+  std::unique_ptr<unsigned char[]> timerMemory;  // the connection's timer (event_assign)
+};
+
 class MilterConnection : public ConnectionHandler {
  public:
   MilterConnection(MilterService* service, Connection& conn)
@@ -68,10 +93,17 @@ class MilterConnection : public ConnectionHandler {
         conn_(conn.weak()),
         peer_(conn.peer()),
         tcp_(conn.peer() != "unix"),
-        session_(&filter_),
+        parts_(service->takeParts()),
+        decoder_(parts_->decoder),
+        filter_(parts_->filter),
+        session_(parts_->session),
+        out_(parts_->out),
         started_(Clock::now()),
         lastActive_(started_) {
-    timer_ = evtimer_new(conn.base(), &MilterConnection::onTimer, this);
+    timer_ = reinterpret_cast<event*>(parts_->timerMemory.get());
+    if (evtimer_assign(timer_, conn.base(), &MilterConnection::onTimer, this) != 0) {
+      timer_ = nullptr;
+    }
     if (tcp_) {
       setDelayedAck(conn.fd());
     }
@@ -80,8 +112,9 @@ class MilterConnection : public ConnectionHandler {
 
   ~MilterConnection() override {
     if (timer_ != nullptr) {
-      event_free(timer_);
+      event_del(timer_);
     }
+    service_->recycleParts(std::move(parts_));
   }
 
   MilterConnection(const MilterConnection&) = delete;
@@ -374,13 +407,14 @@ class MilterConnection : public ConnectionHandler {
   std::weak_ptr<Connection> conn_;
   std::string peer_;
   bool tcp_;
-  MilterPacketDecoder decoder_;
-  RelaykitFilter filter_;
-  MilterSession session_;
+  std::unique_ptr<SessionParts> parts_;  // given back to the service when this connection ends
+  MilterPacketDecoder& decoder_;
+  RelaykitFilter& filter_;
+  MilterSession& session_;
+  std::string& out_;
   Phase phase_ = Phase::kNew;
   char pendingCommand_ = 0;
   std::string pendingData_;
-  std::string out_;
   event* timer_ = nullptr;
   Clock::time_point started_;
   Clock::time_point lastActive_;  // the last burst of bytes
@@ -560,6 +594,26 @@ ServerLimits MilterService::limits() const {
   limits.maxInputBytes = kMaxMilterPacketBytes + kMilterLengthBytes;
   limits.maxConnections = maxSessions_ + std::max(maxSessions_, kMinWaitingConnections);
   return limits;
+}
+
+std::unique_ptr<SessionParts> MilterService::takeParts() {
+  if (spareParts_.empty()) {
+    return std::make_unique<SessionParts>();
+  }
+  std::unique_ptr<SessionParts> parts = std::move(spareParts_.back());
+  spareParts_.pop_back();
+  parts->filter.reset(activeConfig());  // as a new filter starts
+  return parts;
+}
+
+void MilterService::recycleParts(std::unique_ptr<SessionParts> parts) {
+  if (!parts) {
+    return;
+  }
+  parts->reset();  // now, not when taken: the previous session's data goes with its connection
+  if (spareParts_.size() < kSpareSessionParts) {
+    spareParts_.push_back(std::move(parts));
+  }
 }
 
 std::unique_ptr<ConnectionHandler> MilterService::newConnection(Connection& conn) {

@@ -66,7 +66,11 @@ inline constexpr std::chrono::seconds kEvictIdleAfter{30};
 // Threads that make DKIM signatures (RSA-4096: ~4 ms each); the body is hashed on the loop.
 inline constexpr unsigned kMilterSignWorkersMax = 4;
 
+// Spare session state kept for the next connection (Postfix opens one per SMTP session), at most.
+inline constexpr std::size_t kSpareSessionParts = 64;
+
 class MilterConnection;
+struct SessionParts;
 
 class MilterService : public Service {
  public:
@@ -95,6 +99,10 @@ class MilterService : public Service {
   bool submitSign(MilterConnection* c, dkim::SignJob job);
   // The connection is going away: a result still coming for it is dropped.
   void forget(MilterConnection* c);
+  // A connection's protocol state (decoder, session, filter, buffers, timer memory): a spare one
+  // reset to new, or a new one; given back when the connection is destroyed.
+  std::unique_ptr<SessionParts> takeParts();
+  void recycleParts(std::unique_ptr<SessionParts> parts);
 
   std::size_t activeSessions() const { return active_; }
   std::size_t waitingSessions() const { return waiting_.size(); }
@@ -134,6 +142,7 @@ class MilterService : public Service {
   std::vector<std::pair<std::uint64_t, StatusOr<std::vector<std::string>>>> done_;
   int doneFd_ = -1;  // eventfd
   event* doneEvent_ = nullptr;
+  std::vector<std::unique_ptr<SessionParts>> spareParts_;  // at most kSpareSessionParts
 };
 
 }  // namespace relaykit::milter

@@ -144,6 +144,22 @@ void MilterSession::disconnected() {
   }
 }
 
+void MilterSession::reset() {
+  negotiated_ = false;
+  open_ = true;
+  inMessage_ = false;
+  awaitingEom_ = false;
+  heldReply_.clear();
+  version_ = kMilterProtocolVersion;
+  actions_ = kV1Actions;
+  protocol_ = 0;
+  macroCount_.fill(0);  // the slots keep their strings' memory; none is visible any more
+  macroScratch_.stage = 0;
+  macroScratch_.values.clear();
+  args_.clear();
+  error_.clear();
+}
+
 void MilterSession::clearMacrosAfter(int stage) {
   for (std::size_t i = static_cast<std::size_t>(stage) + 1; i < kMacroStages; ++i) {
     macroCount_[i] = 0;

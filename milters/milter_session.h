@@ -167,6 +167,9 @@ class MilterSession {
   const std::string& error() const { return error_; }
   // The connection went away without QUIT: tells the filter (once).
   void disconnected();
+  // Back to the state of a new session (for a new connection; the filter is reset by its
+  // owner), keeping the memory of the macro and argument storage. Call disconnected() first.
+  void reset();
 
   // The value of a macro, the newest stage first; nullptr when undefined.
   const std::string* macro(std::string_view name) const;

@@ -12,7 +12,6 @@
 RELAYKIT_PACKAGES=(
   build-essential cmake pkg-config
   libmilter-dev libre2-dev libhiredis-dev libssl-dev libyaml-cpp-dev libicu-dev libdb5.3-dev
-  libjemalloc-dev
   googletest libgtest-dev libgmock-dev libevent-dev libcli11-dev
   postfix redis-server swaks python3 postfwd policyd-rate-limit clang-format
   sasl2-bin libsasl2-modules

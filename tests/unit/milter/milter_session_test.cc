@@ -284,6 +284,75 @@ TEST_F(MilterSessionTest, AbortTwiceAndQuitNewConnection) {
   EXPECT_EQ(std::count(filter.calls.begin(), filter.calls.end(), "close"), 2);
 }
 
+// A session reset for the next connection (relaykit-milter reuses session state across
+// connections) keeps nothing of the previous one: negotiation, macros, message, errors.
+TEST_F(MilterSessionTest, ResetSessionIsANewSession) {
+  filter.wants.actions = SMFIF_CHGFROM | SMFIF_CHGHDRS | SMFIF_ADDHDRS;
+  filter.wants.protocol = SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_HDR_LEADSPC;
+  send(SMFIC_OPTNEG, optneg(6, kPostfixActions, kPostfixProtocol));
+  send(SMFIC_MACRO, strings({"M{auth_authen}", "mallory"}));
+  send(SMFIC_MACRO, strings({"Ei", "OLDQID"}));
+  send(SMFIC_MAIL, strings({"<a@b>"}));
+  EXPECT_TRUE(session.inMessage());
+  EXPECT_EQ(send(SMFIC_HEADER, std::string("X", 1)), MilterSession::Next::kClose);  // an error
+  EXPECT_FALSE(session.error().empty());
+  session.disconnected();
+  session.reset();
+  EXPECT_FALSE(session.negotiated());
+  EXPECT_FALSE(session.inMessage());
+  EXPECT_FALSE(session.awaitingEndOfMessage());
+  EXPECT_EQ(session.error(), "");
+  EXPECT_EQ(session.protocol(), 0u);
+  EXPECT_EQ(session.version(), kMilterProtocolVersion);
+  EXPECT_EQ(session.macro("auth_authen"), nullptr);
+  EXPECT_EQ(session.macro("i"), nullptr);
+  // The next connection runs exactly as on a new session.
+  RecordingFilter freshFilter;
+  MilterSession fresh(&freshFilter);
+  filter.wants = MilterWants();
+  filter.wants.actions = SMFIF_CHGFROM | SMFIF_CHGHDRS | SMFIF_ADDHDRS;
+  filter.wants.protocol = SMFIP_NR_MAIL;  // headers answered this time
+  freshFilter.wants = filter.wants;
+  std::string freshOut;
+  filter.calls.clear();
+  take();
+  const std::pair<char, std::string> packets[] = {
+      {SMFIC_OPTNEG, optneg(6, kPostfixActions, kPostfixProtocol)},
+      {SMFIC_MAIL, strings({"<c@d>"})},
+      {SMFIC_HEADER, strings({"Subject", "hi"})},
+      {SMFIC_BODYEOB, ""},
+  };
+  for (const auto& [command, data] : packets) {
+    EXPECT_EQ(send(command, data), fresh.handle(command, data, &freshOut));
+  }
+  EXPECT_EQ(out, freshOut);
+  EXPECT_EQ(replies(out).size(), 6u);  // optneg, header, three edits, the verdict
+  EXPECT_EQ(filter.calls, freshFilter.calls);
+  EXPECT_EQ(filter.auth, "-");
+  EXPECT_EQ(filter.queueId, "-");
+  EXPECT_FALSE(session.leadingSpace());
+}
+
+TEST(MilterPacketDecoderResetTest, ResetDropsAPartialPacket) {
+  MilterPacketDecoder d;
+  const std::string packet = u32(3) + "Lab";
+  d.feed(std::string_view(packet).substr(0, 5));
+  EXPECT_TRUE(d.inProgress());
+  d.reset();
+  EXPECT_FALSE(d.inProgress());
+  EXPECT_EQ(d.state(), MilterPacketDecoder::State::kNeedMore);
+  EXPECT_EQ(d.feed(packet), packet.size());
+  ASSERT_EQ(d.state(), MilterPacketDecoder::State::kPacket);
+  EXPECT_EQ(d.command(), 'L');
+  EXPECT_EQ(d.data(), "ab");
+  const std::string bad = u32(0);
+  d.feed(bad);
+  EXPECT_EQ(d.state(), MilterPacketDecoder::State::kError);
+  d.reset();
+  EXPECT_EQ(d.state(), MilterPacketDecoder::State::kNeedMore);
+  EXPECT_EQ(d.error(), "");
+}
+
 TEST_F(MilterSessionTest, EndOfMessageVerdicts) {
   filter.wants.actions = SMFIF_CHGFROM | SMFIF_CHGHDRS | SMFIF_ADDHDRS;
   send(SMFIC_OPTNEG, optneg(6, kPostfixActions, kPostfixProtocol));
