@@ -10,6 +10,9 @@ rules rewrite the envelope sender and the From header of every message):
   inet     relaykit-milter on inet: (smtpd_milters), seed rules;
   unix-nolog  as unix with the milter's stderr (its log) on /dev/null: what the log line of
            every changed message costs when stderr is a file (only when named in --kinds);
+  unix-base  as unix with the relaykit-milter of another build (--baseline-build DIR, e.g. the
+           parent commit's): a change's before and after in one interleaved run (only when
+           named in --kinds);
   native   Postfix doing the same rewriting itself: header_checks + regexp sender_canonical_maps;
   floor    bench/milter_floor on unix: (smtpd_milters): the same protocol steps and edits as
            relaykit, answered at once with no work: Postfix's own side of the milter protocol,
@@ -32,7 +35,7 @@ measured over the same smtp-source runs, with relaykit's ratio to the floor's. U
   bench/milter/run.py [--build-dir build] [--repeat 3] [--quick]
                       [--kinds unix,inet,unix-nolog,native,floor,floor-inet,sign-rsa,
                                sign-ed25519] [--callgrind N [--callgrind-out DIR]]
-                      [--strace N]
+                      [--strace N] [--baseline-build DIR]
 With --strace N, instead of the throughput runs: system calls per message of each milter kind
 (strace -c -f attached after a warm-up, N messages, 4 sessions, 1 KiB), per call name.
 Exits 1 when a server cannot be started or smtp-source fails.
@@ -175,13 +178,16 @@ def dkim_section(kind, tmp):
             "    - {domain: corp.com, selector: bench, key_file: %s}\n" % key)
 
 
+BASELINE_BUILD = None  # --baseline-build: the build directory unix-base runs its milter from
+
+
 def start_stack(kind, tmp, sink_port, prefix=()):
     """Starts Postfix (and the milter) for one configuration; returns (postfix, milter|None).
     `prefix`: a command the milter runs under (valgrind ...), same process id."""
     params = {"default_process_limit": 100, "smtpd_client_connection_count_limit": 0,
               "smtpd_client_message_rate_limit": 0}
     milter = None
-    if kind in ("unix", "inet", "unix-nolog") or kind in SIGN_KINDS:
+    if kind in ("unix", "inet", "unix-nolog", "unix-base") or kind in SIGN_KINDS:
         if kind != "inet":
             sock = os.path.join(tmp, "milter.sock")
             listen = "unix:" + sock
@@ -196,6 +202,8 @@ def start_stack(kind, tmp, sink_port, prefix=()):
         milter = harness.RelaykitDaemon("relaykit-milter", config, port=port, workdir=tmp)
         if kind == "unix-nolog":
             milter.stderr_path = os.devnull
+        if kind == "unix-base":
+            milter.binary = os.path.join(BASELINE_BUILD, "milters", "relaykit-milter")
         if prefix:
             wrapper = harness.write_file(os.path.join(tmp, "under-prefix"),
                                          "#!/bin/sh\nexec %s %s \"$@\"\n"
@@ -336,11 +344,17 @@ def main():
     ap.add_argument("--strace", type=int, metavar="N",
                     help="instead of the throughput runs: system calls per message of each "
                          "milter kind under strace -c, N messages (4 sessions, 1 KiB)")
+    ap.add_argument("--baseline-build", metavar="DIR",
+                    help="the build whose relaykit-milter the unix-base configuration runs")
     args = ap.parse_args()
     os.environ["RELAYKIT_BUILD_DIR"] = os.path.abspath(args.build_dir)
+    global BASELINE_BUILD
+    BASELINE_BUILD = os.path.abspath(args.baseline_build) if args.baseline_build else None
+    if args.kinds and "unix-base" in args.kinds.split(",") and not BASELINE_BUILD:
+        ap.error("unix-base needs --baseline-build DIR")
     repeat = 1 if args.quick else args.repeat
     counts = {1024: 300 if args.quick else 1000, 100 * 1024: 100 if args.quick else 300}
-    kinds = ["none", "unix", "inet", "unix-nolog", "native"]
+    kinds = ["none", "unix", "inet", "unix-nolog", "unix-base", "native"]
     if os.access(floor_binary(), os.X_OK):
         kinds += ["floor", "floor-inet"]
     kinds += list(SIGN_KINDS)
@@ -348,6 +362,7 @@ def main():
         kinds = ["none"] + [k for k in kinds[1:] if k in args.kinds.split(",")]
     else:
         kinds.remove("unix-nolog")  # on request only
+        kinds.remove("unix-base")
     if args.callgrind:
         milters = [k for k in kinds if k in ("unix", "inet", "floor", "floor-inet")]
         ir = callgrind_run(milters, args.callgrind, args.callgrind_out)
@@ -360,7 +375,8 @@ def main():
                 print("%s/%s: %.2f" % (k, f, ir[k] / ir[f]))
         return 0
     if args.strace:
-        milters = [k for k in kinds if k in ("unix", "inet", "unix-nolog", "floor", "floor-inet")]
+        milters = [k for k in kinds
+                   if k in ("unix", "inet", "unix-nolog", "unix-base", "floor", "floor-inet")]
         calls = strace_run(milters, args.strace)
         names = sorted({n for c in calls.values() for n in c},
                        key=lambda n: -max(c.get(n, 0) for c in calls.values()))
@@ -446,7 +462,8 @@ def main():
                   "".join(" %10.1f" % r for r in row) + "   " +
                   " ".join("%.2f" % (r / row[0]) for r in row[1:]))
     milters = [k for k in kinds
-               if k in ("unix", "inet", "unix-nolog", "floor", "floor-inet") or k in SIGN_KINDS]
+               if k in ("unix", "inet", "unix-nolog", "unix-base", "floor", "floor-inet") or
+               k in SIGN_KINDS]
     for title, index, scale in (("milter CPU us/msg (schedstat)", 1, 1e6),
                                 ("milter CPU us/msg (utime+stime)", 0, 1e6),
                                 ("milter user CPU us/msg (utime)", 4, 1e6),
@@ -454,7 +471,7 @@ def main():
                                 ("milter ctx switches/msg", 2, 1)):
         results = {k: v[index] * scale / v[3] for k, v in usage.items()}
         pairs = [(k, f) for k, f in (("unix", "floor"), ("inet", "floor-inet"),
-                                     ("unix-nolog", "floor"),
+                                     ("unix-nolog", "floor"), ("unix-base", "floor"),
                                      ("sign-rsa", "unix"), ("sign-ed25519", "unix"))
                  if k in milters and f in milters]
         print()
