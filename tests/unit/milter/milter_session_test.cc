@@ -11,6 +11,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <random>
 
 #include "common/config.h"
 #include "milters/dkim_key.h"
@@ -333,6 +334,111 @@ TEST_F(MilterSessionTest, ResetSessionIsANewSession) {
   EXPECT_FALSE(session.leadingSpace());
 }
 
+// The same property on random traffic: whatever a first connection sent (valid or not, ending
+// anywhere), a reset session answers a second random connection byte for byte as a new session
+// does, and its filter sees the same calls (macros included).
+// RecordingFilter whose end of message records which edits the session allowed instead of
+// expecting them (random traffic negotiates anything, or nothing).
+class TolerantFilter : public RecordingFilter {
+ public:
+  MilterResponse endOfMessage(const MilterSession& s, MilterModifications* mods) override {
+    const std::string* i = s.macro("{i}");
+    queueId = i ? *i : "-";
+    calls.push_back(std::string("eom") + (mods->changeFrom("n@c", "") ? " from" : "") +
+                    (mods->changeHeader("From", 1, nullptr) ? " header" : "") +
+                    (mods->insertHeader(1, "X-A", " b") ? " insert" : ""));
+    return eom;
+  }
+};
+
+TEST(MilterSessionResetTest, RandomFirstConnectionsLeaveNothingBehind) {
+  std::mt19937 rng(20261207);
+  const char commands[] = {SMFIC_OPTNEG,  SMFIC_MACRO, SMFIC_CONNECT, SMFIC_HELO,    SMFIC_MAIL,
+                           SMFIC_RCPT,    SMFIC_DATA,  SMFIC_HEADER,  SMFIC_EOH,     SMFIC_BODY,
+                           SMFIC_BODYEOB, SMFIC_ABORT, SMFIC_QUIT_NC, SMFIC_UNKNOWN, 'Z'};
+  const auto randomPacket = [&]() -> std::pair<char, std::string> {
+    const char command = commands[rng() % sizeof(commands)];
+    switch (command) {
+      case SMFIC_OPTNEG:
+        return {command, optneg(2 + rng() % 5, rng(), rng())};
+      case SMFIC_MACRO: {
+        const char stages[] = {SMFIC_CONNECT, SMFIC_MAIL, SMFIC_RCPT, SMFIC_BODYEOB, 'Z'};
+        const char* names[] = {"i", "{auth_authen}", "j", "{i}"};
+        return {command, std::string(1, stages[rng() % 5]) +
+                             strings({names[rng() % 4], "v" + std::to_string(rng())})};
+      }
+      case SMFIC_CONNECT:
+        return {command, std::string("host\0"
+                                     "4\0\x01\x02"
+                                     "10.0.0.1\0",
+                                     15)};
+      case SMFIC_MAIL:
+      case SMFIC_RCPT:
+        return {command, strings({"<u" + std::to_string(rng() % 100) + "@x>"})};
+      case SMFIC_HELO:
+        return {command, strings({"helo" + std::to_string(rng() % 100)})};
+      case SMFIC_HEADER:
+        return {command, strings({"H" + std::to_string(rng() % 5), " v"})};
+      case SMFIC_BODY:
+        return {command, std::string(rng() % 64, 'b')};
+      default:
+        return {command, rng() % 4 == 0 ? std::string("\x01", 1) : std::string()};
+    }
+  };
+  for (int round = 0; round < 500; ++round) {
+    TolerantFilter filter;
+    MilterSession session(&filter);
+    std::string out;
+    filter.wants.actions = rng() & (SMFIF_CHGFROM | SMFIF_CHGHDRS | SMFIF_ADDHDRS);
+    filter.wants.protocol =
+        rng() & (SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_RCPT | SMFIP_HDR_LEADSPC | SMFIP_NR_HELO);
+    filter.wants.macros[SMFIM_EOM] = "i";
+    const int first = static_cast<int>(rng() % 12);
+    for (int i = 0; i < first; ++i) {
+      const auto [command, data] = randomPacket();
+      if (session.handle(command, data, &out) == MilterSession::Next::kClose) {
+        break;
+      }
+    }
+    session.disconnected();
+    session.reset();
+    filter.calls.clear();
+    filter.auth = filter.queueId = "";
+    out.clear();
+    TolerantFilter freshFilter;
+    MilterSession fresh(&freshFilter);
+    std::string freshOut;
+    const std::uint32_t actions = rng() & (SMFIF_CHGFROM | SMFIF_CHGHDRS | SMFIF_ADDHDRS);
+    const std::uint32_t protocol = rng() & (SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_HDR_LEADSPC);
+    filter.wants = MilterWants();
+    filter.wants.actions = freshFilter.wants.actions = actions;
+    filter.wants.protocol = freshFilter.wants.protocol = protocol;
+    const int second = static_cast<int>(rng() % 12);
+    for (int i = 0; i < second; ++i) {
+      const auto [command, data] = randomPacket();
+      const MilterSession::Next a = session.handle(command, data, &out);
+      const MilterSession::Next b = fresh.handle(command, data, &freshOut);
+      ASSERT_EQ(a, b) << "round " << round << " packet " << i;
+      if (a == MilterSession::Next::kClose) {
+        EXPECT_EQ(session.error(), fresh.error());
+        break;
+      }
+    }
+    EXPECT_EQ(out, freshOut) << "round " << round;
+    EXPECT_EQ(filter.calls, freshFilter.calls) << "round " << round;
+    EXPECT_EQ(filter.auth, freshFilter.auth);
+    EXPECT_EQ(filter.queueId, freshFilter.queueId);
+    EXPECT_EQ(session.negotiated(), fresh.negotiated()) << "round " << round;
+    EXPECT_EQ(session.version(), fresh.version());
+    EXPECT_EQ(session.actions(), fresh.actions());
+    EXPECT_EQ(session.protocol(), fresh.protocol());
+    EXPECT_EQ(session.inMessage(), fresh.inMessage());
+    EXPECT_EQ(session.awaitingEndOfMessage(), fresh.awaitingEndOfMessage());
+    EXPECT_EQ(session.macro("i") == nullptr, fresh.macro("i") == nullptr);
+    EXPECT_EQ(session.macro("auth_authen") == nullptr, fresh.macro("auth_authen") == nullptr);
+  }
+}
+
 TEST(MilterPacketDecoderResetTest, ResetDropsAPartialPacket) {
   MilterPacketDecoder d;
   const std::string packet = u32(3) + "Lab";
@@ -433,6 +539,45 @@ TEST(RelaykitFilterTest, SeedRulesOverTheWire) {
   EXPECT_EQ(r[2].command, SMFIR_CHGFROM);
   EXPECT_EQ(r[2].data, strings({"<noreply@corp.com>", "RET=HDRS"}));
   EXPECT_EQ(r[3].command, SMFIR_CONTINUE);
+  setActiveConfig(nullptr);
+}
+
+// relaykit-milter keeps a connection's filter and session for the next connection: after a
+// message (and one left unfinished), reset() gives the seed rules' answers of a new filter.
+TEST(RelaykitFilterTest, ResetFilterAnswersAsANewOne) {
+  Diagnostics diags;
+  auto config = loadConfigText(kSeed, "seed.yaml", &diags);
+  ASSERT_TRUE(config) << diags.formatAll();
+  auto mc = parseMilterConfig(config, &diags);
+  ASSERT_TRUE(mc) << diags.formatAll();
+  setActiveConfig(mc);
+  const auto run = [](MilterSession& session, const std::string& sender) {
+    std::string out;
+    session.handle(SMFIC_OPTNEG, optneg(6, kPostfixActions, kPostfixProtocol), &out);
+    session.handle(SMFIC_MACRO, strings({"M{auth_authen}", "someone"}), &out);
+    session.handle(SMFIC_MAIL, strings({"<" + sender + ">"}), &out);
+    session.handle(SMFIC_HEADER, strings({"From", " Root <" + sender + ">"}), &out);
+    session.handle(SMFIC_HEADER, strings({"X-Originating-IP", " 10.0.0.1"}), &out);
+    session.handle(SMFIC_MACRO, strings({"Ei", "4QID"}), &out);
+    session.handle(SMFIC_BODYEOB, "", &out);
+    return out;
+  };
+  RelaykitFilter reused;
+  MilterSession session(&reused);
+  run(session, "cron@relay.corp.local");
+  std::string unfinished;
+  session.handle(SMFIC_MAIL, strings({"<nagios@relay.corp.local>"}), &unfinished);
+  session.handle(SMFIC_HEADER, strings({"Subject", " left in the middle"}), &unfinished);
+  EXPECT_EQ(activeMessages(), 1);
+  session.disconnected();
+  session.reset();
+  reused.reset(activeConfig());
+  const std::string again = run(session, "root@relay.corp.local");
+  RelaykitFilter fresh;
+  MilterSession freshSession(&fresh);
+  EXPECT_EQ(again, run(freshSession, "root@relay.corp.local"));
+  EXPECT_NE(again.find("noreply@corp.com"), std::string::npos);
+  EXPECT_EQ(activeMessages(), 0);
   setActiveConfig(nullptr);
 }
 
