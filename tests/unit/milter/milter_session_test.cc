@@ -501,13 +501,22 @@ milter:
     table: generic
 )";
 
-TEST(RelaykitFilterTest, SeedRulesOverTheWire) {
+// Compiles kSeed and makes it the active milter configuration; false (with the diagnostics
+// reported) when it does not load.
+bool installSeedConfig() {
   Diagnostics diags;
   auto config = loadConfigText(kSeed, "seed.yaml", &diags);
-  ASSERT_TRUE(config) << diags.formatAll();
-  auto mc = parseMilterConfig(config, &diags);
-  ASSERT_TRUE(mc) << diags.formatAll();
+  auto mc = config ? parseMilterConfig(config, &diags) : nullptr;
+  if (!mc) {
+    ADD_FAILURE() << diags.formatAll();
+    return false;
+  }
   setActiveConfig(mc);
+  return true;
+}
+
+TEST(RelaykitFilterTest, SeedRulesOverTheWire) {
+  ASSERT_TRUE(installSeedConfig());
   RelaykitFilter filter;
   MilterSession session(&filter);
   std::string out;
@@ -545,12 +554,7 @@ TEST(RelaykitFilterTest, SeedRulesOverTheWire) {
 // relaykit-milter keeps a connection's filter and session for the next connection: after a
 // message (and one left unfinished), reset() gives the seed rules' answers of a new filter.
 TEST(RelaykitFilterTest, ResetFilterAnswersAsANewOne) {
-  Diagnostics diags;
-  auto config = loadConfigText(kSeed, "seed.yaml", &diags);
-  ASSERT_TRUE(config) << diags.formatAll();
-  auto mc = parseMilterConfig(config, &diags);
-  ASSERT_TRUE(mc) << diags.formatAll();
-  setActiveConfig(mc);
+  ASSERT_TRUE(installSeedConfig());
   const auto run = [](MilterSession& session, const std::string& sender) {
     std::string out;
     session.handle(SMFIC_OPTNEG, optneg(6, kPostfixActions, kPostfixProtocol), &out);
@@ -582,10 +586,7 @@ TEST(RelaykitFilterTest, ResetFilterAnswersAsANewOne) {
 }
 
 TEST(RelaykitFilterTest, RefusedModificationsSendNoneAndApplyOnError) {
-  Diagnostics diags;
-  auto config = loadConfigText(kSeed, "seed.yaml", &diags);
-  ASSERT_TRUE(config);
-  setActiveConfig(parseMilterConfig(config, &diags));
+  ASSERT_TRUE(installSeedConfig());
   RelaykitFilter filter;
   MilterSession session(&filter);
   std::string out;
