@@ -7,6 +7,8 @@
 
 #include <random>
 
+#include "tests/unit/milter/milter_wire.h"
+
 namespace relaykit::milter {
 namespace {
 
@@ -14,11 +16,6 @@ std::string packet(char command, std::string_view data) {
   std::string out;
   appendPacket(&out, command, data);
   return out;
-}
-
-std::string u32(std::uint32_t v) {
-  return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16),
-                     static_cast<char>(v >> 8), static_cast<char>(v)};
 }
 
 struct Decoded {
