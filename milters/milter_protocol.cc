@@ -18,9 +18,17 @@ std::uint32_t readU32(std::string_view data, std::size_t at) {
          std::uint32_t{p[3]};
 }
 
+// Writes `v` big-endian at `p` (four bytes).
+void writeU32(char* p, std::uint32_t v) {
+  p[0] = static_cast<char>(v >> 24);
+  p[1] = static_cast<char>(v >> 16);
+  p[2] = static_cast<char>(v >> 8);
+  p[3] = static_cast<char>(v);
+}
+
 void putU32(std::string* out, std::uint32_t v) {
-  const char bytes[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
-                         static_cast<char>(v >> 8), static_cast<char>(v)};
+  char bytes[4];
+  writeU32(bytes, v);
   out->append(bytes, 4);
 }
 
@@ -292,10 +300,7 @@ void appendOptionNegotiationReply(std::string* out, std::uint32_t version, std::
   out->resize(start + kMilterLengthBytes + 1 + length);
   char* p = out->data() + start;
   const auto u32 = [&p](std::uint32_t v) {
-    p[0] = static_cast<char>(v >> 24);
-    p[1] = static_cast<char>(v >> 16);
-    p[2] = static_cast<char>(v >> 8);
-    p[3] = static_cast<char>(v);
+    writeU32(p, v);
     p += 4;
   };
   u32(static_cast<std::uint32_t>(length + 1));

@@ -235,91 +235,28 @@ def callgrind_totals(path):
     raise RuntimeError("no totals in %s" % path)
 
 
-def callgrind_run(kinds, count, keep_dir):
-    """Instructions per message of each milter under callgrind (valgrind), on the same load:
-    `count` messages of 1 KiB over 4 sessions after a warm-up; the counters are zeroed after the
-    warm-up (callgrind_control -z) and dumped after the load (-d), so start-up and
-    configuration loading are not counted. Returns {kind: instructions per message}."""
+def each_milter_under_load(kinds, count, measure, prefix_for=lambda kind, tmp: ()):
+    """For each milter kind: starts its stack (the milter under the command prefix_for(kind, tmp)
+    gives, same process id), warms it up with 50 messages, then calls measure(kind, pid, tmp,
+    load), where load() sends `count` messages of 1 KiB over 4 sessions and waits for the queue to
+    empty. Returns {kind: what measure returned}; stops everything afterwards."""
     result = {}
-    if keep_dir:
-        os.makedirs(keep_dir, exist_ok=True)
     sink = BareSink()
     try:
         for kind in kinds:
-            tmp = harness.make_tmpdir("relaykit-bench-milter-cg-%s-" % kind)
-            out_dir = keep_dir or tmp
-            out = os.path.join(os.path.abspath(out_dir), "callgrind.%s" % kind)
-            for stale in os.listdir(out_dir):
-                if stale.startswith(os.path.basename(out) + "."):  # an earlier run's dump
-                    os.remove(os.path.join(out_dir, stale))
-            prefix = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out]
+            tmp = harness.make_tmpdir("relaykit-bench-milter-%s-" % kind)
             pf = milter = None
             try:
-                pf, milter = start_stack(kind, tmp, sink.port, prefix=prefix)
-                pid = milter_pid(milter)
+                pf, milter = start_stack(kind, tmp, sink.port, prefix=prefix_for(kind, tmp))
                 run_source(pf.port, 4, 1024, 50)  # warm-up: first-use allocations, caches
                 pf.wait_queue_empty(timeout=300)
-                harness.run(["callgrind_control", "-z", str(pid)])
-                run_source(pf.port, 4, 1024, count)
-                pf.wait_queue_empty(timeout=300)
-                harness.run(["callgrind_control", "-d", str(pid)])
-                dumps = sorted(f for f in os.listdir(os.path.dirname(out))
-                               if f.startswith(os.path.basename(out) + "."))
-                if not dumps:
-                    raise RuntimeError("callgrind wrote no dump for %s" % kind)
-                result[kind] = callgrind_totals(os.path.join(os.path.dirname(out),
-                                                             dumps[-1])) / count
-                print("callgrind %-10s %12.0f instructions/msg (%s)"
-                      % (kind, result[kind], os.path.join(os.path.dirname(out), dumps[-1])),
-                      flush=True)
-            finally:
-                if pf:
-                    pf.stop()
-                if milter:
-                    milter.stop()
-                subprocess.run(["rm", "-rf", tmp])  # the dumps kept are in keep_dir
-    finally:
-        sink.stop()
-    return result
 
+                def load(port=pf.port, queue=pf):
+                    run_source(port, 4, 1024, count)
+                    queue.wait_queue_empty(timeout=300)
 
-def strace_run(kinds, count):
-    """System calls per message of each milter on the same load: strace -c -f attached to the
-    running milter after a warm-up, detached after `count` messages of 1 KiB over 4 sessions.
-    Returns {kind: {syscall: calls per message}}."""
-    result = {}
-    sink = BareSink()
-    try:
-        for kind in kinds:
-            tmp = harness.make_tmpdir("relaykit-bench-milter-st-%s-" % kind)
-            pf = milter = None
-            tracer = None
-            try:
-                pf, milter = start_stack(kind, tmp, sink.port)
-                pid = milter_pid(milter)
-                run_source(pf.port, 4, 1024, 50)  # warm-up
-                pf.wait_queue_empty(timeout=300)
-                out = os.path.join(tmp, "strace.out")
-                tracer = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(pid)],
-                                          stderr=subprocess.DEVNULL)
-                time.sleep(1.0)  # attached to every thread
-                run_source(pf.port, 4, 1024, count)
-                pf.wait_queue_empty(timeout=300)
-                tracer.send_signal(2)
-                tracer.wait(timeout=60)
-                tracer = None
-                calls = {}
-                with open(out) as f:
-                    for line in f:
-                        fields = line.split()
-                        if (len(fields) >= 5 and fields[0][0].isdigit() and
-                                not line.startswith("100")):
-                            name = fields[-1]
-                            calls[name] = int(fields[3]) / count
-                result[kind] = calls
+                result[kind] = measure(kind, milter_pid(milter), tmp, load)
             finally:
-                if tracer:
-                    tracer.kill()
                 if pf:
                     pf.stop()
                 if milter:
@@ -328,6 +265,70 @@ def strace_run(kinds, count):
     finally:
         sink.stop()
     return result
+
+
+def callgrind_run(kinds, count, keep_dir):
+    """Instructions per message of each milter under callgrind (valgrind), on the same load:
+    `count` messages of 1 KiB over 4 sessions after a warm-up; the counters are zeroed after the
+    warm-up (callgrind_control -z) and dumped after the load (-d), so start-up and
+    configuration loading are not counted. Returns {kind: instructions per message}."""
+    if keep_dir:
+        os.makedirs(keep_dir, exist_ok=True)
+
+    def dump_path(kind, tmp):
+        return os.path.join(os.path.abspath(keep_dir or tmp), "callgrind.%s" % kind)
+
+    def prefix_for(kind, tmp):
+        out = dump_path(kind, tmp)
+        for stale in os.listdir(os.path.dirname(out)):
+            if stale.startswith(os.path.basename(out) + "."):  # an earlier run's dump
+                os.remove(os.path.join(os.path.dirname(out), stale))
+        return ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out]
+
+    def measure(kind, pid, tmp, load):
+        out = dump_path(kind, tmp)
+        harness.run(["callgrind_control", "-z", str(pid)])
+        load()
+        harness.run(["callgrind_control", "-d", str(pid)])
+        dumps = sorted(f for f in os.listdir(os.path.dirname(out))
+                       if f.startswith(os.path.basename(out) + "."))
+        if not dumps:
+            raise RuntimeError("callgrind wrote no dump for %s" % kind)
+        dump = os.path.join(os.path.dirname(out), dumps[-1])
+        per_message = callgrind_totals(dump) / count
+        print("callgrind %-10s %12.0f instructions/msg (%s)" % (kind, per_message, dump),
+              flush=True)
+        return per_message
+
+    # The dumps kept are in keep_dir; without it they go with the stack's directory.
+    return each_milter_under_load(kinds, count, measure, prefix_for)
+
+
+def strace_run(kinds, count):
+    """System calls per message of each milter on the same load: strace -c -f attached to the
+    running milter after a warm-up, detached after `count` messages of 1 KiB over 4 sessions.
+    Returns {kind: {syscall: calls per message}}."""
+    def measure(kind, pid, tmp, load):
+        out = os.path.join(tmp, "strace.out")
+        tracer = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(pid)],
+                                  stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1.0)  # attached to every thread
+            load()
+            tracer.send_signal(2)
+            tracer.wait(timeout=60)
+        finally:
+            if tracer.poll() is None:
+                tracer.kill()
+        calls = {}
+        with open(out) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 5 and fields[0][0].isdigit() and not line.startswith("100"):
+                    calls[fields[-1]] = int(fields[3]) / count
+        return calls
+
+    return each_milter_under_load(kinds, count, measure)
 
 
 def main():
