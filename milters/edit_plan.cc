@@ -29,8 +29,8 @@ std::string normalizeNewlines(const std::string& value) {
 constexpr std::size_t kMaxScannedNames = 4;
 
 bool slotChanged(const HeaderSlot& slot) {
-  return !slot.current || slot.current->name != slot.original.name ||
-         slot.current->value != slot.original.value;
+  return !slot.keptAsIs && (!slot.current || slot.current->name != slot.original.name ||
+                            slot.current->value != slot.original.value);
 }
 
 // occurrences[n]: the 1-based index of slot n among the headers of its name (case-insensitive),
@@ -44,7 +44,7 @@ std::vector<int> sameNameOccurrences(const std::vector<HeaderSlot>& slots) {
     if (!slotChanged(slot)) {
       continue;
     }
-    const std::string_view name = slot.original.name;
+    const std::string_view name = slot.originalHeader().name;
     if (std::none_of(names.begin(), names.end(),
                      [&](std::string_view n) { return equalsIgnoreCase(n, name); })) {
       names.push_back(name);
@@ -56,14 +56,14 @@ std::vector<int> sameNameOccurrences(const std::vector<HeaderSlot>& slots) {
   if (names.size() > kMaxScannedNames) {
     std::unordered_map<std::string, int> seen;
     for (size_t n = 0; n < slots.size(); ++n) {
-      occurrences[n] = ++seen[toLowerAscii(slots[n].original.name)];
+      occurrences[n] = ++seen[toLowerAscii(slots[n].originalHeader().name)];
     }
     return occurrences;
   }
   std::vector<int> counts(names.size());
   for (size_t n = 0; n < slots.size(); ++n) {
     for (size_t k = 0; k < names.size(); ++k) {
-      if (equalsIgnoreCase(names[k], slots[n].original.name)) {
+      if (equalsIgnoreCase(names[k], slots[n].originalHeader().name)) {
         occurrences[n] = ++counts[k];
         break;
       }
@@ -77,23 +77,32 @@ std::vector<int> sameNameOccurrences(const std::vector<HeaderSlot>& slots) {
 EditPlan buildEditPlan(const std::vector<HeaderSlot>& slots,
                        const std::vector<HeaderField>& appended, int insertOffset) {
   EditPlan plan;
+  std::size_t operations = appended.size() + 1;  // + 1: the caller's chgfrom, if any
+  for (const HeaderSlot& slot : slots) {
+    operations += slot.before.size() + (slotChanged(slot) ? 2 : 0);
+  }
+  plan.reserve(operations);
   const std::vector<int> occurrences = sameNameOccurrences(slots);
   for (size_t n = slots.size(); n-- > 0;) {
     const HeaderSlot& slot = slots[n];
     const int occurrence = occurrences[n];
-    std::vector<HeaderField> inserts = slot.before;
-    if (!slot.current) {
+    const int position = static_cast<int>(n) + insertOffset;
+    if (!slotChanged(slot)) {
+      // Nothing to change here.
+    } else if (!slot.current) {
       plan.push_back({EditOp::Kind::kDeleteHeader, slot.original.name, occurrence, "", ""});
     } else if (slot.current->name != slot.original.name) {
+      // Deleted, and the new one inserted in its place, below the headers inserted before it.
       plan.push_back({EditOp::Kind::kDeleteHeader, slot.original.name, occurrence, "", ""});
-      inserts.push_back(*slot.current);
+      plan.push_back({EditOp::Kind::kInsertHeader, slot.current->name, position,
+                      normalizeNewlines(slot.current->value), ""});
     } else if (slot.current->value != slot.original.value) {
       plan.push_back({EditOp::Kind::kChangeHeader, slot.original.name, occurrence,
                       normalizeNewlines(slot.current->value), ""});
     }
-    for (size_t k = inserts.size(); k-- > 0;) {
-      plan.push_back({EditOp::Kind::kInsertHeader, inserts[k].name,
-                      static_cast<int>(n) + insertOffset, normalizeNewlines(inserts[k].value), ""});
+    for (size_t k = slot.before.size(); k-- > 0;) {
+      plan.push_back({EditOp::Kind::kInsertHeader, slot.before[k].name, position,
+                      normalizeNewlines(slot.before[k].value), ""});
     }
   }
   for (const HeaderField& h : appended) {

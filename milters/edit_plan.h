@@ -46,6 +46,11 @@ struct HeaderSlot {
   HeaderField original;
   std::optional<HeaderField> current;  // nullopt: removed
   std::vector<HeaderField> before;     // headers to insert before it, in order
+  // True: the header is unchanged and held once, in `current` (`original` left empty; a rewrite
+  // that keeps most headers saves copying them).
+  bool keptAsIs = false;
+
+  const HeaderField& originalHeader() const { return keptAsIs ? *current : original; }
 };
 
 // Postfix's own Received: header sits above every header the milter saw.

@@ -40,6 +40,19 @@ struct Envelope {
   std::string helo;
   std::string saslUser;  // {auth_authen}; empty: not authenticated
   std::string queueId;   // {i}
+
+  // Back to the state of Envelope{}, keeping the strings' storage (one filter serves many
+  // connections).
+  void clear() {
+    sender.clear();
+    senderArgs.clear();
+    recipients.clear();
+    clientAddress.reset();
+    clientName.clear();
+    helo.clear();
+    saslUser.clear();
+    queueId.clear();
+  }
 };
 
 enum class ActionKind { kIgnore, kReplace, kPrepend, kWarn, kInfo, kDunno };

@@ -188,19 +188,27 @@ bool rewriteAddresses(AddressMapper* mapper, HeaderField* header, RewriteOutcome
 }  // namespace
 
 RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelope,
-                              const std::vector<HeaderField>& headers, bool wantHeaders) {
+                              std::vector<HeaderField> headers, bool wantHeaders) {
   RewriteOutcome out;
   std::vector<HeaderSlot> slots;
   slots.reserve(headers.size());
   const HeaderRuleSet* rules = config.rules.get();
-  for (const HeaderField& h : headers) {
-    HeaderSlot slot{h, h, {}};
+  for (HeaderField& h : headers) {
+    HeaderSlot slot;
     std::string problem;
     std::optional<RuleDecision> decision =
         rules ? rules->decide(h, envelope, &problem) : std::nullopt;
     if (!problem.empty()) {
       out.notes.push_back("header " + h.name + ": " + problem);
     }
+    if (!decision && !(config.fromTable && listed(config.fromHeaders, h.name))) {
+      // Nothing can change this header: held once, not copied.
+      slot.current = std::move(h);
+      slot.keptAsIs = true;
+      slots.push_back(std::move(slot));
+      continue;
+    }
+    slot.current = h;
     if (decision) {
       const Action& a = decision->action;
       switch (a.kind) {
@@ -233,6 +241,7 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
           break;
       }
     }
+    slot.original = std::move(h);
     slots.push_back(std::move(slot));
   }
 

@@ -35,9 +35,10 @@ struct RewriteOutcome {
 };
 
 // `wantHeaders` false leaves RewriteOutcome::headers empty (a caller that does not look at the
-// resulting headers saves copying them).
+// resulting headers saves copying them). `headers` is taken over (a caller done with them moves
+// them in and saves a copy).
 RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelope,
-                              const std::vector<HeaderField>& headers, bool wantHeaders = true);
+                              std::vector<HeaderField> headers, bool wantHeaders = true);
 
 // The Postfix-style log line for a changed message: "QID: change, change", or "" when unchanged.
 // Bounds of one message's header block: past either one relaykit-milter lets the message pass

@@ -30,6 +30,9 @@ namespace {
 // Postfix itself has no header count limit (only message_size_limit, 10240000 by default, and
 // header_size_limit per header): these stay above what a default Postfix accepts in practice.
 constexpr size_t kMaxRecipients = 10000;
+// Room for the headers of a typical message, made at MAIL FROM in one allocation (the vector
+// grows past it as usual).
+constexpr size_t kReservedHeaders = 16;
 
 std::shared_ptr<const MilterConfig> gConfig;  // accessed with std::atomic_load/store
 
@@ -159,7 +162,7 @@ RelaykitFilter::~RelaykitFilter() = default;
 
 void RelaykitFilter::reset(std::shared_ptr<const MilterConfig> config) {
   config_ = std::move(config);
-  client_ = Envelope();
+  client_.clear();
   nonSmtpd_ = false;
   message_.reset();
 }
@@ -181,7 +184,7 @@ std::shared_ptr<const MilterConfig> RelaykitFilter::snapshotFor(const MilterSess
   return rcptOk && heloOk && hdrOk && connOk && bodyOk ? latest : config_;
 }
 
-MilterWants RelaykitFilter::negotiate(const OptionNegotiation& offer) {
+const MilterWants& RelaykitFilter::negotiate(const OptionNegotiation& offer) {
   (void)offer;
   config_ = activeConfig();
   // What a snapshot wants is fixed: computed once per snapshot (the loop thread negotiates every
@@ -201,7 +204,7 @@ MilterWants RelaykitFilter::negotiate(const OptionNegotiation& offer) {
 MilterResponse RelaykitFilter::connect(const MilterSession& s, const ConnectInfo& info) {
   (void)s;
   try {
-    client_ = Envelope();
+    client_.clear();
     nonSmtpd_ = isNonSmtpdConnect(info);
     client_.clientName.assign(info.hostname);
     if (info.family == SMFIA_INET || info.family == SMFIA_INET6) {
@@ -233,6 +236,7 @@ MilterResponse RelaykitFilter::mail(const MilterSession& s,
     message_ = std::make_unique<Message>();
     Message& m = *message_;
     m.config = snapshotFor(s);
+    m.headers.reserve(kReservedHeaders);
     m.envelope.clientAddress = client_.clientAddress;
     m.envelope.clientName = client_.clientName;
     m.envelope.helo = client_.helo;
@@ -364,7 +368,8 @@ MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifi
       counted = gMetrics.skipped;
     } else if (cfg) {
       // The resulting headers are for DKIM signing only.
-      RewriteOutcome out = rewriteMessage(*cfg, m.envelope, m.headers, cfg->dkim != nullptr);
+      RewriteOutcome out =
+          rewriteMessage(*cfg, m.envelope, std::move(m.headers), cfg->dkim != nullptr);
       for (const std::string& note : out.notes) {
         logInfo(prefix + note);
       }
@@ -554,7 +559,7 @@ void RelaykitFilter::abort(const MilterSession& s) {
 void RelaykitFilter::close(const MilterSession& s) {
   (void)s;
   message_.reset();
-  client_ = Envelope();
+  client_.clear();
 }
 
 void setActiveConfig(std::shared_ptr<const MilterConfig> config) {

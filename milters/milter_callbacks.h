@@ -45,7 +45,7 @@ class RelaykitFilter : public MilterFilter {
   RelaykitFilter(const RelaykitFilter&) = delete;
   RelaykitFilter& operator=(const RelaykitFilter&) = delete;
 
-  MilterWants negotiate(const OptionNegotiation& offer) override;
+  const MilterWants& negotiate(const OptionNegotiation& offer) override;
   MilterResponse connect(const MilterSession& s, const ConnectInfo& info) override;
   MilterResponse helo(const MilterSession& s, std::string_view name) override;
   MilterResponse mail(const MilterSession& s, const std::vector<std::string_view>& args) override;

@@ -95,6 +95,10 @@ std::size_t MilterPacketDecoder::feed(std::string_view data) {
     }
   }
   std::size_t pos = 0;
+  if (have_ == 0 && data.size() >= kMilterLengthBytes) {
+    std::memcpy(lengthBytes_.data(), data.data(), kMilterLengthBytes);  // the usual case
+    have_ = pos = kMilterLengthBytes;
+  }
   while (have_ < kMilterLengthBytes && pos < data.size()) {
     lengthBytes_[have_++] = static_cast<unsigned char>(data[pos++]);
   }

@@ -247,7 +247,7 @@ MilterSession::Next MilterSession::negotiate(std::string_view data, std::string*
     return fail("protocol version " + std::to_string(offer->version) + " below " +
                 std::to_string(kMinMilterProtocolVersion));
   }
-  const MilterWants wants = filter_->negotiate(*offer);
+  const MilterWants& wants = filter_->negotiate(*offer);
   version_ = std::min(offer->version, kMilterProtocolVersion);
   actions_ = wants.actions & offer->actions;
   protocol_ = wants.protocol & offer->protocol;

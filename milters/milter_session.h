@@ -90,8 +90,9 @@ class MilterFilter {
  public:
   virtual ~MilterFilter() = default;
   // SMFIC_OPTNEG arrived with this offer: what the filter wants (intersected with the offer by
-  // the session). Not called for an MTA that does not negotiate.
-  virtual MilterWants negotiate(const OptionNegotiation& offer) = 0;
+  // the session). Not called for an MTA that does not negotiate. The answer is read before the
+  // filter's next call: a filter may keep one and answer with it every time (no copy).
+  virtual const MilterWants& negotiate(const OptionNegotiation& offer) = 0;
   virtual MilterResponse connect(const MilterSession& s, const ConnectInfo& info) {
     (void)s;
     (void)info;

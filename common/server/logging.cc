@@ -9,6 +9,8 @@
 #include <algorithm>
 
 #include <atomic>
+#include <cstdint>
+#include <cstring>
 #include <mutex>
 
 namespace relaykit {
@@ -83,16 +85,39 @@ void setLogLevel(LogLevel level) {
   gMinLevel = static_cast<int>(level);
 }
 
+namespace {
+
+bool isControl(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  return u < 0x20 || u == 0x7f;
+}
+
+// Whether `text` holds a control byte, eight bytes at a time: a byte below 0x20 or equal to
+// 0x7f in a word sets that byte's top bit in the test below (exact for whether any does).
+bool hasControl(std::string_view text) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr std::uint64_t kHigh = 0x8080808080808080ULL;
+  std::size_t i = 0;
+  for (; i + 8 <= text.size(); i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, text.data() + i, 8);
+    const std::uint64_t below = (w - kOnes * 0x20) & ~w & kHigh;
+    const std::uint64_t del = w ^ (kOnes * 0x7f);
+    if ((below | ((del - kOnes) & ~del & kHigh)) != 0) {
+      return true;
+    }
+  }
+  return std::any_of(text.begin() + static_cast<std::ptrdiff_t>(i), text.end(), isControl);
+}
+
+}  // namespace
+
 std::string_view printableLogText(std::string_view text, std::string* scratch) {
-  const auto control = [](char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return u < 0x20 || u == 0x7f;
-  };
-  if (std::none_of(text.begin(), text.end(), control)) {
+  if (!hasControl(text)) {
     return text;
   }
   scratch->assign(text.data(), text.size());
-  std::replace_if(scratch->begin(), scratch->end(), control, '?');
+  std::replace_if(scratch->begin(), scratch->end(), isControl, '?');
   return *scratch;
 }
 

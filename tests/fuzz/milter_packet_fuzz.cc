@@ -39,12 +39,11 @@ void check(bool ok) {
 
 class EditingFilter : public MilterFilter {
  public:
-  MilterWants negotiate(const OptionNegotiation& offer) override {
-    MilterWants w;
-    w.actions = offer.actions;
-    w.protocol = offer.protocol;
-    w.macros[SMFIM_EOM] = "i";
-    return w;
+  const MilterWants& negotiate(const OptionNegotiation& offer) override {
+    wants_.actions = offer.actions;
+    wants_.protocol = offer.protocol;
+    wants_.macros[SMFIM_EOM] = "i";
+    return wants_;
   }
   MilterResponse header(const MilterSession& s, std::string_view name,
                         std::string_view value) override {
@@ -64,6 +63,7 @@ class EditingFilter : public MilterFilter {
   }
 
  private:
+  MilterWants wants_;
   std::string last_;
 };
 

@@ -118,6 +118,55 @@ TEST(EditPlanTest, ChangePrependAndRenameLandWhereTheMilterSawThem) {
   EXPECT_EQ(render(applyEditPlan(headers, plan)), expected);
 }
 
+TEST(EditPlanTest, RenamedHeaderLandsBelowTheHeadersPrependedToIt) {
+  // REPLACE with another name on a header a PREPEND rule also matched: the prepended headers
+  // first, in their order, then the replacement, where the original was.
+  auto headers = sample();
+  std::vector<HeaderSlot> slots;
+  for (auto& h : headers) {
+    slots.push_back({h, h, {}});
+  }
+  slots[3].before.push_back({"X-One", " 1"});
+  slots[3].before.push_back({"X-Two", " 2"});
+  slots[3].current = HeaderField{"X-Was-Received", " gone"};
+  slots[4].current.reset();
+  slots[4].before.push_back({"X-Three", " 3"});
+  EditPlan plan = buildEditPlan(slots, {});
+  FakePostfix fake(headers);
+  ASSERT_TRUE(applyPlan(plan, &fake).isOk());
+  std::string expected =
+      "Received: from a\nX-Originating-IP: 1\nFrom: root@x\nX-One: 1\nX-Two: 2\n"
+      "X-Was-Received: gone\nX-Three: 3\nSubject: s\n";
+  EXPECT_EQ(render(fake.visible()), expected);
+  EXPECT_EQ(render(applyEditPlan(headers, plan)), expected);
+}
+
+TEST(EditPlanTest, HeadersKeptAsIsCountLikeCopiedOnes) {
+  // Unchanged headers held once (keptAsIs, original left empty) give the plan that copies give:
+  // they still count for the indexes of same-name headers and the insert positions.
+  auto headers = sample();
+  std::vector<HeaderSlot> copied;
+  std::vector<HeaderSlot> kept;
+  for (auto& h : headers) {
+    copied.push_back({h, h, {}});
+    HeaderSlot slot;
+    slot.current = h;
+    slot.keptAsIs = true;
+    kept.push_back(slot);
+  }
+  for (std::vector<HeaderSlot>* slots : {&copied, &kept}) {
+    HeaderSlot& second = (*slots)[4];  // the second X-Originating-IP: removed
+    second = {headers[4], std::nullopt, {{"X-Note", " n"}}};
+    (*slots)[5] = {headers[5], HeaderField{"Subject", " t"}, {}};
+  }
+  const EditPlan plan = buildEditPlan(kept, {});
+  EXPECT_EQ(plan, buildEditPlan(copied, {}));
+  ASSERT_EQ(plan.size(), 3u);
+  EXPECT_EQ(describeOp(plan[0]), "chgheader Subject[1] = t");
+  EXPECT_EQ(describeOp(plan[1]), "delheader X-Originating-IP[2]");
+  EXPECT_EQ(describeOp(plan[2]), "insheader @5 X-Note: n");
+}
+
 TEST(EditPlanTest, SeveralSameNameHeadersChangedIndependently) {
   std::vector<HeaderField> headers = {{"From", " a@x"}, {"To", " t@x"}, {"From", " b@x"}};
   std::vector<HeaderSlot> slots;

@@ -24,7 +24,7 @@ class RecordingFilter : public MilterFilter {
   std::string auth;
   std::string queueId;
 
-  MilterWants negotiate(const OptionNegotiation& offer) override {
+  const MilterWants& negotiate(const OptionNegotiation& offer) override {
     calls.push_back("negotiate v" + std::to_string(offer.version));
     return wants;
   }
@@ -441,11 +441,10 @@ TEST_F(MilterSessionTest, EndOfMessageVerdicts) {
 
 class PendingFilter : public MilterFilter {
  public:
-  MilterWants negotiate(const OptionNegotiation&) override {
-    MilterWants w;
-    w.actions = SMFIF_ADDHDRS | SMFIF_CHGHDRS;
-    w.protocol = SMFIP_HDR_LEADSPC;
-    return w;
+  const MilterWants& negotiate(const OptionNegotiation&) override {
+    wants_.actions = SMFIF_ADDHDRS | SMFIF_CHGHDRS;
+    wants_.protocol = SMFIP_HDR_LEADSPC;
+    return wants_;
   }
   MilterResponse endOfMessage(const MilterSession&, MilterModifications* mods) override {
     EXPECT_TRUE(mods->changeHeader("X-Old", 1, nullptr));
@@ -455,6 +454,9 @@ class PendingFilter : public MilterFilter {
     EXPECT_TRUE(mods->insertHeader(0, "DKIM-Signature", " v=1"));
     return MilterResponse::proceed();
   }
+
+ private:
+  MilterWants wants_;
 };
 
 TEST(MilterSessionPendingTest, HoldsTheModificationsUntilResumed) {

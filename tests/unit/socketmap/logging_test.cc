@@ -87,5 +87,24 @@ TEST(LoggingTest, ControlBytesFromClientsCannotSplitOrForgeLines) {
   EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
 }
 
+TEST(LoggingTest, EveryByteValueAtEveryPositionOfAWord) {
+  // The eight-bytes-at-a-time scan: each byte value, at each offset in and after the words, among
+  // bytes on both sides of the control range (0x20, 0x7e, 0x80, 0xff).
+  std::string scratch;
+  for (const char fill : {' ', '~', '\x80', '\xff'}) {
+    for (int value = 0; value < 256; ++value) {
+      for (std::size_t at = 0; at < 19; ++at) {
+        std::string text(19, fill);
+        text[at] = static_cast<char>(value);
+        std::string expected = text;
+        if (value < 0x20 || value == 0x7f) {
+          expected[at] = '?';
+        }
+        ASSERT_EQ(printableLogText(text, &scratch), expected) << value << " at " << at;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace relaykit
