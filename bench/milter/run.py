@@ -18,6 +18,9 @@ rules rewrite the envelope sender and the From header of every message):
            relaykit, answered at once with no work: Postfix's own side of the milter protocol,
            the best any milter can do here (skipped when the binary is not built);
   floor-inet  the same on inet:127.0.0.1 (TCP_NODELAY);
+  floor-libevent  the floor's work on libevent's loop (a persistent read event per connection,
+           as relaykit's daemons use it), on unix:: what the event library alone adds (only
+           when named in --kinds);
   sign-rsa relaykit-milter on unix:, seed rules plus DKIM signing for corp.com (sign: all) with
            an RSA-2048 key made by `relaykit dkim keygen`;
   sign-ed25519  the same with an Ed25519 key.
@@ -34,10 +37,17 @@ context switches per message (voluntary + involuntary, all threads, /proc/PID/ta
 measured over the same smtp-source runs, with relaykit's ratio to the floor's. Usage (as root):
   bench/milter/run.py [--build-dir build] [--repeat 3] [--quick]
                       [--kinds unix,inet,unix-nolog,native,floor,floor-inet,sign-rsa,
-                               sign-ed25519] [--callgrind N [--callgrind-out DIR]]
+                               sign-ed25519] [--callgrind N [--per-wakeup]
+                      [--callgrind-out DIR]]
                       [--strace N] [--baseline-build DIR]
 With --strace N, instead of the throughput runs: system calls per message of each milter kind
 (strace -c -f attached after a warm-up, N messages, 4 sessions, 1 KiB), per call name.
+With --callgrind N: instructions per message of each milter kind, and its code footprint: the
+distinct 64-byte lines and 4 KiB pages of code it executed (per shared object), which each
+message fetches again into the instruction cache and TLB after smtpd and cleanup ran; with
+--per-wakeup, one session and one callgrind dump per wake-up (before each epoll_wait): the code
+lines each wake-up executes. Under valgrind the milter is slower, so more packets wait per wake-up than in
+a real run: compare wake-ups per message with the context switches of a throughput run.
 Exits 1 when a server cannot be started or smtp-source fails.
 """
 
@@ -71,7 +81,7 @@ NATIVE_CANONICAL = ("/^root@relay\\.corp\\.local$/ noreply@corp.com\n"
 class FloorMilter:
     """bench/milter_floor on a unix socket (see the module docstring)."""
 
-    def __init__(self, tmp, inet=False, prefix=()):
+    def __init__(self, tmp, inet=False, prefix=(), libevent=False):
         if inet:
             port = harness.free_port()
             self.listen = "inet:127.0.0.1:%d" % port
@@ -80,6 +90,8 @@ class FloorMilter:
             sock = os.path.join(tmp, "floor.sock")
             self.listen = "unix:" + sock
             args = ["-u", sock]
+        if libevent:
+            args = ["-e"] + args
         self.proc = subprocess.Popen(list(prefix) + [floor_binary()] + args,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if inet:
@@ -213,8 +225,9 @@ def start_stack(kind, tmp, sink_port, prefix=()):
         if kind != "inet":
             harness.wait_until(lambda: os.path.exists(sock), 60, "milter socket")
         params.update({"smtpd_milters": listen, "milter_default_action": "tempfail"})
-    elif kind in ("floor", "floor-inet"):
-        milter = FloorMilter(tmp, inet=kind == "floor-inet", prefix=prefix)
+    elif kind in ("floor", "floor-inet", "floor-libevent"):
+        milter = FloorMilter(tmp, inet=kind == "floor-inet", prefix=prefix,
+                             libevent=kind == "floor-libevent")
         params.update({"smtpd_milters": milter.listen, "milter_default_action": "tempfail"})
     elif kind == "native":
         hc = harness.write_file(os.path.join(tmp, "header_checks"), NATIVE_HEADER_CHECKS)
@@ -235,11 +248,33 @@ def callgrind_totals(path):
     raise RuntimeError("no totals in %s" % path)
 
 
-def each_milter_under_load(kinds, count, measure, prefix_for=lambda kind, tmp: ()):
+def code_footprint(path):
+    """{object: (distinct 64-byte lines, distinct 4 KiB pages)} of the code executed in a callgrind
+    dump written with --dump-instr=yes --compress-strings=no --compress-pos=no: the same path runs
+    for every message, so what one message's wake-ups fetch into the instruction cache and TLB
+    when other processes ran in between (smtpd, cleanup)."""
+    lines = {}
+    obj = None
+    after_calls = False
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith("ob="):
+                obj = os.path.basename(line[3:].strip())
+            elif line.startswith("calls="):
+                after_calls = True  # the next cost line is the call's inclusive cost
+            elif line.startswith("0x"):
+                if after_calls:
+                    after_calls = False
+                    continue
+                lines.setdefault(obj, set()).add(int(line.split()[0], 16) >> 6)
+    return {o: (len(s), len({n >> 6 for n in s})) for o, s in lines.items()}
+
+
+def each_milter_under_load(kinds, count, measure, prefix_for=lambda kind, tmp: (), sessions=4):
     """For each milter kind: starts its stack (the milter under the command prefix_for(kind, tmp)
     gives, same process id), warms it up with 50 messages, then calls measure(kind, pid, tmp,
-    load), where load() sends `count` messages of 1 KiB over 4 sessions and waits for the queue to
-    empty. Returns {kind: what measure returned}; stops everything afterwards."""
+    load), where load() sends `count` messages of 1 KiB over `sessions` sessions and waits for the
+    queue to empty. Returns {kind: what measure returned}; stops everything afterwards."""
     result = {}
     sink = BareSink()
     try:
@@ -252,7 +287,7 @@ def each_milter_under_load(kinds, count, measure, prefix_for=lambda kind, tmp: (
                 pf.wait_queue_empty(timeout=300)
 
                 def load(port=pf.port, queue=pf):
-                    run_source(port, 4, 1024, count)
+                    run_source(port, sessions, 1024, count)
                     queue.wait_queue_empty(timeout=300)
 
                 result[kind] = measure(kind, milter_pid(milter), tmp, load)
@@ -267,11 +302,15 @@ def each_milter_under_load(kinds, count, measure, prefix_for=lambda kind, tmp: (
     return result
 
 
-def callgrind_run(kinds, count, keep_dir):
+def callgrind_run(kinds, count, keep_dir, per_wakeup=False):
     """Instructions per message of each milter under callgrind (valgrind), on the same load:
     `count` messages of 1 KiB over 4 sessions after a warm-up; the counters are zeroed after the
     warm-up (callgrind_control -z) and dumped after the load (-d), so start-up and
-    configuration loading are not counted. Returns {kind: instructions per message}."""
+    configuration loading are not counted. Returns {kind: (instructions per message, code lines
+    per message, code pages per message)}. With per_wakeup, callgrind also dumps before every
+    epoll_wait, so each dump is one wake-up: returns {kind: (instructions per message, wake-ups
+    per message, code lines per wake-up)}, the lines a wake-up brings back into the instruction
+    cache when smtpd and cleanup ran in between."""
     if keep_dir:
         os.makedirs(keep_dir, exist_ok=True)
 
@@ -283,25 +322,53 @@ def callgrind_run(kinds, count, keep_dir):
         for stale in os.listdir(os.path.dirname(out)):
             if stale.startswith(os.path.basename(out) + "."):  # an earlier run's dump
                 os.remove(os.path.join(os.path.dirname(out), stale))
-        return ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out]
+        return (["valgrind", "--tool=callgrind", "--dump-instr=yes", "--compress-strings=no",
+                 "--compress-pos=no", "--callgrind-out-file=" + out] +
+                (["--dump-before=epoll_wait"] if per_wakeup else []))
+
+    def dumps_of(out):
+        return sorted((f for f in os.listdir(os.path.dirname(out))
+                       if f.startswith(os.path.basename(out) + ".")),
+                      key=lambda f: int(f.rsplit(".", 1)[1]))
 
     def measure(kind, pid, tmp, load):
         out = dump_path(kind, tmp)
         harness.run(["callgrind_control", "-z", str(pid)])
+        before = set(dumps_of(out))  # per_wakeup: the warm-up's wake-ups
         load()
         harness.run(["callgrind_control", "-d", str(pid)])
-        dumps = sorted(f for f in os.listdir(os.path.dirname(out))
-                       if f.startswith(os.path.basename(out) + "."))
+        dumps = [f for f in dumps_of(out) if f not in before]
         if not dumps:
             raise RuntimeError("callgrind wrote no dump for %s" % kind)
+        if per_wakeup:
+            lines = []
+            instructions = 0
+            for f in dumps:
+                path = os.path.join(os.path.dirname(out), f)
+                ir = callgrind_totals(path)
+                instructions += ir
+                if ir > 0:
+                    lines.append(sum(n for n, _ in code_footprint(path).values()))
+            print("callgrind %-10s %12.0f instructions/msg, %d wake-ups, %.0f code lines per "
+                  "wake-up" % (kind, instructions / count, len(lines),
+                               statistics.mean(lines)), flush=True)
+            return instructions / count, len(lines) / count, statistics.mean(lines)
         dump = os.path.join(os.path.dirname(out), dumps[-1])
         per_message = callgrind_totals(dump) / count
         print("callgrind %-10s %12.0f instructions/msg (%s)" % (kind, per_message, dump),
               flush=True)
-        return per_message
+        footprint = code_footprint(dump)
+        for obj, (n, pages) in sorted(footprint.items(), key=lambda i: -i[1][0]):
+            print("  code executed: %5d lines (%5.1f KiB) on %3d pages  %s"
+                  % (n, n / 16, pages, obj))
+        return (per_message, sum(n for n, _ in footprint.values()),
+                sum(p for _, p in footprint.values()))
 
-    # The dumps kept are in keep_dir; without it they go with the stack's directory.
-    return each_milter_under_load(kinds, count, measure, prefix_for)
+    # The dumps kept are in keep_dir; without it they go with the stack's directory. One session
+    # per wake-up count: the milter is slower under valgrind, and concurrent sessions would pile
+    # up in one wake-up far more than in a real run.
+    return each_milter_under_load(kinds, count, measure, prefix_for,
+                                  sessions=1 if per_wakeup else 4)
 
 
 def strace_run(kinds, count):
@@ -339,7 +406,11 @@ def main():
     ap.add_argument("--kinds", help="comma-separated configurations to run (none is always run)")
     ap.add_argument("--callgrind", type=int, metavar="N",
                     help="instead of the throughput runs: instructions per message of each milter "
-                         "kind under callgrind, N messages (4 sessions, 1 KiB) after a warm-up")
+                         "kind under callgrind, N messages (4 sessions, 1 KiB) after a warm-up, "
+                         "and the code lines and pages executed")
+    ap.add_argument("--per-wakeup", action="store_true",
+                    help="with --callgrind: one dump per wake-up (before each epoll_wait); "
+                         "prints wake-ups per message and code lines per wake-up")
     ap.add_argument("--callgrind-out", metavar="DIR",
                     help="keep the callgrind dumps in DIR (for callgrind_annotate)")
     ap.add_argument("--strace", type=int, metavar="N",
@@ -357,27 +428,39 @@ def main():
     counts = {1024: 300 if args.quick else 1000, 100 * 1024: 100 if args.quick else 300}
     kinds = ["none", "unix", "inet", "unix-nolog", "unix-base", "native"]
     if os.access(floor_binary(), os.X_OK):
-        kinds += ["floor", "floor-inet"]
+        kinds += ["floor", "floor-inet", "floor-libevent"]
     kinds += list(SIGN_KINDS)
     if args.kinds:
         kinds = ["none"] + [k for k in kinds[1:] if k in args.kinds.split(",")]
     else:
         kinds.remove("unix-nolog")  # on request only
         kinds.remove("unix-base")
+        if "floor-libevent" in kinds:
+            kinds.remove("floor-libevent")
     if args.callgrind:
-        milters = [k for k in kinds if k in ("unix", "inet", "floor", "floor-inet")]
-        ir = callgrind_run(milters, args.callgrind, args.callgrind_out)
+        milters = [k for k in kinds if k in ("unix", "unix-base", "inet", "floor", "floor-inet",
+                                             "floor-libevent")]
+        measured = callgrind_run(milters, args.callgrind, args.callgrind_out, args.per_wakeup)
+        titles = ("instructions/msg", "code lines/msg", "code pages/msg")
+        if args.per_wakeup:
+            titles = ("instructions/msg", "wake-ups/msg", "code lines/wake-up")
         print()
-        print("%-26s" % "instructions/msg" + "".join(" %12s" % k for k in milters))
-        print("%-26s" % ("4 sessions 1KiB, %d msgs" % args.callgrind) +
-              "".join(" %12.0f" % ir[k] for k in milters))
+        print("%-26s" % ("%d session%s 1KiB, %d msgs" % (1 if args.per_wakeup else 4,
+                                                         "" if args.per_wakeup else "s",
+                                                         args.callgrind)) +
+              "".join(" %12s" % k for k in milters))
+        for i, title in enumerate(titles):
+            print("%-26s" % title + "".join((" %12.1f" if measured[k][i] < 100 else " %12.0f")
+                                             % measured[k][i] for k in milters))
         for k, f in (("unix", "floor"), ("inet", "floor-inet")):
-            if k in ir and f in ir:
-                print("%s/%s: %.2f" % (k, f, ir[k] / ir[f]))
+            if k in measured and f in measured:
+                print("%s/%s: " % (k, f) + ", ".join(
+                    "%.2f %s" % (measured[k][i] / measured[f][i], titles[i]) for i in range(3)))
         return 0
     if args.strace:
         milters = [k for k in kinds
-                   if k in ("unix", "inet", "unix-nolog", "unix-base", "floor", "floor-inet")]
+                   if k in ("unix", "inet", "unix-nolog", "unix-base", "floor", "floor-inet",
+                            "floor-libevent")]
         calls = strace_run(milters, args.strace)
         names = sorted({n for c in calls.values() for n in c},
                        key=lambda n: -max(c.get(n, 0) for c in calls.values()))
@@ -463,8 +546,8 @@ def main():
                   "".join(" %10.1f" % r for r in row) + "   " +
                   " ".join("%.2f" % (r / row[0]) for r in row[1:]))
     milters = [k for k in kinds
-               if k in ("unix", "inet", "unix-nolog", "unix-base", "floor", "floor-inet") or
-               k in SIGN_KINDS]
+               if k in ("unix", "inet", "unix-nolog", "unix-base", "floor", "floor-inet",
+                        "floor-libevent") or k in SIGN_KINDS]
     for title, index, scale in (("milter CPU us/msg (schedstat)", 1, 1e6),
                                 ("milter CPU us/msg (utime+stime)", 0, 1e6),
                                 ("milter user CPU us/msg (utime)", 4, 1e6),
@@ -473,6 +556,7 @@ def main():
         results = {k: v[index] * scale / v[3] for k, v in usage.items()}
         pairs = [(k, f) for k, f in (("unix", "floor"), ("inet", "floor-inet"),
                                      ("unix-nolog", "floor"), ("unix-base", "floor"),
+                                     ("floor-libevent", "floor"), ("unix", "floor-libevent"),
                                      ("sign-rsa", "unix"), ("sign-ed25519", "unix"))
                  if k in milters and f in milters]
         print()
