@@ -46,8 +46,9 @@ With --callgrind N: instructions per message of each milter kind, and its code f
 distinct 64-byte lines and 4 KiB pages of code it executed (per shared object), which each
 message fetches again into the instruction cache and TLB after smtpd and cleanup ran; with
 --per-wakeup, one session and one callgrind dump per wake-up (before each epoll_wait): the code
-lines each wake-up executes. Under valgrind the milter is slower, so more packets wait per wake-up than in
-a real run: compare wake-ups per message with the context switches of a throughput run.
+lines each wake-up executes. Under valgrind the milter is slower, so more packets wait per
+wake-up than in a real run: compare wake-ups per message with the context switches of a
+throughput run.
 Exits 1 when a server cannot be started or smtp-source fails.
 """
 
@@ -308,9 +309,9 @@ def callgrind_run(kinds, count, keep_dir, per_wakeup=False):
     warm-up (callgrind_control -z) and dumped after the load (-d), so start-up and
     configuration loading are not counted. Returns {kind: (instructions per message, code lines
     per message, code pages per message)}. With per_wakeup, callgrind also dumps before every
-    epoll_wait, so each dump is one wake-up: returns {kind: (instructions per message, wake-ups
-    per message, code lines per wake-up)}, the lines a wake-up brings back into the instruction
-    cache when smtpd and cleanup ran in between."""
+    epoll_wait, so each dump is one wake-up, and the load runs over one session: returns {kind:
+    (instructions per message, wake-ups per message, code lines per wake-up)}, the lines a
+    wake-up brings back into the instruction cache when smtpd and cleanup ran in between."""
     if keep_dir:
         os.makedirs(keep_dir, exist_ok=True)
 
