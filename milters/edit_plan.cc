@@ -87,17 +87,16 @@ EditPlan buildEditPlan(const std::vector<HeaderSlot>& slots,
     const HeaderSlot& slot = slots[n];
     const int occurrence = occurrences[n];
     const int position = static_cast<int>(n) + insertOffset;
-    if (!slotChanged(slot)) {
-      // Nothing to change here.
-    } else if (!slot.current) {
-      plan.push_back({EditOp::Kind::kDeleteHeader, slot.original.name, occurrence, "", ""});
-    } else if (slot.current->name != slot.original.name) {
+    const HeaderField& original = slot.originalHeader();  // *current when kept as is
+    if (!slot.current) {
+      plan.push_back({EditOp::Kind::kDeleteHeader, original.name, occurrence, "", ""});
+    } else if (slot.current->name != original.name) {
       // Deleted, and the new one inserted in its place, below the headers inserted before it.
-      plan.push_back({EditOp::Kind::kDeleteHeader, slot.original.name, occurrence, "", ""});
+      plan.push_back({EditOp::Kind::kDeleteHeader, original.name, occurrence, "", ""});
       plan.push_back({EditOp::Kind::kInsertHeader, slot.current->name, position,
                       normalizeNewlines(slot.current->value), ""});
-    } else if (slot.current->value != slot.original.value) {
-      plan.push_back({EditOp::Kind::kChangeHeader, slot.original.name, occurrence,
+    } else if (slot.current->value != original.value) {
+      plan.push_back({EditOp::Kind::kChangeHeader, original.name, occurrence,
                       normalizeNewlines(slot.current->value), ""});
     }
     for (size_t k = slot.before.size(); k-- > 0;) {

@@ -86,11 +86,15 @@ void MilterConnection::onData(Connection& conn, InputBuffer& input) {
     process(conn, input);
   } catch (const std::exception& e) {
     // Nothing may throw across the event loop: this connection ends, the daemon goes on.
-    logError("closing milter connection from " + peer_ + ": internal error: " + e.what());
-    closeReason_ = "error";
-    done_ = true;
+    endForInternalError(e);
     conn.close();
   }
+}
+
+void MilterConnection::endForInternalError(const std::exception& e) {
+  logError("closing milter connection from " + peer_ + ": internal error: " + e.what());
+  closeReason_ = "error";
+  done_ = true;
 }
 
 void MilterConnection::onEof(Connection& conn, std::size_t unconsumed) {
@@ -128,9 +132,7 @@ void MilterConnection::grant() {
   try {
     handle(pendingCommand_, pendingData_);
   } catch (const std::exception& e) {
-    logError("closing milter connection from " + peer_ + ": internal error: " + e.what());
-    closeReason_ = "error";
-    done_ = true;
+    endForInternalError(e);
   }
   std::string().swap(pendingData_);
   if (!out_.empty()) {

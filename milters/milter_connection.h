@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <exception>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -80,6 +81,8 @@ class MilterConnection : public ConnectionHandler {
   void afterMessage();
   void handle(char command, std::string_view data);
   void end(const char* reason);
+  // An exception out of the protocol handling: logged, the connection ends (reason "error").
+  void endForInternalError(const std::exception& e);
 
   // Sends what this burst produced in one write; on TCP, acknowledges a burst that needed no
   // reply at once. Closes after the write when the session is over.
