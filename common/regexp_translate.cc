@@ -336,4 +336,42 @@ LiteralPrefix anchoredLiteralPrefix(std::string_view pattern, PatternCase patter
   return prefix;
 }
 
+bool LiteralSuffix::ends(std::string_view subject) const {
+  if (subject.size() < text.size()) {
+    return false;
+  }
+  const std::string_view tail = subject.substr(subject.size() - text.size());
+  return foldCase ? equalsIgnoreCase(tail, text) : tail == text;
+}
+
+LiteralSuffix anchoredLiteralSuffix(std::string_view pattern, PatternCase patternCase) {
+  LiteralSuffix suffix;
+  suffix.foldCase = patternCase != PatternCase::kSensitive;
+  if (pattern.size() < 2 || pattern.back() != '$' || pattern[pattern.size() - 2] == '\\' ||
+      pattern.find('|') != std::string_view::npos || pattern.find("(?") != std::string_view::npos ||
+      pattern.find("\\Q") != std::string_view::npos) {
+    return suffix;
+  }
+  auto plain = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           std::string_view("-_:@<>=,;/'\"!%&~ ").find(c) != std::string_view::npos;
+  };
+  const size_t end = pattern.size() - 1;  // the `$`
+  size_t begin = end;
+  while (begin > 0 && plain(pattern[begin - 1])) {
+    --begin;
+  }
+  if (begin > 0 && pattern[begin - 1] == '\\') {
+    return suffix;  // `\d`, `\pN`, `\x41`...: the run starts inside an escape
+  }
+  if (patternCase == PatternCase::kUnicodeFold) {
+    const size_t folds = pattern.substr(begin, end - begin).find_last_of("kKsS");
+    if (folds != std::string_view::npos) {
+      begin += folds + 1;
+    }
+  }
+  suffix.text = std::string(pattern.substr(begin, end - begin));
+  return suffix;
+}
+
 }  // namespace relaykit

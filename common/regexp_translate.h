@@ -58,4 +58,21 @@ struct LiteralPrefix {
 // start of the subject) and without extended syntax: the caller checks those. Linear.
 LiteralPrefix anchoredLiteralPrefix(std::string_view pattern, PatternCase patternCase);
 
+// A literal every match ends the subject with; empty text: none known.
+struct LiteralSuffix {
+  std::string text;
+  bool foldCase = false;  // compare ASCII-case-insensitively
+  // True when `subject` ends with the text.
+  bool ends(std::string_view subject) const;
+};
+
+// The literal every match of `pattern` ends the subject with, when that can be read off the
+// pattern as written: letters, digits and the punctuation "-_:@<>=,;/'\"!%&~ " right before a
+// closing `$` (under kUnicodeFold the text starts after the last 'k' or 's'), in a pattern
+// without '|', without `(?` (flags could change case or `$`) and without `\Q`. A run that an
+// escape could reach (a backslash right before it) proves nothing. Empty text when nothing can be
+// proven. Same conditions as anchoredLiteralPrefix: the caller checks that `$` can only match at
+// the end of the subject (no multi-line mode). Linear.
+LiteralSuffix anchoredLiteralSuffix(std::string_view pattern, PatternCase patternCase);
+
 }  // namespace relaykit

@@ -303,11 +303,14 @@ HeaderRuleSet::HeaderRuleSet(std::shared_ptr<const RegexpTable> headerChecks,
                              std::vector<HeaderRule> rules)
     : headerChecks_(std::move(headerChecks)), rules_(std::move(rules)) {
   rulePrefix_.reserve(rules_.size());
+  ruleSuffix_.reserve(rules_.size());
   for (const HeaderRule& rule : rules_) {
     LiteralPrefix prefix;
+    LiteralSuffix suffix;
     if (rule.match) {
       // `^` is the start of the text unless the pattern turns on (?m) itself, which leaves it
-      // without a leading `^` and so without a prefix.
+      // without a leading `^` and so without a prefix; the same for `$` (anchoredLiteralSuffix
+      // gives up on any `(?`).
       const re2::RE2::Options& o = rule.match->options();
       PatternCase c = PatternCase::kSensitive;
       if (!o.case_sensitive()) {
@@ -316,9 +319,11 @@ HeaderRuleSet::HeaderRuleSet(std::shared_ptr<const RegexpTable> headerChecks,
       }
       if (!o.literal() && (!o.posix_syntax() || o.one_line())) {
         prefix = anchoredLiteralPrefix(rule.match->pattern(), c);
+        suffix = anchoredLiteralSuffix(rule.match->pattern(), c);
       }
     }
     rulePrefix_.push_back(std::move(prefix));
+    ruleSuffix_.push_back(std::move(suffix));
   }
 }
 
@@ -393,7 +398,8 @@ std::optional<RuleDecision> HeaderRuleSet::decide(const HeaderField& header,
       }
       text = &decoded;
     }
-    if (!rulePrefix_[i].begins(*text) || !partial(rule.match, *text)) {
+    if (!rulePrefix_[i].begins(*text) || !ruleSuffix_[i].ends(*text) ||
+        !partial(rule.match, *text)) {
       continue;
     }
     if (!rule.when.holds(envelope)) {

@@ -159,6 +159,9 @@ class HeaderRuleSet {
   // rulePrefix_[i]: a literal every match of rules_[i] starts with (a header name in `^From:`
   // style rules); a header that does not start with it skips the rule's RE2 search.
   std::vector<LiteralPrefix> rulePrefix_;
+  // ruleSuffix_[i]: a literal every match of rules_[i] ends with (`<.*@localhost>$`); a header
+  // that does not end with it skips the rule's RE2 search too.
+  std::vector<LiteralSuffix> ruleSuffix_;
 };
 
 // "Name: value" unfolded: every CRLF/LF that precedes whitespace removed.
