@@ -3,9 +3,11 @@
 #include "milters/message_rewriter.h"
 
 #include <algorithm>
+#include <array>
 #include <iterator>
 #include <map>
 #include <string_view>
+#include <unordered_map>
 
 #include "common/address.h"
 #include "milters/address_list.h"
@@ -324,29 +326,61 @@ std::string formatRewriteLog(const std::string& queueId, const std::vector<std::
   if (changes.empty()) {
     return std::string();
   }
-  // Identical changes (two X-Originating-IP headers removed) are written once with a count.
-  std::vector<std::pair<const std::string*, int>> counted;
-  std::size_t length = queueId.size() + 8;
-  for (const std::string& c : changes) {
-    auto it =
-        std::find_if(counted.begin(), counted.end(),
-                     [&](const std::pair<const std::string*, int>& p) { return *p.first == c; });
-    if (it != counted.end()) {
-      ++it->second;
-    } else {
-      counted.emplace_back(&c, 1);
-      length += c.size() + 2;
+  // Identical changes (two X-Originating-IP headers removed) are written once with a count, at
+  // the place of the first. times[i]: how often changes[i] occurs when it is the first of its
+  // text, 0 for a repeat. A few changes are compared with each other; more are counted in a hash
+  // map (linear in the changes either way).
+  constexpr std::size_t kComparedChanges = 8;
+  std::array<std::size_t, kComparedChanges> few;
+  std::vector<std::size_t> many;
+  std::size_t* times = few.data();
+  if (changes.size() > kComparedChanges) {
+    many.assign(changes.size(), 1);
+    times = many.data();
+  } else {
+    std::fill_n(times, changes.size(), 1);
+  }
+  if (changes.size() <= kComparedChanges) {
+    for (std::size_t i = 1; i < changes.size(); ++i) {
+      for (std::size_t j = 0; j < i; ++j) {
+        if (times[j] != 0 && changes[j] == changes[i]) {
+          ++times[j];
+          times[i] = 0;
+          break;
+        }
+      }
+    }
+  } else {
+    std::unordered_map<std::string_view, std::size_t> first;
+    first.reserve(changes.size());
+    for (std::size_t i = 0; i < changes.size(); ++i) {
+      auto [it, added] = first.emplace(changes[i], i);
+      if (!added) {
+        ++times[it->second];
+        times[i] = 0;
+      }
     }
   }
+  std::size_t length = queueId.size() + 8;
+  for (std::size_t i = 0; i < changes.size(); ++i) {
+    length += times[i] != 0 ? changes[i].size() + 24 : 0;
+  }
   std::string line;
-  line.reserve(length + 16);
+  line.reserve(length);
   line += queueId.empty() ? std::string_view("NOQUEUE") : std::string_view(queueId);
   line += ':';
-  for (size_t i = 0; i < counted.size(); ++i) {
-    line += i == 0 ? " " : ", ";
-    line += *counted[i].first;
-    if (counted[i].second > 1) {
-      line += " (x" + std::to_string(counted[i].second) + ")";
+  bool first = true;
+  for (std::size_t i = 0; i < changes.size(); ++i) {
+    if (times[i] == 0) {
+      continue;
+    }
+    line += first ? " " : ", ";
+    first = false;
+    line += changes[i];
+    if (times[i] > 1) {
+      line += " (x";
+      line += std::to_string(times[i]);
+      line += ')';
     }
   }
   return line;

@@ -453,6 +453,30 @@ TEST(MessageRewriterTest, LogLineCountsRepeatedChanges) {
             "Q: header X removed (x2), header Y removed");
   EXPECT_EQ(formatRewriteLog("Q", {}), "");
   EXPECT_EQ(formatRewriteLog("", {"a"}), "NOQUEUE: a");
+  // More changes than are compared pairwise: counted the same way, at the first's place.
+  std::vector<std::string> many;
+  for (int i = 0; i < 12; ++i) {
+    many.push_back("header X-" + std::to_string(i % 5) + " removed");
+  }
+  EXPECT_EQ(formatRewriteLog("Q", many),
+            "Q: header X-0 removed (x3), header X-1 removed (x3), header X-2 removed (x2), "
+            "header X-3 removed (x2), header X-4 removed (x2)");
+}
+
+// A message may change as many headers as it has (kMaxMessageHeaders): the log line is built in
+// time linear in the changes, also when none repeats.
+TEST(MessageRewriterTest, LogLineOfManyDistinctChangesIsLinear) {
+  std::vector<std::string> changes;
+  changes.reserve(kMaxMessageHeaders);
+  std::size_t expected = std::string("Q:").size();
+  for (std::size_t i = 0; i < kMaxMessageHeaders; ++i) {
+    changes.push_back("header X-" + std::to_string(i) + " removed");
+    expected += 1 + changes.back().size() + (i > 0 ? 1 : 0);
+  }
+  changes.push_back(changes.front());
+  const std::string line = formatRewriteLog("Q", changes);
+  EXPECT_EQ(line.size(), expected + std::string(" (x2)").size());
+  EXPECT_EQ(line.substr(0, 27), "Q: header X-0 removed (x2),");
 }
 
 TEST(MilterConfigTest, ReportsEveryProblemWithLocation) {
