@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/lookup_result.h"
 
@@ -40,6 +41,18 @@ class BoundedMemo {
       return std::nullopt;
     }
     return it->second;
+  }
+  // Calls `use` with the remembered answer for `key` (under the lock: `use` must not call back
+  // into this memo) and returns true; false when there is none. Saves find()'s copy.
+  template <typename Use>
+  bool visit(std::string_view key, Use&& use) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) {
+      return false;
+    }
+    use(it->second);
+    return true;
   }
   // Remembers `value` for `key` (a key over kMaxAddressMemoKeyBytes is not remembered).
   void remember(std::string_view key, const Value& value) {
@@ -66,6 +79,11 @@ class BoundedMemo {
 class AddressMemo {
  public:
   std::optional<LookupResult> find(std::string_view address) const { return memo_.find(address); }
+  // BoundedMemo::visit.
+  template <typename Use>
+  bool visit(std::string_view address, Use&& use) const {
+    return memo_.visit(address, std::forward<Use>(use));
+  }
   // Remembers a Found or NotFound answer; errors and over-long addresses are ignored.
   void remember(std::string_view address, const LookupResult& result) {
     if (!result.isError()) {

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "common/address.h"
+#include "common/concat.h"
 #include "milters/address_list.h"
 
 namespace relaykit::milter {
@@ -137,14 +138,13 @@ bool listed(const std::vector<std::string>& names, const std::string& name) {
 // null) holds the rewrites of header values seen before.
 bool rewriteAddresses(AddressMapper* mapper, HeaderField* header, RewriteOutcome* out,
                       HeaderRewriteMemo* memo) {
-  if (memo != nullptr) {
-    if (std::optional<HeaderRewrite> known = memo->find(header->value)) {
-      if (known->changed) {
-        header->value = std::move(known->value);
-        out->changes.push_back("header " + header->name + " " + known->summary);
-      }
-      return true;
-    }
+  if (memo != nullptr && memo->visit(header->value, [&](const HeaderRewrite& known) {
+        if (known.changed) {
+          header->value.assign(known.value);  // the key was read: it may change now
+          out->changes.push_back(concat({"header ", header->name, " ", known.summary}));
+        }
+      })) {
+    return true;
   }
   StatusOr<std::vector<Mailbox>> boxes = parseAddressList(header->value);
   if (!boxes) {
@@ -182,7 +182,7 @@ bool rewriteAddresses(AddressMapper* mapper, HeaderField* header, RewriteOutcome
   }
   if (rewrite.changed) {
     header->value = std::move(rewrite.value);
-    out->changes.push_back("header " + header->name + " " + rewrite.summary);
+    out->changes.push_back(concat({"header ", header->name, " ", rewrite.summary}));
   }
   return true;
 }
@@ -280,27 +280,16 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
     // matches, the sender is left to Postfix.
     // The whole mapping, local context included, depends on the sender alone: remembered by
     // the sender as it came (senderMemo), not by the rewritten form.
-    std::optional<LookupResult> known;
-    if (config.senderMemo) {
-      known = config.senderMemo->find(envelope.sender);
-    }
-    if (!known) {
-      const PostfixSettings* postfix = config.base ? config.base->postfix.get() : nullptr;
-      AddressMapper mapper(*config.senderTable, kMaxCanonicalRounds, nullptr);
-      known = mapper.map(
-          rewriteLocalContext(envelope.sender, postfix ? postfix->origin() : std::string_view()));
-      if (config.senderMemo) {
-        config.senderMemo->remember(envelope.sender, *known);
+    auto apply = [&](const LookupResult& r) {
+      if (r.isError()) {
+        out.error = true;
+        out.errorReason = "sender lookup for <" + envelope.sender + "> failed: " + r.reason();
+        out.plan.clear();
+        return;
       }
-    }
-    const LookupResult& r = *known;
-    if (r.isError()) {
-      out.error = true;
-      out.errorReason = "sender lookup for <" + envelope.sender + "> failed: " + r.reason();
-      out.plan.clear();
-      return out;
-    }
-    if (r.isFound()) {
+      if (!r.isFound()) {
+        return;
+      }
       std::string args;
       for (const std::string& a : envelope.senderArgs) {
         // Postfix keeps only RET and ENVID from SMFI_CHGFROM and warns about any other; the
@@ -314,9 +303,19 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
         }
         args += a;
       }
-      out.plan.push_back({EditOp::Kind::kChangeFrom, "", 0, r.value(), args});
+      out.plan.push_back({EditOp::Kind::kChangeFrom, "", 0, r.value(), std::move(args)});
       out.changes.insert(out.changes.begin(),
-                         "from=<" + envelope.sender + "> -> <" + r.value() + ">");
+                         concat({"from=<", envelope.sender, "> -> <", r.value(), ">"}));
+    };
+    if (!config.senderMemo || !config.senderMemo->visit(envelope.sender, apply)) {
+      const PostfixSettings* postfix = config.base ? config.base->postfix.get() : nullptr;
+      AddressMapper mapper(*config.senderTable, kMaxCanonicalRounds, nullptr);
+      const LookupResult r = mapper.map(
+          rewriteLocalContext(envelope.sender, postfix ? postfix->origin() : std::string_view()));
+      if (config.senderMemo) {
+        config.senderMemo->remember(envelope.sender, r);
+      }
+      apply(r);
     }
   }
   return out;
