@@ -3,6 +3,7 @@
 #include "milters/edit_plan.h"
 
 #include <algorithm>
+#include <array>
 #include <unordered_map>
 
 #include "common/address.h"
@@ -33,44 +34,70 @@ bool slotChanged(const HeaderSlot& slot) {
                             slot.current->value != slot.original.value);
 }
 
-// occurrences[n]: the 1-based index of slot n among the headers of its name (case-insensitive),
-// for the slots an operation refers to (changed or removed; 0 for the others). A message changes
-// few names (From, a removed Received): those are counted in one scan comparing names in place;
-// more, and every name is counted in a hash map. Linear in the headers either way.
-std::vector<int> sameNameOccurrences(const std::vector<HeaderSlot>& slots) {
-  std::vector<int> occurrences(slots.size());
-  std::vector<std::string_view> names;
-  for (const HeaderSlot& slot : slots) {
-    if (!slotChanged(slot)) {
-      continue;
+// The 1-based index of each slot among the headers of its name (case-insensitive), for the
+// operations that refer to a slot by it, asked from the last slot to the first. A message
+// changes few names (From, a removed Received): the headers of those are counted in place and
+// counted down as the slots are asked for (no storage per slot); more names, and every slot's
+// index is counted in a hash map. Linear in the headers either way.
+class SameNameIndex {
+ public:
+  explicit SameNameIndex(const std::vector<HeaderSlot>& slots) : slots_(slots) {
+    for (const HeaderSlot& slot : slots) {
+      if (!slotChanged(slot)) {
+        continue;
+      }
+      const std::string_view name = slot.originalHeader().name;
+      if (std::none_of(names_.begin(), names_.begin() + static_cast<std::ptrdiff_t>(nameCount_),
+                       [&](std::string_view n) { return equalsIgnoreCase(n, name); })) {
+        if (nameCount_ == kMaxScannedNames) {
+          countAll();
+          return;
+        }
+        names_[nameCount_++] = name;
+      }
     }
-    const std::string_view name = slot.originalHeader().name;
-    if (std::none_of(names.begin(), names.end(),
-                     [&](std::string_view n) { return equalsIgnoreCase(n, name); })) {
-      names.push_back(name);
-      if (names.size() > kMaxScannedNames) {
-        break;
+    for (const HeaderSlot& slot : slots) {
+      const int k = nameOf(slot);
+      if (k >= 0) {
+        ++remaining_[static_cast<std::size_t>(k)];
       }
     }
   }
-  if (names.size() > kMaxScannedNames) {
+
+  // Slot n's index (0 for a slot whose name no operation uses); n from the last slot down, each
+  // once.
+  int next(std::size_t n) {
+    if (!all_.empty()) {
+      return all_[n];
+    }
+    const int k = nameOf(slots_[n]);
+    return k < 0 ? 0 : remaining_[static_cast<std::size_t>(k)]--;
+  }
+
+ private:
+  int nameOf(const HeaderSlot& slot) const {
+    for (std::size_t k = 0; k < nameCount_; ++k) {
+      if (equalsIgnoreCase(names_[k], slot.originalHeader().name)) {
+        return static_cast<int>(k);
+      }
+    }
+    return -1;
+  }
+  void countAll() {
+    nameCount_ = 0;
+    all_.resize(slots_.size());
     std::unordered_map<std::string, int> seen;
-    for (size_t n = 0; n < slots.size(); ++n) {
-      occurrences[n] = ++seen[toLowerAscii(slots[n].originalHeader().name)];
-    }
-    return occurrences;
-  }
-  std::vector<int> counts(names.size());
-  for (size_t n = 0; n < slots.size(); ++n) {
-    for (size_t k = 0; k < names.size(); ++k) {
-      if (equalsIgnoreCase(names[k], slots[n].originalHeader().name)) {
-        occurrences[n] = ++counts[k];
-        break;
-      }
+    for (std::size_t n = 0; n < slots_.size(); ++n) {
+      all_[n] = ++seen[toLowerAscii(slots_[n].originalHeader().name)];
     }
   }
-  return occurrences;
-}
+
+  const std::vector<HeaderSlot>& slots_;
+  std::array<std::string_view, kMaxScannedNames> names_;
+  std::array<int, kMaxScannedNames> remaining_{};
+  std::size_t nameCount_ = 0;
+  std::vector<int> all_;  // every slot's index, when more names than kMaxScannedNames change
+};
 
 }  // namespace
 
@@ -82,10 +109,10 @@ EditPlan buildEditPlan(const std::vector<HeaderSlot>& slots,
     operations += slot.before.size() + (slotChanged(slot) ? 2 : 0);
   }
   plan.reserve(operations);
-  const std::vector<int> occurrences = sameNameOccurrences(slots);
+  SameNameIndex occurrences(slots);
   for (size_t n = slots.size(); n-- > 0;) {
     const HeaderSlot& slot = slots[n];
-    const int occurrence = occurrences[n];
+    const int occurrence = occurrences.next(n);
     const int position = static_cast<int>(n) + insertOffset;
     const HeaderField& original = slot.originalHeader();  // *current when kept as is
     if (!slot.current) {
