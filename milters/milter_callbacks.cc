@@ -33,6 +33,8 @@ constexpr size_t kMaxRecipients = 10000;
 // Room for the headers of a typical message, made at MAIL FROM in one allocation (the vector
 // grows past it as usual).
 constexpr size_t kReservedHeaders = 16;
+// The macro asked for at a stage where we need none: Postfix defines no macro of this name.
+constexpr const char* kNoMacro = "{relaykit_none}";
 
 std::shared_ptr<const MilterConfig> gConfig;  // accessed with std::atomic_load/store
 
@@ -137,13 +139,15 @@ MilterWants relaykitWants(const MilterConfig* cfg) {
     wants.protocol |= SMFIP_NOBODY;  // the body only when DKIM signing hashes it
   }
   // Only the macros we read, at the stage where Postfix has them: fewer bytes on every message.
-  // ("j" stands in where we need none: an empty list means "the defaults".)
-  wants.macros[SMFIM_CONNECT] = "j";
-  wants.macros[SMFIM_HELO] = "j";
+  // Where we need none, a name Postfix never defines: an empty list would mean "the defaults"
+  // (milter_*_macros), and Postfix sends a stage's macro packet anyway, with only the defined
+  // ones (milter_macro_lookup): an empty packet, nothing to parse or keep.
+  wants.macros[SMFIM_CONNECT] = kNoMacro;
+  wants.macros[SMFIM_HELO] = kNoMacro;
   wants.macros[SMFIM_ENVFROM] = "{auth_authen}";
-  wants.macros[SMFIM_ENVRCPT] = "j";
-  wants.macros[SMFIM_DATA] = "j";
-  wants.macros[SMFIM_EOH] = "j";
+  wants.macros[SMFIM_ENVRCPT] = kNoMacro;
+  wants.macros[SMFIM_DATA] = kNoMacro;
+  wants.macros[SMFIM_EOH] = kNoMacro;
   wants.macros[SMFIM_EOM] = "i";
   return wants;
 }

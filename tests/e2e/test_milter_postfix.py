@@ -11,10 +11,14 @@ both submission paths (smtpd_milters via SMTP, non_smtpd_milters via sendmail -C
 """
 
 import os
+import re
 import shutil
 import smtplib
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -71,6 +75,70 @@ class MilterPostfixTest(MilterTestCase):
         sink, milter, pf = self.start_milter_stack(unix=True)
         self.send(pf, "root@relay.corp.local", ["ops@example.com"], SEED_MESSAGE)
         self.check_seed_result(self.one_message(sink))
+
+    def test_unneeded_macro_stages_sent_empty(self):
+        # Where relaykit-milter reads no macro it asks for one Postfix never defines: Postfix
+        # still sends that stage's macro packet, empty, instead of its default macros. A proxy
+        # between Postfix and the milter records what Postfix sends.
+        proxy = socket.socket()
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen(8)
+        self.addCleanup(proxy.close)
+        target = {}
+        recorded = []
+
+        def pump(src, dst, keep):
+            try:
+                while True:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    if keep is not None:
+                        keep.extend(data)
+                    dst.sendall(data)
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+        def serve():
+            while True:
+                try:
+                    client, _ = proxy.accept()
+                except OSError:
+                    return  # the test is over
+                upstream = socket.create_connection(("127.0.0.1", target["port"]), timeout=30)
+                recorded.append(bytearray())
+                for args in ((client, upstream, recorded[-1]), (upstream, client, None)):
+                    threading.Thread(target=pump, args=args, daemon=True).start()
+
+        threading.Thread(target=serve, daemon=True).start()
+        spec = "inet:127.0.0.1:%d" % proxy.getsockname()[1]
+        sink, milter, pf = self.start_milter_stack(
+            extra_main_cf={"smtpd_milters": spec, "non_smtpd_milters": spec})
+        with open(self.config_path) as f:
+            target["port"] = int(re.search(r"inet:127\.0\.0\.1:(\d+)", f.read()).group(1))
+        with smtplib.SMTP("127.0.0.1", pf.port, timeout=30) as s:
+            s.ehlo("client.test.invalid")
+            s.sendmail("root@relay.corp.local", ["ops@example.com"],
+                       SEED_MESSAGE.replace("\n", "\r\n").encode())
+        self.check_seed_result(self.one_message(sink))
+        # The session that carried the message (the harness's readiness probe made one before).
+        data = next(bytes(r) for r in recorded if b"M<root@relay.corp.local>" in r)
+        macros = {}
+        pos = 0
+        while pos + 5 <= len(data):
+            length = struct.unpack(">I", data[pos:pos + 4])[0]
+            command, body = data[pos + 4:pos + 5], data[pos + 5:pos + 4 + length]
+            pos += 4 + length
+            if command == b"D":
+                macros[body[:1]] = body[1:]
+        # SMFIC_CONNECT, HELO, MAIL (no {auth_authen} without SASL), RCPT, DATA: empty (no
+        # end-of-header packet at all: SMFIP_NOEOH); end of message: the queue ID.
+        for stage in (b"C", b"H", b"M", b"R", b"T"):
+            self.assertEqual(macros.get(stage), b"", (stage, macros))
+        self.assertRegex(macros[b"E"], rb"^i\x00[0-9A-F]+\x00$")
+        self.assertEqual([line for line in pf.maillog().splitlines()
+                          if "warning" in line and "milter" in line], [])
 
     def test_sendmail_path_uses_non_smtpd_milters(self):
         sink, milter, pf = self.start_milter_stack()
