@@ -64,10 +64,13 @@ std::string optnegReply(std::uint32_t mtaProtocol) {
   putU32(&data, SMFI_PROT_VERSION);
   putU32(&data, SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGFROM | SMFIF_SETSYMLIST);
   putU32(&data, mtaProtocol & want);
-  const std::pair<std::uint32_t, const char*> lists[] = {
-      {SMFIM_CONNECT, "j"}, {SMFIM_HELO, "j"}, {SMFIM_ENVFROM, "{auth_authen}"},
-      {SMFIM_ENVRCPT, "j"}, {SMFIM_DATA, "j"}, {SMFIM_EOH, "j"},
-      {SMFIM_EOM, "i"}};
+  const std::pair<std::uint32_t, const char*> lists[] = {{SMFIM_CONNECT, "{relaykit_none}"},
+                                                         {SMFIM_HELO, "{relaykit_none}"},
+                                                         {SMFIM_ENVFROM, "{auth_authen}"},
+                                                         {SMFIM_ENVRCPT, "{relaykit_none}"},
+                                                         {SMFIM_DATA, "{relaykit_none}"},
+                                                         {SMFIM_EOH, "{relaykit_none}"},
+                                                         {SMFIM_EOM, "i"}};
   for (const auto& [stage, names] : lists) {
     putU32(&data, stage);
     data.append(names);
