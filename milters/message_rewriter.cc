@@ -196,7 +196,7 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
   slots.reserve(headers.size());
   const HeaderRuleSet* rules = config.rules.get();
   for (HeaderField& h : headers) {
-    HeaderSlot slot;
+    HeaderSlot& slot = slots.emplace_back();  // filled in place, not moved in (room reserved)
     std::string problem;
     std::optional<RuleDecision> decision =
         rules ? rules->decide(h, envelope, &problem) : std::nullopt;
@@ -207,7 +207,6 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
       // Nothing can change this header: held once, not copied.
       slot.current = std::move(h);
       slot.keptAsIs = true;
-      slots.push_back(std::move(slot));
       continue;
     }
     slot.current = h;
@@ -244,7 +243,6 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
       }
     }
     slot.original = std::move(h);
-    slots.push_back(std::move(slot));
   }
 
   if (config.fromTable) {
