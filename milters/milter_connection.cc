@@ -111,6 +111,7 @@ void MilterConnection::onClose(Connection& conn) {
   (void)conn;
   if (timer_ != nullptr) {
     event_del(timer_);
+    timer_ = nullptr;  // not armed again, not deleted again by the destructor
   }
   service_->forget(this);
   session_.disconnected();

@@ -369,11 +369,11 @@ void Connection::closeAfterWrite() {
     return;
   }
   closing_ = true;
-  updateReadEvent();
   if (queuedOutputBytes() == 0) {
-    close();
+    close();  // takes every event off the loop
     return;
   }
+  updateReadEvent();
   enterPhase(Phase::kDraining, limits_.writeTimeout);
 }
 
