@@ -17,11 +17,23 @@ constexpr char toLowerAscii(char c) {
 // `s` with ASCII letters lower-cased.
 std::string toLowerAscii(std::string_view s);
 
-// ASCII case-insensitive equality.
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
+// ASCII case-insensitive equality. Inline: header names are compared several times per header.
+inline bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (toLowerAscii(a[i]) != toLowerAscii(b[i])) {
+      return false;
+    }
+  }
+  return true;
+}
 
 // True when `text` starts with `prefix`, ASCII case-insensitively.
-bool startsWithIgnoreCase(std::string_view text, std::string_view prefix);
+inline bool startsWithIgnoreCase(std::string_view text, std::string_view prefix) {
+  return text.size() >= prefix.size() && equalsIgnoreCase(text.substr(0, prefix.size()), prefix);
+}
 
 // `s` without leading and trailing spaces and tabs.
 std::string_view trimBlanks(std::string_view s);

@@ -302,10 +302,6 @@ RegexpTranslation checkPcreForRe2(std::string_view pcre) {
   return t;
 }
 
-bool LiteralPrefix::begins(std::string_view subject) const {
-  return foldCase ? startsWithIgnoreCase(subject, text) : subject.substr(0, text.size()) == text;
-}
-
 LiteralPrefix anchoredLiteralPrefix(std::string_view pattern, PatternCase patternCase) {
   LiteralPrefix prefix;
   prefix.foldCase = patternCase != PatternCase::kSensitive;
@@ -334,14 +330,6 @@ LiteralPrefix anchoredLiteralPrefix(std::string_view pattern, PatternCase patter
   }
   prefix.text = std::string(pattern.substr(1, end - 1));
   return prefix;
-}
-
-bool LiteralSuffix::ends(std::string_view subject) const {
-  if (subject.size() < text.size()) {
-    return false;
-  }
-  const std::string_view tail = subject.substr(subject.size() - text.size());
-  return foldCase ? equalsIgnoreCase(tail, text) : tail == text;
 }
 
 LiteralSuffix anchoredLiteralSuffix(std::string_view pattern, PatternCase patternCase) {

@@ -19,6 +19,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/ascii.h"
+
 namespace relaykit {
 
 struct RegexpTranslation {
@@ -47,7 +49,9 @@ struct LiteralPrefix {
   std::string text;
   bool foldCase = false;  // compare ASCII-case-insensitively
   // True when `subject` starts with the text.
-  bool begins(std::string_view subject) const;
+  bool begins(std::string_view subject) const {
+    return foldCase ? startsWithIgnoreCase(subject, text) : subject.substr(0, text.size()) == text;
+  }
 };
 
 // The literal every match of `pattern` starts the subject with, when that can be read off the
@@ -63,7 +67,13 @@ struct LiteralSuffix {
   std::string text;
   bool foldCase = false;  // compare ASCII-case-insensitively
   // True when `subject` ends with the text.
-  bool ends(std::string_view subject) const;
+  bool ends(std::string_view subject) const {
+    if (subject.size() < text.size()) {
+      return false;
+    }
+    const std::string_view tail = subject.substr(subject.size() - text.size());
+    return foldCase ? equalsIgnoreCase(tail, text) : tail == text;
+  }
 };
 
 // The literal every match of `pattern` ends the subject with, when that can be read off the

@@ -5,6 +5,7 @@
 #include <re2/re2.h>
 
 #include <cctype>
+#include <cstring>
 
 #include "common/address.h"
 #include "milters/rfc2047.h"
@@ -381,7 +382,8 @@ std::optional<RuleDecision> HeaderRuleSet::decide(const HeaderField& header,
     return std::nullopt;
   }
   std::string unfolded;
-  const bool isFolded = folded.find('\n') != std::string::npos;
+  const bool isFolded = std::memchr(header.value.data(), '\n', header.value.size()) != nullptr ||
+                        header.name.find('\n') != std::string::npos;
   if (isFolded) {
     unfolded = unfold(folded);
   }
