@@ -204,6 +204,13 @@ LookupResult RegexpTable::lookup(std::string_view key) const {
   return LookupResult::found(std::move(m->value));
 }
 
+std::optional<std::vector<LiteralPrefix>> RegexpTable::answerPrefixes() const {
+  if (!impl_->prefiltered || impl_->noMatchWinner >= 0) {
+    return std::nullopt;
+  }
+  return impl_->prefixes;
+}
+
 size_t RegexpTable::ruleCount() const {
   return impl_->matchRules.size();
 }

@@ -23,6 +23,7 @@
 
 #include "common/diagnostics.h"
 #include "common/lookup_result.h"
+#include "common/regexp_translate.h"
 
 namespace re2 {
 class RE2;
@@ -71,6 +72,11 @@ class RegexpTable {
 
   // Found(value) for a match (even an empty value), NotFound otherwise. Never an error.
   LookupResult lookup(std::string_view key) const;
+
+  // Literals one of which every key that gets an answer starts with, when the table proves them
+  // (every pattern anchored on a literal, and no negated rule answers a key that no pattern
+  // matches); nullopt when any key may get an answer.
+  std::optional<std::vector<LiteralPrefix>> answerPrefixes() const;
 
   // Number of match rules (if/endif not counted).
   size_t ruleCount() const;

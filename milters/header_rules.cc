@@ -326,6 +326,47 @@ HeaderRuleSet::HeaderRuleSet(std::shared_ptr<const RegexpTable> headerChecks,
     rulePrefix_.push_back(std::move(prefix));
     ruleSuffix_.push_back(std::move(suffix));
   }
+  // Text "Name:value" starts with "P:rest" (P without ':') only when the name is P: a header
+  // name holds no ':'.
+  nameGated_ = true;
+  auto gate = [this](const LiteralPrefix& p) {
+    const std::size_t colon = p.text.find(':');
+    if (colon == std::string::npos) {
+      nameGated_ = false;
+      return;
+    }
+    gateNames_.push_back({p.text.substr(0, colon), p.foldCase});
+  };
+  if (headerChecks_) {
+    if (std::optional<std::vector<LiteralPrefix>> prefixes = headerChecks_->answerPrefixes()) {
+      for (const LiteralPrefix& p : *prefixes) {
+        gate(p);
+      }
+    } else {
+      nameGated_ = false;
+    }
+  }
+  for (std::size_t i = 0; i < rules_.size(); ++i) {
+    if (rules_[i].decode) {
+      nameGated_ = false;  // the decoded text is what the prefix is checked against
+    }
+    gate(rulePrefix_[i]);
+  }
+  if (!nameGated_) {
+    gateNames_.clear();
+  }
+}
+
+bool HeaderRuleSet::passesNameGate(std::string_view name) const {
+  if (!nameGated_) {
+    return true;
+  }
+  for (const GateName& g : gateNames_) {
+    if (g.foldCase ? equalsIgnoreCase(g.name, name) : g.name == name) {
+      return true;
+    }
+  }
+  return false;
 }
 
 bool HeaderRuleSet::usesRecipients() const {
@@ -360,6 +401,9 @@ std::optional<RuleDecision> HeaderRuleSet::decide(const HeaderField& header,
                                                   std::string* problem) const {
   // Postfix's header_checks see the header as stored: "Name:" + value, newlines kept; the rules
   // see it unfolded. Built once per header into a per-thread buffer, unfolded only when folded.
+  if (!passesNameGate(header.name)) {
+    return std::nullopt;  // no line or rule can apply to a header of this name
+  }
   thread_local std::string folded;
   folded.clear();
   folded.append(header.name).push_back(':');

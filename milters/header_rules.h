@@ -162,6 +162,17 @@ class HeaderRuleSet {
   // ruleSuffix_[i]: a literal every match of rules_[i] ends with (`<.*@localhost>$`); a header
   // that does not end with it skips the rule's RE2 search too.
   std::vector<LiteralSuffix> ruleSuffix_;
+  // The header names one of which a header must have for any header_checks line or rule to
+  // apply, when every one is anchored on a literal that names the header (`^From:`,
+  // `/^X-Originating-IP:/`) and none decodes encoded words: any other header is passed over
+  // without building its text. nameGated_ false: every header is looked at.
+  struct GateName {
+    std::string name;
+    bool foldCase = false;
+  };
+  std::vector<GateName> gateNames_;
+  bool nameGated_ = false;
+  bool passesNameGate(std::string_view name) const;
 };
 
 // "Name: value" unfolded: every CRLF/LF that precedes whitespace removed.

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <random>
 
 #include "common/config.h"
 
@@ -161,6 +162,83 @@ TEST(MessageRewriterTest, AnchoredHeaderRulesMatchAsRe2Does) {
                                  {"EXACT", " j"},        {"Subject", " has anywhere-marker"}};
   RewriteOutcome out = rewriteMessage(*mc, env(), in);
   EXPECT_EQ(render(out.headers), "X-Dro: c\nX-Outer: f\n Inner: g\nOuter: Inner: h\nEXACT: j\n");
+}
+
+// Headers whose name no header_checks line and no rule is anchored on are passed over without
+// building their text (HeaderRuleSet's name gate): the same configurations with one unanchored
+// rule added (which turns the gate off and matches nothing) decide every header alike.
+TEST(MessageRewriterTest, NameGateDecidesAsEveryRuleWould) {
+  const std::string gated[] = {
+      R"(
+  header_checks: |
+    /^X-Originating-IP:/  IGNORE
+    /^Subject:.*spam/     PREPEND X-Spam: yes
+  header_rules:
+    - match: '^Received:.*\blocalhost\b'
+      action: remove
+    - match: '^From:.*<.*@localhost>$'
+      action: replace
+      with: 'From: "Server" <noreply@corp.com>'
+    - match: '^X-Drop:'
+      action: remove
+)",
+      R"(
+  header_checks: |
+    if !/^X-Keep:/
+    /^X-/ IGNORE
+    endif
+    !/^Subject:/ WARN not a subject
+)",
+      R"(
+  header_rules:
+    - match: '^Kind:'
+      action: remove
+    - match: '^X-Name: J'
+      decode: true
+      action: remove
+)"};
+  const char* names[] = {"From",
+                         "FROM",
+                         "from",
+                         "Received",
+                         "X-Drop",
+                         "X-Dro",
+                         "X-Originating-IP",
+                         "x-originating-ip",
+                         "Subject",
+                         "SUBJECT",
+                         "To",
+                         "From ",
+                         "X-Keep",
+                         "\xe2\x84\xaaind",
+                         "KIND",
+                         "X-Name",
+                         "Date"};
+  const char* values[] = {
+      " a@localhost", " <root@localhost>",    " x (localhost)",      " spam here",
+      " plain",       " =?utf-8?q?J=C3=B6?=", " a\n b <x@localhost>"};
+  std::mt19937 rng(7);
+  for (const std::string& config : gated) {
+    auto withGate = load(config);
+    std::string unanchored =
+        config.find("header_rules:") == std::string::npos ? "  header_rules:\n" : "";
+    unanchored += "    - match: 'zzz-never-seen'\n      action: remove\n";
+    auto withoutGate = load(config + unanchored);
+    ASSERT_TRUE(withGate && withoutGate);
+    for (int i = 0; i < 300; ++i) {
+      std::vector<HeaderField> in;
+      const int count = 1 + static_cast<int>(rng() % 6);
+      for (int k = 0; k < count; ++k) {
+        in.push_back({names[rng() % (sizeof(names) / sizeof(names[0]))],
+                      values[rng() % (sizeof(values) / sizeof(values[0]))]});
+      }
+      const RewriteOutcome a = rewriteMessage(*withGate, env(), in);
+      const RewriteOutcome b = rewriteMessage(*withoutGate, env(), in);
+      EXPECT_EQ(render(a.headers), render(b.headers)) << config << render(in);
+      EXPECT_EQ(a.changes, b.changes) << config << render(in);
+      EXPECT_EQ(a.notes, b.notes) << config << render(in);
+    }
+  }
 }
 
 TEST(MessageRewriterTest, ConditionsEachKind) {
