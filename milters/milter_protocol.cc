@@ -89,9 +89,21 @@ std::size_t MilterPacketDecoder::feed(std::string_view data) {
   if (state_ == State::kPacket) {
     state_ = State::kNeedMore;
     view_ = {};
-    buffer_.clear();
-    if (buffer_.capacity() > kKeptBufferBytes) {
-      std::string().swap(buffer_);
+    if (!buffer_.empty()) {  // the last packet came in pieces
+      buffer_.clear();
+      if (buffer_.capacity() > kKeptBufferBytes) {
+        std::string().swap(buffer_);
+      }
+    }
+  }
+  if (have_ == 0 && data.size() > kMilterLengthBytes) {
+    // The usual case: a whole packet at the front of `data`, handed out as a view.
+    const std::uint32_t length = readU32(data, 0);
+    if (length != 0 && length <= maxPacket_ && data.size() - kMilterLengthBytes >= length) {
+      command_ = data[kMilterLengthBytes];
+      view_ = data.substr(kMilterLengthBytes + 1, length - 1);
+      state_ = State::kPacket;
+      return kMilterLengthBytes + length;
     }
   }
   std::size_t pos = 0;
