@@ -70,9 +70,13 @@ class MilterConnection : public ConnectionHandler {
   bool evictable(Clock::time_point cutoff) const;
   // Gives the slot up: closes the connection now (onClose releases the slot).
   void evict();
+  static constexpr std::size_t kNotServing = static_cast<std::size_t>(-1);
 
  private:
+  friend class MilterService;  // keeps servingIndex_
   enum class Phase { kNew, kWaiting, kServing };
+  // Its place in the service's list of sessions holding a slot (kNotServing: none).
+  std::size_t servingIndex_ = kNotServing;
   void process(Connection& conn, InputBuffer& input);
 
   // The filter left a signing job: off to the pool; this session reads nothing until

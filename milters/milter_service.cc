@@ -141,6 +141,7 @@ bool MilterService::configure(const std::shared_ptr<const Config>& config, Diagn
   }
   if (!configured_) {
     maxSessions_ = static_cast<std::size_t>(compiled->maxSessions);
+    serving_.reserve(std::min<std::size_t>(maxSessions_, 4096));
     configured_ = true;
   } else {
     if (static_cast<std::size_t>(compiled->maxSessions) != maxSessions_) {
@@ -238,7 +239,7 @@ bool MilterService::admit(MilterConnection* c) {
   }
   if (active_ < maxSessions_) {
     ++active_;
-    serving_.insert(c);
+    addServing(c);
     if (activeGauge_ != nullptr) {
       activeGauge_->set(static_cast<double>(active_));
     }
@@ -258,14 +259,14 @@ void MilterService::release(MilterConnection* c) {
     if (it != waiting_.end()) {
       waiting_.erase(it);
     }
-  } else if (serving_.erase(c) > 0 && active_ > 0) {
+  } else if (removeServing(c) && active_ > 0) {
     --active_;
     // The slot goes to the longest-waiting session (unless the daemon is stopping).
     if (!stopping_ && !waiting_.empty()) {
       MilterConnection* next = waiting_.front();
       waiting_.pop_front();
       ++active_;
-      serving_.insert(next);
+      addServing(next);
       next->grant();
     }
   }
@@ -273,6 +274,23 @@ void MilterService::release(MilterConnection* c) {
     activeGauge_->set(static_cast<double>(active_));
     waitingGauge_->set(static_cast<double>(waiting_.size()));
   }
+}
+
+void MilterService::addServing(MilterConnection* c) {
+  c->servingIndex_ = serving_.size();
+  serving_.push_back(c);
+}
+
+bool MilterService::removeServing(MilterConnection* c) {
+  const std::size_t i = c->servingIndex_;
+  if (i >= serving_.size() || serving_[i] != c) {
+    return false;
+  }
+  serving_[i] = serving_.back();
+  serving_[i]->servingIndex_ = i;
+  serving_.pop_back();
+  c->servingIndex_ = MilterConnection::kNotServing;
+  return true;
 }
 
 void MilterService::countClose(const char* reason) {

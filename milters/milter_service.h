@@ -33,7 +33,6 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -126,7 +125,10 @@ class MilterService : public Service {
   bool stopping_ = false;
   std::size_t active_ = 0;
   std::deque<MilterConnection*> waiting_;
-  std::unordered_set<MilterConnection*> serving_;  // the sessions holding a slot
+  // The sessions holding a slot, each at its servingIndex (removed by swapping the last in).
+  std::vector<MilterConnection*> serving_;
+  void addServing(MilterConnection* c);
+  bool removeServing(MilterConnection* c);
   std::chrono::steady_clock::time_point lastFullLog_{};
   Gauge* activeGauge_ = nullptr;
   Gauge* waitingGauge_ = nullptr;
