@@ -319,9 +319,11 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
   return out;
 }
 
-std::string formatRewriteLog(const std::string& queueId, const std::vector<std::string>& changes) {
+void formatRewriteLog(const std::string& queueId, const std::vector<std::string>& changes,
+                      std::string* line) {
+  line->clear();
   if (changes.empty()) {
-    return std::string();
+    return;
   }
   // Identical changes (two X-Originating-IP headers removed) are written once with a count, at
   // the place of the first. times[i]: how often changes[i] occurs when it is the first of its
@@ -362,24 +364,28 @@ std::string formatRewriteLog(const std::string& queueId, const std::vector<std::
   for (std::size_t i = 0; i < changes.size(); ++i) {
     length += times[i] != 0 ? changes[i].size() + 24 : 0;
   }
-  std::string line;
-  line.reserve(length);
-  line += queueId.empty() ? std::string_view("NOQUEUE") : std::string_view(queueId);
-  line += ':';
+  line->reserve(length);
+  *line += queueId.empty() ? std::string_view("NOQUEUE") : std::string_view(queueId);
+  *line += ':';
   bool first = true;
   for (std::size_t i = 0; i < changes.size(); ++i) {
     if (times[i] == 0) {
       continue;
     }
-    line += first ? " " : ", ";
+    *line += first ? " " : ", ";
     first = false;
-    line += changes[i];
+    *line += changes[i];
     if (times[i] > 1) {
-      line += " (x";
-      line += std::to_string(times[i]);
-      line += ')';
+      *line += " (x";
+      *line += std::to_string(times[i]);
+      *line += ')';
     }
   }
+}
+
+std::string formatRewriteLog(const std::string& queueId, const std::vector<std::string>& changes) {
+  std::string line;
+  formatRewriteLog(queueId, changes, &line);
   return line;
 }
 

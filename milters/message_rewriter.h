@@ -40,7 +40,6 @@ struct RewriteOutcome {
 RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelope,
                               std::vector<HeaderField> headers, bool wantHeaders = true);
 
-// The Postfix-style log line for a changed message: "QID: change, change", or "" when unchanged.
 // Bounds of one message's header block: past either one relaykit-milter lets the message pass
 // unchanged (logged), and `relaykit rewrite` does the same.
 constexpr size_t kMaxMessageHeaders = 200000;
@@ -50,6 +49,10 @@ constexpr size_t kMaxMessageHeaderBytes = 16 * 1024 * 1024;
 // Content-Length, Resent-Bcc, Return-Path), compared as header_opts_find() does.
 bool isDroppedHeader(std::string_view name);
 
+// The Postfix-style log line for a changed message: "QID: change, change", or "" when unchanged.
 std::string formatRewriteLog(const std::string& queueId, const std::vector<std::string>& changes);
+// The same into `line` (cleared first; its storage reused by a caller that logs every message).
+void formatRewriteLog(const std::string& queueId, const std::vector<std::string>& changes,
+                      std::string* line);
 
 }  // namespace relaykit::milter

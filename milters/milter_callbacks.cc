@@ -33,6 +33,8 @@ constexpr size_t kMaxRecipients = 10000;
 // Room for the headers of a typical message, made at MAIL FROM in one allocation (the vector
 // grows past it as usual).
 constexpr size_t kReservedHeaders = 16;
+// A log line buffer grown past this (a message with thousands of changes) is not kept.
+constexpr size_t kKeptLogLineBytes = 64 * 1024;
 // The macro asked for at a stage where we need none: Postfix defines no macro of this name.
 constexpr const char* kNoMacro = "{relaykit_none}";
 
@@ -391,7 +393,12 @@ MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifi
           result = onErrorResult(cfg);
         } else {
           if (!out.changes.empty()) {
-            logInfo(formatRewriteLog(m.envelope.queueId, out.changes));
+            thread_local std::string line;  // storage kept from message to message
+            formatRewriteLog(m.envelope.queueId, out.changes, &line);
+            logInfo(line);
+            if (line.capacity() > kKeptLogLineBytes) {
+              std::string().swap(line);
+            }
             counted = gMetrics.changed;
             m.changed = true;
             if (gMetrics.changes) {

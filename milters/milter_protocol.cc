@@ -366,8 +366,11 @@ void appendChangeHeader(std::string* out, std::uint32_t index, std::string_view 
 }
 
 void appendChangeFrom(std::string* out, std::string_view address, std::string_view args) {
-  putHeader(out, SMFIR_CHGFROM, address.size() + 1 + (args.empty() ? 0 : args.size() + 1));
-  putString(out, address);
+  putHeader(out, SMFIR_CHGFROM, address.size() + 3 + (args.empty() ? 0 : args.size() + 1));
+  out->push_back('<');
+  out->append(address.data(), address.size());
+  out->push_back('>');
+  out->push_back('\0');
   if (!args.empty()) {
     putString(out, args);
   }

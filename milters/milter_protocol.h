@@ -157,7 +157,8 @@ void appendInsertHeader(std::string* out, std::uint32_t index, std::string_view 
 // SMFIR_CHGHEADER index (1-based among headers of that name), name, value ("" deletes).
 void appendChangeHeader(std::string* out, std::uint32_t index, std::string_view name,
                         std::string_view value);
-// SMFIR_CHGFROM address ("<a@b>"), ESMTP arguments (space-separated; none when empty).
+// SMFIR_CHGFROM: the address in angle brackets (`address` without them: "a@b" goes out as
+// "<a@b>", "" as "<>"), ESMTP arguments (space-separated; none when empty).
 void appendChangeFrom(std::string* out, std::string_view address, std::string_view args);
 // SMFIR_ADDRCPT, SMFIR_ADDRCPT_PAR (with arguments), SMFIR_DELRCPT.
 void appendAddRecipient(std::string* out, std::string_view address, std::string_view args);

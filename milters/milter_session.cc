@@ -81,12 +81,7 @@ Status MilterModifications::addHeader(const std::string& name, const std::string
 Status MilterModifications::changeFrom(const std::string& address, const std::string& args) {
   Status st = need(SMFIF_CHGFROM, "sender changes");
   if (st) {
-    std::string wrapped;
-    wrapped.reserve(address.size() + 2);
-    wrapped.push_back('<');
-    wrapped += address;
-    wrapped.push_back('>');
-    appendChangeFrom(out_, wrapped, args);
+    appendChangeFrom(out_, address, args);
   }
   return st;
 }

@@ -236,12 +236,12 @@ TEST(MilterReplies, EncodedAsLibmilterWritesThem) {
                              "c",
                              5));
   out.clear();
-  appendChangeFrom(&out, "<n@c>", "RET=HDRS");
+  appendChangeFrom(&out, "n@c", "RET=HDRS");
   EXPECT_EQ(out, std::string("\0\0\0\x10"
                              "e<n@c>\0RET=HDRS\0",
                              20));
   out.clear();
-  appendChangeFrom(&out, "<>", "");
+  appendChangeFrom(&out, "", "");
   EXPECT_EQ(out, std::string("\0\0\0\x04"
                              "e<>\0",
                              8));
