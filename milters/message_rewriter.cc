@@ -333,13 +333,8 @@ void formatRewriteLog(const std::string& queueId, const std::vector<std::string>
   std::array<std::size_t, kComparedChanges> few;
   std::vector<std::size_t> many;
   std::size_t* times = few.data();
-  if (changes.size() > kComparedChanges) {
-    many.assign(changes.size(), 1);
-    times = many.data();
-  } else {
-    std::fill_n(times, changes.size(), 1);
-  }
   if (changes.size() <= kComparedChanges) {
+    std::fill_n(times, changes.size(), 1);
     for (std::size_t i = 1; i < changes.size(); ++i) {
       for (std::size_t j = 0; j < i; ++j) {
         if (times[j] != 0 && changes[j] == changes[i]) {
@@ -350,6 +345,8 @@ void formatRewriteLog(const std::string& queueId, const std::vector<std::string>
       }
     }
   } else {
+    many.assign(changes.size(), 1);
+    times = many.data();
     std::unordered_map<std::string_view, std::size_t> first;
     first.reserve(changes.size());
     for (std::size_t i = 0; i < changes.size(); ++i) {
