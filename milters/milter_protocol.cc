@@ -44,16 +44,19 @@ void putHeader(std::string* out, char command, std::size_t dataLength) {
 }
 
 // The NUL-terminated string starting at `*pos`; advances past its NUL. False when none is left.
-bool takeString(std::string_view data, std::size_t* pos, std::string_view* out) {
+// Inlined: a header packet has two, a macro packet two per macro.
+[[gnu::always_inline]] inline bool takeString(std::string_view data, std::size_t* pos,
+                                              std::string_view* out) {
   if (*pos >= data.size()) {
     return false;
   }
-  const std::size_t end = data.find('\0', *pos);
-  if (end == std::string_view::npos) {
+  const char* begin = data.data() + *pos;
+  const auto* end = static_cast<const char*>(std::memchr(begin, '\0', data.size() - *pos));
+  if (end == nullptr) {
     return false;
   }
-  *out = data.substr(*pos, end - *pos);
-  *pos = end + 1;
+  *out = std::string_view(begin, static_cast<std::size_t>(end - begin));
+  *pos += out->size() + 1;
   return true;
 }
 
