@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -38,7 +39,8 @@ constexpr size_t kKeptLogLineBytes = 64 * 1024;
 // The macro asked for at a stage where we need none: Postfix defines no macro of this name.
 constexpr const char* kNoMacro = "{relaykit_none}";
 
-std::shared_ptr<const MilterConfig> gConfig;  // accessed with std::atomic_load/store
+std::shared_ptr<const MilterConfig> gConfig;      // accessed with std::atomic_load/store
+std::atomic<std::uint64_t> gConfigGeneration{0};  // one more after every store
 
 // The series are looked up once (a label lookup takes the family's mutex).
 struct Metrics {
@@ -575,10 +577,21 @@ void RelaykitFilter::close(const MilterSession& s) {
 
 void setActiveConfig(std::shared_ptr<const MilterConfig> config) {
   std::atomic_store(&gConfig, std::move(config));
+  gConfigGeneration.fetch_add(1, std::memory_order_release);
 }
 
 std::shared_ptr<const MilterConfig> activeConfig() {
-  return std::atomic_load(&gConfig);
+  // The loop thread asks several times per message: each thread reads the snapshot again
+  // (std::atomic_load takes a lock) only when setActiveConfig() ran since its last read. A
+  // generation seen here follows its store, so the snapshot read is that one or a newer one.
+  thread_local std::uint64_t seen = 0;
+  thread_local std::shared_ptr<const MilterConfig> cached;
+  const std::uint64_t generation = gConfigGeneration.load(std::memory_order_acquire);
+  if (generation != seen || !cached) {
+    cached = std::atomic_load(&gConfig);
+    seen = generation;
+  }
+  return cached;
 }
 
 void initMilterMetrics(MetricsRegistry* registry) {

@@ -26,6 +26,8 @@ struct RewriteOutcome;
 
 // Installs the first configuration and swaps later ones (reload). Thread-safe.
 void setActiveConfig(std::shared_ptr<const MilterConfig> config);
+// The active configuration. Thread-safe; each thread holds on to the last snapshot it read
+// until it asks again after a setActiveConfig().
 std::shared_ptr<const MilterConfig> activeConfig();
 
 // Registers the metric families used by the filter. Call once before serving.
