@@ -530,6 +530,23 @@ TEST(RegexpTableTest, AnchoredLiteralSuffixNeverHidesAMatch) {
   EXPECT_GT(proven, 1000);  // the test reaches patterns with a suffix
 }
 
+// answerPrefixes(): the literals one of which every answered key starts with, only when the
+// table proves them (anchored patterns, no negated rule answering keys no pattern matches).
+TEST(RegexpTableTest, AnswerPrefixesOnlyWhenProven) {
+  auto anchored = parseOk("/^X-Originating-IP:/ IGNORE\n/^Subject:.*spam/ WARN spam\n");
+  auto prefixes = anchored->answerPrefixes();
+  ASSERT_TRUE(prefixes);
+  std::vector<std::string> texts;
+  for (const LiteralPrefix& p : *prefixes) {
+    texts.push_back(p.text);
+    EXPECT_TRUE(p.foldCase);  // POSIX tables fold case by default
+  }
+  EXPECT_EQ(texts, (std::vector<std::string>{"X-Originating-IP:", "Subject:"}));
+  EXPECT_FALSE(parseOk("/^X-A:/ a\n/b/ b\n")->answerPrefixes());  // one unanchored pattern
+  EXPECT_FALSE(parseOk("!/^X-A:/ not-a\n")->answerPrefixes());    // answers any other key
+  EXPECT_FALSE(parseOk("/^Subject:/m s\n")->answerPrefixes());    // `^` after any newline
+}
+
 // The prefilter (every pattern anchored on a literal) keeps Postfix's answers: negated rules and
 // negated IFs match keys no pattern matches, case folding follows the flags, `m` lets `^` match
 // after a newline of a folded header, and the Set and rule-by-rule paths agree.
