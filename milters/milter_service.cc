@@ -126,10 +126,7 @@ bool MilterService::configure(const std::shared_ptr<const Config>& config, Diagn
     compiled = parseMilterConfig(config, diags);
   }
   if (!compiled) {
-    if (configured_) {
-      logError("reload: configuration refused; the previous one keeps serving");
-    }
-    return false;
+    return false;  // the skeleton logs the problems, then "reload refused"
   }
   if (!install) {
     if (configured_) {

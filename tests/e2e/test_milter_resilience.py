@@ -129,7 +129,7 @@ class MilterResilienceTest(MilterTestCase):
         self.reload(milter, new_body, "reload: configuration")
         self.assertTrue(try_send(pf.port, 2))
         # A bad config: refused, the reloaded one keeps serving.
-        self.reload(milter, new_body.replace("IGNORE", "FROB"), "configuration refused")
+        self.reload(milter, new_body.replace("IGNORE", "FROB"), "reload refused")
         self.assertIn("unknown header_checks action \"FROB\"", milter.stderr())
         self.assertTrue(try_send(pf.port, 3))
         msgs = sink.messages(wait_for=3)
