@@ -1,72 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 // message_rewriter_test.cc: the rule engine end to end on plain structs: header_checks actions,
 // if/endif and $n, header_rules conditions, rewrite_from and rewrite_sender semantics, log lines,
-// and the per-snapshot memos of rewrite_from / rewrite_sender (address_memo.h).
+// and the per-snapshot memos of rewrite_from / rewrite_sender (address_memo.h). The milter
+// section's own checks at load are milter_config_test.cc.
 #include "milters/message_rewriter.h"
 
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <random>
 
-#include "common/config.h"
+#include "tests/unit/milter/rewrite_fixture.h"
 
 namespace relaykit::milter {
 namespace {
-
-const char kTables[] = R"(
-postfix:
-  local_domains: [relay.corp.local, localhost]
-  recipient_delimiter: "+"
-tables:
-  generic:
-    search: address
-    sources:
-      - entries:
-          root@relay.corp.local: noreply@corp.com
-          "@localhost": noreply@corp.com
-          "@olddomain.example": "@newdomain.example"
-      - regexp: |
-          /^(.*)@srv[0-9]+\.corp\.local$/   ${1}@corp.com
-  canonical:
-    search: address
-    propagate_unmatched_extensions: true
-    sources:
-      - entries:
-          root@relay.corp.local: noreply@corp.com
-          a@x.example: b@x.example
-          b@x.example: c@x.example
-)";
-
-std::shared_ptr<const MilterConfig> load(const std::string& milter, std::string* errors = nullptr) {
-  Diagnostics diags;
-  std::string text = std::string(kTables) + "milter:\n" + milter;
-  auto config = loadConfigText(text, "test.yaml", &diags);
-  std::shared_ptr<const MilterConfig> mc = config ? parseMilterConfig(config, &diags) : nullptr;
-  if (errors) {
-    *errors = diags.formatAll();
-  } else {
-    EXPECT_TRUE(mc) << diags.formatAll();
-  }
-  return mc;
-}
-
-std::string render(const std::vector<HeaderField>& hs) {
-  std::string out;
-  for (const auto& h : hs) {
-    out += h.name + ":" + h.value + "\n";
-  }
-  return out;
-}
-
-Envelope env(std::string sender = "user@corp.com") {
-  Envelope e;
-  e.sender = std::move(sender);
-  e.recipients = {"a@partner.com"};
-  e.clientAddress = *IpAddress::parse("10.1.2.3");
-  e.queueId = "4Bx2Yz";
-  return e;
-}
 
 // The headers rewriteMessage produces, rendered; checks on the way that replaying its edit plan
 // on the input (what the milter sends Postfix) gives the same headers.
@@ -510,22 +456,6 @@ TEST(MessageRewriterTest, ReplaceIntoADroppedHeaderRemovesAsCleanupDoes) {
   EXPECT_EQ(rewriteAndReplay(*mc, in), "Bcc: kept\nBcc: prepended\nX-Pre: 5\n");
 }
 
-TEST(MilterConfigTest, HeaderChecksKeywordsAreCaseInsensitiveWhenActionsAreChecked) {
-  // "If" and "ENDIF" are keywords in any case (dict_regexp.c); their patterns are not actions.
-  auto mc = load(R"(
-  header_checks: |
-    If /^X-I/
-    /^X-Id:/   IGNORE
-    ENDIF
-    IF !/^X-I/
-    /^X-J:/    IGNORE
-    Endif
-)");
-  ASSERT_TRUE(mc);
-  std::vector<HeaderField> in = {{"X-Id", " 1"}, {"X-J", " 2"}, {"X-K", " 3"}};
-  EXPECT_EQ(render(rewriteMessage(*mc, env(), in).headers), "X-K: 3\n");
-}
-
 TEST(MessageRewriterTest, LogLineCountsRepeatedChanges) {
   EXPECT_EQ(formatRewriteLog("Q", {"header X removed", "header Y removed", "header X removed"}),
             "Q: header X removed (x2), header Y removed");
@@ -555,133 +485,6 @@ TEST(MessageRewriterTest, LogLineOfManyDistinctChangesIsLinear) {
   const std::string line = formatRewriteLog("Q", changes);
   EXPECT_EQ(line.size(), expected + std::string(" (x2)").size());
   EXPECT_EQ(line.substr(0, 27), "Q: header X-0 removed (x2),");
-}
-
-TEST(MilterConfigTest, ReportsEveryProblemWithLocation) {
-  std::string errors;
-  auto mc = load(R"(
-  on_error: maybe
-  header_checks: |
-    /^X-A:/   REJECT no
-    /^X-B:/   FROB
-    /^X-C:/   IGNORE
-  header_rules:
-    - match: '('
-      action: remove
-    - match: '^X:'
-      action: explode
-    - match: '^X:'
-      action: replace
-    - match: '^X:'
-      action: remove
-      when: {client: [not-a-net], colour: red}
-  rewrite_from:
-    table: nosuch
-  bogus: 1
-)",
-                 &errors);
-  EXPECT_FALSE(mc);
-  for (const char* expected :
-       {"on_error must be tempfail or accept", "test.yaml:27:15: header_checks: action \"REJECT\"",
-        "\"REJECT\" is not supported", "unknown header_checks action \"FROB\"",
-        "invalid regular expression", "unknown action \"explode\"", "needs `with:`",
-        "unknown key \"colour\"", "unknown table \"nosuch\"", "unknown key \"bogus\""}) {
-    EXPECT_NE(errors.find(expected), std::string::npos) << expected << "\n" << errors;
-  }
-}
-
-TEST(MilterConfigTest, WithGroupReferencesAreCompiledAndCheckedAtLoad) {
-  std::string errors;
-  auto bad = load(R"(
-  header_rules:
-    - match: '^X-A: (.*)'
-      action: replace
-      with: 'X-A: $99999999999'
-    - match: '^X-B: (a)(b)'
-      action: warn
-      with: 'saw ${3}'
-    - match: '^X-C: c'
-      action: info
-      with: 'saw $(1)'
-)",
-                  &errors);
-  EXPECT_FALSE(bad);
-  EXPECT_NE(errors.find("test.yaml:28:13: $99999999999 refers to group 99999999999 but the "
-                        "pattern has only 1 group"),
-            std::string::npos)
-      << errors;
-  EXPECT_NE(errors.find("test.yaml:31:13: ${3} refers to group 3 but the pattern has only 2 "
-                        "groups"),
-            std::string::npos)
-      << errors;
-  EXPECT_NE(errors.find("test.yaml:34:13: $(1) refers to group 1 but the pattern has no groups"),
-            std::string::npos)
-      << errors;
-
-  auto mc = load(R"(
-  header_rules:
-    - match: '^X-A: (\w+) (\w+)'
-      action: replace
-      with: 'X-A: ${2}-$1 $$ $0 $x ${1'
-)");
-  ASSERT_TRUE(mc);
-  RewriteOutcome out = rewriteMessage(*mc, env(), {{"X-A", " one two"}});
-  EXPECT_EQ(render(out.headers), "X-A: two-one $ X-A: one two $x ${1\n");
-}
-
-TEST(MilterConfigTest, MaxSessions) {
-  auto mc = load("  max_sessions: 8\n");
-  ASSERT_TRUE(mc);
-  EXPECT_EQ(mc->maxSessions, 8);
-  EXPECT_EQ(load("  on_error: accept\n")->maxSessions, kDefaultMilterSessions);
-  const std::pair<const char*, const char*> bad[] = {
-      {"0", "value 0 out of range (1..65536)"},
-      {"-3", "value -3 out of range (1..65536)"},
-      {"many", "expected an integer, got \"many\""},
-      {"65537", "value 65537 out of range (1..65536)"}};
-  for (const auto& [value, message] : bad) {
-    std::string errors;
-    EXPECT_FALSE(load(std::string("  max_sessions: ") + value + "\n", &errors)) << value;
-    EXPECT_NE(errors.find(message), std::string::npos) << errors;
-  }
-}
-
-TEST(MilterConfigTest, HeaderChecksFromAFile) {
-  std::string path = ::testing::TempDir() + "/relaykit_header_checks";
-  {
-    std::ofstream out(path);
-    out << "# from a file\n/^X-Drop:/ IGNORE\n/^X-Bad:/ FROB\n";
-  }
-  std::string errors;
-  auto bad = load("  header_checks_file: regexp:" + path + "\n", &errors);
-  EXPECT_FALSE(bad);
-  EXPECT_NE(errors.find(path + ":3:"), std::string::npos) << errors;
-  {
-    std::ofstream out(path);
-    out << "/^X-Drop:/ IGNORE\n";
-  }
-  auto mc = load("  header_checks_file: " + path + "\n");
-  ASSERT_TRUE(mc);
-  RewriteOutcome out = rewriteMessage(*mc, env(), {{"X-Drop", " 1"}, {"X-Keep", " 2"}});
-  EXPECT_EQ(render(out.headers), "X-Keep: 2\n");
-  auto missing = load("  header_checks_file: /nonexistent/hc\n", &errors);
-  EXPECT_FALSE(missing);
-  EXPECT_NE(errors.find("cannot read header_checks_file /nonexistent/hc"), std::string::npos);
-}
-
-TEST(MilterConfigTest, NegotiationNeeds) {
-  auto plain = load("  rewrite_sender: {table: canonical}\n");
-  EXPECT_FALSE(plain->needsHeaders());
-  EXPECT_FALSE(plain->needsRecipients());
-  auto rcpt = load(R"(
-  header_rules:
-    - match: '^X:'
-      action: remove
-      when: {not: {recipient: 'x'}}
-)");
-  EXPECT_TRUE(rcpt->needsHeaders());
-  EXPECT_TRUE(rcpt->needsRecipients());
-  EXPECT_FALSE(rcpt->needsHelo());
 }
 
 // Everything a caller sees of one rewrite, as text.
