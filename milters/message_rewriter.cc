@@ -135,12 +135,22 @@ bool listed(const std::vector<std::string>& names, const std::string& name) {
 }
 
 // Rewrites the addresses of one header in place. Returns false on a table error. `memo` (may be
-// null) holds the rewrites of header values seen before.
+// null) holds the rewrites of header values seen before. `owner` (may be null): the slot whose
+// current header `header` is; when it holds that header as it came (keptAsIs), a change moves
+// the original aside first.
 bool rewriteAddresses(AddressMapper* mapper, HeaderField* header, RewriteOutcome* out,
-                      HeaderRewriteMemo* memo) {
+                      HeaderRewriteMemo* memo, HeaderSlot* owner = nullptr) {
+  const auto keepOriginal = [&] {
+    if (owner != nullptr && owner->keptAsIs) {
+      owner->original = std::move(*header);
+      owner->keptAsIs = false;
+      header->name = owner->original.name;
+    }
+  };
   if (memo != nullptr && memo->visit(header->value, [&](const HeaderRewrite& known) {
         if (known.changed) {
-          header->value.assign(known.value);  // the key was read: it may change now
+          keepOriginal();  // the key was read: it may change now
+          header->value.assign(known.value);
           out->changes.push_back(concat({"header ", header->name, " ", known.summary}));
         }
       })) {
@@ -181,6 +191,7 @@ bool rewriteAddresses(AddressMapper* mapper, HeaderField* header, RewriteOutcome
     memo->remember(header->value, rewrite);
   }
   if (rewrite.changed) {
+    keepOriginal();
     header->value = std::move(rewrite.value);
     out->changes.push_back(concat({"header ", header->name, " ", rewrite.summary}));
   }
@@ -192,6 +203,9 @@ bool rewriteAddresses(AddressMapper* mapper, HeaderField* header, RewriteOutcome
 RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelope,
                               std::vector<HeaderField> headers, bool wantHeaders) {
   RewriteOutcome out;
+  if (config.senderTable && !envelope.sender.empty()) {
+    out.changes.reserve(2);  // a From header and the sender, the sender's inserted in front
+  }
   std::vector<HeaderSlot> slots;
   slots.reserve(headers.size());
   const HeaderRuleSet* rules = config.rules.get();
@@ -203,46 +217,47 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
     if (!problem.empty()) {
       out.notes.push_back("header " + h.name + ": " + problem);
     }
-    if (!decision && !(config.fromTable && listed(config.fromHeaders, h.name))) {
-      // Nothing can change this header: held once, not copied.
-      slot.current = std::move(h);
-      slot.keptAsIs = true;
+    // Held once, as it came, until something changes it: then the original moves aside.
+    slot.current = std::move(h);
+    slot.keptAsIs = true;
+    if (!decision) {
       continue;
     }
-    slot.current = h;
-    if (decision) {
-      const Action& a = decision->action;
-      switch (a.kind) {
-        case ActionKind::kIgnore:
-          slot.current.reset();
-          out.changes.push_back("header " + h.name + " removed");
-          break;
-        case ActionKind::kReplace:
-          slot.current = splitHeaderLine(a.text);
-          if (replacementDropped(h.name, slot.current->name)) {
-            slot.current.reset();  // as cleanup(8) does after a native REPLACE
-            out.changes.push_back("header " + h.name + " removed");
-          } else {
-            out.changes.push_back("header " + h.name + " replaced");
-          }
-          break;
-        case ActionKind::kPrepend: {
-          HeaderField added = splitHeaderLine(a.text);
-          out.changes.push_back("header " + added.name + " prepended");
-          slot.before.push_back(std::move(added));
-          break;
+    const Action& a = decision->action;
+    const HeaderField& seen = *slot.current;
+    switch (a.kind) {
+      case ActionKind::kIgnore:
+        out.changes.push_back("header " + seen.name + " removed");
+        slot.original = std::move(*slot.current);
+        slot.current.reset();
+        slot.keptAsIs = false;
+        break;
+      case ActionKind::kReplace:
+        slot.original = std::move(*slot.current);
+        slot.keptAsIs = false;
+        slot.current = splitHeaderLine(a.text);
+        if (replacementDropped(slot.original.name, slot.current->name)) {
+          slot.current.reset();  // as cleanup(8) does after a native REPLACE
+          out.changes.push_back("header " + slot.original.name + " removed");
+        } else {
+          out.changes.push_back("header " + slot.original.name + " replaced");
         }
-        case ActionKind::kWarn:
-        case ActionKind::kInfo:
-          out.notes.push_back(std::string(a.kind == ActionKind::kWarn ? "warning" : "info") +
-                              ": header " + oneLine(h.name + ":" + h.value) + "; " +
-                              envelopeSummary(envelope) + ": " + a.text);
-          break;
-        case ActionKind::kDunno:
-          break;
+        break;
+      case ActionKind::kPrepend: {
+        HeaderField added = splitHeaderLine(a.text);
+        out.changes.push_back("header " + added.name + " prepended");
+        slot.before.push_back(std::move(added));
+        break;
       }
+      case ActionKind::kWarn:
+      case ActionKind::kInfo:
+        out.notes.push_back(std::string(a.kind == ActionKind::kWarn ? "warning" : "info") +
+                            ": header " + oneLine(seen.name + ":" + seen.value) + "; " +
+                            envelopeSummary(envelope) + ": " + a.text);
+        break;
+      case ActionKind::kDunno:
+        break;
     }
-    slot.original = std::move(h);
   }
 
   if (config.fromTable) {
@@ -255,7 +270,7 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
         }
       }
       if (slot.current && listed(config.fromHeaders, slot.current->name) &&
-          !rewriteAddresses(&mapper, &*slot.current, &out, config.fromHeaderMemo.get())) {
+          !rewriteAddresses(&mapper, &*slot.current, &out, config.fromHeaderMemo.get(), &slot)) {
         return out;
       }
     }

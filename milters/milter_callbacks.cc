@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/address.h"
+#include "common/concat.h"
 #include "common/server/logging.h"
 #include "milters/dkim_message.h"
 #include "milters/message_rewriter.h"
@@ -296,15 +297,12 @@ MilterResponse RelaykitFilter::header(const MilterSession& s, std::string_view n
       m.headers.clear();
       m.headers.shrink_to_fit();
     } else {
-      HeaderField field;
-      field.name.assign(name);
-      // Without SMFIP_HDR_LEADSPC (an old MTA), the space after the colon was dropped.
-      if (!s.leadingSpace()) {
-        field.value.reserve(value.size() + 1);
-        field.value.push_back(' ');
+      if (s.leadingSpace()) {
+        m.headers.push_back(HeaderField{std::string(name), std::string(value)});  // one copy each
+      } else {
+        // Without SMFIP_HDR_LEADSPC (an old MTA), the space after the colon was dropped.
+        m.headers.push_back(HeaderField{std::string(name), concat({" ", value})});
       }
-      field.value.append(value.data(), value.size());
-      m.headers.push_back(std::move(field));
     }
   } catch (...) {
     m.failure = "internal error in header";
