@@ -2,7 +2,6 @@
 // milter_connection.cc: one milter connection; see milter_connection.h.
 #include "milters/milter_connection.h"
 
-#include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -38,8 +37,7 @@ void quickAck(int fd) {
 
 }  // namespace
 
-SessionParts::SessionParts()
-    : session(&filter), timerMemory(new unsigned char[event_get_struct_event_size()]) {}
+SessionParts::SessionParts() : session(&filter) {}
 
 void SessionParts::reset() {
   session.disconnected();  // tells the filter, if the connection ended without QUIT
@@ -52,6 +50,7 @@ void SessionParts::reset() {
 MilterConnection::MilterConnection(MilterService* service, Connection& conn)
     : service_(service),
       conn_(conn.weak()),
+      connection_(conn),
       peer_(conn.peer()),
       tcp_(conn.peer() != "unix"),
       parts_(service->takeParts()),
@@ -59,22 +58,14 @@ MilterConnection::MilterConnection(MilterService* service, Connection& conn)
       filter_(parts_->filter),
       session_(parts_->session),
       out_(parts_->out),
-      started_(Clock::now()),
-      lastActive_(started_) {
-  timer_ = reinterpret_cast<event*>(parts_->timerMemory.get());
-  if (evtimer_assign(timer_, conn.base(), &MilterConnection::onTimer, this) != 0) {
-    timer_ = nullptr;
-  }
+      started_(Clock::now()) {
   if (tcp_) {
     setDelayedAck(conn.fd());
   }
-  armTimer();
+  armTimer(conn);
 }
 
 MilterConnection::~MilterConnection() {
-  if (timer_ != nullptr) {
-    event_del(timer_);
-  }
   service_->recycleParts(std::move(parts_));
 }
 
@@ -109,10 +100,6 @@ void MilterConnection::onEof(Connection& conn, std::size_t unconsumed) {
 
 void MilterConnection::onClose(Connection& conn) {
   (void)conn;
-  if (timer_ != nullptr) {
-    event_del(timer_);
-    timer_ = nullptr;  // not armed again, not deleted again by the destructor
-  }
   service_->forget(this);
   session_.disconnected();
   if (service_->stopping() && !done_) {
@@ -123,8 +110,7 @@ void MilterConnection::onClose(Connection& conn) {
 }
 
 void MilterConnection::grant() {
-  phase_ = Phase::kServing;
-  lastActive_ = Clock::now();  // its wait is not idleness
+  phase_ = Phase::kServing;  // its wait is not idleness: the reply below dates the connection
   std::shared_ptr<Connection> conn = conn_.lock();
   if (!conn || !conn->isOpen()) {
     return;
@@ -141,11 +127,11 @@ void MilterConnection::grant() {
   }
   if (done_) {
     closeSoon_ = true;  // from the loop: never close one connection inside another's close
-    event_active(timer_, EV_TIMEOUT, 0);
+    conn->setHandlerDeadline(Connection::steadyMs(Clock::now()));
     return;
   }
   conn->resumeReading();
-  armTimer();
+  armTimer(*conn);
 }
 
 void MilterConnection::signatureReady(StatusOr<std::vector<std::string>> result) {
@@ -162,9 +148,8 @@ void MilterConnection::signatureReady(StatusOr<std::vector<std::string>> result)
     logError("closing milter connection from " + peer_ + ": internal error: " + e.what());
     end("error");
   }
-  lastActive_ = Clock::now();
   if (!out_.empty()) {
-    conn->send(out_);
+    conn->send(out_);  // dates the connection's activity
   }
   if (done_) {
     conn->closeAfterWrite();
@@ -173,9 +158,9 @@ void MilterConnection::signatureReady(StatusOr<std::vector<std::string>> result)
   conn->resumeReading();  // serves what arrived meanwhile (nothing, from Postfix)
 }
 
-bool MilterConnection::evictable(Clock::time_point cutoff) const {
+bool MilterConnection::evictable(std::int64_t cutoffMs) const {
   return phase_ == Phase::kServing && !done_ && !session_.inMessage() && !decoder_.inProgress() &&
-         lastActive_ < cutoff;
+         lastActiveMs() < cutoffMs;
 }
 
 void MilterConnection::evict() {
@@ -191,7 +176,6 @@ void MilterConnection::evict() {
 }
 
 void MilterConnection::process(Connection& conn, InputBuffer& input) {
-  lastActive_ = Clock::now();
   const std::string_view data = input.view();
   std::size_t used = 0;
   out_.clear();
@@ -213,7 +197,7 @@ void MilterConnection::process(Connection& conn, InputBuffer& input) {
         pendingData_.assign(decoder_.data());
         waitingSince_ = Clock::now();
         conn.pauseReading();
-        armTimer();
+        armTimer(conn);
         break;
       }
       phase_ = Phase::kServing;
@@ -230,7 +214,7 @@ void MilterConnection::process(Connection& conn, InputBuffer& input) {
       if (!packetPending_) {
         packetPending_ = true;
         packetSince_ = Clock::now();
-        armTimer();
+        armTimer(conn);
       }
     } else {
       packetPending_ = false;
@@ -288,10 +272,7 @@ void MilterConnection::flush(Connection& conn) {
   }
 }
 
-void MilterConnection::armTimer() {
-  if (timer_ == nullptr) {
-    return;
-  }
+void MilterConnection::armTimer(Connection& conn) {
   Clock::time_point deadline = started_ + kMaxSessionTime;
   if (phase_ == Phase::kNew) {
     deadline = std::min(deadline, started_ + kFirstPacketTimeout);
@@ -301,27 +282,15 @@ void MilterConnection::armTimer() {
   if (packetPending_) {
     deadline = std::min(deadline, packetSince_ + kPacketTimeout);
   }
-  auto wait = std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now());
-  if (wait.count() < 0) {
-    wait = std::chrono::microseconds(0);
-  }
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(wait.count() / 1000000);
-  tv.tv_usec = static_cast<suseconds_t>(wait.count() % 1000000);
-  event_add(timer_, &tv);
+  conn.setHandlerDeadline(Connection::steadyMs(deadline));
 }
 
-void MilterConnection::onTimer(evutil_socket_t, short, void* arg) {
-  static_cast<MilterConnection*>(arg)->expire();
-}
-
-void MilterConnection::expire() {
-  std::shared_ptr<Connection> conn = conn_.lock();
-  if (!conn || !conn->isOpen()) {
+void MilterConnection::onDeadline(Connection& conn) {
+  if (!conn.isOpen()) {
     return;
   }
   if (closeSoon_) {
-    conn->closeAfterWrite();
+    conn.closeAfterWrite();
     return;
   }
   const Clock::time_point now = Clock::now();
@@ -343,11 +312,11 @@ void MilterConnection::expire() {
     logInfo("closing milter connection from " + peer_ + ": " + why);
     closeReason_ = "timeout";
     done_ = true;
-    conn->close();
+    conn.close();
     return;
   }
   if (!endAfterMessage_) {
-    armTimer();
+    armTimer(conn);
   }
 }
 

@@ -1,15 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // milter_connection.h: one milter connection on the shared skeleton (a ConnectionHandler): the
 // packet decoder, session and filter of that connection, its slot in MilterService's
-// max_sessions, its timers (first packet, slot wait, packet, session age), signing hand-off and
-// TCP acknowledgements. The protocol state lives in SessionParts, which MilterService keeps for
-// the next connection when this one ends (docs/milter-engine.md).
+// max_sessions, its limits in time (first packet, slot wait, packet, session age: kept on the
+// connection's one timer), signing hand-off and TCP acknowledgements. The protocol state lives
+// in SessionParts, which MilterService keeps for the next connection when this one ends
+// (docs/milter-engine.md).
 #pragma once
-
-#include <event2/util.h>
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <string>
@@ -21,8 +21,6 @@
 #include "milters/milter_callbacks.h"
 #include "milters/milter_protocol.h"
 #include "milters/milter_session.h"
-
-struct event;
 
 namespace relaykit::milter {
 
@@ -42,8 +40,7 @@ struct SessionParts {
   MilterPacketDecoder decoder;
   RelaykitFilter filter;
   MilterSession session;
-  std::string out;                               // the replies of one burst
-  std::unique_ptr<unsigned char[]> timerMemory;  // the connection's timer (event_assign)
+  std::string out;  // the replies of one burst
 };
 
 class MilterConnection : public ConnectionHandler {
@@ -57,6 +54,8 @@ class MilterConnection : public ConnectionHandler {
   void onData(Connection& conn, InputBuffer& input) override;
   void onEof(Connection& conn, std::size_t unconsumed) override;
   void onClose(Connection& conn) override;
+  // The deadline armTimer() set: closes the connection when one of its limits has passed.
+  void onDeadline(Connection& conn) override;
 
   // A slot became free for this waiting session: answer its first packet and read on.
   void grant();
@@ -65,9 +64,12 @@ class MilterConnection : public ConnectionHandler {
   // modifications, the signatures and the verdict, then read on.
   void signatureReady(StatusOr<std::vector<std::string>> result);
   bool serving() const { return phase_ == Phase::kServing; }
-  Clock::time_point lastActive() const { return lastActive_; }
-  // Idle since before `cutoff`, between messages, and not already ending.
-  bool evictable(Clock::time_point cutoff) const;
+  // When its connection last completed a burst of input or sent a reply (monotonic ms,
+  // Connection::lastActivityMs()).
+  std::int64_t lastActiveMs() const { return connection_.lastActivityMs(); }
+  // Idle since before `cutoffMs` (Connection::steadyMs()), between messages, and not already
+  // ending.
+  bool evictable(std::int64_t cutoffMs) const;
   // Gives the slot up: closes the connection now (onClose releases the slot).
   void evict();
   static constexpr std::size_t kNotServing = static_cast<std::size_t>(-1);
@@ -91,12 +93,13 @@ class MilterConnection : public ConnectionHandler {
   // Sends what this burst produced in one write; on TCP, acknowledges a burst that needed no
   // reply at once. Closes after the write when the session is over.
   void flush(Connection& conn);
-  void armTimer();
-  static void onTimer(evutil_socket_t, short, void* arg);
-  void expire();
+  // Sets the connection's handler deadline to the earliest of this session's limits (first
+  // packet, slot wait, packet, session age): one timer per connection, the Connection's.
+  void armTimer(Connection& conn);
 
   MilterService* service_;
   std::weak_ptr<Connection> conn_;
+  const Connection& connection_;  // owns this handler: outlives it
   std::string peer_;
   bool tcp_;
   std::unique_ptr<SessionParts> parts_;  // given back to the service when this connection ends
@@ -107,9 +110,7 @@ class MilterConnection : public ConnectionHandler {
   Phase phase_ = Phase::kNew;
   char pendingCommand_ = 0;
   std::string pendingData_;
-  event* timer_ = nullptr;
   Clock::time_point started_;
-  Clock::time_point lastActive_;  // the last burst of bytes
   Clock::time_point waitingSince_{};
   Clock::time_point packetSince_{};
   bool packetPending_ = false;

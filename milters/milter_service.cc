@@ -306,10 +306,11 @@ void MilterService::countClose(const char* reason) {
 }
 
 bool MilterService::evictIdle() {
-  const Clock::time_point cutoff = Clock::now() - kEvictIdleAfter;
+  const std::int64_t cutoffMs = Connection::steadyMs(Clock::now() - kEvictIdleAfter);
   MilterConnection* oldest = nullptr;
   for (MilterConnection* c : serving_) {
-    if (c->evictable(cutoff) && (oldest == nullptr || c->lastActive() < oldest->lastActive())) {
+    if (c->evictable(cutoffMs) &&
+        (oldest == nullptr || c->lastActiveMs() < oldest->lastActiveMs())) {
       oldest = c;
     }
   }

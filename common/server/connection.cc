@@ -188,6 +188,9 @@ event_base* Connection::base() const {
 
 void Connection::setHandler(std::unique_ptr<ConnectionHandler> handler) {
   handler_ = std::move(handler);
+  if (fd_ >= 0 && deadline_ != nullptr) {
+    armDeadline(idleSinceMs_);  // the idle deadline start() set (or the handler's, if earlier)
+  }
 }
 
 bool Connection::start(const ServerLimits& limits) {
@@ -206,7 +209,12 @@ bool Connection::start(const ServerLimits& limits) {
     readEvent_ = writeEvent_ = deadline_ = nullptr;
     return false;
   }
-  enterPhase(Phase::kIdle, limits_.idleTimeout);
+  // The first idle deadline, counted from the connect time; armed by setHandler(), so that a
+  // handler setting an earlier deadline of its own costs one timer update, not two.
+  phaseDeadlineMs_ =
+      limits_.idleTimeout.count() > 0
+          ? idleSinceMs_ + static_cast<std::int64_t>(limits_.idleTimeout.count()) * 1000
+          : 0;
   updateReadEvent();
   return true;
 }
@@ -225,20 +233,41 @@ void Connection::enterPhase(Phase phase, std::chrono::seconds timeout) {
   if (deadline_ == nullptr) {
     return;
   }
+  const std::int64_t now = monotonicMs();
   if (phase == Phase::kIdle) {
-    idleSinceMs_ = monotonicMs();
-    if (idleArmed_ && timeout.count() > 0) {
-      return;  // armed for an earlier idle deadline: onDeadline() re-arms for the rest
-    }
+    idleSinceMs_ = now;
   }
-  idleArmed_ = phase == Phase::kIdle && timeout.count() > 0;
-  if (timeout.count() > 0) {
-    timeval tv{};
-    tv.tv_sec = static_cast<time_t>(timeout.count());
-    event_add(deadline_, &tv);
-  } else {
-    event_del(deadline_);
+  phaseDeadlineMs_ =
+      timeout.count() > 0 ? now + static_cast<std::int64_t>(timeout.count()) * 1000 : 0;
+  armDeadline(now);
+}
+
+void Connection::setHandlerDeadline(std::int64_t atMs) {
+  if (fd_ < 0 || deadline_ == nullptr) {
+    return;
   }
+  handlerDeadlineMs_ = atMs;
+  if (atMs != 0 && (armedForMs_ == 0 || atMs < armedForMs_)) {
+    armDeadline(monotonicMs());
+  }
+}
+
+void Connection::armDeadline(std::int64_t nowMs) {
+  std::int64_t target = phaseDeadlineMs_;
+  if (handlerDeadlineMs_ != 0 && (target == 0 || handlerDeadlineMs_ < target)) {
+    target = handlerDeadlineMs_;
+  }
+  if (target == 0 || (armedForMs_ != 0 && armedForMs_ <= target)) {
+    return;  // nothing due, or the timer fires first and onDeadline() re-arms for the rest
+  }
+  // One millisecond more: the clock read here is truncated to the millisecond, and the timer
+  // must not fire before the deadline (onDeadline() would only re-arm it).
+  const std::int64_t waitMs = std::max<std::int64_t>(target - nowMs, 0) + 1;
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(waitMs / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((waitMs % 1000) * 1000);
+  event_add(deadline_, &tv);
+  armedForMs_ = target;
 }
 
 void Connection::updateReadEvent() {
@@ -385,6 +414,7 @@ void Connection::close() {
   event_del(readEvent_);
   event_del(writeEvent_);
   event_del(deadline_);
+  armedForMs_ = 0;
   ::close(fd_);
   fd_ = -1;
   reading_ = false;
@@ -542,25 +572,29 @@ void Connection::onDeadline(int, short, void* arg) {
   if (c->fd_ < 0) {
     return;
   }
+  c->armedForMs_ = 0;
+  std::int64_t now = monotonicMs();
+  if (c->handlerDeadlineMs_ != 0 && now >= c->handlerDeadlineMs_) {
+    c->handlerDeadlineMs_ = 0;  // the handler sets a new one if it wants one
+    if (c->handler_ && !runGuarded("onDeadline", [&] { c->handler_->onDeadline(*c); })) {
+      c->closeForError("exception", "closing connection from " + c->peer_ +
+                                        ": unexpected exception in the handler");
+    }
+    if (c->fd_ < 0) {
+      return;
+    }
+    now = monotonicMs();
+  }
+  if (c->phaseDeadlineMs_ == 0 || now < c->phaseDeadlineMs_) {
+    c->armDeadline(now);  // fired for the handler, or early for a phase begun later
+    return;
+  }
   switch (c->phase_) {
-    case Phase::kIdle: {
-      // The timer may hold the deadline of an earlier idle phase: re-arm for the rest.
-      const std::int64_t limitMs = static_cast<std::int64_t>(c->limits_.idleTimeout.count()) * 1000;
-      const std::int64_t idleMs = monotonicMs() - c->idleSinceMs_;
-      if (limitMs > 0 && idleMs < limitMs) {
-        const std::int64_t restMs = limitMs - idleMs;
-        timeval tv{};
-        tv.tv_sec = static_cast<time_t>(restMs / 1000);
-        tv.tv_usec = static_cast<suseconds_t>((restMs % 1000) * 1000);
-        event_add(c->deadline_, &tv);
-        c->idleArmed_ = true;
-        return;
-      }
+    case Phase::kIdle:
       logInfo("closing idle connection from " + c->peer_);
       c->server_->countConnectionError("idle_timeout");
       c->close();
       return;
-    }
     case Phase::kRequest:
       c->closeForError("request_timeout",
                        "closing connection from " + c->peer_ + ": request not complete after " +

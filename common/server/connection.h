@@ -156,6 +156,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool isIdle() const;
   // Monotonic milliseconds of the last request completed or reply sent (connect time at first).
   std::int64_t lastActivityMs() const { return lastActivityMs_; }
+  // The handler's own deadline, in monotonic milliseconds (steadyMs()); 0 for none. Once it has
+  // passed, the handler's onDeadline() runs from the loop (never inside this call), once per
+  // setting. The connection's one timer serves it and the idle, request and write deadlines:
+  // a deadline later than the one armed costs no timer update (the timer fires early and is
+  // armed again for the rest).
+  void setHandlerDeadline(std::int64_t atMs);
+  // A std::chrono::steady_clock time in the milliseconds of lastActivityMs() and
+  // setHandlerDeadline(), rounded up (a deadline is never brought forward).
+  static std::int64_t steadyMs(std::chrono::steady_clock::time_point t) {
+    return std::chrono::ceil<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  }
 
   // Used by the skeleton.
   void setHandler(std::unique_ptr<ConnectionHandler> handler);
@@ -174,6 +185,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // After input was handled or output written: the phase, its deadline, and reading on or off.
   void settle();
   void enterPhase(Phase phase, std::chrono::seconds timeout);
+  // Arms the timer for the earlier of the phase's and the handler's deadline, unless it is armed
+  // for an earlier time already.
+  void armDeadline(std::int64_t nowMs);
   bool handlerMidRequest();
 
   // Queues what send() could not write (the output buffer is made on first use: most
@@ -194,10 +208,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool handlerPaused_ = false;  // pauseReading() by the handler
   bool outputBlocked_ = false;  // over maxOutputBytes: not reading until drained to half
   Phase phase_ = Phase::kIdle;
-  // The deadline timer holds an idle deadline (armed when the idle phase last began): a request
-  // completed later does not re-arm it; onDeadline() re-arms it for what is left of idleTimeout
-  // counted from idleSinceMs_. Saves a timer update per request.
-  bool idleArmed_ = false;
+  // One timer serves the phase's deadline and the handler's. It stays armed for the earliest
+  // deadline set since it last fired (armedForMs_): a later deadline (the next request's idle
+  // phase) costs no timer update; onDeadline() re-arms it for what is left. 0: none.
+  std::int64_t phaseDeadlineMs_ = 0;
+  std::int64_t handlerDeadlineMs_ = 0;
+  std::int64_t armedForMs_ = 0;
   // A request's first byte came in this onReadable(): its deadline is armed by settle() unless
   // the request is answered within the same call (then the connection goes straight back to idle).
   bool requestArmPending_ = false;
@@ -227,6 +243,8 @@ class ConnectionHandler {
   }
   // The connection is gone (any reason); called once, before the handler is destroyed.
   virtual void onClose(Connection& conn) { (void)conn; }
+  // The deadline set with Connection::setHandlerDeadline() has passed.
+  virtual void onDeadline(Connection& conn) { (void)conn; }
   // True while the handler holds part of a request it consumed from `input` (a decoder in the
   // middle of a message). Unconsumed input counts as a request in progress anyway; a handler
   // that drains partial requests into its own decoder must say so here, or a client dripping one

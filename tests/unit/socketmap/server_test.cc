@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // server_test.cc: the daemon skeleton in-process: a line-echo Service on a real libevent loop
-// (its own thread), checking one-reply sends, close-after-reply, the idle timeout, the input
-// bound, pause/resume for async replies, and the socketmap reply mapping.
+// (its own thread), checking one-reply sends, close-after-reply, the idle timeout and the
+// handler's deadline beside it, the input bound, pause/resume for async replies, and the
+// socketmap reply mapping.
 #include <gtest/gtest.h>
 
 #include <event2/event.h>
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/endpoint.h"
@@ -47,24 +49,54 @@ class EchoHandler : public ConnectionHandler {
       }
       if (text == "later") {
         conn.pauseReading();
-        auto* weak = new std::weak_ptr<Connection>(conn.weak());
-        timeval delay{0, 50000};
-        event_base_once(
-            conn.base(), -1, EV_TIMEOUT,
-            [](evutil_socket_t, short, void* arg) {
-              auto* w = static_cast<std::weak_ptr<Connection>*>(arg);
-              if (auto c = w->lock(); c && c->isOpen()) {
-                c->send("later done\n");
-                c->resumeReading();
-              }
-              delete w;
-            },
-            weak, &delay);
+        in50ms(conn, [](Connection& c) {
+          c.send("later done\n");
+          c.resumeReading();
+        });
         return;
+      }
+      if (text == "deadline from a timer") {
+        // Set from the loop, outside any request: 150 ms from then.
+        in50ms(conn, [](Connection& c) {
+          c.setHandlerDeadline(Connection::steadyMs(std::chrono::steady_clock::now() +
+                                                    std::chrono::milliseconds(150)));
+        });
+        continue;
+      }
+      if (text.rfind("deadline ", 0) == 0) {
+        // "deadline N": the handler's deadline N ms from now; onDeadline() answers "deadline".
+        const auto at =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(std::stoi(text.substr(9)));
+        deadlineRan_ = false;
+        conn.setHandlerDeadline(Connection::steadyMs(at));
+        conn.send(deadlineRan_ ? "ran inside\n" : "set\n");
+        continue;
       }
       conn.send("echo: " + text + "\n");
     }
   }
+  // Runs `then` on the connection 50 ms later from a loop timer, if it is still open.
+  static void in50ms(Connection& conn, void (*then)(Connection&)) {
+    auto* job = new std::pair<std::weak_ptr<Connection>, void (*)(Connection&)>(conn.weak(), then);
+    timeval delay{0, 50000};
+    event_base_once(
+        conn.base(), -1, EV_TIMEOUT,
+        [](evutil_socket_t, short, void* arg) {
+          auto* j = static_cast<std::pair<std::weak_ptr<Connection>, void (*)(Connection&)>*>(arg);
+          if (auto c = j->first.lock(); c && c->isOpen()) {
+            j->second(*c);
+          }
+          delete j;
+        },
+        job, &delay);
+  }
+  void onDeadline(Connection& conn) override {
+    deadlineRan_ = true;
+    conn.send("deadline\n");
+  }
+
+ private:
+  bool deadlineRan_ = false;
 };
 
 class EchoService : public Service {
@@ -123,6 +155,18 @@ class ServerTest : public ::testing::Test {
     auto fd = connectTo(ep);
     return fd.isOk() ? *fd : -1;
   }
+  // A new connection with `text` written on it; -1 on failure.
+  int connectAndWrite(const std::string& text) {
+    const int fd = connect();
+    if (fd >= 0 && !writeAll(fd, text)) {
+      close(fd);
+      return -1;
+    }
+    return fd;
+  }
+  static bool writeAll(int fd, const std::string& text) {
+    return write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  }
   // Everything readable within `ms`, until EOF (sets *eof) or the time runs out.
   static std::string readFor(int fd, int ms, bool* eof) {
     std::string out;
@@ -179,6 +223,49 @@ TEST_F(ServerTest, IdleConnectionsAreClosed) {
   readFor(fd, 3000, &eof);
   EXPECT_TRUE(eof);
   close(fd);
+}
+
+// The handler's deadline shares the connection's one timer with the idle deadline (1 s here):
+// it runs from the loop, not before its time, once; a later one set over an earlier one is the
+// one that counts; one set from outside a request (no phase change follows to arm it) re-arms
+// the timer when it is earlier than the armed idle deadline; and the idle deadline still closes
+// the connection at its time, whether the handler's came first or lies beyond it.
+TEST_F(ServerTest, HandlerDeadlineRunsOnceFromTheLoopBesideTheIdleDeadline) {
+  const auto start = std::chrono::steady_clock::now();
+  const int fd = connectAndWrite("deadline 0\n");
+  ASSERT_GE(fd, 0);
+  bool eof = false;
+  EXPECT_EQ(readFor(fd, 150, &eof), "set\ndeadline\n");  // not inside the request
+
+  const auto second = std::chrono::steady_clock::now();
+  ASSERT_TRUE(writeAll(fd, "deadline 100\ndeadline 400\n"));
+  std::string got;
+  while (got.find("deadline\n") == std::string::npos &&
+         std::chrono::steady_clock::now() - second < std::chrono::milliseconds(900)) {
+    got += readFor(fd, 20, &eof);
+  }
+  const auto waited = std::chrono::steady_clock::now() - second;
+  EXPECT_EQ(got, "set\nset\ndeadline\n");
+  EXPECT_GE(waited, std::chrono::milliseconds(400));  // the later one replaced the earlier one
+  EXPECT_LT(waited, std::chrono::milliseconds(900));
+
+  // Beyond the idle timeout: the idle close comes first.
+  ASSERT_TRUE(writeAll(fd, "deadline 5000\n"));
+  EXPECT_EQ(readFor(fd, 3000, &eof), "set\n");
+  EXPECT_TRUE(eof);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(3500));
+  close(fd);
+
+  const auto third = std::chrono::steady_clock::now();
+  const int timed = connectAndWrite("deadline from a timer\n");
+  ASSERT_GE(timed, 0);
+  EXPECT_EQ(readFor(timed, 600, &eof), "deadline\n");
+  EXPECT_FALSE(eof);
+  EXPECT_EQ(readFor(timed, 2500, &eof), "");
+  EXPECT_TRUE(eof);
+  // Idle: 1 s from the last request.
+  EXPECT_GE(std::chrono::steady_clock::now() - third, std::chrono::milliseconds(950));
+  close(timed);
 }
 
 TEST_F(ServerTest, UnconsumedInputIsBounded) {
