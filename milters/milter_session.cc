@@ -279,6 +279,16 @@ MilterSession::Next MilterSession::handle(char command, std::string_view data, s
     case SMFIC_OPTNEG:
       return negotiate(data, out);
     case SMFIC_MACRO: {
+      if (data.size() == 1) {
+        // The stage byte alone: none of the stage's listed macros is defined (Postfix sends one
+        // before every header and command of a stage relaykit reads nothing at). Its macros
+        // are none now, as after a parsed empty list.
+        const int target = macroStage(data[0]);
+        if (target >= 0) {
+          macroCount_[static_cast<std::size_t>(target)] = 0;
+        }
+        return Next::kContinue;
+      }
       MacroDefinitions* defs = &macroScratch_;
       if (Status parsed = parseMacrosInto(data, defs); !parsed) {
         return fail(parsed.message());

@@ -201,6 +201,12 @@ TEST_F(MilterSessionTest, MacrosOfLaterStagesClearedByEachCommand) {
   EXPECT_EQ(*session.macro("auth_authen"), "bob");
   send(SMFIC_MACRO, strings({"Zx", "1"}));  // a stage without macros: ignored
   EXPECT_EQ(session.macro("x"), nullptr);
+  // The stage byte alone (none of the stage's macros defined): the stage's earlier ones are gone
+  // as a new list would replace them; for a stage without macros, ignored.
+  send(SMFIC_MACRO, std::string(1, SMFIC_MAIL));
+  EXPECT_EQ(session.macro("{auth_authen}"), nullptr);
+  send(SMFIC_MACRO, "Z");
+  EXPECT_TRUE(session.error().empty());
 }
 
 TEST_F(MilterSessionTest, MtaWithoutNegotiationGetsEveryReply) {
