@@ -363,6 +363,7 @@ void Connection::send(std::string_view reply) {
       // The peer is gone; the read side notices too. Close from the loop, not from inside the
       // handler's call stack.
       logDebug("connection from " + peer_ + ": send: " + std::strerror(errno));
+      writeUsed_ = true;
       event_active(writeEvent_, EV_WRITE, 0);
     }
   }
@@ -372,9 +373,11 @@ void Connection::send(std::string_view reply) {
     logError("connection from " + peer_ + ": no memory to queue a reply; closing");
     closing_ = true;
     updateReadEvent();
+    writeUsed_ = true;
     event_active(writeEvent_, EV_WRITE, 0);
     return;
   }
+  writeUsed_ = true;
   event_add(writeEvent_, nullptr);
   if (!outputBlocked_ && queuedOutputBytes() > limits_.maxOutputBytes) {
     outputBlocked_ = true;
@@ -412,7 +415,9 @@ void Connection::close() {
   }
   auto self = shared_from_this();  // we may be erased from the server's table below
   event_del(readEvent_);
-  event_del(writeEvent_);
+  if (writeUsed_) {
+    event_del(writeEvent_);
+  }
   event_del(deadline_);
   armedForMs_ = 0;
   ::close(fd_);

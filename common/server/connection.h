@@ -205,6 +205,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   evbuffer* output_ = nullptr;
   ServerLimits limits_;
   bool reading_ = false;        // the read event is armed
+  bool writeUsed_ = false;      // the write event was added or activated (close() deletes it)
   bool handlerPaused_ = false;  // pauseReading() by the handler
   bool outputBlocked_ = false;  // over maxOutputBytes: not reading until drained to half
   Phase phase_ = Phase::kIdle;
