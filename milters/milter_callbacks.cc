@@ -351,7 +351,9 @@ MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifi
     return MilterResponse::proceed();
   }
   Message& m = *message_;
-  m.started = std::chrono::steady_clock::now();
+  if (gMetrics.eomSeconds) {
+    m.started = std::chrono::steady_clock::now();  // for finishMessage()'s observation
+  }
   MilterResponse result = MilterResponse::proceed();
   Counter* counted = gMetrics.unchanged;
   const MilterConfig* cfg = m.config.get();

@@ -58,7 +58,7 @@ MilterConnection::MilterConnection(MilterService* service, Connection& conn)
       filter_(parts_->filter),
       session_(parts_->session),
       out_(parts_->out),
-      started_(Clock::now()) {
+      started_(std::chrono::milliseconds(conn.connectedMs())) {
   if (tcp_) {
     setDelayedAck(conn.fd());
   }

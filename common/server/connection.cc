@@ -163,8 +163,9 @@ InputBuffer::~InputBuffer() {
 Connection::Connection(Server* server, int fd, std::uint64_t id, std::string peer)
     : server_(server),
       fd_(fd),
-      idleSinceMs_(monotonicMs()),
-      lastActivityMs_(idleSinceMs_),
+      connectedMs_(monotonicMs()),
+      idleSinceMs_(connectedMs_),
+      lastActivityMs_(connectedMs_),
       id_(id),
       peer_(std::move(peer)) {}
 
@@ -247,7 +248,8 @@ void Connection::setHandlerDeadline(std::int64_t atMs) {
     return;
   }
   handlerDeadlineMs_ = atMs;
-  if (atMs != 0 && (armedForMs_ == 0 || atMs < armedForMs_)) {
+  // Before setHandler() (the handler being made), setHandler() arms the timer.
+  if (handler_ && atMs != 0 && (armedForMs_ == 0 || atMs < armedForMs_)) {
     armDeadline(monotonicMs());
   }
 }

@@ -156,11 +156,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool isIdle() const;
   // Monotonic milliseconds of the last request completed or reply sent (connect time at first).
   std::int64_t lastActivityMs() const { return lastActivityMs_; }
+  // Monotonic milliseconds when the connection was accepted.
+  std::int64_t connectedMs() const { return connectedMs_; }
   // The handler's own deadline, in monotonic milliseconds (steadyMs()); 0 for none. Once it has
   // passed, the handler's onDeadline() runs from the loop (never inside this call), once per
-  // setting. The connection's one timer serves it and the idle, request and write deadlines:
-  // a deadline later than the one armed costs no timer update (the timer fires early and is
-  // armed again for the rest).
+  // setting. May be set while the handler is made (newConnection()). The connection's one timer
+  // serves it and the idle, request and write deadlines: a deadline later than the one armed costs
+  // no timer update (the timer fires early and is armed again for the rest).
   void setHandlerDeadline(std::int64_t atMs);
   // A std::chrono::steady_clock time in the milliseconds of lastActivityMs() and
   // setHandlerDeadline(), rounded up (a deadline is never brought forward).
@@ -218,6 +220,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // A request's first byte came in this onReadable(): its deadline is armed by settle() unless
   // the request is answered within the same call (then the connection goes straight back to idle).
   bool requestArmPending_ = false;
+  std::int64_t connectedMs_;
   std::int64_t idleSinceMs_ = 0;  // when the current idle phase began
   std::int64_t lastActivityMs_ = 0;
   std::uint64_t id_;
