@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <unordered_map>
+#include <utility>
 
 #include "common/address.h"
 
@@ -24,6 +25,14 @@ std::string normalizeNewlines(const std::string& value) {
     out.push_back(value[i]);
   }
   return out;
+}
+
+// The same for a value the caller gives up: moved, not copied, when it has no CR.
+std::string normalizeNewlines(std::string&& value) {
+  if (value.find('\r') == std::string::npos) {
+    return std::move(value);
+  }
+  return normalizeNewlines(static_cast<const std::string&>(value));
 }
 
 // Names of changed headers above which the occurrences are counted with a hash map.
@@ -99,10 +108,17 @@ class SameNameIndex {
   std::vector<int> all_;  // every slot's index, when more names than kMaxScannedNames change
 };
 
-}  // namespace
-
-EditPlan buildEditPlan(const std::vector<HeaderSlot>& slots,
-                       const std::vector<HeaderField>& appended, int insertOffset) {
+// The plan for `slots`; with kTakeValues the slots' new values move into the plan (each is used
+// once, after every comparison that reads it).
+template <bool kTakeValues, typename Slots>
+EditPlan planFor(Slots& slots, const std::vector<HeaderField>& appended, int insertOffset) {
+  const auto value = [](auto& v) {
+    if constexpr (kTakeValues) {
+      return normalizeNewlines(std::move(v));
+    } else {
+      return normalizeNewlines(v);
+    }
+  };
   EditPlan plan;
   std::size_t operations = appended.size() + 1;  // + 1: the caller's chgfrom, if any
   for (const HeaderSlot& slot : slots) {
@@ -111,7 +127,7 @@ EditPlan buildEditPlan(const std::vector<HeaderSlot>& slots,
   plan.reserve(operations);
   SameNameIndex occurrences(slots);
   for (size_t n = slots.size(); n-- > 0;) {
-    const HeaderSlot& slot = slots[n];
+    auto& slot = slots[n];
     const int occurrence = occurrences.next(n);
     const int position = static_cast<int>(n) + insertOffset;
     const HeaderField& original = slot.originalHeader();  // *current when kept as is
@@ -121,20 +137,32 @@ EditPlan buildEditPlan(const std::vector<HeaderSlot>& slots,
       // Deleted, and the new one inserted in its place, below the headers inserted before it.
       plan.push_back({EditOp::Kind::kDeleteHeader, original.name, occurrence, "", ""});
       plan.push_back({EditOp::Kind::kInsertHeader, slot.current->name, position,
-                      normalizeNewlines(slot.current->value), ""});
+                      value(slot.current->value), ""});
     } else if (slot.current->value != original.value) {
-      plan.push_back({EditOp::Kind::kChangeHeader, original.name, occurrence,
-                      normalizeNewlines(slot.current->value), ""});
+      plan.push_back(
+          {EditOp::Kind::kChangeHeader, original.name, occurrence, value(slot.current->value), ""});
     }
     for (size_t k = slot.before.size(); k-- > 0;) {
       plan.push_back({EditOp::Kind::kInsertHeader, slot.before[k].name, position,
-                      normalizeNewlines(slot.before[k].value), ""});
+                      value(slot.before[k].value), ""});
     }
   }
   for (const HeaderField& h : appended) {
     plan.push_back({EditOp::Kind::kAddHeader, h.name, 0, normalizeNewlines(h.value), ""});
   }
   return plan;
+}
+
+}  // namespace
+
+EditPlan buildEditPlan(const std::vector<HeaderSlot>& slots,
+                       const std::vector<HeaderField>& appended, int insertOffset) {
+  return planFor<false>(slots, appended, insertOffset);
+}
+
+EditPlan buildEditPlan(std::vector<HeaderSlot>&& slots, const std::vector<HeaderField>& appended,
+                       int insertOffset) {
+  return planFor<true>(slots, appended, insertOffset);
 }
 
 std::vector<HeaderField> applyEditPlan(std::vector<HeaderField> headers, const EditPlan& plan,

@@ -276,7 +276,6 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
     }
   }
 
-  out.plan = buildEditPlan(slots, {});
   if (wantHeaders) {
     for (const HeaderSlot& slot : slots) {
       for (const HeaderField& b : slot.before) {
@@ -287,6 +286,7 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
       }
     }
   }
+  out.plan = buildEditPlan(std::move(slots), {});  // the slots are done with: values move
 
   if (config.senderTable && !envelope.sender.empty()) {
     // Looked up as canonical(5) sees it after cleanup's local-context rewrite; when nothing

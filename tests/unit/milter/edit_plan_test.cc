@@ -167,6 +167,27 @@ TEST(EditPlanTest, HeadersKeptAsIsCountLikeCopiedOnes) {
   EXPECT_EQ(describeOp(plan[2]), "insheader @5 X-Note: n");
 }
 
+TEST(EditPlanTest, SlotsGivenUpGiveTheSamePlan) {
+  // The overload that moves the new values out of the slots plans what the copying one plans:
+  // renamed, changed (folded with CRLF and without), removed, prepended and kept headers alike.
+  auto headers = sample();
+  std::vector<HeaderSlot> slots;
+  for (auto& h : headers) {
+    slots.push_back({h, h, {}});
+  }
+  slots[0].current = HeaderField{"Received", " from a\r\n\tby relay.example.com"};
+  slots[2].current = HeaderField{"From", " Root <root@corp.example.com>"};
+  slots[3].current = HeaderField{"X-Was-Received", " gone"};
+  slots[3].before.push_back({"X-One", " 1\r\n 2"});
+  slots[4].current.reset();
+  slots[5].keptAsIs = true;
+  slots[5].original = {};
+  const EditPlan copied = buildEditPlan(slots, {{"X-Added", " end"}});
+  std::vector<HeaderSlot> given = slots;
+  EXPECT_EQ(buildEditPlan(std::move(given), {{"X-Added", " end"}}), copied);
+  EXPECT_EQ(copied.size(), 7u);
+}
+
 TEST(EditPlanTest, SeveralSameNameHeadersChangedIndependently) {
   std::vector<HeaderField> headers = {{"From", " a@x"}, {"To", " t@x"}, {"From", " b@x"}};
   std::vector<HeaderSlot> slots;
