@@ -240,7 +240,23 @@ void Connection::enterPhase(Phase phase, std::chrono::seconds timeout) {
   }
   phaseDeadlineMs_ =
       timeout.count() > 0 ? now + static_cast<std::int64_t>(timeout.count()) * 1000 : 0;
-  armDeadline(now);
+  ++phaseEntries_;
+  armedForPhase_ = false;  // whatever the timer holds now, it is not this phase's deadline
+  if (phaseDeadlineMs_ == 0 || (armedForMs_ != 0 && armedForMs_ <= phaseDeadlineMs_)) {
+    return;  // nothing due, or the timer fires first and onDeadline() re-arms for the rest
+  }
+  if (handlerDeadlineMs_ != 0 && handlerDeadlineMs_ <= phaseDeadlineMs_) {
+    armDeadline(now);  // the handler's deadline comes first
+    return;
+  }
+  // This phase's deadline comes first: a plain libevent timeout, counted from the loop's time
+  // like every timeout of the loop (the deadlines of requests that arrived in one wake-up fall
+  // due together), and trusted when it fires.
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(timeout.count());
+  event_add(deadline_, &tv);
+  armedForMs_ = phaseDeadlineMs_;
+  armedForPhase_ = true;
 }
 
 void Connection::setHandlerDeadline(std::int64_t atMs) {
@@ -270,6 +286,7 @@ void Connection::armDeadline(std::int64_t nowMs) {
   tv.tv_usec = static_cast<suseconds_t>((waitMs % 1000) * 1000);
   event_add(deadline_, &tv);
   armedForMs_ = target;
+  armedForPhase_ = false;
 }
 
 void Connection::updateReadEvent() {
@@ -422,6 +439,7 @@ void Connection::close() {
   }
   event_del(deadline_);
   armedForMs_ = 0;
+  armedForPhase_ = false;
   ::close(fd_);
   fd_ = -1;
   reading_ = false;
@@ -580,6 +598,9 @@ void Connection::onDeadline(int, short, void* arg) {
     return;
   }
   c->armedForMs_ = 0;
+  const bool phaseDue = c->armedForPhase_;
+  const std::uint64_t phaseEntry = c->phaseEntries_;
+  c->armedForPhase_ = false;
   std::int64_t now = monotonicMs();
   if (c->handlerDeadlineMs_ != 0 && now >= c->handlerDeadlineMs_) {
     c->handlerDeadlineMs_ = 0;  // the handler sets a new one if it wants one
@@ -592,7 +613,9 @@ void Connection::onDeadline(int, short, void* arg) {
     }
     now = monotonicMs();
   }
-  if (c->phaseDeadlineMs_ == 0 || now < c->phaseDeadlineMs_) {
+  const bool due = c->phaseDeadlineMs_ != 0 &&
+                   ((phaseDue && phaseEntry == c->phaseEntries_) || now >= c->phaseDeadlineMs_);
+  if (!due) {
     c->armDeadline(now);  // fired for the handler, or early for a phase begun later
     return;
   }

@@ -217,6 +217,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::int64_t phaseDeadlineMs_ = 0;
   std::int64_t handlerDeadlineMs_ = 0;
   std::int64_t armedForMs_ = 0;
+  // The timer was armed by enterPhase() for that phase's own deadline, as a libevent timeout
+  // from the loop's time (as any timeout counts): when it fires, that deadline has come.
+  bool armedForPhase_ = false;
+  std::uint64_t phaseEntries_ = 0;  // enterPhase() calls: a phase begun in a handler's callback
   // A request's first byte came in this onReadable(): its deadline is armed by settle() unless
   // the request is answered within the same call (then the connection goes straight back to idle).
   bool requestArmPending_ = false;
