@@ -12,6 +12,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -51,6 +52,15 @@ struct HeaderSlot {
   bool keptAsIs = false;
 
   const HeaderField& originalHeader() const { return keptAsIs ? *current : original; }
+  // Before `current` changes: a header held as it came moves to `original` (not copied), and
+  // `current` keeps its name.
+  void keepOriginal() {
+    if (keptAsIs) {
+      original = std::move(*current);
+      current->name = original.name;
+      keptAsIs = false;
+    }
+  }
 };
 
 // Postfix's own Received: header sits above every header the milter saw.

@@ -136,15 +136,12 @@ bool listed(const std::vector<std::string>& names, const std::string& name) {
 
 // Rewrites the addresses of one header in place. Returns false on a table error. `memo` (may be
 // null) holds the rewrites of header values seen before. `owner` (may be null): the slot whose
-// current header `header` is; when it holds that header as it came (keptAsIs), a change moves
-// the original aside first.
+// current header `header` is, told before a change (HeaderSlot::keepOriginal).
 bool rewriteAddresses(AddressMapper* mapper, HeaderField* header, RewriteOutcome* out,
                       HeaderRewriteMemo* memo, HeaderSlot* owner = nullptr) {
-  const auto keepOriginal = [&] {
-    if (owner != nullptr && owner->keptAsIs) {
-      owner->original = std::move(*header);
-      owner->keptAsIs = false;
-      header->name = owner->original.name;
+  const auto keepOriginal = [owner] {
+    if (owner != nullptr) {
+      owner->keepOriginal();
     }
   };
   if (memo != nullptr && memo->visit(header->value, [&](const HeaderRewrite& known) {
@@ -228,13 +225,11 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
     switch (a.kind) {
       case ActionKind::kIgnore:
         out.changes.push_back("header " + seen.name + " removed");
-        slot.original = std::move(*slot.current);
+        slot.keepOriginal();
         slot.current.reset();
-        slot.keptAsIs = false;
         break;
       case ActionKind::kReplace:
-        slot.original = std::move(*slot.current);
-        slot.keptAsIs = false;
+        slot.keepOriginal();
         slot.current = splitHeaderLine(a.text);
         if (replacementDropped(slot.original.name, slot.current->name)) {
           slot.current.reset();  // as cleanup(8) does after a native REPLACE

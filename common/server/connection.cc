@@ -95,6 +95,11 @@ std::int64_t monotonicMs() {
       .count();
 }
 
+// The deadline `timeout` after `fromMs`; 0 (none) for a timeout of 0.
+std::int64_t deadlineAfter(std::int64_t fromMs, std::chrono::seconds timeout) {
+  return timeout.count() > 0 ? fromMs + static_cast<std::int64_t>(timeout.count()) * 1000 : 0;
+}
+
 }  // namespace
 
 bool runGuarded(const char* what, const std::function<void()>& body) {
@@ -212,10 +217,7 @@ bool Connection::start(const ServerLimits& limits) {
   }
   // The first idle deadline, counted from the connect time; armed by setHandler(), so that a
   // handler setting an earlier deadline of its own costs one timer update, not two.
-  phaseDeadlineMs_ =
-      limits_.idleTimeout.count() > 0
-          ? idleSinceMs_ + static_cast<std::int64_t>(limits_.idleTimeout.count()) * 1000
-          : 0;
+  phaseDeadlineMs_ = deadlineAfter(idleSinceMs_, limits_.idleTimeout);
   updateReadEvent();
   return true;
 }
@@ -238,8 +240,7 @@ void Connection::enterPhase(Phase phase, std::chrono::seconds timeout) {
   if (phase == Phase::kIdle) {
     idleSinceMs_ = now;
   }
-  phaseDeadlineMs_ =
-      timeout.count() > 0 ? now + static_cast<std::int64_t>(timeout.count()) * 1000 : 0;
+  phaseDeadlineMs_ = deadlineAfter(now, timeout);
   ++phaseEntries_;
   armedForPhase_ = false;  // whatever the timer holds now, it is not this phase's deadline
   if (phaseDeadlineMs_ == 0 || (armedForMs_ != 0 && armedForMs_ <= phaseDeadlineMs_)) {
