@@ -5,13 +5,13 @@
 // backlog simply fires again) straight into the free tail of the connection's flat input buffer;
 // the handler consumes from its front. Writing: a reply goes out with one send(2) when nothing is
 // queued; what the kernel does not take waits in the output evbuffer and goes out with writev(2)
-// when the socket is writable. One timer per
-// connection holds the deadline of its phase: idle (idleTimeout from the last completed request),
-// request (requestTimeout from the request's first byte, never restarted by later bytes) or
-// draining (writeTimeout from the moment queued output went over the cap, or closeAfterWrite()).
-// A request that arrives and is answered within one readable event leaves the timer alone (no
-// timer update per request): its request deadline is armed only if it is still incomplete when
-// the handler returns, and the idle deadline, once armed, is re-armed lazily when it fires early.
+// when the socket is writable. One timer per connection serves the deadline of its phase: idle
+// (idleTimeout from the last completed request), request (requestTimeout from the request's first
+// byte, never restarted by later bytes) or draining (writeTimeout from the moment queued output
+// went over the cap, or closeAfterWrite()), and the handler's own (setHandlerDeadline()). It
+// stays armed for the earliest deadline set since it last fired: a request answered within one
+// readable event leaves it alone (no timer update per request), and a timer that fires early is
+// armed again for the rest.
 // Every call into the handler is guarded: an exception closes this connection only.
 #include "common/server/connection.h"
 
@@ -32,56 +32,11 @@
 namespace relaykit {
 namespace {
 
-// Bytes taken from the socket per readable event, at most (and the input buffer's first size).
-constexpr std::size_t kReadChunk = 16 * 1024;
+// Bytes taken from the socket per readable event, at most (the input buffer's first size).
+constexpr std::size_t kReadChunk = InputBuffer::kBlockBytes;
 // An input buffer grown past this (a large pipelined burst, a milter body chunk) is freed once
 // it is empty again; smaller ones are kept for the next request.
 constexpr std::size_t kInputKeepBytes = 64 * 1024;
-
-// Input blocks of kReadChunk bytes (every connection's first) are kept for the next connection,
-// up to this many per thread (connections live on their loop's thread): a connection per SMTP
-// session (the milter) would otherwise allocate and free 16 KiB each time, a slow path of malloc.
-constexpr std::size_t kSpareInputBlocks = 32;
-
-// Set once the thread's spare list is destroyed (a trivially destructible flag stays readable):
-// an input buffer freed after that frees its block.
-thread_local bool spareGone = false;
-
-struct SpareBlocks {
-  std::vector<std::unique_ptr<char[]>> blocks;
-  ~SpareBlocks() { spareGone = true; }
-};
-
-SpareBlocks& spareBlocks() {
-  static thread_local SpareBlocks spare;
-  return spare;
-}
-
-std::unique_ptr<char[]> takeBlock(std::size_t size) {
-  if (size != kReadChunk || spareGone) {
-    return std::unique_ptr<char[]>(new char[size]);  // not zeroed: only written bytes are read
-  }
-  auto& blocks = spareBlocks().blocks;
-  if (!blocks.empty()) {
-    std::unique_ptr<char[]> block = std::move(blocks.back());
-    blocks.pop_back();
-    return block;
-  }
-  return std::unique_ptr<char[]>(new char[size]);  // not zeroed: only written bytes are read
-}
-
-void giveBlock(std::unique_ptr<char[]> block, std::size_t size) {
-  if (size != kReadChunk || spareGone) {
-    return;  // freed here
-  }
-  auto& blocks = spareBlocks().blocks;
-  if (blocks.size() < kSpareInputBlocks) {
-    if (blocks.capacity() == 0) {
-      blocks.reserve(kSpareInputBlocks);
-    }
-    blocks.push_back(std::move(block));
-  }
-}
 
 // Bytes per event in Connection's event block, rounded up to keep each event aligned.
 std::size_t eventStride() {
@@ -112,57 +67,6 @@ bool runGuarded(const char* what, const std::function<void()>& body) {
     logError(std::string(what) + ": unexpected exception");
   }
   return false;
-}
-
-void InputBuffer::consume(std::size_t n) {
-  begin_ += n < size() ? n : size();
-  if (begin_ == end_) {
-    begin_ = end_ = 0;  // empty: the next read starts at the front, no move needed
-  }
-}
-
-char* InputBuffer::prepare(std::size_t minRoom) {
-  if (capacity_ - end_ >= minRoom) {
-    return buf_.get() + end_;
-  }
-  const std::size_t live = size();
-  if (begin_ >= live && capacity_ - live >= minRoom) {
-    // The consumed prefix is at least as long as what is left: moving it costs no more than the
-    // bytes already consumed, so each byte is moved O(1) times on average.
-    std::memmove(buf_.get(), buf_.get() + begin_, live);
-  } else {
-    std::size_t grown = capacity_ * 2;
-    if (grown < live + minRoom) {
-      grown = live + minRoom;
-    }
-    std::unique_ptr<char[]> bigger = takeBlock(grown);
-    if (live > 0) {
-      std::memcpy(bigger.get(), buf_.get() + begin_, live);
-    }
-    freeStorage();
-    buf_ = std::move(bigger);
-    capacity_ = grown;
-  }
-  begin_ = 0;
-  end_ = live;
-  return buf_.get() + end_;
-}
-
-void InputBuffer::release(std::size_t keep) {
-  if (empty() && capacity_ > keep) {
-    freeStorage();
-    capacity_ = begin_ = end_ = 0;
-  }
-}
-
-void InputBuffer::freeStorage() {
-  if (buf_) {
-    giveBlock(std::move(buf_), capacity_);
-  }
-}
-
-InputBuffer::~InputBuffer() {
-  freeStorage();
 }
 
 Connection::Connection(Server* server, int fd, std::uint64_t id, std::string peer)

@@ -41,6 +41,7 @@
 #include "common/config.h"
 #include "common/diagnostics.h"
 #include "common/file_stamp.h"
+#include "common/server/input_buffer.h"
 #include "common/status.h"
 
 struct event;
@@ -82,43 +83,6 @@ struct ServerLimits {
 // Runs `body`, catching any exception: logs it with `what` and returns false. For callbacks a
 // service registers on the loop itself (timers, hiredis replies): nothing may throw into libevent.
 bool runGuarded(const char* what, const std::function<void()>& body);
-
-// The unconsumed input of one connection, contiguous. The skeleton read(2)s straight into its free
-// tail; a handler looks at view() and consume()s what it handled, leaving an incomplete request in
-// place. Room is made by moving the unconsumed bytes to the front only when the consumed prefix is
-// at least as long as they are, else by doubling, so every byte is moved O(1) times on average;
-// the size is bounded by the caller (ServerLimits::maxInputBytes plus one read).
-class InputBuffer {
- public:
-  InputBuffer() = default;
-  InputBuffer(const InputBuffer&) = delete;
-  InputBuffer& operator=(const InputBuffer&) = delete;
-
-  const char* data() const { return buf_.get() + begin_; }
-  std::size_t size() const { return end_ - begin_; }
-  bool empty() const { return begin_ == end_; }
-  std::string_view view() const { return std::string_view(data(), size()); }
-  // Drops the first `n` bytes (at most size()).
-  void consume(std::size_t n);
-  // The memory held (for tests; released by release()).
-  std::size_t capacity() const { return capacity_; }
-
-  // Used by the skeleton: a tail of at least `minRoom` free bytes (allocated on first use), to
-  // read into; commit(n) appends the `n` bytes written there.
-  char* prepare(std::size_t minRoom);
-  void commit(std::size_t n) { end_ += n; }
-  // Frees the memory when nothing is buffered and more than `keep` bytes are held.
-  void release(std::size_t keep);
-  ~InputBuffer();
-
- private:
-  void freeStorage();
-
-  std::unique_ptr<char[]> buf_;
-  std::size_t capacity_ = 0;
-  std::size_t begin_ = 0;
-  std::size_t end_ = 0;
-};
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
