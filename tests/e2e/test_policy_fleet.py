@@ -201,8 +201,8 @@ class PolicyFleetTest(harness.E2ETestCase):
         for rnd, (victim, survivor) in enumerate((("a", "b"), ("b", "a"))):
             self.round(rnd, topo, victim, survivor, daemons, send, transact, outcomes)
             if rnd == 0:
-                # The killed server comes back and the sentinels make it a replica of the new one.
-                topo.restart_as_replica(victim)
+                # The killed server comes back as a replica of the new one.
+                topo.restart_as_replica(victim, survivor)
 
         # No 5xx ever; every message the clients saw accepted delivered exactly once, and only
         # those.
