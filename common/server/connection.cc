@@ -79,7 +79,7 @@ Connection::Connection(Server* server, int fd, std::uint64_t id, std::string pee
       peer_(std::move(peer)) {}
 
 Connection::~Connection() {
-  if (eventBlock_ && fd_ >= 0) {  // close() took them off the loop already
+  if (readEvent_ != nullptr && fd_ >= 0) {  // close() took them off the loop already
     event_del(readEvent_);
     event_del(writeEvent_);
     event_del(deadline_);
@@ -106,10 +106,14 @@ void Connection::setHandler(std::unique_ptr<ConnectionHandler> handler) {
 bool Connection::start(const ServerLimits& limits) {
   limits_ = limits;  // fd_ is non-blocking already (accept4 with SOCK_NONBLOCK)
   const std::size_t stride = eventStride();
-  eventBlock_.reset(new unsigned char[3 * stride]);
-  readEvent_ = reinterpret_cast<event*>(eventBlock_.get());
-  writeEvent_ = reinterpret_cast<event*>(eventBlock_.get() + stride);
-  deadline_ = reinterpret_cast<event*>(eventBlock_.get() + 2 * stride);
+  unsigned char* block = inlineEvents_;
+  if (stride > kInlineEventBytes) {
+    eventBlock_.reset(new unsigned char[3 * stride]);
+    block = eventBlock_.get();
+  }
+  readEvent_ = reinterpret_cast<event*>(block);
+  writeEvent_ = reinterpret_cast<event*>(block + stride);
+  deadline_ = reinterpret_cast<event*>(block + 2 * stride);
   if (event_assign(readEvent_, server_->base(), fd_, EV_READ | EV_PERSIST, &Connection::onReadable,
                    this) != 0 ||
       event_assign(writeEvent_, server_->base(), fd_, EV_WRITE | EV_PERSIST,
@@ -124,6 +128,15 @@ bool Connection::start(const ServerLimits& limits) {
   phaseDeadlineMs_ = deadlineAfter(idleSinceMs_, limits_.idleTimeout);
   updateReadEvent();
   return true;
+}
+
+void Connection::readFirst() {
+  if (fd_ >= 0 && handler_) {
+    onReadable(fd_, EV_READ, this);
+    if (fd_ >= 0 && input_.empty()) {
+      input_.release(0);  // nothing came: a connection that stays silent holds no buffer
+    }
+  }
 }
 
 std::size_t Connection::queuedOutputBytes() const {
@@ -353,7 +366,7 @@ void Connection::close() {
       server_->countConnectionError("exception");
     }
   }
-  server_->forget(id_);
+  server_->forget(this);
 }
 
 void Connection::closeForError(const char* reason, const std::string& logLine) {

@@ -136,8 +136,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Used by the skeleton.
   void setHandler(std::unique_ptr<ConnectionHandler> handler);
+  // Where the server's table holds this connection (kNoSlot: not in it).
+  static constexpr std::size_t kNoSlot = static_cast<std::size_t>(-1);
+  std::size_t tableSlot() const { return tableSlot_; }
+  void setTableSlot(std::size_t slot) { tableSlot_ = slot; }
   // Returns false if the events cannot be set up (the caller drops the connection).
   bool start(const ServerLimits& limits);
+  // Reads what the client sent along with its connect, as if the socket had polled readable.
+  // Postfix speaks first to all three daemons (milter option negotiation, policy and socketmap
+  // requests) and has usually written by the time the connection is accepted: read at once, the
+  // request costs no wake-up of its own. With nothing there yet, one read(2) answers EAGAIN and
+  // the connection holds no input buffer (an idle flood costs no memory per connection).
+  void readFirst();
   // Closes as an error of kind `reason` (counted per server; "exception", "request_timeout", ...).
   void closeForError(const char* reason, const std::string& logLine);
 
@@ -162,7 +172,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   Server* server_;
   int fd_;
-  // The three events live in one block (event_assign): one allocation per connection, not three.
+  std::size_t tableSlot_ = kNoSlot;
+  // The three events (read, write, the one timer; event_assign), in the connection itself when
+  // libevent's struct event fits kInlineEventBytes (128 bytes in libevent 2.1), else in one block
+  // of their own.
+  static constexpr std::size_t kInlineEventBytes = 128;
+  alignas(16) unsigned char inlineEvents_[3 * kInlineEventBytes];
   std::unique_ptr<unsigned char[]> eventBlock_;
   event* readEvent_ = nullptr;
   event* writeEvent_ = nullptr;

@@ -99,7 +99,10 @@ std::optional<std::uint64_t> chooseEviction(const std::vector<EvictionCandidate>
     if (scope == AdmissionDecision::Scope::kAny && c.trusted != best->trusted) {
       return !c.trusted;  // untrusted first
     }
-    return c.idleSinceMs < best->idleSinceMs;
+    if (c.idleSinceMs != best->idleSinceMs) {
+      return c.idleSinceMs < best->idleSinceMs;
+    }
+    return c.id < best->id;  // idle since the same millisecond: the one accepted first
   };
   for (const auto& c : candidates) {
     if (!c.idle) {

@@ -121,7 +121,8 @@ struct EvictionCandidate {
 };
 
 // The connection to evict for `scope` (the new peer's key for kSamePeer): the idle candidate
-// with the oldest idleSinceMs, untrusted before trusted for kAny; nullopt when none qualifies.
+// with the oldest idleSinceMs (of equal ones, the lowest id: accepted first), untrusted before
+// trusted for kAny; nullopt when none qualifies. The candidates' order does not matter.
 std::optional<std::uint64_t> chooseEviction(const std::vector<EvictionCandidate>& candidates,
                                             AdmissionDecision::Scope scope,
                                             const std::string& newPeerKey);

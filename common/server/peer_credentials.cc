@@ -88,12 +88,15 @@ PeerResolver::~PeerResolver() {
   }
 }
 
-PeerIdentity PeerResolver::resolve(int fd, const sockaddr* addr, socklen_t len) {
+PeerIdentity PeerResolver::resolve(int fd, const sockaddr* addr, socklen_t len,
+                                   const sockaddr_storage* knownLocal) {
   sockaddr_storage local{};
   const bool unixPeer = addr != nullptr && len >= static_cast<socklen_t>(sizeof(sa_family_t)) &&
                         addr->sa_family == AF_UNIX;
   if (unixPeer) {
     local.ss_family = AF_UNIX;  // accept(2) on a unix socket says so: no getsockname(2)
+  } else if (knownLocal != nullptr) {
+    local = *knownLocal;
   } else {
     socklen_t localLen = sizeof local;
     if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &localLen) != 0) {

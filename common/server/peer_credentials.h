@@ -28,8 +28,11 @@ class PeerResolver {
   PeerResolver& operator=(const PeerResolver&) = delete;
 
   // The identity of the peer of the connected socket `fd` (peer address `addr`, as accept(2)
-  // returned it).
-  PeerIdentity resolve(int fd, const sockaddr* addr, socklen_t len);
+  // returned it). `local` (may be null): the socket's own address when the caller knows it (a
+  // listener bound to one address accepts every connection on that address), saving a
+  // getsockname(2).
+  PeerIdentity resolve(int fd, const sockaddr* addr, socklen_t len,
+                       const sockaddr_storage* local = nullptr);
 
   // The owning uid of the loopback TCP socket whose address is `peer` and which is connected to
   // `local` (both AF_INET or AF_INET6); nullopt when the kernel does not say.

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -65,6 +66,10 @@ struct Server::Listener {
   int fd = -1;
   event* readable = nullptr;
   event* resume = nullptr;
+  // The address of a TCP listener bound to one address (not the wildcard): every connection it
+  // accepts has it as its own, so the peer lookup needs no getsockname(2) per connection.
+  sockaddr_storage local{};
+  bool localKnown = false;
 
   ~Listener() {
     if (readable != nullptr) {
@@ -124,6 +129,16 @@ Status Server::addListener(int listenFd, std::string description) {
   auto l = std::make_unique<Listener>();
   l->server = this;
   l->fd = listenFd;
+  socklen_t localLen = sizeof l->local;
+  if (getsockname(listenFd, reinterpret_cast<sockaddr*>(&l->local), &localLen) == 0) {
+    if (l->local.ss_family == AF_INET) {
+      l->localKnown =
+          reinterpret_cast<const sockaddr_in*>(&l->local)->sin_addr.s_addr != htonl(INADDR_ANY);
+    } else if (l->local.ss_family == AF_INET6) {
+      l->localKnown =
+          !IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&l->local)->sin6_addr);
+    }
+  }
   l->readable =
       event_new(base_, listenFd, EV_READ | EV_PERSIST, &Server::onListenerReadable, l.get());
   l->resume = event_new(base_, -1, 0, &Server::onListenerResume, l.get());
@@ -173,28 +188,35 @@ void Server::shutdown() {
   listeners_.clear();
   auto connections = std::move(connections_);
   connections_.clear();
-  for (auto& [id, entry] : connections) {
+  for (Entry& entry : connections) {
+    entry.conn->setTableSlot(Connection::kNoSlot);
     entry.conn->close();
   }
   untrusted_ = 0;
   perPeer_.clear();
 }
 
-void Server::forget(std::uint64_t id) {
-  auto it = connections_.find(id);
-  if (it == connections_.end()) {
+void Server::forget(Connection* conn) {
+  const std::size_t slot = conn->tableSlot();
+  if (slot >= connections_.size() || connections_[slot].conn.get() != conn) {
     return;
   }
-  if (!it->second.trusted && untrusted_ > 0) {
+  conn->setTableSlot(Connection::kNoSlot);
+  Entry& entry = connections_[slot];
+  if (!entry.trusted && untrusted_ > 0) {
     --untrusted_;
   }
-  if (!it->second.peerKey.empty()) {
-    auto p = perPeer_.find(it->second.peerKey);
+  if (!entry.peerKey.empty()) {
+    auto p = perPeer_.find(entry.peerKey);
     if (p != perPeer_.end() && --p->second == 0) {
       perPeer_.erase(p);
     }
   }
-  connections_.erase(it);
+  if (slot + 1 != connections_.size()) {
+    entry = std::move(connections_.back());
+    entry.conn->setTableSlot(slot);
+  }
+  connections_.pop_back();
 }
 
 void Server::onListenerReadable(int fd, short, void* arg) {
@@ -213,7 +235,8 @@ void Server::onListenerReadable(int fd, short, void* arg) {
       l->server->acceptFailed(l, err);
       return;
     }
-    l->server->acceptGuarded(conn, reinterpret_cast<sockaddr*>(&addr), static_cast<int>(len));
+    l->server->acceptGuarded(conn, reinterpret_cast<sockaddr*>(&addr), static_cast<int>(len),
+                             l->localKnown ? &l->local : nullptr);
   }
 }
 
@@ -222,9 +245,9 @@ void Server::onListenerResume(int, short, void* arg) {
   event_add(l->readable, nullptr);
 }
 
-void Server::acceptGuarded(int fd, sockaddr* addr, int len) {
+void Server::acceptGuarded(int fd, sockaddr* addr, int len, const sockaddr_storage* local) {
   try {
-    accept(fd, addr, len);
+    accept(fd, addr, len, local);
   } catch (const std::exception& e) {
     // The connection may or may not be in the table; a half-set-up one is closed by its owner.
     logError(std::string("accept: unexpected exception: ") + e.what());
@@ -254,12 +277,12 @@ bool Server::makeRoom(const AdmissionDecision& decision, const std::string& peer
                       const std::string& who) {
   std::vector<EvictionCandidate> candidates;
   candidates.reserve(connections_.size());
-  for (const auto& [id, entry] : connections_) {
+  for (const Entry& entry : connections_) {
     if (decision.scope == AdmissionDecision::Scope::kSamePeer && entry.peerKey != peerKey) {
       continue;
     }
     EvictionCandidate c;
-    c.id = id;
+    c.id = entry.conn->id();
     c.idle = entry.conn->isIdle();
     c.trusted = entry.trusted;
     c.peerKey = entry.peerKey;
@@ -270,11 +293,12 @@ bool Server::makeRoom(const AdmissionDecision& decision, const std::string& peer
   if (!victim) {
     return false;
   }
-  auto it = connections_.find(*victim);
+  auto it = std::find_if(connections_.begin(), connections_.end(),
+                         [&](const Entry& e) { return e.conn->id() == *victim; });
   if (it == connections_.end()) {
     return false;
   }
-  std::shared_ptr<Connection> conn = it->second.conn;
+  std::shared_ptr<Connection> conn = it->conn;
   if (evicted_ != nullptr) {
     evicted_->labels({metricsName_, decision.reason}).inc();
   }
@@ -287,9 +311,9 @@ bool Server::makeRoom(const AdmissionDecision& decision, const std::string& peer
   return true;
 }
 
-void Server::accept(int fd, sockaddr* addr, int len) {
+void Server::accept(int fd, sockaddr* addr, int len, const sockaddr_storage* local) {
   const std::string name = peerName(addr, len);
-  const PeerIdentity peer = resolver_.resolve(fd, addr, static_cast<socklen_t>(len));
+  const PeerIdentity peer = resolver_.resolve(fd, addr, static_cast<socklen_t>(len), local);
   if (!policy_.isAllowed(peer)) {
     refuse(fd, "not_allowed", name, peer);
     return;
@@ -327,7 +351,8 @@ void Server::accept(int fd, sockaddr* addr, int len) {
   entry.conn = conn;
   entry.peerKey = key;
   entry.trusted = trusted;
-  connections_[id] = entry;
+  conn->setTableSlot(connections_.size());
+  connections_.push_back(std::move(entry));
   if (!trusted) {
     ++untrusted_;
   }
@@ -347,6 +372,7 @@ void Server::accept(int fd, sockaddr* addr, int len) {
     return;
   }
   conn->setHandler(std::move(handler));
+  conn->readFirst();
 }
 
 void Server::acceptFailed(Listener* l, int err) {

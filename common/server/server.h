@@ -14,7 +14,6 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -67,14 +66,14 @@ class Server {
   Service* service() const { return service_; }
 
   // Called by Connection::close().
-  void forget(std::uint64_t id);
+  void forget(Connection* conn);
 
  private:
   struct Listener;
   static void onListenerReadable(int fd, short what, void* arg);
   static void onListenerResume(int fd, short what, void* arg);
   // accept() with any exception caught and counted.
-  void acceptGuarded(int fd, sockaddr* addr, int len);
+  void acceptGuarded(int fd, sockaddr* addr, int len, const sockaddr_storage* local);
   // accept(2) failed with `err` (not EAGAIN): logs; pauses the listener on resource errors.
   void acceptFailed(Listener* l, int err);
 
@@ -83,7 +82,8 @@ class Server {
     std::string peerKey;  // "" when the peer has no per-peer cap
     bool trusted = false;
   };
-  void accept(int fd, sockaddr* addr, int len);
+  // `local`: the accepted socket's own address when its listener's says it (may be null).
+  void accept(int fd, sockaddr* addr, int len, const sockaddr_storage* local);
   // Makes room for a peer as `decision` says; false when no connection may be evicted.
   bool makeRoom(const AdmissionDecision& decision, const std::string& peerKey,
                 const std::string& who);
@@ -96,7 +96,9 @@ class Server {
   PeerPolicy policy_;
   PeerResolver resolver_;
   std::vector<std::unique_ptr<Listener>> listeners_;
-  std::map<std::uint64_t, Entry> connections_;
+  // The live connections, in no particular order: each knows its slot (Connection::tableSlot()),
+  // so adding and removing one (the last moves into its slot) costs no allocation and no search.
+  std::vector<Entry> connections_;
   std::size_t untrusted_ = 0;
   std::unordered_map<std::string, std::size_t> perPeer_;
   std::uint64_t nextId_ = 1;

@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <stdexcept>
@@ -110,6 +111,17 @@ TEST(EvictionTest, OldestIdleOfTheScope) {
   EXPECT_EQ(chooseEviction(trustedOnly, Scope::kAny, ""), 5u);
   EXPECT_EQ(chooseEviction(trustedOnly, Scope::kUntrusted, ""), std::nullopt);
   EXPECT_EQ(chooseEviction({}, Scope::kAny, ""), std::nullopt);
+}
+
+TEST(EvictionTest, IdleSinceTheSameMillisecondTheFirstAcceptedGoes) {
+  // The server's table keeps no order: the lowest id wins a tie wherever it stands.
+  std::vector<EvictionCandidate> tied = {candidate(9, true, false, "uid:7", 10),
+                                         candidate(4, true, false, "uid:7", 10),
+                                         candidate(6, true, false, "uid:7", 10)};
+  EXPECT_EQ(chooseEviction(tied, Scope::kAny, ""), 4u);
+  EXPECT_EQ(chooseEviction(tied, Scope::kSamePeer, "uid:7"), 4u);
+  std::reverse(tied.begin(), tied.end());
+  EXPECT_EQ(chooseEviction(tied, Scope::kUntrusted, ""), 4u);
 }
 
 TEST(PeerPolicyTest, RootIsAlwaysTrustedAndAllowed) {
@@ -406,6 +418,17 @@ TEST(PeerResolverTest, NamesTheUidOfALoopbackTcpPeer) {
   PeerIdentity id = resolver.resolve(accepted, reinterpret_cast<sockaddr*>(&peer), len);
   EXPECT_EQ(id.kind, PeerIdentity::Kind::kUser) << id.describe();
   EXPECT_EQ(id.uid, getuid());
+  // The listener's own address given for the accepted socket's (a listener bound to one address):
+  // the same answer without getsockname(2); a wrong one is what the lookup then asks about.
+  sockaddr_storage local{};
+  socklen_t localLen = sizeof local;
+  ASSERT_EQ(getsockname(*listenFd, reinterpret_cast<sockaddr*>(&local), &localLen), 0);
+  id = resolver.resolve(accepted, reinterpret_cast<sockaddr*>(&peer), len, &local);
+  EXPECT_EQ(id.kind, PeerIdentity::Kind::kUser) << id.describe();
+  EXPECT_EQ(id.uid, getuid());
+  reinterpret_cast<sockaddr_in*>(&local)->sin_port = htons(1);
+  id = resolver.resolve(accepted, reinterpret_cast<sockaddr*>(&peer), len, &local);
+  EXPECT_EQ(id.kind, PeerIdentity::Kind::kUnknown) << id.describe();
   close(accepted);
   close(*client);
   close(*listenFd);
