@@ -39,7 +39,7 @@ measured over the same smtp-source runs, with relaykit's ratio to the floor's. U
                       [--kinds unix,inet,unix-nolog,native,floor,floor-inet,sign-rsa,
                                sign-ed25519] [--callgrind N [--per-wakeup]
                       [--callgrind-out DIR]]
-                      [--strace N] [--baseline-build DIR]
+                      [--strace N] [--lines N] [--baseline-build DIR]
 With --strace N, instead of the throughput runs: system calls per message of each milter kind
 (strace -c -f attached after a warm-up, N messages, 4 sessions, 1 KiB), per call name.
 With --callgrind N: instructions per message of each milter kind, and its code footprint: the
@@ -49,6 +49,9 @@ message fetches again into the instruction cache and TLB after smtpd and cleanup
 lines each wake-up executes. Under valgrind the milter is slower, so more packets wait per
 wake-up than in a real run: compare wake-ups per message with the context switches of a
 throughput run.
+With --lines N: the code and data lines (64 bytes) each milter touches per message, summed over
+its wake-ups, and which object's code touched each data line first (valgrind lackey, one
+session; bench/milter/touched_lines.py): what each wake-up brings back from memory.
 Exits 1 when a server cannot be started or smtp-source fails.
 """
 
@@ -64,6 +67,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 import harness  # noqa: E402
 import milter_fixtures  # noqa: E402
+import touched_lines  # noqa: E402  (beside this script: sys.path[0])
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SENDER = "root@relay.corp.local"
@@ -417,6 +421,10 @@ def main():
     ap.add_argument("--strace", type=int, metavar="N",
                     help="instead of the throughput runs: system calls per message of each "
                          "milter kind under strace -c, N messages (4 sessions, 1 KiB)")
+    ap.add_argument("--lines", type=int, metavar="N",
+                    help="instead of throughput: the code and data lines (64 bytes) each milter "
+                         "touches per message, summed over its wake-ups (valgrind lackey; "
+                         "bench/milter/touched_lines.py), over N messages of one session")
     ap.add_argument("--baseline-build", metavar="DIR",
                     help="the build whose relaykit-milter the unix-base configuration runs")
     args = ap.parse_args()
@@ -457,6 +465,22 @@ def main():
             if k in measured and f in measured:
                 print("%s/%s: " % (k, f) + ", ".join(
                     "%.2f %s" % (measured[k][i] / measured[f][i], titles[i]) for i in range(3)))
+        return 0
+    if args.lines:
+        milters = [k for k in kinds if k in ("unix", "unix-base", "inet", "floor", "floor-inet",
+                                             "floor-libevent")]
+        measured = touched_lines.lines_run(milters, args.lines, each_milter_under_load)
+        print()
+        print("%-26s" % ("1 session 1KiB, %d msgs" % args.lines) +
+              "".join(" %12s" % k for k in milters))
+        for i, title in enumerate(("wake-ups/msg", "code lines/msg", "data lines/msg")):
+            print("%-26s" % title + "".join((" %12.2f" if i == 0 else " %12.0f") % measured[k][i]
+                                             for k in milters))
+        objects = sorted({o for k in milters for o in measured[k][3]},
+                         key=lambda o: -max(measured[k][3].get(o, 0) for k in milters))
+        for o in objects[:6]:
+            print("%-26s" % ("  first by " + (o or "(no object)"))[:26] +
+                  "".join(" %12.0f" % measured[k][3].get(o, 0) for k in milters))
         return 0
     if args.strace:
         milters = [k for k in kinds
