@@ -422,9 +422,8 @@ def main():
                     help="instead of the throughput runs: system calls per message of each "
                          "milter kind under strace -c, N messages (4 sessions, 1 KiB)")
     ap.add_argument("--lines", type=int, metavar="N",
-                    help="instead of throughput: the code and data lines (64 bytes) each milter "
-                         "touches per message, summed over its wake-ups (valgrind lackey; "
-                         "bench/milter/touched_lines.py), over N messages of one session")
+                    help="instead of throughput: code and data lines touched per message "
+                         "(touched_lines.py), over N messages of one session")
     ap.add_argument("--baseline-build", metavar="DIR",
                     help="the build whose relaykit-milter the unix-base configuration runs")
     args = ap.parse_args()
