@@ -111,7 +111,8 @@ class SameNameIndex {
 // The plan for `slots`; with kTakeValues the slots' new values move into the plan (each is used
 // once, after every comparison that reads it).
 template <bool kTakeValues, typename Slots>
-EditPlan planFor(Slots& slots, const std::vector<HeaderField>& appended, int insertOffset) {
+void planFor(Slots& slots, const std::vector<HeaderField>& appended, int insertOffset,
+             EditPlan& plan) {
   const auto value = [](auto& v) {
     if constexpr (kTakeValues) {
       return normalizeNewlines(std::move(v));
@@ -119,7 +120,7 @@ EditPlan planFor(Slots& slots, const std::vector<HeaderField>& appended, int ins
       return normalizeNewlines(v);
     }
   };
-  EditPlan plan;
+  plan.clear();
   std::size_t operations = appended.size() + 1;  // + 1: the caller's chgfrom, if any
   for (const HeaderSlot& slot : slots) {
     operations += slot.before.size() + (slotChanged(slot) ? 2 : 0);
@@ -150,19 +151,27 @@ EditPlan planFor(Slots& slots, const std::vector<HeaderField>& appended, int ins
   for (const HeaderField& h : appended) {
     plan.push_back({EditOp::Kind::kAddHeader, h.name, 0, normalizeNewlines(h.value), ""});
   }
-  return plan;
 }
 
 }  // namespace
 
 EditPlan buildEditPlan(const std::vector<HeaderSlot>& slots,
                        const std::vector<HeaderField>& appended, int insertOffset) {
-  return planFor<false>(slots, appended, insertOffset);
+  EditPlan plan;
+  planFor<false>(slots, appended, insertOffset, plan);
+  return plan;
 }
 
 EditPlan buildEditPlan(std::vector<HeaderSlot>&& slots, const std::vector<HeaderField>& appended,
                        int insertOffset) {
-  return planFor<true>(slots, appended, insertOffset);
+  EditPlan plan;
+  planFor<true>(slots, appended, insertOffset, plan);
+  return plan;
+}
+
+void buildEditPlan(std::vector<HeaderSlot>* slots, EditPlan* plan, int insertOffset) {
+  static const std::vector<HeaderField> kNothingAppended;
+  planFor<true>(*slots, kNothingAppended, insertOffset, *plan);
 }
 
 std::vector<HeaderField> applyEditPlan(std::vector<HeaderField> headers, const EditPlan& plan,

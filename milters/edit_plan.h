@@ -74,6 +74,10 @@ EditPlan buildEditPlan(const std::vector<HeaderSlot>& slots,
 // The same plan from slots the caller gives up: the new header values move into it.
 EditPlan buildEditPlan(std::vector<HeaderSlot>&& slots, const std::vector<HeaderField>& appended,
                        int insertOffset = kPostfixInsertOffset);
+// The same plan (nothing appended) into `*plan`, cleared first and its storage reused; the new
+// header values move out of `*slots`.
+void buildEditPlan(std::vector<HeaderSlot>* slots, EditPlan* plan,
+                   int insertOffset = kPostfixInsertOffset);
 
 // Applies a plan to a header list exactly as Postfix would (for `relaykit rewrite` and tests):
 // chgheader past the last instance appends, insheader counts a virtual Received: header at the

@@ -200,13 +200,33 @@ bool rewriteAddresses(AddressMapper* mapper, HeaderField* header, RewriteOutcome
 RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelope,
                               std::vector<HeaderField> headers, bool wantHeaders) {
   RewriteOutcome out;
+  RewriteScratch scratch;
+  rewriteMessage(config, envelope, &headers, wantHeaders, &scratch, &out);
+  return out;
+}
+
+void RewriteOutcome::clear() {
+  plan.clear();
+  changes.clear();
+  notes.clear();
+  headers.clear();
+  error = false;
+  errorReason.clear();
+}
+
+void rewriteMessage(const MilterConfig& config, const Envelope& envelope,
+                    std::vector<HeaderField>* received, bool wantHeaders, RewriteScratch* scratch,
+                    RewriteOutcome* outcome) {
+  RewriteOutcome& out = *outcome;
+  out.clear();
   if (config.senderTable && !envelope.sender.empty()) {
     out.changes.reserve(2);  // a From header and the sender, the sender's inserted in front
   }
-  std::vector<HeaderSlot> slots;
-  slots.reserve(headers.size());
+  std::vector<HeaderSlot>& slots = scratch->slots;
+  slots.clear();
+  slots.reserve(received->size());
   const HeaderRuleSet* rules = config.rules.get();
-  for (HeaderField& h : headers) {
+  for (HeaderField& h : *received) {
     HeaderSlot& slot = slots.emplace_back();  // filled in place, not moved in (room reserved)
     std::string problem;
     std::optional<RuleDecision> decision =
@@ -261,12 +281,12 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
       for (HeaderField& b : slot.before) {
         if (listed(config.fromHeaders, b.name) &&
             !rewriteAddresses(&mapper, &b, &out, config.fromHeaderMemo.get())) {
-          return out;
+          return;
         }
       }
       if (slot.current && listed(config.fromHeaders, slot.current->name) &&
           !rewriteAddresses(&mapper, &*slot.current, &out, config.fromHeaderMemo.get(), &slot)) {
-        return out;
+        return;
       }
     }
   }
@@ -281,7 +301,7 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
       }
     }
   }
-  out.plan = buildEditPlan(std::move(slots), {});  // the slots are done with: values move
+  buildEditPlan(&slots, &out.plan);  // the slots are done with: values move
 
   if (config.senderTable && !envelope.sender.empty()) {
     // Looked up as canonical(5) sees it after cleanup's local-context rewrite; when nothing
@@ -326,7 +346,6 @@ RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelo
       apply(r);
     }
   }
-  return out;
 }
 
 void formatRewriteLog(const std::string& queueId, const std::vector<std::string>& changes,

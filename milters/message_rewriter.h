@@ -32,6 +32,15 @@ struct RewriteOutcome {
   std::vector<HeaderField> headers;  // the headers as they will be after the plan (wantHeaders)
   bool error = false;                // a table lookup failed: apply on_error, change nothing
   std::string errorReason;
+
+  // Back to the state of RewriteOutcome{}, keeping the storage of its vectors.
+  void clear();
+};
+
+// What rewriteMessage() builds and drops again for every message, kept by a caller that rewrites
+// one message after another (relaykit-milter: one per connection) so its storage is reused.
+struct RewriteScratch {
+  std::vector<HeaderSlot> slots;
 };
 
 // `wantHeaders` false leaves RewriteOutcome::headers empty (a caller that does not look at the
@@ -39,6 +48,11 @@ struct RewriteOutcome {
 // them in and saves a copy).
 RewriteOutcome rewriteMessage(const MilterConfig& config, const Envelope& envelope,
                               std::vector<HeaderField> headers, bool wantHeaders = true);
+// The same into `*out` (cleared first): the elements of `*headers` are taken (moved from; the
+// vector keeps its storage), and `out`'s vectors and `scratch` keep theirs for the next message.
+void rewriteMessage(const MilterConfig& config, const Envelope& envelope,
+                    std::vector<HeaderField>* headers, bool wantHeaders, RewriteScratch* scratch,
+                    RewriteOutcome* out);
 
 // Bounds of one message's header block: past either one relaykit-milter lets the message pass
 // unchanged (logged), and `relaykit rewrite` does the same.

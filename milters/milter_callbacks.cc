@@ -35,6 +35,10 @@ constexpr size_t kMaxRecipients = 10000;
 // Room for the headers of a typical message, made at MAIL FROM in one allocation (the vector
 // grows past it as usual).
 constexpr size_t kReservedHeaders = 16;
+// A message's vectors (headers, their slots, the plan, ...) grown past this many elements are
+// released at its end rather than kept for the next message (a message with thousands of
+// headers does not leave a connection holding their room).
+constexpr size_t kKeptHeaders = 256;
 // A log line buffer grown past this (a message with thousands of changes) is not kept.
 constexpr size_t kKeptLogLineBytes = 64 * 1024;
 // The macro asked for at a stage where we need none: Postfix defines no macro of this name.
@@ -90,11 +94,11 @@ bool faultAtSign() {
   return fault;
 }
 
-std::string stripAngles(std::string_view s) {
+std::string_view stripAngles(std::string_view s) {
   if (s.size() >= 2 && s.front() == '<' && s.back() == '>') {
     s = s.substr(1, s.size() - 2);
   }
-  return std::string(s);
+  return s;
 }
 
 // Postfix's cleanup(8) presents a non_smtpd_milters submission (sendmail, pickup) as a connection
@@ -157,12 +161,40 @@ MilterWants relaykitWants(const MilterConfig* cfg) {
   return wants;
 }
 
-RelaykitFilter::Message::Message() {
+RelaykitFilter::Message::~Message() {
+  end();
+}
+
+void RelaykitFilter::Message::begin() {
+  end();
+  active = true;
   gActiveMessages.fetch_add(1, std::memory_order_relaxed);
 }
 
-RelaykitFilter::Message::~Message() {
+void RelaykitFilter::Message::end() {
+  if (!active) {
+    return;
+  }
+  active = false;
   gActiveMessages.fetch_sub(1, std::memory_order_relaxed);
+  config.reset();
+  envelope.clear();
+  if (headers.capacity() > kKeptHeaders) {
+    std::vector<HeaderField>().swap(headers);
+  } else {
+    headers.clear();
+  }
+  headerBytes = 0;
+  overflow = false;
+  failure.clear();
+  signer.reset();
+  nonSmtpd = false;
+  job.reset();
+  signed_.reset();
+  domain.clear();
+  prefix.clear();
+  changed = false;
+  changes = 0;
 }
 
 RelaykitFilter::RelaykitFilter() : config_(activeConfig()) {}
@@ -173,7 +205,7 @@ void RelaykitFilter::reset(std::shared_ptr<const MilterConfig> config) {
   config_ = std::move(config);
   client_.clear();
   nonSmtpd_ = false;
-  message_.reset();
+  endMessage();
 }
 
 // The newest snapshot whose needs fit the steps negotiated on this connection.
@@ -203,8 +235,10 @@ const MilterWants& RelaykitFilter::negotiate(const OptionNegotiation& offer) {
     MilterWants wants;
   };
   static thread_local WantsCache cache;
+  static std::atomic<std::uint64_t> answers{0};
   if (!cache.config || cache.config != config_) {
     cache.wants = relaykitWants(config_.get());
+    cache.wants.id = answers.fetch_add(1, std::memory_order_relaxed) + 1;  // one per snapshot
     cache.config = config_;
   }
   return cache.wants;
@@ -241,15 +275,14 @@ MilterResponse RelaykitFilter::helo(const MilterSession& s, std::string_view nam
 MilterResponse RelaykitFilter::mail(const MilterSession& s,
                                     const std::vector<std::string_view>& args) {
   try {
-    message_.reset();
-    message_ = std::make_unique<Message>();
-    Message& m = *message_;
+    message_.begin();
+    Message& m = message_;
     m.config = snapshotFor(s);
     m.headers.reserve(kReservedHeaders);
     m.envelope.clientAddress = client_.clientAddress;
     m.envelope.clientName = client_.clientName;
     m.envelope.helo = client_.helo;
-    m.envelope.sender = stripAngles(args.empty() ? std::string_view() : args[0]);
+    m.envelope.sender.assign(stripAngles(args.empty() ? std::string_view() : args[0]));
     for (std::size_t i = 1; i < args.size(); ++i) {
       m.envelope.senderArgs.emplace_back(args[i]);
     }
@@ -261,8 +294,8 @@ MilterResponse RelaykitFilter::mail(const MilterSession& s,
       m.signer = std::make_unique<dkim::MessageSigner>(m.config->dkim->bodyCanons());
     }
   } catch (...) {
-    if (message_) {
-      message_->failure = "internal error at MAIL FROM";
+    if (message_.active) {
+      message_.failure = "internal error at MAIL FROM";
     }
   }
   return MilterResponse::proceed();
@@ -271,14 +304,14 @@ MilterResponse RelaykitFilter::mail(const MilterSession& s,
 MilterResponse RelaykitFilter::recipient(const MilterSession& s,
                                          const std::vector<std::string_view>& args) {
   (void)s;
-  if (message_) {
+  if (message_.active) {
     try {
-      if (message_->envelope.recipients.size() < kMaxRecipients) {
-        message_->envelope.recipients.push_back(
+      if (message_.envelope.recipients.size() < kMaxRecipients) {
+        message_.envelope.recipients.emplace_back(
             stripAngles(args.empty() ? std::string_view() : args[0]));
       }
     } catch (...) {
-      message_->failure = "internal error at RCPT TO";
+      message_.failure = "internal error at RCPT TO";
     }
   }
   return MilterResponse::proceed();
@@ -286,10 +319,10 @@ MilterResponse RelaykitFilter::recipient(const MilterSession& s,
 
 MilterResponse RelaykitFilter::header(const MilterSession& s, std::string_view name,
                                       std::string_view value) {
-  if (!message_ || message_->overflow) {
+  if (!message_.active || message_.overflow) {
     return MilterResponse::proceed();
   }
-  Message& m = *message_;
+  Message& m = message_;
   try {
     m.headerBytes += name.size() + value.size();
     if (m.headers.size() >= kMaxMessageHeaders || m.headerBytes > kMaxMessageHeaderBytes) {
@@ -312,11 +345,11 @@ MilterResponse RelaykitFilter::header(const MilterSession& s, std::string_view n
 
 MilterResponse RelaykitFilter::body(const MilterSession& s, std::string_view chunk) {
   (void)s;
-  if (message_ && message_->signer && !message_->overflow) {
+  if (message_.active && message_.signer && !message_.overflow) {
     try {
-      message_->signer->feedBody(chunk);
+      message_.signer->feedBody(chunk);
     } catch (...) {
-      message_->failure = "internal error in body";
+      message_.failure = "internal error in body";
     }
   }
   return MilterResponse::proceed();
@@ -347,10 +380,10 @@ int sameNameIndex(const std::vector<dkim::DkimHeader>& headers, std::size_t inde
 }  // namespace
 
 MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifications* mods) {
-  if (!message_) {
+  if (!message_.active) {
     return MilterResponse::proceed();
   }
-  Message& m = *message_;
+  Message& m = message_;
   if (gMetrics.eomSeconds) {
     m.started = std::chrono::steady_clock::now();  // for finishMessage()'s observation
   }
@@ -359,8 +392,12 @@ MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifi
   const MilterConfig* cfg = m.config.get();
   try {
     const std::string* qid = s.macro("i");
-    m.envelope.queueId = qid ? *qid : "";
-    m.prefix = (m.envelope.queueId.empty() ? "NOQUEUE" : m.envelope.queueId) + ": ";
+    if (qid != nullptr) {
+      m.envelope.queueId.assign(*qid);
+    }
+    m.prefix.assign(m.envelope.queueId.empty() ? std::string_view("NOQUEUE")
+                                               : std::string_view(m.envelope.queueId));
+    m.prefix += ": ";
     const std::string& prefix = m.prefix;
     if (faultAtEom() && m.failure.empty()) {
       m.failure = "internal error (injected by RELAYKIT_MILTER_FAULT=eom)";
@@ -376,8 +413,8 @@ MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifi
       counted = gMetrics.skipped;
     } else if (cfg) {
       // The resulting headers are for DKIM signing only.
-      RewriteOutcome out =
-          rewriteMessage(*cfg, m.envelope, std::move(m.headers), cfg->dkim != nullptr);
+      RewriteOutcome& out = outcome_;
+      rewriteMessage(*cfg, m.envelope, &m.headers, cfg->dkim != nullptr, &scratch_, &out);
       for (const std::string& note : out.notes) {
         logInfo(prefix + note);
       }
@@ -429,8 +466,28 @@ MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifi
     result = onErrorResult(cfg);
   }
   finishMessage(m, counted);
-  message_.reset();
+  endMessage();
   return result;
+}
+
+void RelaykitFilter::endMessage() {
+  message_.end();
+  outcome_.clear();
+  if (scratch_.slots.capacity() > kKeptHeaders) {
+    RewriteScratch().slots.swap(scratch_.slots);
+  }
+  if (outcome_.plan.capacity() > kKeptHeaders) {
+    EditPlan().swap(outcome_.plan);
+  }
+  if (outcome_.changes.capacity() > kKeptHeaders) {
+    std::vector<std::string>().swap(outcome_.changes);
+  }
+  if (outcome_.notes.capacity() > kKeptHeaders) {
+    std::vector<std::string>().swap(outcome_.notes);
+  }
+  if (outcome_.headers.capacity() > kKeptHeaders) {
+    std::vector<HeaderField>().swap(outcome_.headers);
+  }
 }
 
 // Decides whether and how the message is signed; with signatures to make, removes the replaced
@@ -497,26 +554,26 @@ Status RelaykitFilter::startSigning(Message& m, const RewriteOutcome& out,
 }
 
 std::optional<dkim::SignJob> RelaykitFilter::takeSignJob() {
-  if (!message_ || !message_->job) {
+  if (!message_.active || !message_.job) {
     return std::nullopt;
   }
-  std::optional<dkim::SignJob> job = std::move(message_->job);
-  message_->job.reset();
+  std::optional<dkim::SignJob> job = std::move(message_.job);
+  message_.job.reset();
   return job;
 }
 
 void RelaykitFilter::setSignResult(StatusOr<std::vector<std::string>> result) {
-  if (message_) {
-    message_->signed_.emplace(std::move(result));
+  if (message_.active) {
+    message_.signed_.emplace(std::move(result));
   }
 }
 
 MilterResponse RelaykitFilter::resumeEndOfMessage(const MilterSession& s,
                                                   MilterModifications* mods) {
-  if (!message_) {
+  if (!message_.active) {
     return MilterResponse::of(MilterResponse::Verdict::kTempfail);
   }
-  Message& m = *message_;
+  Message& m = message_;
   const MilterConfig* cfg = m.config.get();
   MilterResponse result = MilterResponse::proceed();
   Counter* counted = m.changed ? gMetrics.changed : gMetrics.unchanged;
@@ -560,18 +617,18 @@ MilterResponse RelaykitFilter::resumeEndOfMessage(const MilterSession& s,
     result = onErrorResult(cfg);
   }
   finishMessage(m, counted);
-  message_.reset();
+  endMessage();
   return result;
 }
 
 void RelaykitFilter::abort(const MilterSession& s) {
   (void)s;
-  message_.reset();  // Postfix may abort twice: harmless
+  endMessage();  // Postfix may abort twice: harmless
 }
 
 void RelaykitFilter::close(const MilterSession& s) {
   (void)s;
-  message_.reset();
+  endMessage();
   client_.clear();
 }
 

@@ -4,9 +4,10 @@
 //
 // Owns the live configuration snapshot (swapped on reload; each connection pins the snapshot it
 // negotiated with, each message the newest snapshot its negotiated steps can serve). A
-// RelaykitFilter is one connection's context; it owns an optional per-message context, reset at
-// MAIL FROM, abort and end of message. It never throws: any exception or table error becomes the
-// configured on_error result at end of message. Everything else is in relaykit_milter_core.
+// RelaykitFilter is one connection's context; it owns a per-message context, begun at MAIL FROM
+// and ended at abort and end of message, whose storage serves the next message. It never throws:
+// any exception or table error becomes the configured on_error result at end of message.
+// Everything else is in relaykit_milter_core.
 #pragma once
 
 #include <chrono>
@@ -17,12 +18,11 @@
 
 #include "common/server/metrics.h"
 #include "milters/dkim_sign_pool.h"
+#include "milters/message_rewriter.h"
 #include "milters/milter_config.h"
 #include "milters/milter_session.h"
 
 namespace relaykit::milter {
-
-struct RewriteOutcome;
 
 // Installs the first configuration and swaps later ones (reload). Thread-safe.
 void setActiveConfig(std::shared_ptr<const MilterConfig> config);
@@ -63,7 +63,7 @@ class RelaykitFilter : public MilterFilter {
   void abort(const MilterSession& s) override;
   void close(const MilterSession& s) override;
 
-  bool inMessage() const { return message_ != nullptr; }
+  bool inMessage() const { return message_.active; }
   // Back to the state of a new filter (for a new connection) holding `config` (a spare holds
   // none: it would keep an old snapshot alive).
   void reset(std::shared_ptr<const MilterConfig> config);
@@ -73,12 +73,18 @@ class RelaykitFilter : public MilterFilter {
   void setSignResult(StatusOr<std::vector<std::string>> result);
 
  private:
-  // One message, from MAIL FROM to its end; counted in activeMessages() while it lives.
+  // One message, from MAIL FROM (begin()) to its end (end()); counted in activeMessages() while
+  // active. One per filter, its strings' and vectors' storage kept from message to message.
   struct Message {
-    Message();
+    Message() = default;
     ~Message();
     Message(const Message&) = delete;
     Message& operator=(const Message&) = delete;
+    void begin();
+    // Back to the state of a new message, keeping storage (up to kKept* bounds), releasing the
+    // snapshot and any signer. Harmless when not active.
+    void end();
+    bool active = false;
     std::shared_ptr<const MilterConfig> config;
     Envelope envelope;
     std::vector<HeaderField> headers;
@@ -96,6 +102,8 @@ class RelaykitFilter : public MilterFilter {
     std::size_t changes = 0;
     std::chrono::steady_clock::time_point started;
   };
+  // Ends the current message (if any): its context and the rewrite's storage kept for the next.
+  void endMessage();
   // Counts a finished message and observes its end-of-message time.
   void finishMessage(Message& m, Counter* result);
   Status startSigning(Message& m, const RewriteOutcome& out, MilterModifications* mods);
@@ -104,8 +112,10 @@ class RelaykitFilter : public MilterFilter {
   std::shared_ptr<const MilterConfig> config_;  // pinned at negotiation
   Envelope client_;                             // client address, name, helo
   bool nonSmtpd_ = false;                       // cleanup(8)'s non_smtpd_milters connection
-  // Per message, on the heap: a session between messages stays small (one allocation each).
-  std::unique_ptr<Message> message_;
+  Message message_;
+  // The rewrite of the message at its end, kept for the storage of the next one.
+  RewriteScratch scratch_;
+  RewriteOutcome outcome_;
 };
 
 }  // namespace relaykit::milter

@@ -26,22 +26,38 @@ void writeU32(char* p, std::uint32_t v) {
   p[3] = static_cast<char>(v);
 }
 
-void putU32(std::string* out, std::uint32_t v) {
-  char bytes[4];
-  writeU32(bytes, v);
-  out->append(bytes, 4);
-}
+// One packet written in place: the header (length covering the command byte and `dataLength`
+// bytes) and command after a single resize, then its fields; the caller writes exactly
+// `dataLength` bytes (a reply of a few fields costs one size check, not one per field).
+class PacketWriter {
+ public:
+  PacketWriter(std::string* out, char command, std::size_t dataLength) {
+    const std::size_t start = out->size();
+    out->resize(start + kMilterLengthBytes + 1 + dataLength);
+    p_ = out->data() + start;
+    u32(static_cast<std::uint32_t>(dataLength + 1));
+    *p_++ = command;
+  }
+  void u32(std::uint32_t v) {
+    writeU32(p_, v);
+    p_ += 4;
+  }
+  void bytes(std::string_view s) {
+    if (!s.empty()) {
+      std::memcpy(p_, s.data(), s.size());
+      p_ += s.size();
+    }
+  }
+  void byte(char c) { *p_++ = c; }
+  // `s` and its terminating NUL.
+  void string(std::string_view s) {
+    bytes(s);
+    *p_++ = '\0';
+  }
 
-void putString(std::string* out, std::string_view s) {
-  out->append(s.data(), s.size());
-  out->push_back('\0');
-}
-
-// The packet header (length covering the command byte and `dataLength` bytes) and command.
-void putHeader(std::string* out, char command, std::size_t dataLength) {
-  putU32(out, static_cast<std::uint32_t>(dataLength + 1));
-  out->push_back(command);
-}
+ private:
+  char* p_;
+};
 
 // The NUL-terminated string starting at `*pos`; advances past its NUL. False when none is left.
 // Inlined: a header packet has two, a macro packet two per macro.
@@ -294,12 +310,11 @@ std::string commandName(char command) {
 }
 
 void appendPacket(std::string* out, char command, std::string_view data) {
-  putHeader(out, command, data.size());
-  out->append(data.data(), data.size());
+  PacketWriter(out, command, data.size()).bytes(data);
 }
 
 void appendSimpleReply(std::string* out, char reply) {
-  putHeader(out, reply, 0);
+  PacketWriter(out, reply, 0);
 }
 
 void appendOptionNegotiationReply(std::string* out, std::uint32_t version, std::uint32_t actions,
@@ -314,90 +329,74 @@ void appendOptionNegotiationReply(std::string* out, std::uint32_t version, std::
       }
     }
   }
-  // Written in place after one resize: this reply starts every milter connection.
-  const std::size_t start = out->size();
-  out->resize(start + kMilterLengthBytes + 1 + length);
-  char* p = out->data() + start;
-  const auto u32 = [&p](std::uint32_t v) {
-    writeU32(p, v);
-    p += 4;
-  };
-  u32(static_cast<std::uint32_t>(length + 1));
-  *p++ = SMFIC_OPTNEG;
-  u32(version);
-  u32(actions);
-  u32(protocol);
+  PacketWriter w(out, SMFIC_OPTNEG, length);
+  w.u32(version);
+  w.u32(actions);
+  w.u32(protocol);
   if (lists) {
     for (std::size_t stage = 0; stage < kMacroStages; ++stage) {
       const std::string& names = macroLists[stage];
       if (!names.empty()) {
-        const std::size_t n = std::min(names.size(), kMaxMacroListBytes);
-        u32(static_cast<std::uint32_t>(stage));
-        std::memcpy(p, names.data(), n);
-        p += n;
-        *p++ = '\0';
+        w.u32(static_cast<std::uint32_t>(stage));
+        w.string(std::string_view(names).substr(0, kMaxMacroListBytes));
       }
     }
   }
 }
 
 void appendReplyCode(std::string* out, std::string_view smtpReply) {
-  putHeader(out, SMFIR_REPLYCODE, smtpReply.size() + 1);
-  putString(out, smtpReply);
+  PacketWriter(out, SMFIR_REPLYCODE, smtpReply.size() + 1).string(smtpReply);
 }
 
 void appendAddHeader(std::string* out, std::string_view name, std::string_view value) {
-  putHeader(out, SMFIR_ADDHEADER, name.size() + value.size() + 2);
-  putString(out, name);
-  putString(out, value);
+  PacketWriter w(out, SMFIR_ADDHEADER, name.size() + value.size() + 2);
+  w.string(name);
+  w.string(value);
 }
 
 void appendInsertHeader(std::string* out, std::uint32_t index, std::string_view name,
                         std::string_view value) {
-  putHeader(out, SMFIR_INSHEADER, kMilterLengthBytes + name.size() + value.size() + 2);
-  putU32(out, index);
-  putString(out, name);
-  putString(out, value);
+  PacketWriter w(out, SMFIR_INSHEADER, kMilterLengthBytes + name.size() + value.size() + 2);
+  w.u32(index);
+  w.string(name);
+  w.string(value);
 }
 
 void appendChangeHeader(std::string* out, std::uint32_t index, std::string_view name,
                         std::string_view value) {
-  putHeader(out, SMFIR_CHGHEADER, kMilterLengthBytes + name.size() + value.size() + 2);
-  putU32(out, index);
-  putString(out, name);
-  putString(out, value);
+  PacketWriter w(out, SMFIR_CHGHEADER, kMilterLengthBytes + name.size() + value.size() + 2);
+  w.u32(index);
+  w.string(name);
+  w.string(value);
 }
 
 void appendChangeFrom(std::string* out, std::string_view address, std::string_view args) {
-  putHeader(out, SMFIR_CHGFROM, address.size() + 3 + (args.empty() ? 0 : args.size() + 1));
-  out->push_back('<');
-  out->append(address.data(), address.size());
-  out->push_back('>');
-  out->push_back('\0');
+  PacketWriter w(out, SMFIR_CHGFROM, address.size() + 3 + (args.empty() ? 0 : args.size() + 1));
+  w.byte('<');
+  w.bytes(address);
+  w.byte('>');
+  w.byte('\0');
   if (!args.empty()) {
-    putString(out, args);
+    w.string(args);
   }
 }
 
 void appendAddRecipient(std::string* out, std::string_view address, std::string_view args) {
   if (args.empty()) {
-    putHeader(out, SMFIR_ADDRCPT, address.size() + 1);
-    putString(out, address);
+    PacketWriter(out, SMFIR_ADDRCPT, address.size() + 1).string(address);
     return;
   }
-  putHeader(out, SMFIR_ADDRCPT_PAR, address.size() + args.size() + 2);
-  putString(out, address);
-  putString(out, args);
+  PacketWriter w(out, SMFIR_ADDRCPT_PAR, address.size() + args.size() + 2);
+  w.string(address);
+  w.string(args);
 }
 
 void appendDeleteRecipient(std::string* out, std::string_view address) {
-  putHeader(out, SMFIR_DELRCPT, address.size() + 1);
-  putString(out, address);
+  PacketWriter(out, SMFIR_DELRCPT, address.size() + 1).string(address);
 }
 
 void appendQuarantine(std::string* out, std::string_view reason) {
-  putHeader(out, SMFIR_QUARANTINE, reason.size() + 1);
-  putString(out, reason);
+  PacketWriter(out, SMFIR_QUARANTINE, reason.size() + 1).string(reason);
 }
 
 }  // namespace relaykit::milter

@@ -247,7 +247,14 @@ MilterSession::Next MilterSession::negotiate(std::string_view data, std::string*
   actions_ = wants.actions & offer->actions;
   protocol_ = wants.protocol & offer->protocol;
   negotiated_ = true;
-  appendOptionNegotiationReply(out, version_, actions_, protocol_, wants.macros);
+  const std::array<std::uint32_t, 3> key = {version_, actions_, protocol_};
+  if (wants.id == 0 || wants.id != replyWantsId_ || key != replyFor_) {
+    negotiationReply_.clear();
+    appendOptionNegotiationReply(&negotiationReply_, version_, actions_, protocol_, wants.macros);
+    replyWantsId_ = wants.id;
+    replyFor_ = key;
+  }
+  out->append(negotiationReply_);
   return Next::kContinue;
 }
 

@@ -53,6 +53,9 @@ struct MilterWants {
   std::uint32_t actions = 0;   // SMFIF_* it may use at end of message
   std::uint32_t protocol = 0;  // SMFIP_* (steps to skip, no-reply flags, HDR_LEADSPC, SKIP)
   std::array<std::string, kMacroStages> macros;  // space-separated names per SMFIM_* stage
+  // Non-zero: every answer with this id has the same content, so a session may keep the reply
+  // it built for one and send it again for the next (0: built afresh every time).
+  std::uint64_t id = 0;
 };
 
 class MilterSession;
@@ -210,6 +213,11 @@ class MilterSession {
   std::uint32_t protocol_ = 0;  // an MTA that does not negotiate: reply to everything
   std::array<std::vector<std::pair<std::string, std::string>>, kMacroStages> macros_;
   std::array<std::size_t, kMacroStages> macroCount_{};
+  // The option negotiation reply last built, for wants with a non-zero id: sent again as it is
+  // when the same wants meet the same offer (kept across reset(): it depends on nothing else).
+  std::string negotiationReply_;
+  std::uint64_t replyWantsId_ = 0;
+  std::array<std::uint32_t, 3> replyFor_{};  // version, actions, protocol
   MacroDefinitions macroScratch_;       // the SMFIC_MACRO packet being stored (its capacity reused)
   std::vector<std::string_view> args_;  // reused between commands
   std::string error_;

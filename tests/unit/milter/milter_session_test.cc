@@ -110,6 +110,45 @@ TEST_F(MilterSessionTest, NegotiatesTheIntersectionAndTheLowerVersion) {
   EXPECT_FALSE(s2.leadingSpace());
 }
 
+// Wants with an id: the reply built for them is kept (across reset()) and sent again for the
+// same offer; a different offer, or wants with another id, get a reply built afresh.
+TEST_F(MilterSessionTest, KeepsTheNegotiationReplyOfTheSameWants) {
+  filter.wants.actions = SMFIF_CHGFROM | SMFIF_CHGHDRS | SMFIF_SETSYMLIST;
+  filter.wants.protocol = SMFIP_NR_HDR | SMFIP_HDR_LEADSPC;
+  filter.wants.macros[SMFIM_ENVFROM] = "{auth_authen}";
+  filter.wants.id = 7;
+  const std::string first = optneg(6, filter.wants.actions, filter.wants.protocol) +
+                            u32(SMFIM_ENVFROM) + std::string("{auth_authen}\0", 14);
+  const auto negotiate = [&](std::uint32_t version, std::uint32_t actions) {
+    session.disconnected();
+    session.reset();
+    EXPECT_EQ(send(SMFIC_OPTNEG, optneg(version, actions, kPostfixProtocol)),
+              MilterSession::Next::kContinue);
+    auto r = take();
+    EXPECT_EQ(r.size(), 1u);
+    return r.empty() ? std::string() : r[0].data;
+  };
+  EXPECT_EQ(negotiate(6, kPostfixActions), first);
+  EXPECT_EQ(negotiate(6, kPostfixActions), first);
+  // Another offer: the intersection changes, and so does the reply.
+  EXPECT_EQ(negotiate(6, SMFIF_CHGFROM), optneg(6, SMFIF_CHGFROM, filter.wants.protocol));
+  EXPECT_EQ(negotiate(6, kPostfixActions), first);
+  // Other wants under a new id.
+  filter.wants.macros[SMFIM_ENVFROM] = "{mail_addr}";
+  filter.wants.id = 8;
+  EXPECT_EQ(negotiate(6, kPostfixActions), optneg(6, filter.wants.actions, filter.wants.protocol) +
+                                               u32(SMFIM_ENVFROM) +
+                                               std::string("{mail_addr}\0", 12));
+  // Id 0: built every time from what the wants hold.
+  filter.wants.id = 0;
+  filter.wants.macros[SMFIM_ENVFROM] = "{auth_type}";
+  EXPECT_EQ(negotiate(6, kPostfixActions), optneg(6, filter.wants.actions, filter.wants.protocol) +
+                                               u32(SMFIM_ENVFROM) +
+                                               std::string("{auth_type}\0", 12));
+  filter.wants.macros[SMFIM_ENVFROM] = "{auth_authen}";
+  EXPECT_EQ(negotiate(6, kPostfixActions), first);
+}
+
 TEST_F(MilterSessionTest, RefusesVersionOneAndUnknownCommands) {
   EXPECT_EQ(send(SMFIC_OPTNEG, optneg(1, 0, 0)), MilterSession::Next::kClose);
   EXPECT_EQ(session.error(), "protocol version 1 below 2");
