@@ -132,7 +132,9 @@ void planFor(Slots& slots, const std::vector<HeaderField>& appended, int insertO
     const int occurrence = occurrences.next(n);
     const int position = static_cast<int>(n) + insertOffset;
     const HeaderField& original = slot.originalHeader();  // *current when kept as is
-    if (!slot.current) {
+    if (slot.keptAsIs) {
+      // Unchanged, held once: nothing to compare it with.
+    } else if (!slot.current) {
       plan.push_back({EditOp::Kind::kDeleteHeader, original.name, occurrence, "", ""});
     } else if (slot.current->name != original.name) {
       // Deleted, and the new one inserted in its place, below the headers inserted before it.

@@ -414,6 +414,7 @@ MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifi
     } else if (cfg) {
       // The resulting headers are for DKIM signing only.
       RewriteOutcome& out = outcome_;
+      rewritten_ = true;
       rewriteMessage(*cfg, m.envelope, &m.headers, cfg->dkim != nullptr, &scratch_, &out);
       for (const std::string& note : out.notes) {
         logInfo(prefix + note);
@@ -472,7 +473,12 @@ MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifi
 
 void RelaykitFilter::endMessage() {
   message_.end();
+  if (!rewritten_) {
+    return;  // abort after the end of message, close: nothing of a message is held
+  }
+  rewritten_ = false;
   outcome_.clear();
+  scratch_.slots.clear();  // the original headers moved aside: not kept past the message
   if (scratch_.slots.capacity() > kKeptHeaders) {
     RewriteScratch().slots.swap(scratch_.slots);
   }

@@ -116,6 +116,7 @@ class RelaykitFilter : public MilterFilter {
   // The rewrite of the message at its end, kept for the storage of the next one.
   RewriteScratch scratch_;
   RewriteOutcome outcome_;
+  bool rewritten_ = false;  // outcome_ and scratch_ hold a message's rewrite until endMessage()
 };
 
 }  // namespace relaykit::milter
