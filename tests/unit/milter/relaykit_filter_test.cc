@@ -127,6 +127,68 @@ TEST(RelaykitFilterTest, ResetFilterAnswersAsANewOne) {
   setActiveConfig(nullptr);
 }
 
+// A filter keeps its message's storage for the next message: message after message on one
+// connection (an aborted one, one with more headers than are kept between messages among them),
+// each is answered as a new connection answers that message alone, and none sees another's
+// headers.
+TEST(RelaykitFilterTest, MessagesOnOneConnectionAnswerAsAlone) {
+  ASSERT_TRUE(installSeedConfig());
+  struct Message {
+    std::string sender;
+    std::vector<std::pair<std::string, std::string>> headers;
+  };
+  std::vector<std::pair<std::string, std::string>> many;
+  for (int i = 0; i < 300; ++i) {
+    many.emplace_back("X-Originating-IP", " 10.0.0." + std::to_string(i % 250));
+  }
+  many.emplace_back("From", " <root@relay.corp.local>");
+  const std::vector<Message> messages = {
+      {"root@relay.corp.local",
+       {{"From", " Root <root@relay.corp.local>"}, {"X-Originating-IP", " 10.0.0.1"}}},
+      {"someone@else.example", {{"Subject", " nothing to change"}}},
+      {"root@relay.corp.local", many},
+      {"cron@relay.corp.local", {{"From", " <root@relay.corp.local>"}, {"To", " <a@b.example>"}}},
+      {"", {{"X-Originating-IP", " 10.0.0.2"}}},
+  };
+  const auto send = [](MilterSession& session, const Message& m, bool finish) {
+    std::string out;
+    session.handle(SMFIC_MAIL, strings({"<" + m.sender + ">"}), &out);
+    for (const auto& [name, value] : m.headers) {
+      session.handle(SMFIC_HEADER, strings({name, value}), &out);
+    }
+    if (!finish) {
+      session.handle(SMFIC_ABORT, "", &out);
+      return out;
+    }
+    session.handle(SMFIC_MACRO, strings({"Ei", "QID"}), &out);
+    session.handle(SMFIC_BODYEOB, "", &out);
+    session.handle(SMFIC_ABORT, "", &out);
+    return out;
+  };
+  const auto alone = [&](const Message& m) {
+    RelaykitFilter filter;
+    MilterSession session(&filter);
+    std::string out;
+    session.handle(SMFIC_OPTNEG, optneg(6, kPostfixActions, kPostfixProtocol), &out);
+    return send(session, m, true);
+  };
+  RelaykitFilter filter;
+  MilterSession session(&filter);
+  std::string out;
+  session.handle(SMFIC_OPTNEG, optneg(6, kPostfixActions, kPostfixProtocol), &out);
+  for (int round = 0; round < 2; ++round) {
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      SCOPED_TRACE("round " + std::to_string(round) + ", message " + std::to_string(i));
+      EXPECT_EQ(send(session, messages[i], true), alone(messages[i]));
+      EXPECT_EQ(activeMessages(), 0);
+      send(session, messages[(i + 1) % messages.size()], false);  // begun, then aborted
+      EXPECT_EQ(activeMessages(), 0);
+    }
+  }
+  EXPECT_EQ(replies(alone(messages[2])).size(), 303u);  // 300 removed, From, sender, verdict
+  setActiveConfig(nullptr);
+}
+
 TEST(RelaykitFilterTest, RefusedModificationsSendNoneAndApplyOnError) {
   ASSERT_TRUE(installSeedConfig());
   RelaykitFilter filter;
