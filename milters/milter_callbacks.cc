@@ -13,19 +13,22 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
-#include <optional>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "common/address.h"
 #include "common/concat.h"
 #include "common/server/logging.h"
-#include "milters/dkim_message.h"
 #include "milters/message_rewriter.h"
+#include "milters/milter_filter_internal.h"
 
 namespace relaykit::milter {
+
+using filter_internal::gMetrics;
+using filter_internal::increment;
+using filter_internal::onErrorName;
+using filter_internal::onErrorResult;
+
 namespace {
 
 // Bounds on what one message may make us hold in memory; past them the message passes unchanged.
@@ -44,32 +47,19 @@ constexpr size_t kKeptLogLineBytes = 64 * 1024;
 // The macro asked for at a stage where we need none: Postfix defines no macro of this name.
 constexpr const char* kNoMacro = "{relaykit_none}";
 
-std::shared_ptr<const MilterConfig> gConfig;      // accessed with std::atomic_load/store
-std::atomic<std::uint64_t> gConfigGeneration{0};  // one more after every store
-
-// The series are looked up once (a label lookup takes the family's mutex).
-struct Metrics {
-  Counter* changed = nullptr;  // relaykit_milter_messages_total{result=...}
-  Counter* unchanged = nullptr;
-  Counter* error = nullptr;
-  Counter* skipped = nullptr;
-  Counter* changes = nullptr;  // relaykit_milter_changes_total{kind="all"}
-  Histogram* eomSeconds = nullptr;
-  // relaykit_milter_dkim_messages_total{result=...}
-  Counter* dkimSigned = nullptr;
-  Counter* dkimNoKey = nullptr;
-  Counter* dkimNoDomain = nullptr;
-  Counter* dkimNotSelected = nullptr;
-  Counter* dkimError = nullptr;
-  Counter* dkimSignatures = nullptr;  // relaykit_milter_dkim_signatures_total
-};
-Metrics gMetrics;
-
-void countMessage(Counter* result) {
-  if (result != nullptr) {
-    result->inc();
+// Empties `v` for the next message: its storage kept, or released when it grew past
+// kKeptHeaders elements.
+template <typename Vector>
+void clearForNext(Vector& v) {
+  if (v.capacity() > kKeptHeaders) {
+    Vector().swap(v);
+  } else {
+    v.clear();
   }
 }
+
+std::shared_ptr<const MilterConfig> gConfig;      // accessed with std::atomic_load/store
+std::atomic<std::uint64_t> gConfigGeneration{0};  // one more after every store
 
 std::atomic<int> gActiveMessages{0};
 
@@ -80,16 +70,6 @@ bool faultAtEom() {
   static const bool fault = [] {
     const char* v = std::getenv("RELAYKIT_MILTER_FAULT");
     return v != nullptr && std::string(v) == "eom";
-  }();
-  return fault;
-}
-
-// Test hook: RELAYKIT_MILTER_FAULT=sign makes every DKIM signature fail as an OpenSSL error
-// would (after the job ran on the pool), so on_error for signing is testable end to end.
-bool faultAtSign() {
-  static const bool fault = [] {
-    const char* v = std::getenv("RELAYKIT_MILTER_FAULT");
-    return v != nullptr && std::string(v) == "sign";
   }();
   return fault;
 }
@@ -108,10 +88,24 @@ bool isNonSmtpdConnect(const ConnectInfo& info) {
          info.hostname == "localhost";
 }
 
-void countDkim(Counter* c) {
+}  // namespace
+
+namespace filter_internal {
+
+Metrics gMetrics;
+
+void increment(Counter* c) {
   if (c != nullptr) {
     c->inc();
   }
+}
+
+bool faultAtSign() {
+  static const bool fault = [] {
+    const char* v = std::getenv("RELAYKIT_MILTER_FAULT");
+    return v != nullptr && std::string(v) == "sign";
+  }();
+  return fault;
 }
 
 MilterResponse onErrorResult(const MilterConfig* config) {
@@ -124,7 +118,7 @@ const char* onErrorName(const MilterConfig* config) {
   return config && config->onError == OnError::kAccept ? "accept" : "tempfail";
 }
 
-}  // namespace
+}  // namespace filter_internal
 
 MilterWants relaykitWants(const MilterConfig* cfg) {
   MilterWants wants;
@@ -179,11 +173,7 @@ void RelaykitFilter::Message::end() {
   gActiveMessages.fetch_sub(1, std::memory_order_relaxed);
   config.reset();
   envelope.clear();
-  if (headers.capacity() > kKeptHeaders) {
-    std::vector<HeaderField>().swap(headers);
-  } else {
-    headers.clear();
-  }
+  clearForNext(headers);
   headerBytes = 0;
   overflow = false;
   failure.clear();
@@ -355,29 +345,22 @@ MilterResponse RelaykitFilter::body(const MilterSession& s, std::string_view chu
   return MilterResponse::proceed();
 }
 
-void RelaykitFilter::finishMessage(Message& m, Counter* result) {
-  countMessage(result);
+MilterResponse RelaykitFilter::finishMessage(Counter* counted, MilterResponse result) {
+  increment(counted);
   if (gMetrics.eomSeconds) {
     gMetrics.eomSeconds->observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - m.started).count());
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - message_.started).count());
   }
+  endMessage();
+  return result;
 }
 
-namespace {
-
-// The 1-based position of headers[index] among the headers of its name (smfi_chgheader's index).
-int sameNameIndex(const std::vector<dkim::DkimHeader>& headers, std::size_t index) {
-  int n = 0;
-  const std::string name = toLowerAscii(headers[index].name);
-  for (std::size_t i = 0; i <= index; ++i) {
-    if (toLowerAscii(headers[i].name) == name) {
-      ++n;
-    }
-  }
-  return n;
+MilterResponse RelaykitFilter::finishAfterInternalError(const MilterConfig* cfg,
+                                                        MilterModifications* mods) {
+  mods->clear();
+  logError("end of message: internal error");
+  return finishMessage(gMetrics.error, onErrorResult(cfg));
 }
-
-}  // namespace
 
 MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifications* mods) {
   if (!message_.active) {
@@ -450,7 +433,7 @@ MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifi
             if (!signing) {
               mods->clear();
               logError(prefix + "dkim: " + signing.message() + "; on_error=" + onErrorName(cfg));
-              countDkim(gMetrics.dkimError);
+              increment(gMetrics.dkimError);
               counted = gMetrics.error;
               result = onErrorResult(cfg);
             } else if (m.job) {
@@ -461,14 +444,9 @@ MilterResponse RelaykitFilter::endOfMessage(const MilterSession& s, MilterModifi
       }
     }
   } catch (...) {
-    mods->clear();
-    logError("end of message: internal error");
-    counted = gMetrics.error;
-    result = onErrorResult(cfg);
+    return finishAfterInternalError(cfg, mods);
   }
-  finishMessage(m, counted);
-  endMessage();
-  return result;
+  return finishMessage(counted, result);
 }
 
 void RelaykitFilter::endMessage() {
@@ -477,154 +455,12 @@ void RelaykitFilter::endMessage() {
     return;  // abort after the end of message, close: nothing of a message is held
   }
   rewritten_ = false;
-  outcome_.clear();
-  scratch_.slots.clear();  // the original headers moved aside: not kept past the message
-  if (scratch_.slots.capacity() > kKeptHeaders) {
-    RewriteScratch().slots.swap(scratch_.slots);
-  }
-  if (outcome_.plan.capacity() > kKeptHeaders) {
-    EditPlan().swap(outcome_.plan);
-  }
-  if (outcome_.changes.capacity() > kKeptHeaders) {
-    std::vector<std::string>().swap(outcome_.changes);
-  }
-  if (outcome_.notes.capacity() > kKeptHeaders) {
-    std::vector<std::string>().swap(outcome_.notes);
-  }
-  if (outcome_.headers.capacity() > kKeptHeaders) {
-    std::vector<HeaderField>().swap(outcome_.headers);
-  }
-}
-
-// Decides whether and how the message is signed; with signatures to make, removes the replaced
-// ones and leaves the job in m.job. An error: the configured on_error applies.
-Status RelaykitFilter::startSigning(Message& m, const RewriteOutcome& out,
-                                    MilterModifications* mods) {
-  const dkim::DkimConfig& config = *m.config->dkim;
-  std::string sender = m.envelope.sender;
-  for (const EditOp& op : out.plan) {
-    if (op.kind == EditOp::Kind::kChangeFrom) {
-      sender = op.value;
-    }
-  }
-  std::vector<dkim::DkimHeader> all = dkim::toDkimHeaders(out.headers);
-  const std::string domain = dkimLookupDomain(config, out.headers, sender);
-  dkim::SignPlan plan = dkim::planSignatures(config, dkimContext(m.envelope, m.nonSmtpd), domain,
-                                             all, static_cast<std::int64_t>(std::time(nullptr)));
-  switch (plan.outcome) {
-    case dkim::PlanOutcome::kNotSelected:
-      countDkim(gMetrics.dkimNotSelected);
-      return Status::ok();
-    case dkim::PlanOutcome::kNoDomain:
-      countDkim(gMetrics.dkimNoDomain);
-      return Status::ok();
-    case dkim::PlanOutcome::kNoKey:
-      logInfo(m.prefix + "dkim: no key for " + (domain.empty() ? "\"\"" : domain) +
-              ": passed unsigned");
-      countDkim(gMetrics.dkimNoKey);
-      return Status::ok();
-    case dkim::PlanOutcome::kSign:
-      break;
-  }
-  // existing: replace: delete bottom-up (Postfix renumbers the later ones).
-  std::vector<bool> removed(all.size(), false);
-  for (std::size_t i : plan.removeIndexes) {
-    if (i < all.size()) {
-      removed[i] = true;
-    }
-  }
-  for (std::size_t i = all.size(); i-- > 0;) {
-    if (removed[i]) {
-      Status st = mods->changeHeader(all[i].name, sameNameIndex(all, i), nullptr);
-      if (!st) {
-        return Status::error("cannot remove a replaced signature: " + st.message());
-      }
-    }
-  }
-  std::vector<dkim::DkimHeader> kept;
-  kept.reserve(all.size());
-  for (std::size_t i = 0; i < all.size(); ++i) {
-    if (!removed[i]) {
-      kept.push_back(std::move(all[i]));
-    }
-  }
-  m.signer->finishBody();
-  dkim::SignJob job;
-  job.signer = std::move(m.signer);
-  job.specs = std::move(plan.specs);
-  job.headers = std::move(kept);
-  job.pin = m.config;
-  m.job = std::move(job);
-  m.domain = plan.domain;
-  return Status::ok();
-}
-
-std::optional<dkim::SignJob> RelaykitFilter::takeSignJob() {
-  if (!message_.active || !message_.job) {
-    return std::nullopt;
-  }
-  std::optional<dkim::SignJob> job = std::move(message_.job);
-  message_.job.reset();
-  return job;
-}
-
-void RelaykitFilter::setSignResult(StatusOr<std::vector<std::string>> result) {
-  if (message_.active) {
-    message_.signed_.emplace(std::move(result));
-  }
-}
-
-MilterResponse RelaykitFilter::resumeEndOfMessage(const MilterSession& s,
-                                                  MilterModifications* mods) {
-  if (!message_.active) {
-    return MilterResponse::of(MilterResponse::Verdict::kTempfail);
-  }
-  Message& m = message_;
-  const MilterConfig* cfg = m.config.get();
-  MilterResponse result = MilterResponse::proceed();
-  Counter* counted = m.changed ? gMetrics.changed : gMetrics.unchanged;
-  try {
-    if (!m.signed_) {
-      throw std::runtime_error("no signing result");
-    }
-    const StatusOr<std::vector<std::string>>& values = *m.signed_;
-    Status st = values ? Status::ok() : values.status();
-    if (st && faultAtSign()) {
-      st = Status::error("injected by RELAYKIT_MILTER_FAULT=sign");
-    }
-    if (st) {
-      // Each inserted at the top: the last first, so they end up in key order.
-      for (std::size_t i = values->size(); i-- > 0 && st;) {
-        const std::string& v = (*values)[i];
-        st = mods->insertHeader(0, dkim::kSignatureHeaderName,
-                                s.leadingSpace() || v.empty() ? v : v.substr(1));
-      }
-    }
-    if (!st) {
-      mods->clear();
-      logError(m.prefix + "dkim: signing for " + m.domain + " failed: " + st.message() +
-               "; on_error=" + onErrorName(cfg));
-      countDkim(gMetrics.dkimError);
-      counted = gMetrics.error;
-      result = onErrorResult(cfg);
-    } else {
-      logInfo(m.prefix + "dkim: signed for " + m.domain + " (" + std::to_string(values->size()) +
-              (values->size() == 1 ? " signature)" : " signatures)"));
-      countDkim(gMetrics.dkimSigned);
-      if (gMetrics.dkimSignatures) {
-        gMetrics.dkimSignatures->inc(values->size());
-      }
-      counted = gMetrics.changed;
-    }
-  } catch (...) {
-    mods->clear();
-    logError("end of message: internal error");
-    counted = gMetrics.error;
-    result = onErrorResult(cfg);
-  }
-  finishMessage(m, counted);
-  endMessage();
-  return result;
+  outcome_.clear();              // the error and its reason too
+  clearForNext(scratch_.slots);  // the original headers moved aside: not kept past the message
+  clearForNext(outcome_.plan);
+  clearForNext(outcome_.changes);
+  clearForNext(outcome_.notes);
+  clearForNext(outcome_.headers);
 }
 
 void RelaykitFilter::abort(const MilterSession& s) {

@@ -7,7 +7,7 @@
 // RelaykitFilter is one connection's context; it owns a per-message context, begun at MAIL FROM
 // and ended at abort and end of message, whose storage serves the next message. It never throws:
 // any exception or table error becomes the configured on_error result at end of message.
-// Everything else is in relaykit_milter_core.
+// The DKIM hand-off is in milter_filter_dkim.cc; everything else in relaykit_milter_core.
 #pragma once
 
 #include <chrono>
@@ -104,8 +104,12 @@ class RelaykitFilter : public MilterFilter {
   };
   // Ends the current message (if any): its context and the rewrite's storage kept for the next.
   void endMessage();
-  // Counts a finished message and observes its end-of-message time.
-  void finishMessage(Message& m, Counter* result);
+  // Counts the message in `counted`, observes its end-of-message time and ends it; returns
+  // `result`, its verdict.
+  MilterResponse finishMessage(Counter* counted, MilterResponse result);
+  // An exception at end of message: no modification sent, logged, counted as an error; the
+  // configured on_error answers.
+  MilterResponse finishAfterInternalError(const MilterConfig* cfg, MilterModifications* mods);
   Status startSigning(Message& m, const RewriteOutcome& out, MilterModifications* mods);
   std::shared_ptr<const MilterConfig> snapshotFor(const MilterSession& s) const;
 
