@@ -105,6 +105,8 @@ class Table {
 
   const std::string& name() const { return name_; }
   const TableOptions& options() const { return options_; }
+  // The domain a bare localpart gets in the relay's local context (PostfixSettings::origin()).
+  std::string_view origin() const { return postfix_ ? postfix_->origin() : std::string_view(); }
   const std::vector<std::unique_ptr<TableSource>>& sources() const { return sources_; }
 
  private:

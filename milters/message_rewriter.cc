@@ -16,16 +16,46 @@
 namespace relaykit::milter {
 namespace {
 
-// One lookup through a table with generic(5)/canonical(5) result handling: an "@domain" result
-// keeps the original localpart.
+// Whether a table result is one bare addr-spec that mail_addr_crunch() leaves as it is: an '@',
+// no character that needs parsing (display names, angle brackets, comments, lists, quoting,
+// routes, '!'/'%' forms), no trailing dot.
+bool isPlainAddress(std::string_view value) {
+  if (value.empty() || value.back() == '.' || value.find('@') == std::string_view::npos) {
+    return false;
+  }
+  return value.find_first_of(" \t\r\n<>()[],;:\"\\!%") == std::string_view::npos;
+}
+
+// One lookup through a table with generic(5)/canonical(5) result handling, as Postfix's
+// mail_addr_map() does it: an "@domain" result keeps the original localpart; then the result
+// is an address list (mail_addr_crunch()): each address's addr-spec (display names, comments
+// and routes dropped) rewritten in the local context (a bare localpart gets @myorigin, one
+// trailing dot goes), of which cleanup(8) and smtp(8) use the first. A result that is exactly
+// "<>" is the empty address (a null sender, `""` in a header); elsewhere "<>" is no address, as
+// for Postfix's parser. A result holding no address is a temporary error, as for Postfix
+// ("returns non-address result").
 LookupResult mapOnce(const Table& table, const std::string& address) {
   LookupResult r = table.lookup(address);
-  if (r.isFound() && !r.value().empty() && r.value()[0] == '@') {
-    size_t at = address.rfind('@');
-    std::string local = at == std::string::npos ? address : address.substr(0, at);
-    return LookupResult::found(local + r.value());
+  if (!r.isFound()) {
+    return r;
   }
-  return r;
+  std::string value = r.value();
+  if (!value.empty() && value[0] == '@') {
+    size_t at = address.rfind('@');
+    value.insert(0, at == std::string::npos ? address : address.substr(0, at));
+  }
+  if (isPlainAddress(value)) {
+    return LookupResult::found(std::move(value));
+  }
+  if (value == "<>") {
+    return LookupResult::found("\"\"");  // the empty address, in external form
+  }
+  StatusOr<std::vector<Mailbox>> boxes = parseAddressList(value);
+  if (!boxes || boxes->empty()) {
+    return LookupResult::tempError("table " + table.name() + " returns non-address result \"" +
+                                   value + "\" for <" + address + ">");
+  }
+  return LookupResult::found(rewriteLocalContext(boxes->front().address(), table.origin()));
 }
 
 class AddressMapper {
@@ -331,9 +361,11 @@ void rewriteMessage(const MilterConfig& config, const Envelope& envelope,
         }
         args += a;
       }
-      out.plan.push_back({EditOp::Kind::kChangeFrom, "", 0, r.value(), std::move(args)});
+      // The empty address (a "<>" result) is the null sender, as cleanup makes it.
+      const std::string& sender = r.value() == "\"\"" ? std::string() : r.value();
+      out.plan.push_back({EditOp::Kind::kChangeFrom, "", 0, sender, std::move(args)});
       out.changes.insert(out.changes.begin(),
-                         concat({"from=<", envelope.sender, "> -> <", r.value(), ">"}));
+                         concat({"from=<", envelope.sender, "> -> <", sender, ">"}));
     };
     if (!config.senderMemo || !config.senderMemo->visit(envelope.sender, apply)) {
       const PostfixSettings* postfix = config.base ? config.base->postfix.get() : nullptr;

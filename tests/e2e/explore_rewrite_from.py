@@ -57,6 +57,14 @@ GENERIC_ENTRIES = {
     "owner-list@relay.corp.local": "list-owner@corp.com",
     "j\u00f6rg@relay.corp.local": "joerg@corp.com",
     "web": "web-local@corp.com",
+    # Results that are not one bare address (mail_addr_map reads them as an address list).
+    "display@relay.corp.local": "Display Name <shown@corp.com>",
+    "multi@relay.corp.local": "first@corp.com, second@corp.com",
+    "bare@relay.corp.local": "justlocal",
+    "route@relay.corp.local": "<@x.example:routed@corp.com>",
+    "trail@relay.corp.local": "t@corp.com.",
+    "bang@relay.corp.local": "host!buser",
+    "empty@relay.corp.local": "<>",
 }
 GENERIC_REGEXP = (
     "/^(.*)@srv[0-9]+\\.corp\\.local$/   ${1}@corp.com\n"
@@ -73,7 +81,8 @@ LOCALS = ["root", "Root", "ROOT", "cron", "cron+daily", "Cron+Weekly", "root+x",
           "someone", "postmaster", "owner-list", "list-request", '"john..doe"', '"a@b"',
           '"john doe"', '"root"', '"Root"', "user", "quoted", "first.last", "web", "web+shop",
           "a+b+c", "+tag", '"x\\"y"', "j\u00f6rg", "app", "App.User+tag", "chain1", "admin",
-          "admin+x", '"r\\oot"', "bounce-12", "x"]
+          "admin+x", '"r\\oot"', "bounce-12", "x", "display", "multi", "bare", "route", "trail",
+          "bang", "empty"]
 DOMAINS = ["relay.corp.local", "Relay.Corp.LOCAL", "relay.corp.local.", "srv12.corp.local",
            "SRV7.corp.local", "old.corp.local", "example.org", "localhost", "LocalHost",
            "[127.0.0.1]", "[192.0.2.1]", "corp.com", "sub.relay.corp.local", "lists.corp.com"]
@@ -507,6 +516,7 @@ def main():
             if status["relaykit"] != status["generic"] or status["relaykit"] != \
                     status["canonical"]:
                 out.append("  DIFF SMTP: %s" % status)
+                out.append("    input: %r" % ({k: v for k, v in case.items() if k != "id"},))
                 counts["smtp"] += 1
             missing = [n for n in stack.pfs if status[n] == "ok" and i not in got[n]]
             if missing:

@@ -10,6 +10,7 @@ the null sender untouched, folded, 8-bit and very long headers, both listeners (
 both submission paths (smtpd_milters via SMTP, non_smtpd_milters via sendmail -C).
 """
 
+import json
 import os
 import re
 import shutil
@@ -304,6 +305,76 @@ header_rules:
         self.assertEqual(m.header("Resent-From"), "Name, cron@corp.com")
         self.assertEqual(m.header("Resent-Sender"), "noreply@corp.com>")
         self.assertEqual(m.sender, "noreply@corp.com")
+
+    def test_table_results_read_as_postfix_reads_them(self):
+        # Found by tests/e2e/explore_rewrite_from.py: to Postfix a generic(5)/canonical(5)
+        # result is an address list (mail_addr_map): a display name, comments and a route are
+        # dropped, the first of several addresses is used, a bare localpart gets @myorigin, one
+        # trailing dot goes, "<>" is the empty address (a null sender, "" in a header) and a
+        # result holding no address defers the mail. The same table through Postfix's own
+        # canonical_maps (headers too: local_header_rewrite_clients = static:all) and through
+        # relaykit's rewrite_sender and rewrite_from, message by message.
+        entries = {
+            "display@relay.corp.local": "Display Name <shown@corp.com>",
+            "multi@relay.corp.local": "first@corp.com, second@corp.com",
+            "bare@relay.corp.local": "justlocal",
+            "route@relay.corp.local": "<@x.example:routed@corp.com> (c)",
+            "trail@relay.corp.local": "t@corp.com.",
+            "quoted@relay.corp.local": '"first last"@corp.com',
+            "bang@relay.corp.local": "host!buser",
+            "empty@relay.corp.local": "<>",
+            "emptyfirst@relay.corp.local": "<>, later@corp.com",
+            "nonaddr@relay.corp.local": "(no address)",
+        }
+        common = {"myorigin": "relay.corp.local", "mydestination": "relay.corp.local, localhost"}
+        native_path = harness.write_file(os.path.join(self.subdir("native"), "odd"),
+                                         "".join("%s\t%s\n" % kv for kv in entries.items()))
+        native_sink = self.start_sink("native-sink")
+        native = self.start_postfix("native", relay_port=native_sink.port, extra_main_cf=dict(
+            common, canonical_maps="texthash:" + native_path,
+            local_header_rewrite_clients="static:all"))
+        quoted = "".join("\n          %s: %s" % (k, json.dumps(v)) for k, v in entries.items())
+        port = harness.free_port()
+        yaml_path = harness.write_file(os.path.join(self.tmp, "odd.yaml"), (
+            "postfix:\n  local_domains: [relay.corp.local, localhost]\n"
+            "  smtputf8_enable: false\n"
+            "tables:\n  odd:\n    search: address\n    sources:\n      - entries:" + quoted +
+            "\nmilter:\n  listen: inet:127.0.0.1:%d\n  on_error: tempfail\n"
+            "  rewrite_from:\n    table: odd\n    headers: [From]\n"
+            "  rewrite_sender:\n    table: odd\n" % port))
+        self.start_daemon("relaykit-milter", yaml_path, port=port)
+        relaykit_sink = self.start_sink("relaykit-sink")
+        relaykit = self.start_postfix("relaykit", relay_port=relaykit_sink.port, extra_main_cf=dict(
+            common, smtpd_milters="inet:127.0.0.1:%d" % port, milter_default_action="tempfail",
+            milter_protocol="6", local_header_rewrite_clients=""))
+
+        def send(pf, sender):
+            msg = ("From: Ops <%s>\nTo: ops@example.com\nSubject: %s\nMessage-ID: <%s@t>\n\n"
+                   "body\n" % (sender, sender, sender.split("@")[0]))
+            try:
+                harness.send_smtp(pf.port, sender, ["ops@example.com"], msg)
+                return "ok"
+            except smtplib.SMTPDataError as e:
+                return "refused %d" % e.smtp_code
+
+        expected = len(entries) - 1
+        for sender in entries:
+            answers = [send(pf, sender) for pf in (native, relaykit)]
+            if sender.startswith("nonaddr"):
+                self.assertEqual([a[:10] for a in answers], ["refused 45"] * 2, answers)
+            else:
+                self.assertEqual(answers, ["ok", "ok"], sender)
+        got = [{m.header("Subject"): m for m in sink.messages(wait_for=expected)}
+               for sink in (native_sink, relaykit_sink)]
+        for sender in entries:
+            if sender.startswith("nonaddr"):
+                continue
+            want, have = got[0][sender], got[1][sender]
+            self.assertEqual(have.sender, want.sender, sender)
+            self.assertEqual(re.sub(r"\s+", " ", have.header("From")),
+                             re.sub(r"\s+", " ", want.header("From")), sender)
+        self.assertEqual(got[1]["empty@relay.corp.local"].sender, "")
+        self.assertEqual(got[1]["multi@relay.corp.local"].sender, "first@corp.com")
 
     def test_unparsable_header_untouched(self):
         # Postfix itself repairs From/To/Reply-To of local clients before milters see them, so

@@ -361,6 +361,75 @@ TEST(MessageRewriterTest, RewriteFromDropsRouteKeepsInnerCommentsAndSplitsAtLast
             "From: Jo <noreply@corp.com (c)> (d), noreply@corp.com (e), \"a@b\"@corp.com\n");
 }
 
+// To Postfix a generic(5)/canonical(5) result is an address list (mail_addr_map(3)): each
+// address's addr-spec is kept (display name, comments and route dropped), rewritten in the local
+// context (a bare localpart gets @myorigin, one trailing dot goes), and the first is used; a
+// result that is exactly "<>" is the empty address; one holding no address is a temporary error.
+TEST(MessageRewriterTest, TableResultsAreReadAsPostfixReadsThem) {
+  Diagnostics diags;
+  auto config = loadConfigText(R"yaml(
+postfix:
+  local_domains: [relay.corp.local, localhost]
+tables:
+  odd:
+    search: address
+    sources:
+      - entries:
+          plain@relay.corp.local: p@corp.com
+          display@relay.corp.local: "Display Name <shown@corp.com>"
+          multi@relay.corp.local: "first@corp.com, second@corp.com"
+          bare@relay.corp.local: justlocal
+          route@relay.corp.local: "<@x.example:routed@corp.com> (c)"
+          trail@relay.corp.local: t@corp.com.
+          quoted@relay.corp.local: '"first last"@corp.com'
+          bang@relay.corp.local: host!buser
+          empty@relay.corp.local: "<>"
+          emptyfirst@relay.corp.local: "<>, later@corp.com"
+          nonaddr@relay.corp.local: "(no address)"
+milter:
+  rewrite_from:
+    table: odd
+  rewrite_sender:
+    table: odd
+)yaml",
+                               "odd.yaml", &diags);
+  ASSERT_TRUE(config) << diags.formatAll();
+  auto mc = parseMilterConfig(config, &diags);
+  ASSERT_TRUE(mc) << diags.formatAll();
+  const std::pair<const char*, const char*> senders[] = {
+      {"plain@relay.corp.local", "p@corp.com"},
+      {"display@relay.corp.local", "shown@corp.com"},
+      {"multi@relay.corp.local", "first@corp.com"},
+      {"bare@relay.corp.local", "justlocal@relay.corp.local"},
+      {"route@relay.corp.local", "routed@corp.com"},
+      {"trail@relay.corp.local", "t@corp.com"},
+      {"quoted@relay.corp.local", "\"first last\"@corp.com"},
+      {"bang@relay.corp.local", "buser@host"},
+      {"empty@relay.corp.local", ""},
+      {"emptyfirst@relay.corp.local", "later@corp.com"},
+  };
+  for (const auto& [sender, want] : senders) {
+    RewriteOutcome out = rewriteMessage(*mc, env(sender), {});
+    EXPECT_FALSE(out.error) << sender << ": " << out.errorReason;
+    ASSERT_EQ(out.plan.size(), 1u) << sender;
+    EXPECT_EQ(out.plan[0].kind, EditOp::Kind::kChangeFrom);
+    EXPECT_EQ(out.plan[0].value, want) << sender;
+  }
+  RewriteOutcome out = rewriteMessage(
+      *mc, env(),
+      {{"From",
+        " Ops <display@relay.corp.local>, multi@relay.corp.local, <empty@relay.corp.local>"}});
+  EXPECT_EQ(render(out.headers), "From: Ops <shown@corp.com>, first@corp.com, <\"\">\n");
+
+  for (int pass = 0; pass < 2; ++pass) {  // an error is not remembered: it fails again
+    out = rewriteMessage(*mc, env("nonaddr@relay.corp.local"), {});
+    EXPECT_TRUE(out.error);
+    EXPECT_NE(out.errorReason.find("non-address result \"(no address)\""), std::string::npos)
+        << out.errorReason;
+    EXPECT_TRUE(out.plan.empty());
+  }
+}
+
 class FailingSource : public TableSource {
  public:
   bool isPattern() const override { return false; }
