@@ -5,12 +5,13 @@
 // relaykit-milter's packet bound. flags bit 0: the configuration also signs with DKIM (Ed25519);
 // bits 1-4: the stream is fed in pieces of 1 + (flags >> 1) % 16 bytes.
 // The configuration has every kind of edit: header_checks IGNORE / REPLACE / PREPEND, header_rules
-// with conditions, rewrite_from on two headers, rewrite_sender. A signing job is signed at once,
-// as the signing pool would, and the session resumed.
-// Properties: every reply is a well-formed packet; no message stays counted as active after the
-// connection ends; and a filter and session reused for a second connection (reset as
-// relaykit-milter resets its spare parts) answer the same stream with the same bytes as new ones
-// (DKIM-Signature values left out of the comparison: they carry the signing time).
+// with conditions, rewrite_from on two headers, rewrite_sender, and table results that are not
+// one bare address (a display name, a list, a bare localpart, "<>", no address). A signing job is
+// signed at once, as the signing pool would, and the session resumed. Properties: every reply is a
+// well-formed packet; no message stays counted as active after the connection ends; and a filter
+// and session reused for a second connection (reset as relaykit-milter resets its spare parts)
+// answer the same stream with the same bytes as new ones (DKIM-Signature values left out of the
+// comparison: they carry the signing time).
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,7 +36,7 @@ using namespace relaykit::milter;
 
 namespace {
 
-const char kRules[] = R"(
+const char kRules[] = R"yaml(
 postfix:
   local_domains: [relay.corp.local, localhost]
 tables:
@@ -45,6 +46,11 @@ tables:
       - entries:
           root@relay.corp.local: noreply@corp.com
           cron@relay.corp.local: cron@corp.com
+          display@relay.corp.local: "Display Name <shown@corp.com>"
+          multi@relay.corp.local: "first@corp.com, second@corp.com"
+          bare@relay.corp.local: justlocal
+          empty@relay.corp.local: "<>"
+          nonaddr@relay.corp.local: "(no address)"
 milter:
   header_checks: |
     /^X-Originating-IP:/ IGNORE
@@ -68,7 +74,7 @@ milter:
     headers: [From, Reply-To]
   rewrite_sender:
     table: generic
-)";
+)yaml";
 
 struct Configs {
   std::shared_ptr<const MilterConfig> plain;
