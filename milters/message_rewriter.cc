@@ -33,8 +33,10 @@ bool isPlainAddress(std::string_view value) {
 // trailing dot goes), of which cleanup(8) and smtp(8) use the first. A result that is exactly
 // "<>" is the empty address (a null sender, `""` in a header); elsewhere "<>" is no address, as
 // for Postfix's parser. A result holding no address is a temporary error, as for Postfix
-// ("returns non-address result").
-LookupResult mapOnce(const Table& table, const std::string& address) {
+// ("returns non-address result"). A result of several addresses adds a note to `notes`, as
+// Postfix warns of a multi-valued entry.
+LookupResult mapOnce(const Table& table, const std::string& address,
+                     std::vector<std::string>* notes) {
   LookupResult r = table.lookup(address);
   if (!r.isFound()) {
     return r;
@@ -55,7 +57,13 @@ LookupResult mapOnce(const Table& table, const std::string& address) {
     return LookupResult::tempError("table " + table.name() + " returns non-address result \"" +
                                    value + "\" for <" + address + ">");
   }
-  return LookupResult::found(rewriteLocalContext(boxes->front().address(), table.origin()));
+  std::string first = rewriteLocalContext(boxes->front().address(), table.origin());
+  if (boxes->size() > 1) {
+    notes->push_back("table " + table.name() + " returns " + std::to_string(boxes->size()) +
+                     " addresses for <" + address + ">: the first, <" + first +
+                     ">, is used, as Postfix does");
+  }
+  return LookupResult::found(std::move(first));
 }
 
 class AddressMapper {
@@ -64,15 +72,17 @@ class AddressMapper {
   AddressMapper(const Table& table, int rounds, AddressMemo* memo)
       : table_(table), rounds_(rounds), memo_(memo != nullptr ? memo : &own_) {}
 
-  // Found(new address) when it changes, NotFound when it stays, or the table's error.
-  LookupResult map(const std::string& address) {
+  // Found(new address) when it changes, NotFound when it stays, or the table's error. Notes of
+  // the lookups (a multi-valued result) go to `notes`, at the first mapping of an address only
+  // when the memo remembers it.
+  LookupResult map(const std::string& address, std::vector<std::string>* notes) {
     if (std::optional<LookupResult> known = memo_->find(address)) {
       return std::move(*known);
     }
     std::string current = address;
     bool changed = false;
     for (int round = 0; round < rounds_; ++round) {
-      LookupResult r = mapOnce(table_, current);
+      LookupResult r = mapOnce(table_, current, notes);
       if (r.isError()) {
         return r;
       }
@@ -193,7 +203,7 @@ bool rewriteAddresses(AddressMapper* mapper, HeaderField* header, RewriteOutcome
   std::string summary;
   for (const Mailbox& box : *boxes) {
     std::string address = box.address();
-    LookupResult r = mapper->map(address);
+    LookupResult r = mapper->map(address, &out->notes);
     if (r.isError()) {
       out->error = true;
       out->errorReason = "address lookup for <" + address + "> failed: " + r.reason();
@@ -371,7 +381,8 @@ void rewriteMessage(const MilterConfig& config, const Envelope& envelope,
       const PostfixSettings* postfix = config.base ? config.base->postfix.get() : nullptr;
       AddressMapper mapper(*config.senderTable, kMaxCanonicalRounds, nullptr);
       const LookupResult r = mapper.map(
-          rewriteLocalContext(envelope.sender, postfix ? postfix->origin() : std::string_view()));
+          rewriteLocalContext(envelope.sender, postfix ? postfix->origin() : std::string_view()),
+          &out.notes);
       if (config.senderMemo) {
         config.senderMemo->remember(envelope.sender, r);
       }

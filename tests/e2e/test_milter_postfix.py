@@ -309,9 +309,9 @@ header_rules:
     def test_table_results_read_as_postfix_reads_them(self):
         # Found by tests/e2e/explore_rewrite_from.py: to Postfix a generic(5)/canonical(5)
         # result is an address list (mail_addr_map): a display name, comments and a route are
-        # dropped, the first of several addresses is used, a bare localpart gets @myorigin, one
-        # trailing dot goes, "<>" is the empty address (a null sender, "" in a header) and a
-        # result holding no address defers the mail. The same table through Postfix's own
+        # dropped, the first of several addresses is used (with a note in the log), a bare
+        # localpart gets @myorigin, one trailing dot goes, "<>" is the empty address (a null
+        # sender, "" in a header) and a result holding no address defers the mail. The same table through Postfix's own
         # canonical_maps (headers too: local_header_rewrite_clients = static:all) and through
         # relaykit's rewrite_sender and rewrite_from, message by message.
         entries = {
@@ -342,7 +342,7 @@ header_rules:
             "\nmilter:\n  listen: inet:127.0.0.1:%d\n  on_error: tempfail\n"
             "  rewrite_from:\n    table: odd\n    headers: [From]\n"
             "  rewrite_sender:\n    table: odd\n" % port))
-        self.start_daemon("relaykit-milter", yaml_path, port=port)
+        milter = self.start_daemon("relaykit-milter", yaml_path, port=port)
         relaykit_sink = self.start_sink("relaykit-sink")
         relaykit = self.start_postfix("relaykit", relay_port=relaykit_sink.port, extra_main_cf=dict(
             common, smtpd_milters="inet:127.0.0.1:%d" % port, milter_default_action="tempfail",
@@ -375,6 +375,10 @@ header_rules:
                              re.sub(r"\s+", " ", want.header("From")), sender)
         self.assertEqual(got[1]["empty@relay.corp.local"].sender, "")
         self.assertEqual(got[1]["multi@relay.corp.local"].sender, "first@corp.com")
+        # Postfix warns of a multi-valued entry; relaykit logs a note the first time.
+        harness.wait_until(
+            lambda: "returns 2 addresses for <multi@relay.corp.local>" in milter.stderr(), 10,
+            "the multi-valued note in the milter's log")
 
     def test_unparsable_header_untouched(self):
         # Postfix itself repairs From/To/Reply-To of local clients before milters see them, so

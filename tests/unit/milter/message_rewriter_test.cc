@@ -421,6 +421,16 @@ milter:
         " Ops <display@relay.corp.local>, multi@relay.corp.local, <empty@relay.corp.local>"}});
   EXPECT_EQ(render(out.headers), "From: Ops <shown@corp.com>, first@corp.com, <\"\">\n");
 
+  // Several addresses: the first is used and a note says so (the memo's first mapping only).
+  auto fresh = parseMilterConfig(config, &diags);
+  ASSERT_TRUE(fresh);
+  out = rewriteMessage(*fresh, env("multi@relay.corp.local"), {});
+  ASSERT_EQ(out.notes.size(), 1u);
+  EXPECT_EQ(out.notes[0],
+            "table odd returns 2 addresses for <multi@relay.corp.local>: the first, "
+            "<first@corp.com>, is used, as Postfix does");
+  EXPECT_TRUE(rewriteMessage(*fresh, env("multi@relay.corp.local"), {}).notes.empty());
+
   for (int pass = 0; pass < 2; ++pass) {  // an error is not remembered: it fails again
     out = rewriteMessage(*mc, env("nonaddr@relay.corp.local"), {});
     EXPECT_TRUE(out.error);
