@@ -16,16 +16,6 @@
 namespace relaykit::milter {
 namespace {
 
-// Whether a table result is one bare addr-spec that mail_addr_crunch() leaves as it is: an '@',
-// no character that needs parsing (display names, angle brackets, comments, lists, quoting,
-// routes, '!'/'%' forms), no trailing dot.
-bool isPlainAddress(std::string_view value) {
-  if (value.empty() || value.back() == '.' || value.find('@') == std::string_view::npos) {
-    return false;
-  }
-  return value.find_first_of(" \t\r\n<>()[],;:\"\\!%") == std::string_view::npos;
-}
-
 // One lookup through a table with generic(5)/canonical(5) result handling, as Postfix's
 // mail_addr_map() does it: an "@domain" result keeps the original localpart; then the result
 // is an address list (mail_addr_crunch()): each address's addr-spec (display names, comments
@@ -45,9 +35,6 @@ LookupResult mapOnce(const Table& table, const std::string& address,
   if (!value.empty() && value[0] == '@') {
     size_t at = address.rfind('@');
     value.insert(0, at == std::string::npos ? address : address.substr(0, at));
-  }
-  if (isPlainAddress(value)) {
-    return LookupResult::found(std::move(value));
   }
   if (value == "<>") {
     return LookupResult::found("\"\"");  // the empty address, in external form

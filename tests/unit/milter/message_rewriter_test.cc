@@ -383,6 +383,8 @@ tables:
           trail@relay.corp.local: t@corp.com.
           quoted@relay.corp.local: '"first last"@corp.com'
           bang@relay.corp.local: host!buser
+          atat@relay.corp.local: a@b@corp.com
+          dot@relay.corp.local: dot.@corp.com
           empty@relay.corp.local: "<>"
           emptyfirst@relay.corp.local: "<>, later@corp.com"
           nonaddr@relay.corp.local: "(no address)"
@@ -405,6 +407,8 @@ milter:
       {"trail@relay.corp.local", "t@corp.com"},
       {"quoted@relay.corp.local", "\"first last\"@corp.com"},
       {"bang@relay.corp.local", "buser@host"},
+      {"atat@relay.corp.local", "\"a@b\"@corp.com"},
+      {"dot@relay.corp.local", "\"dot.\"@corp.com"},
       {"empty@relay.corp.local", ""},
       {"emptyfirst@relay.corp.local", "later@corp.com"},
   };
